@@ -1,0 +1,82 @@
+"""The CLI on every built-in topology, in process."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from simtopo.cli import main
+
+from .conftest import BUILTIN
+
+
+@pytest.mark.parametrize("path", BUILTIN, ids=lambda p: p.name)
+def test_show_matrix_check_draw_on_every_builtin(path, tmp_path, capsys):
+    assert main(["topo", "show", str(path)]) == 0
+    tree = capsys.readouterr().out
+    assert "[Gen4 x" in tree and "rc0  root complex" in tree
+    assert main(["topo", "show", "--brief", str(path)]) == 0
+    assert main(["topo", "matrix", str(path)]) == 0
+    assert "path class" in capsys.readouterr().out
+    for value in ("bandwidth", "latency"):
+        assert main(["topo", "matrix", str(path), "--value", value]) == 0
+    capsys.readouterr()
+    assert main(["topo", "matrix", str(path), "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert len(data["devices"]) == len(data["path_class"])
+    assert main(["topo", "check", str(path)]) == 0
+    out = tmp_path / "t.png"
+    assert main(["topo", "draw", str(path), "-o", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_show_lists_every_soc_with_its_link(ultra8, capsys):
+    assert main(["topo", "show", "topologies/ultra8.yaml"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    soc_lines = [line for line in lines if ".soc" in line]
+    assert len(soc_lines) == 32
+    assert all(line.endswith("[Gen4 x8: 14.4 GB/s]") for line in soc_lines)
+
+
+def test_matrix_device_patterns(capsys):
+    assert main(["topo", "matrix", "topologies/ultra8.yaml", "--devices", "card0.*,card4.soc0",
+                 "--format", "csv"]) == 0
+    rows = capsys.readouterr().out.strip().splitlines()
+    assert rows[0] == ",card0.soc0,card0.soc1,card0.soc2,card0.soc3,card4.soc0"
+    assert rows[1] == "card0.soc0,X,CARD,CARD,CARD,RC"
+
+
+def test_matrix_unknown_pattern(capsys):
+    assert main(["topo", "matrix", "topologies/ultra8.yaml", "--devices", "gpu*"]) == 2
+    assert capsys.readouterr().err == (
+        "error: --devices: 'gpu*' matches no SoC or storage device (ids look like card0.soc0)\n")
+
+
+def test_route_command(capsys):
+    assert main(["topo", "route", "topologies/ultra8.yaml", "card0.soc0", "card4.soc1",
+                 "--mode", "host"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("card0.soc0 -> card4.soc1: host, bottleneck 14.4 GB/s, latency "
+                          "16.2 us\n")
+    assert "hand-off 15 us on 4 host threads" in out
+
+
+def test_route_refused_exits_2(capsys):
+    assert main(["topo", "route", "topologies/ultra16-2s.yaml", "card0.soc0", "card8.soc0"]) == 2
+    assert "socket link cpu0-cpu1" in capsys.readouterr().err
+
+
+def test_check_exits_1_on_an_error_finding(tmp_path, capsys):
+    path = tmp_path / "t.yaml"
+    path.write_text("extends: " + str((BUILTIN[0].parent / "ultra8.yaml").resolve())
+                    + "\nname: small-bar\nplatform: {bar_space: 16GiB}\n")
+    assert main(["topo", "check", str(path)]) == 1
+    assert "error   bar-space" in capsys.readouterr().out
+
+
+def test_validate_builtins_and_card_libraries(capsys):
+    files = [str(p) for p in BUILTIN] + [str(p) for p in (BUILTIN[0].parent / "cards").glob(
+        "*.yaml")]
+    assert main(["validate", *files]) == 0
+    assert capsys.readouterr().out.count("ok     ") == len(files)
