@@ -1,0 +1,31 @@
+"""The README's two commands stay true: CI runs the test command verbatim."""
+
+from __future__ import annotations
+
+import re
+
+from .conftest import ROOT
+
+
+def readme_commands() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    return re.findall(r"```bash\n(python3 -m venv .*)\n```", text)
+
+
+def test_readme_gives_two_setup_commands():
+    main_job, tests = readme_commands()[:2]
+    assert "pip install ." in main_job and "simtopo " in main_job
+    assert "pip install -e '.[test]'" in tests and "pytest" in tests
+
+
+def test_ci_runs_the_readme_test_command_verbatim():
+    _, tests = readme_commands()[:2]
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert any(line.startswith(tests) for line in ci.splitlines())
+    assert "ruff check" in ci
+
+
+def test_main_job_command_names_a_file_that_exists():
+    main_job = readme_commands()[0]
+    path = main_job.rsplit(" ", 1)[1]
+    assert (ROOT / path).is_file()
