@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from . import pcie, units
+from . import calibrated, pcie, units
 
 _ID = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 
@@ -110,7 +110,25 @@ class PcieSpec(Spec):
     """Topology-wide PCIe packet parameters used by every ``gen``/``lanes`` link."""
 
     max_payload: Size = pcie.DEFAULT_MAX_PAYLOAD_BYTES
-    tlp_overhead: SizeOrZero = pcie.DEFAULT_TLP_OVERHEAD_BYTES
+    tlp_overhead: SizeOrZero | None = None
+
+
+Fraction = Annotated[float, Field(gt=0, le=1)]
+
+
+class TransferSpec(Spec):
+    """How transfers use the fabric: DMA set-up, concurrency, host staging, collectives.
+
+    Fields left out take the calibrated link model (:mod:`simtopo.calibrated`) when the
+    topology is built; a topology may override them for its platform.
+    """
+
+    dma_setup: Duration | None = None
+    concurrency_efficiency: Fraction | None = None
+    chunk: Size = calibrated.CHUNK_BYTES
+    staging_buffers: Count = calibrated.STAGING_BUFFERS
+    host_allreduce: Literal["ring", "host-staged"] = "ring"
+    reduction_traffic: Annotated[float, Field(ge=0)] = calibrated.REDUCTION_TRAFFIC
 
 
 class PlatformSpec(Spec):
@@ -141,7 +159,7 @@ class RootComplexSpec(Spec):
 
     id: Id
     p2p: bool | None = None
-    hop_latency: Duration = 300e-9
+    hop_latency: Duration | None = None
 
 
 class SocketSpec(Spec):
@@ -159,8 +177,8 @@ class HostSpec(Spec):
 
     sockets: list[SocketSpec] = Field(min_length=1)
     socket_link: LinkSpec | None = None
-    handoff_latency: Duration = 15e-6
-    handoff_threads: Count = 4
+    handoff_latency: Duration | None = None
+    handoff_threads: Count = calibrated.HANDOFF_THREADS
 
 
 class SwitchSpec(Spec):
@@ -170,7 +188,7 @@ class SwitchSpec(Spec):
     parent: str
     uplink: LinkSpec
     acs: bool | None = None
-    hop_latency: Duration = 150e-9
+    hop_latency: Duration | None = None
     model: str = ""
 
 
@@ -190,6 +208,7 @@ class SocSpec(Spec):
     sram: SizeOrZero = 0.0
     vtcm_per_core: SizeOrZero | None = None
     bar_size: SizeOrZero = 0.0
+    dma_bw: Bandwidth | None = None
 
     @model_validator(mode="after")
     def _one_peak(self) -> SocSpec:
@@ -210,7 +229,7 @@ class OnCardSwitchSpec(Spec):
     """The PCIe switch on a multi-SoC card."""
 
     acs: bool | None = None
-    hop_latency: Duration = 150e-9
+    hop_latency: Duration | None = None
     model: str = ""
 
 
@@ -273,6 +292,7 @@ class TopologySpec(Spec):
     name: Id
     description: str = ""
     pcie: PcieSpec = PcieSpec()
+    transfer: TransferSpec = TransferSpec()
     platform: PlatformSpec = PlatformSpec()
     host: HostSpec
     switches: list[SwitchSpec] = []

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from .calibrated import DEFAULT_MODEL, LinkModel
 from .errors import ConfigError, KeyPath
 from .io import Document, Origin, display_path, read_yaml, validate_document
 from .spec import CardLibrarySpec, CardTypeSpec, TopologySpec
@@ -108,8 +109,11 @@ def load_card_library(path: str | Path) -> dict[str, CardTypeSpec]:
     return {**{name: ct for name, (ct, _) in types.items()}, **lib.card_types}
 
 
-def load_topology(path: str | Path) -> Topology:
-    """Load, validate and build a topology file with what it extends and includes."""
+def load_topology(path: str | Path, model: LinkModel = DEFAULT_MODEL) -> Topology:
+    """Load, validate and build a topology file with what it extends and includes.
+
+    ``model`` supplies the link-model values the file leaves out (the calibrated defaults).
+    """
     path = Path(path)
     doc, types = _resolve(path, ())
     spec = validate_document(doc, TopologySpec)
@@ -119,16 +123,17 @@ def load_topology(path: str | Path) -> Topology:
                             ("card_types", name))
     try:
         return build_topology(spec, {name: ct for name, (ct, _) in types.items()},
-                              source=doc.file)
+                              source=doc.file, model=model)
     except ConfigError as err:
         raise doc.locate(err) from None
 
 
-def topology_from_dict(data: dict[str, Any], name: str = "<dict>") -> Topology:
+def topology_from_dict(data: dict[str, Any], name: str = "<dict>",
+                       model: LinkModel = DEFAULT_MODEL) -> Topology:
     """Validate and build a topology given as a Python mapping (no ``extends`` or ``include``)."""
     doc = Document(data=data, file=name)
     spec = validate_document(doc, TopologySpec)
     try:
-        return build_topology(spec, source=name)
+        return build_topology(spec, source=name, model=model)
     except ConfigError as err:
         raise doc.locate(err) from None

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import networkx as nx
 
 from . import pcie
+from .calibrated import DEFAULT_MODEL, LinkModel
 from .errors import KeyPath, TopologyError, format_key_path
 from .spec import (
     CardTypeSpec,
@@ -31,6 +32,7 @@ from .spec import (
     RootComplexSpec,
     SwitchSpec,
     TopologySpec,
+    TransferSpec,
 )
 
 if TYPE_CHECKING:
@@ -55,10 +57,15 @@ class Card:
     socs: tuple[str, ...]
 
 
-def link_rates(link: LinkSpec, pcie_spec: PcieSpec) -> tuple[float, float]:
+def link_rates(link: LinkSpec, pcie_spec: PcieSpec,
+               model: LinkModel = DEFAULT_MODEL) -> tuple[float, float]:
     """(up, down) payload bandwidth in bytes/s of one link."""
     if link.gen is not None and link.lanes is not None:
-        overhead = pcie.FLIT_TLP_OVERHEAD_BYTES if link.gen >= 6 else pcie_spec.tlp_overhead
+        overhead = pcie_spec.tlp_overhead
+        if overhead is None:
+            overhead = model.tlp_overhead_bytes
+        if link.gen >= 6:
+            overhead = pcie.FLIT_TLP_OVERHEAD_BYTES
         mps = link.max_payload if link.max_payload is not None else pcie_spec.max_payload
         bw = pcie.link_bandwidth(link.gen, link.lanes, mps, overhead)
         return bw, bw
@@ -75,11 +82,19 @@ class Topology:
     """
 
     def __init__(self, spec: TopologySpec, graph: nx.DiGraph, cards: dict[str, Card],
-                 source: str | None = None) -> None:
+                 source: str | None = None, model: LinkModel = DEFAULT_MODEL) -> None:
         self.spec = spec
         self.graph = graph
         self.cards = cards
         self.source = source
+        self.model = model
+        given = spec.transfer
+        self.transfer: TransferSpec = given.model_copy(update={
+            "dma_setup": model.dma_setup_s if given.dma_setup is None else given.dma_setup,
+            "concurrency_efficiency": (model.concurrency_efficiency
+                                       if given.concurrency_efficiency is None
+                                       else given.concurrency_efficiency)})
+        """Transfer parameters with the link model's values where the file says nothing."""
 
     # -- plain facts ----------------------------------------------------------------------
     @property
@@ -95,7 +110,8 @@ class Topology:
     @property
     def handoff_latency_s(self) -> float:
         """Cost of one host-mediated hand-off of a staged chunk."""
-        return self.spec.host.handoff_latency
+        given = self.spec.host.handoff_latency
+        return self.model.handoff_s if given is None else given
 
     @property
     def handoff_threads(self) -> int:
@@ -222,13 +238,19 @@ def _some(ids: Iterable[str], limit: int = 8) -> str:
 class _Builder:
     """Turns a validated spec into the graph, checking ids and wiring as it goes."""
 
-    def __init__(self, spec: TopologySpec, card_types: dict[str, CardTypeSpec]) -> None:
+    def __init__(self, spec: TopologySpec, card_types: dict[str, CardTypeSpec],
+                 model: LinkModel) -> None:
         self.spec = spec
         self.card_types = card_types
+        self.model = model
         self.graph = nx.DiGraph(name=spec.name)
         self.where: dict[str, KeyPath] = {}
         self.kinds: dict[str, str] = {}
         self.cards: dict[str, Card] = {}
+
+    @staticmethod
+    def hop(given: float | None, default: float) -> float:
+        return default if given is None else given
 
     def claim(self, node_id: str, kind: str, path: KeyPath) -> None:
         if node_id in self.where:
@@ -238,7 +260,7 @@ class _Builder:
         self.kinds[node_id] = kind
 
     def add_link(self, parent: str, child: str, link: LinkSpec) -> None:
-        up, down = link_rates(link, self.spec.pcie)
+        up, down = link_rates(link, self.spec.pcie, self.model)
         label = link.label()
         common = {"latency_s": link.latency, "link": label, "link_id": f"{parent}-{child}",
                   "gen": link.gen, "lanes": link.lanes}
@@ -276,7 +298,7 @@ class _Builder:
                 self.claim(rc.id, "root_complex", path)
                 self.graph.add_node(rc.id, kind="root_complex", parent=sock.id, socket=sock.id,
                                     p2p=rc_p2p_default if rc.p2p is None else rc.p2p,
-                                    hop_latency_s=rc.hop_latency)
+                                    hop_latency_s=self.hop(rc.hop_latency, self.model.rc_hop_s))
                 common = {"bw_Bps": math.inf, "latency_s": 0.0, "direction": "internal",
                           "link": "internal", "link_id": f"{sock.id}-{rc.id}", "gen": None,
                           "lanes": None}
@@ -286,7 +308,7 @@ class _Builder:
             if host.socket_link is None:
                 raise TopologyError(f"{len(host.sockets)} sockets need a 'socket_link' "
                                     "(the inter-socket link)", path=("host",))
-            up, down = link_rates(host.socket_link, self.spec.pcie)
+            up, down = link_rates(host.socket_link, self.spec.pcie, self.model)
             ids = [s.id for s in host.sockets]
             # every pair of sockets is joined directly (true of 2-socket hosts; an assumption
             # for larger ones); 'up' is the rate from the lower-numbered socket
@@ -388,7 +410,9 @@ class _Builder:
             for sw in ready:
                 acs = self.spec.platform.acs if sw.acs is None else sw.acs
                 self.graph.add_node(sw.id, kind="switch", parent=sw.parent, acs=acs,
-                                    hop_latency_s=sw.hop_latency, card=None, model=sw.model)
+                                    hop_latency_s=self.hop(sw.hop_latency,
+                                                           self.model.switch_hop_s),
+                                    card=None, model=sw.model)
                 self.add_link(sw.parent, sw.id, sw.uplink)
             pending = [sw for sw in pending if sw not in ready]
 
@@ -410,7 +434,9 @@ class _Builder:
                 acs = next(a for a in (placement.acs, card_type.switch.acs,
                                        self.spec.platform.acs) if a is not None)
                 self.graph.add_node(switch_id, kind="switch", parent=placement.parent, acs=acs,
-                                    hop_latency_s=card_type.switch.hop_latency, card=card_id,
+                                    hop_latency_s=self.hop(card_type.switch.hop_latency,
+                                                           self.model.switch_hop_s),
+                                    card=card_id,
                                     model=card_type.switch.model)
                 self.add_link(placement.parent, switch_id, card_type.host_link)
                 for soc_id in soc_ids:
@@ -444,12 +470,14 @@ class _Builder:
 
 
 def build_topology(spec: TopologySpec, card_types: dict[str, CardTypeSpec] | None = None,
-                   source: str | None = None) -> Topology:
+                   source: str | None = None, model: LinkModel = DEFAULT_MODEL) -> Topology:
     """Build a :class:`Topology` from a validated spec and the card types it may use.
 
-    ``card_types`` adds definitions from included files to those in ``spec.card_types``.
+    ``card_types`` adds definitions from included files to those in ``spec.card_types``;
+    ``model`` supplies every link-model value the spec leaves out (hop latencies, TLP
+    overhead, hand-off, DMA set-up, concurrency efficiency).
     """
     types = dict(card_types or {})
     types.update(spec.card_types)
-    graph, cards = _Builder(spec, types).build()
-    return Topology(spec, graph, cards, source)
+    graph, cards = _Builder(spec, types, model).build()
+    return Topology(spec, graph, cards, source, model)

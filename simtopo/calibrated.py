@@ -1,0 +1,71 @@
+"""Link-model defaults: the fitted constants and the documented assumptions, in one place.
+
+The fitted constants come from ``simtopo calibrate`` on the measurements in
+``../shared/calibration/`` (see ``docs/validation.md`` for predicted vs measured and the
+leave-one-machine-out errors); the assumptions say where they come from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+
+# -- fitted (docs/validation.md) -------------------------------------------------------------
+TLP_OVERHEAD_BYTES = 24.0
+"""Per-TLP bytes besides payload (Gen1-5): sets the payload efficiency MPS / (MPS + this)."""
+
+DMA_SETUP_S = 1.5e-6
+"""Fixed cost of one DMA transfer (descriptor, doorbell, completion), before the first byte."""
+
+HANDOFF_S = 15e-6
+"""One host-mediated hand-off of a staged chunk (interrupt or poll, driver, wake-up)."""
+
+SWITCH_HOP_S = 150e-9
+"""Latency a PCIe switch adds per traversal."""
+
+RC_HOP_S = 300e-9
+"""Latency a root complex adds per traversal (P2P between ports, or to host memory)."""
+
+CONCURRENCY_EFFICIENCY = 0.55
+"""Share of an endpoint's bandwidth that survives many concurrent streams: an endpoint serving
+k flows in one direction delivers e(k) = c + (1 - c) / k of its capacity."""
+
+# -- assumptions -----------------------------------------------------------------------------
+CHUNK_BYTES = 256 * 1024
+"""Staging chunk of a host-routed copy (assumption; with a 15 us hand-off it reproduces the
+V100 host-staged bidirectional bandwidth and latency together, see docs/validation.md)."""
+
+STAGING_BUFFERS = 4
+"""Staging buffers per host-routed copy (assumption). A chunk holds its buffer from its write
+to the end of its read, so with B buffers the pipeline period is at least (a + h + b) / B;
+with 2 buffers a balanced bounce would run at 2/3 of its links, against measurements that show
+a one-way host-staged copy as fast as P2P (../shared/calibration/v100pcie-...)."""
+
+HANDOFF_THREADS = 4
+"""Host threads serving hand-offs (assumption)."""
+
+REDUCTION_TRAFFIC = 3.0
+"""Memory bytes moved per byte reduced: read two operands, write one."""
+
+
+@dataclass(frozen=True)
+class LinkModel:
+    """The fitted link-model parameters: what a topology leaves unsaid takes these values."""
+
+    tlp_overhead_bytes: float = TLP_OVERHEAD_BYTES
+    dma_setup_s: float = DMA_SETUP_S
+    handoff_s: float = HANDOFF_S
+    switch_hop_s: float = SWITCH_HOP_S
+    rc_hop_s: float = RC_HOP_S
+    concurrency_efficiency: float = CONCURRENCY_EFFICIENCY
+
+    def with_values(self, **values: float) -> LinkModel:
+        """A copy with some parameters changed."""
+        return replace(self, **values)
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        """The parameter names, in order."""
+        return tuple(f.name for f in fields(cls))
+
+
+DEFAULT_MODEL = LinkModel()

@@ -1,0 +1,145 @@
+"""Collectives against closed forms on contention-free groups, and their bookkeeping.
+
+The group is the four SoCs of one Ultra card in ultra8: a ring soc0 -> soc1 -> soc2 -> soc3
+-> soc0 uses each SoC's x8 link once up and once down, so no two flows of a step share a link.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from simtopo.collectives import CollectiveResult, ring_order, run_collective
+from simtopo.spec import TransferSpec
+
+CARD = ["card0.soc0", "card0.soc1", "card0.soc2", "card0.soc3"]
+S = 64e6
+
+
+@pytest.fixture
+def alpha_beta(ultra8):
+    route = ultra8.route("card0.soc0", "card0.soc1")
+    return ultra8.transfer.dma_setup + route.latency_s, route.bottleneck_Bps
+
+
+def no_reduction(topo, **changes) -> TransferSpec:
+    return topo.transfer.model_copy(update={"reduction_traffic": 0.0, **changes})
+
+
+def test_ring_all_reduce_closed_form(ultra8, alpha_beta):
+    alpha, bw = alpha_beta
+    n = 4
+    result = run_collective(ultra8, "all_reduce", CARD, S, algorithm="ring",
+                            params=no_reduction(ultra8))
+    assert result.algorithm == "ring"
+    assert result.time_s == pytest.approx(2 * (n - 1) * (alpha + S / (n * bw)), rel=1e-9)
+
+
+def test_ring_all_reduce_pays_the_reductions(ultra8, alpha_beta):
+    alpha, bw = alpha_beta
+    n = 4
+    reduce = 3 * (S / n) / ultra8.node("card0.soc0")["dram_bw_Bps"]  # read 2, write 1
+    result = run_collective(ultra8, "all_reduce", CARD, S, algorithm="ring")
+    expected = 2 * (n - 1) * (alpha + S / (n * bw)) + (n - 1) * reduce
+    assert result.time_s == pytest.approx(expected, rel=1e-9)
+
+
+def test_all_gather_and_reduce_scatter(ultra8, alpha_beta):
+    alpha, bw = alpha_beta
+    n = 4
+    gather = run_collective(ultra8, "all_gather", CARD, S)
+    assert gather.time_s == pytest.approx((n - 1) * (alpha + S / (n * bw)), rel=1e-9)
+    scatter = run_collective(ultra8, "reduce_scatter", CARD, S, params=no_reduction(ultra8))
+    assert scatter.time_s == pytest.approx(gather.time_s, rel=1e-12)
+
+
+def test_tree_all_reduce(ultra8, alpha_beta):
+    alpha, bw = alpha_beta
+    # binomial: soc1->soc0 and soc3->soc2, then soc2->soc0; broadcast back in two steps
+    result = run_collective(ultra8, "all_reduce", CARD, S, algorithm="tree",
+                            params=no_reduction(ultra8))
+    assert result.time_s == pytest.approx(2 * math.log2(4) * (alpha + S / bw), rel=1e-9)
+
+
+def test_direct_all_reduce_derates_the_endpoints(ultra8, alpha_beta):
+    alpha, bw = alpha_beta
+    c = ultra8.transfer.concurrency_efficiency
+    # every SoC sends S to three others at once: its x8 link delivers e(3) = c + (1 - c) / 3
+    result = run_collective(ultra8, "all_reduce", CARD, S, algorithm="direct",
+                            params=no_reduction(ultra8))
+    assert result.time_s == pytest.approx(alpha + 3 * S / (bw * (c + (1 - c) / 3)), rel=1e-9)
+
+
+def test_host_staged_all_reduce(ultra8):
+    params = no_reduction(ultra8, host_allreduce="host-staged")
+    setup = params.dma_setup
+    d2h = ultra8.route("card0.soc0", "cpu0")
+    x16 = ultra8.graph.edges["card0.sw", "sw0"]["bw_Bps"]
+    h = ultra8.handoff_latency_s  # 4 hand-offs on 4 threads: one h per round
+    assert ultra8.handoff_threads == 4
+    # the four copies to the host share the card's x16 uplink, and back down
+    one_way = setup + S / (x16 / 4) + d2h.latency_s
+    result = run_collective(ultra8, "all_reduce", CARD, S, mode="host", params=params)
+    assert result.algorithm == "host-staged"
+    assert result.time_s == pytest.approx(2 * one_way + 2 * h, rel=1e-9)
+
+
+def test_host_mode_names_its_algorithm(ultra8):
+    ring = run_collective(ultra8, "all_reduce", CARD, 16e3, mode="host")
+    assert (ring.mode, ring.algorithm) == ("host", "ring")
+
+
+def test_auto_picks_the_fastest_algorithm(ultra8):
+    group = list(ultra8.socs[:8])
+    for size in (16e3, 64e6):
+        auto = run_collective(ultra8, "all_reduce", group, size)
+        times = {a: run_collective(ultra8, "all_reduce", group, size, algorithm=a).time_s
+                 for a in ("ring", "tree", "direct")}
+        assert auto.time_s == pytest.approx(min(times.values()), rel=1e-9), (size, times)
+
+
+def test_p2p_beats_host_for_collectives_across_switches(ultra8):
+    group = list(ultra8.socs[:16])
+    for size in (16e3, 64e6):
+        p2p = run_collective(ultra8, "all_reduce", group, size)
+        host = run_collective(ultra8, "all_reduce", group, size, mode="host")
+        assert host.time_s > p2p.time_s
+
+
+def test_bus_bandwidth_factor():
+    result = CollectiveResult("all_reduce", "ring", "p2p", tuple("abcd"), 8e6, 1e-3)
+    assert result.algbw_Bps == pytest.approx(8e9)
+    assert result.busbw_Bps == pytest.approx(8e9 * 2 * 3 / 4)
+
+
+def test_ring_follows_the_topology(ultra8):
+    group = list(ultra8.socs[:16])
+    shuffled = group[:]
+    random.Random(7).shuffle(shuffled)
+    assert ring_order(ultra8, shuffled) == group
+
+
+def test_broadcast_pipelines_chunks(ultra8, alpha_beta):
+    alpha, bw = alpha_beta
+    params = no_reduction(ultra8, chunk=S / 8)
+    # a chain of 3 hops, 8 chunks: (hops + chunks - 1) chunk times when hops do not contend
+    result = run_collective(ultra8, "broadcast", CARD, S, params=params)
+    assert result.time_s == pytest.approx((3 + 8 - 1) * (alpha + S / 8 / bw), rel=1e-9)
+
+
+def test_send_over_host(ultra8):
+    result = run_collective(ultra8, "send", ["card0.soc0", "card4.soc0"], 16e3, mode="host")
+    assert result.time_s > ultra8.handoff_latency_s
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("gather", CARD, 1.0), "unknown collective 'gather'"),
+    (("all_reduce", CARD, 1.0, "dma"), "mode must be 'p2p' or 'host' (got 'dma')"),
+    (("all_reduce", [*CARD, CARD[0]], 1.0), "a collective group lists a device twice"),
+])
+def test_collective_errors(ultra8, args, message):
+    with pytest.raises(Exception) as info:
+        run_collective(ultra8, *args)
+    assert message in str(info.value)

@@ -1,0 +1,70 @@
+"""The max-min solver: hand-computed allocations and the defining invariants."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from simtopo.maxmin import max_min_rates
+
+
+def solve(capacity, flows, weight=None):
+    flow_of = np.array([f for f, res in enumerate(flows) for _ in res], dtype=int)
+    resource_of = np.array([r for res in flows for r in res], dtype=int)
+    return max_min_rates(np.array(capacity, dtype=float), flow_of, resource_of, len(flows),
+                         weight)
+
+
+def test_two_flows_on_one_link_get_half_each():
+    assert solve([10.0], [[0], [0]]).tolist() == [5.0, 5.0]
+
+
+def test_three_flows_with_different_bottlenecks():
+    # link A (10) carries f0 and f1; link B (4) carries f1 and f2.
+    # B's fair share 4/2 = 2 < A's 10/2 = 5: f1 = f2 = 2; A has 10 - 2 = 8 left for f0.
+    assert solve([10.0, 4.0], [[0], [0, 1], [1]]).tolist() == [8.0, 2.0, 2.0]
+
+
+def test_weighted_class_counts_its_members():
+    # three identical flows on A (weight 3) and one on A and B: A's share 10/4 = 2.5
+    assert solve([10.0, 4.0], [[0], [0, 1]], weight=np.array([3.0, 1.0])).tolist() == [2.5, 2.5]
+
+
+def test_unlimited_resources_do_not_limit():
+    assert solve([np.inf, 6.0], [[0], [0, 1]]).tolist() == [np.inf, 6.0]
+
+
+@st.composite
+def problems(draw):
+    n_res = draw(st.integers(1, 6))
+    capacity = [draw(st.sampled_from([1.0, 2.5, 4.0, 10.0, 33.0])) for _ in range(n_res)]
+    flows = [sorted(draw(st.sets(st.integers(0, n_res - 1), min_size=1, max_size=n_res)))
+             for _ in range(draw(st.integers(1, 8)))]
+    weight = np.array([draw(st.integers(1, 3)) for _ in flows], dtype=float)
+    return capacity, flows, weight
+
+
+@settings(max_examples=300, deadline=None)
+@given(problems())
+def test_max_min_invariants(problem):
+    capacity, flows, weight = problem
+    rates = solve(capacity, flows, weight)
+    load = np.zeros(len(capacity))
+    for f, res in enumerate(flows):
+        load[res] += rates[f] * weight[f]
+    # no resource over capacity
+    assert np.all(load <= np.array(capacity) * (1 + 1e-9))
+    saturated = load >= np.array(capacity) * (1 - 1e-9)
+    for f, res in enumerate(flows):
+        # the max-min condition: a saturated resource on which nobody gets more than f
+        assert any(saturated[r] and all(rates[g] <= rates[f] * (1 + 1e-9)
+                                        for g, other in enumerate(flows) if r in other)
+                   for r in res), (f, rates)
+    assert np.all(rates > 0)
+
+
+def test_single_resource_is_equal_split():
+    rates = solve([12.0], [[0]] * 4)
+    assert rates == pytest.approx([3.0] * 4)
