@@ -86,6 +86,11 @@ def check_p2p_domains(topo: Topology) -> Finding:
     largest, limit = sizes[0], topo.platform.max_p2p_group
     text = (f"{len(sizes)} P2P domain{'s' if len(sizes) > 1 else ''} "
             f"(sizes {', '.join(map(str, sizes))})")
+    acs = [s for s in topo.switches if topo.graph.nodes[s]["acs"] and topo.children(s)]
+    if acs:
+        return Finding("warning", "p2p-domains", f"{text}, counting hairpins through ACS-on "
+                       f"switches ({_names(acs, 3)}), which Qualcomm MDP P2P does not allow: "
+                       "disable ACS for a usable P2P group")
     if limit is None:
         return Finding("info", "p2p-domains", f"{text}; the platform declares no tensor-slicing "
                        "limit over P2P (platform.max_p2p_group)")

@@ -97,7 +97,10 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     if args.format == "json":
         _out(matrix_json(matrix))
     elif args.format == "csv":
-        _out(matrix.to_dataframe(args.value).to_csv())
+        frame = matrix.to_dataframe(args.value)
+        if args.value != "class":
+            frame = frame.map(lambda x: float(f"{x:.12g}"))
+        _out(frame.to_csv())
     else:
         _out(render_matrix(matrix, args.value))
     return EXIT_OK
@@ -128,6 +131,8 @@ def cmd_route(args: argparse.Namespace) -> int:
     from .units import format_bandwidth, format_time
 
     topo = _load(args)
+    if args.staging is not None and args.mode != "host":
+        raise ConfigError("--staging applies only to --mode host")
     route = topo.route(args.src, args.dst, mode=args.mode, staging=args.staging)
     legs = [("to host", route.to_host), ("from host", route.from_host)] \
         if isinstance(route, BounceRoute) else [("", route)]

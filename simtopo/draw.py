@@ -13,14 +13,17 @@ import os
 import tempfile
 from pathlib import Path
 
+from matplotlib import rc_context
 from matplotlib.figure import Figure
+from matplotlib.font_manager import FontProperties
 from matplotlib.lines import Line2D
+from matplotlib.textpath import TextToPath
 
+from .errors import ConfigError
 from .topology import Topology
 from .units import format_bandwidth, format_bytes
 
 FONT_PT = 7.5
-CHAR_IN = 0.6 * FONT_PT / 72  # generous average glyph width of DejaVu Sans
 LINE_IN = 1.3 * FONT_PT / 72
 BOX_PAD_IN = 0.05  # box padding each side, plus a margin
 LEAF_GAP_IN = 0.06  # between sibling leaves (the SoCs of a card)
@@ -70,10 +73,16 @@ def node_label(topo: Topology, node: str) -> str:
     return f"{node}\n{kind}\n{format_bandwidth(data['read_bw_Bps'])}"
 
 
+_FONT = FontProperties(size=FONT_PT)
+_TEXT = TextToPath()
+
+
 def _text_size(text: str) -> tuple[float, float]:
+    """Width and height in inches of a node's boxed label, measured with the font itself."""
     lines = text.split("\n")
-    return (max(len(line) for line in lines) * CHAR_IN + 2 * BOX_PAD_IN,
-            len(lines) * LINE_IN + 2 * BOX_PAD_IN)
+    widest = max(_TEXT.get_text_width_height_descent(line, _FONT, ismath=False)[0]
+                 for line in lines)
+    return (widest / 72 + 2 * BOX_PAD_IN + 0.08, len(lines) * LINE_IN + 2 * BOX_PAD_IN)
 
 
 def layout(topo: Topology) -> dict[str, tuple[float, float]]:
@@ -129,11 +138,13 @@ def draw_topology(topo: Topology) -> Figure:
         roles = dict.fromkeys(_role(topo, n) for n, d in graph.nodes(data=True)
                               if d["depth"] == level)
         layer_text[level] = " / ".join(LAYER_NAMES[r] for r in roles)
-    margin = max(len(t) for t in layer_text.values()) * CHAR_IN + 0.3
+    margin = max(_text_size(t)[0] for t in layer_text.values()) + 0.2
     title = f"{topo.name}: {topo.spec.description}" if topo.spec.description else topo.name
     tree_w = max(x for x, _ in pos.values()) + max(
         _text_size(node_label(topo, n))[0] for n in pos) / 2
-    width = max(margin + tree_w + 0.3, len(title) * CHAR_IN * 1.3 + 0.4, 6.0)
+    title_w = _TEXT.get_text_width_height_descent(
+        title, FontProperties(size=FONT_PT * 1.4, weight="bold"), ismath=False)[0] / 72
+    width = max(margin + tree_w + 0.3, title_w + 0.5, 6.0)
     height = TOP_IN + (depth + 1) * LEVEL_IN + BOTTOM_IN
 
     fig = Figure(figsize=(width, height))
@@ -158,6 +169,9 @@ def draw_topology(topo: Topology) -> Figure:
     style = {c: (LINK_COLOURS[min(k, len(LINK_COLOURS) - 1)],
                  0.8 + 3.2 * math.sqrt(c[1] / top_bw)) for k, c in enumerate(classes)}
     for u, v, data in graph.edges(data=True):
+        if data["direction"] == "internal" and graph.nodes[u]["kind"] == "socket":
+            (x0, y0), (x1, y1) = at(u), at(v)
+            ax.plot([x0, x1], [y0, y1], color="#999999", lw=1.0, zorder=1)
         if data["direction"] == "down":
             colour, lw = style[(data["link"], data["bw_Bps"])]
             (x0, y0), (x1, y1) = at(u), at(v)
@@ -191,14 +205,21 @@ def draw_topology(topo: Topology) -> Figure:
 def save_figure(fig: Figure, path: str | Path, dpi: int = DPI) -> Path:
     """Write ``fig`` atomically (a temporary file, then a rename) without a timestamp."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fmt = path.suffix.lstrip(".").lower() or "png"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    metadata = {"png": {"Software": None}, "svg": {"Date": None},
+                "pdf": {"CreationDate": None}}.get(fmt)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            metadata = {"Software": None} if fmt == "png" else None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path} ({exc.strerror or exc})") from None
+    try:
+        with os.fdopen(fd, "wb") as handle, rc_context({"svg.hashsalt": "simtopo"}):
             fig.savefig(handle, format=fmt, dpi=dpi, metadata=metadata)
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise ConfigError(f"cannot write {path} ({exc.strerror or exc})") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

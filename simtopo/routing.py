@@ -127,11 +127,12 @@ def _socket_path(topo: Topology, a: str, b: str) -> list[str]:
 
 
 def _refuse_rc(topo: Topology, rc: str, a: str, b: str) -> None:
-    if not topo.graph.nodes[rc]["p2p"]:
+    node = topo.graph.nodes[rc]
+    if not node["p2p"]:
         raise RouteError(
             f"no P2P route from {a} to {b}: it must pass through root complex {rc}, which does "
-            "not carry peer-to-peer traffic between root ports (platform.root_complex_p2p is "
-            "off); use mode='host'"
+            f"not carry peer-to-peer traffic between root ports ({node['p2p_key']} is off); "
+            "use mode='host'"
         )
 
 
@@ -160,7 +161,7 @@ def p2p_route(topo: Topology, a: str, b: str) -> Route:
         turn, path_class = lca, ("card" if nodes[lca]["card"] else "switch")
     else:
         turn, path_class = lca, "rc"
-        for rc in {up[-2], down[-2]}:
+        for rc in dict.fromkeys((up[-2], down[-2])):
             _refuse_rc(topo, rc, a, b)
     i, j = up.index(turn), down.index(turn)
     return _path(topo, a, b, path_class, up[: i + 1] + down[:j][::-1])
@@ -219,6 +220,8 @@ def route(topo: Topology, src: str, dst: str, mode: str = "p2p",
     b, b_kind = _endpoint(topo, dst, src)
     if a == b:
         raise RouteError(f"a route needs two different endpoints (got {a} twice)")
+    if staging is not None and mode != "host":
+        raise RouteError("staging applies only to mode='host' (a bounce through host memory)")
     if a_kind == "socket" or b_kind == "socket":
         if mode == "host":
             raise RouteError("mode='host' bounces between two devices; a transfer to or from "

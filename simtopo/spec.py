@@ -18,6 +18,20 @@ from . import calibrated, pcie, units
 _ID = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 
 
+def _no_bool(value: object) -> object:
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, not a boolean (got {value!r})")
+    return value
+
+
+def _mps(value: object) -> float:
+    size = units.parse_bytes(value)
+    if size not in (128, 256, 512, 1024, 2048, 4096):
+        raise ValueError(f"a PCIe max payload size is 128, 256, 512, 1024, 2048 or 4096 bytes "
+                         f"(got {value!r})")
+    return size
+
+
 def _check_id(value: str) -> str:
     if not _ID.match(value):
         raise ValueError(
@@ -48,6 +62,7 @@ def _non_negative(parse: Callable[[object], float], what: str) -> Callable[[obje
 
 
 Id = Annotated[str, AfterValidator(_check_id)]
+MaxPayload = Annotated[float, BeforeValidator(_mps)]
 Bandwidth = Annotated[float, BeforeValidator(_positive(units.parse_bandwidth, "a bandwidth"))]
 Size = Annotated[float, BeforeValidator(_positive(units.parse_bytes, "a size"))]
 SizeOrZero = Annotated[float, BeforeValidator(_non_negative(units.parse_bytes, "a size"))]
@@ -69,9 +84,9 @@ class LinkSpec(Spec):
     ``up`` is child to parent (towards the host), ``down`` parent to child.
     """
 
-    gen: Literal[1, 2, 3, 4, 5, 6] | None = None
-    lanes: Literal[1, 2, 4, 8, 16, 32] | None = None
-    max_payload: Size | None = None
+    gen: Annotated[Literal[1, 2, 3, 4, 5, 6] | None, BeforeValidator(_no_bool)] = None
+    lanes: Annotated[Literal[1, 2, 4, 8, 16, 32] | None, BeforeValidator(_no_bool)] = None
+    max_payload: MaxPayload | None = None
     bandwidth: Bandwidth | None = None
     bandwidth_up: Bandwidth | None = None
     bandwidth_down: Bandwidth | None = None
@@ -109,7 +124,7 @@ class LinkSpec(Spec):
 class PcieSpec(Spec):
     """Topology-wide PCIe packet parameters used by every ``gen``/``lanes`` link."""
 
-    max_payload: Size = pcie.DEFAULT_MAX_PAYLOAD_BYTES
+    max_payload: MaxPayload = pcie.DEFAULT_MAX_PAYLOAD_BYTES
     tlp_overhead: SizeOrZero | None = None
 
 
@@ -143,15 +158,6 @@ class PlatformSpec(Spec):
     cross_socket_p2p: bool = False
     acs: bool = False
     bar_space: Size | None = None
-
-    @model_validator(mode="after")
-    def _cross_socket_needs_root_complex(self) -> PlatformSpec:
-        if self.cross_socket_p2p and not self.root_complex_p2p:
-            raise ValueError(
-                "cross_socket_p2p: true needs root_complex_p2p: true "
-                "(cross-socket P2P passes through both root complexes)"
-            )
-        return self
 
 
 class RootComplexSpec(Spec):
@@ -256,12 +262,15 @@ class CardTypeSpec(Spec):
         return self
 
 
+MAX_CARDS_PER_PLACEMENT = 4096
+
+
 class CardPlacementSpec(Spec):
     """``count`` cards of one type under ``parent``, numbered ``<prefix>0``, ``<prefix>1``, ..."""
 
     type: str
     parent: str
-    count: Count = 1
+    count: Annotated[int, Field(ge=1, le=MAX_CARDS_PER_PLACEMENT)] = 1
     prefix: Id = "card"
     acs: bool | None = None
 

@@ -276,6 +276,9 @@ class _Builder:
             self.add_cards(index, card_type, card_ids)
         self.add_storage()
         self.set_depths()
+        if not self.cards:
+            raise TopologyError("a topology needs at least one SoC: place a card under a switch "
+                                "or root complex", path=("cards",))
         return self.graph, self.cards
 
     def add_host(self) -> None:
@@ -294,10 +297,13 @@ class _Builder:
             else:
                 paths = [("host", "sockets", i, "root_complexes", j, "id")
                          for j in range(len(rcs))]
-            for rc, path in zip(rcs, paths, strict=True):
+            for j, (rc, path) in enumerate(zip(rcs, paths, strict=True)):
                 self.claim(rc.id, "root_complex", path)
+                key = ("platform.root_complex_p2p" if rc.p2p is None
+                       else f"host.sockets[{i}].root_complexes[{j}].p2p")
                 self.graph.add_node(rc.id, kind="root_complex", parent=sock.id, socket=sock.id,
                                     p2p=rc_p2p_default if rc.p2p is None else rc.p2p,
+                                    p2p_key=key,
                                     hop_latency_s=self.hop(rc.hop_latency, self.model.rc_hop_s))
                 common = {"bw_Bps": math.inf, "latency_s": 0.0, "direction": "internal",
                           "link": "internal", "link_id": f"{sock.id}-{rc.id}", "gen": None,

@@ -47,6 +47,12 @@ def test_p2p_domains_split_where_the_root_complex_refuses_p2p():
                                "most 4 SoCs here, below the platform limit of 8")
 
 
+def test_p2p_domains_warn_about_acs_hairpins(ultra8_acs):
+    finding = check_p2p_domains(ultra8_acs)
+    assert finding.level == "warning"
+    assert "counting hairpins through ACS-on switches (sw0, sw1, card0.sw" in finding.message
+
+
 def test_p2p_domains_ultra16_2s(ultra16_2s):
     finding = check_p2p_domains(ultra16_2s)
     assert finding.level == "ok" and "2 P2P domains (sizes 32, 32)" in finding.message

@@ -8,7 +8,9 @@ import pytest
 
 from simtopo.cli import main
 
-from .conftest import BUILTIN
+from .conftest import BUILTIN, TOPOLOGIES
+
+ULTRA8 = str(TOPOLOGIES / "ultra8.yaml")
 
 
 @pytest.mark.parametrize("path", BUILTIN, ids=lambda p: p.name)
@@ -32,7 +34,7 @@ def test_show_matrix_check_draw_on_every_builtin(path, tmp_path, capsys):
 
 
 def test_show_lists_every_soc_with_its_link(ultra8, capsys):
-    assert main(["topo", "show", "topologies/ultra8.yaml"]) == 0
+    assert main(["topo", "show", ULTRA8]) == 0
     lines = capsys.readouterr().out.splitlines()
     soc_lines = [line for line in lines if ".soc" in line]
     assert len(soc_lines) == 32
@@ -40,7 +42,7 @@ def test_show_lists_every_soc_with_its_link(ultra8, capsys):
 
 
 def test_matrix_device_patterns(capsys):
-    assert main(["topo", "matrix", "topologies/ultra8.yaml", "--devices", "card0.*,card4.soc0",
+    assert main(["topo", "matrix", ULTRA8, "--devices", "card0.*,card4.soc0",
                  "--format", "csv"]) == 0
     rows = capsys.readouterr().out.strip().splitlines()
     assert rows[0] == ",card0.soc0,card0.soc1,card0.soc2,card0.soc3,card4.soc0"
@@ -48,13 +50,13 @@ def test_matrix_device_patterns(capsys):
 
 
 def test_matrix_unknown_pattern(capsys):
-    assert main(["topo", "matrix", "topologies/ultra8.yaml", "--devices", "gpu*"]) == 2
+    assert main(["topo", "matrix", ULTRA8, "--devices", "gpu*"]) == 2
     assert capsys.readouterr().err == (
         "error: --devices: 'gpu*' matches no SoC or storage device (ids look like card0.soc0)\n")
 
 
 def test_route_command(capsys):
-    assert main(["topo", "route", "topologies/ultra8.yaml", "card0.soc0", "card4.soc1",
+    assert main(["topo", "route", ULTRA8, "card0.soc0", "card4.soc1",
                  "--mode", "host"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("card0.soc0 -> card4.soc1: host, bottleneck 14.4 GB/s, latency "
@@ -63,7 +65,8 @@ def test_route_command(capsys):
 
 
 def test_route_refused_exits_2(capsys):
-    assert main(["topo", "route", "topologies/ultra16-2s.yaml", "card0.soc0", "card8.soc0"]) == 2
+    two_socket = str(TOPOLOGIES / "ultra16-2s.yaml")
+    assert main(["topo", "route", two_socket, "card0.soc0", "card8.soc0"]) == 2
     assert "socket link cpu0-cpu1" in capsys.readouterr().err
 
 
@@ -80,3 +83,24 @@ def test_validate_builtins_and_card_libraries(capsys):
         "*.yaml")]
     assert main(["validate", *files]) == 0
     assert capsys.readouterr().out.count("ok     ") == len(files)
+
+
+def test_staging_needs_host_mode(capsys):
+    assert main(["topo", "route", ULTRA8, "card0.soc0", "card4.soc1", "--staging", "dst"]) == 2
+    assert capsys.readouterr().err == "error: --staging applies only to --mode host\n"
+
+
+def test_draw_to_an_unwritable_place_is_one_line(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main(["topo", "draw", ULTRA8, "-o", str(blocker / "x.png")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot write ") and err.count("\n") == 1
+
+
+def test_csv_values_are_rounded(capsys):
+    assert main(["topo", "matrix", ULTRA8, "--devices", "card0.soc0,card0.soc1", "--value",
+                 "bandwidth", "--format", "csv"]) == 0
+    rows = capsys.readouterr().out.strip().splitlines()
+    value = rows[1].split(",")[2]
+    assert value == f"{float(value):.12g}"

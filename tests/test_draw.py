@@ -12,7 +12,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 import simtopo
 from simtopo.draw import DPI, draw_topology, layout
 
-from .conftest import BUILTIN, ROOT
+from .conftest import BUILTIN, ROOT, tiny_spec
 
 
 def rendered_boxes(fig):
@@ -41,6 +41,30 @@ def test_no_labels_overlap_and_all_fit(path):
     for name, box in boxes:
         assert frame.x0 <= box.x0 and box.x1 <= frame.x1, f"{name!r} leaves the figure"
         assert frame.y0 <= box.y0 and box.y1 <= frame.y1, f"{name!r} leaves the figure"
+
+
+def test_wide_ids_do_not_overlap():
+    spec = tiny_spec()
+    spec["switches"] = [{"id": name, "parent": "rc0", "uplink": {"gen": 4, "lanes": 16}}
+                        for name in ("WWWWWWWWWWWWWWWWWWWW", "MMMMMMMMMMMMMMMMMMMM", "WMWMWMWMWM")]
+    spec["cards"] = [{"type": "solo", "parent": name} for name in
+                     ("WWWWWWWWWWWWWWWWWWWW", "MMMMMMMMMMMMMMMMMMMM", "WMWMWMWMWM")]
+    fig = draw_topology(simtopo.topology_from_dict(spec))
+    boxes, _ = rendered_boxes(fig)
+    for (a, box_a), (b, box_b) in itertools.combinations(boxes, 2):
+        overlap_w = min(box_a.x1, box_b.x1) - max(box_a.x0, box_b.x0)
+        overlap_h = min(box_a.y1, box_b.y1) - max(box_a.y0, box_b.y0)
+        assert overlap_w <= 0.5 or overlap_h <= 0.5, f"{a!r} overlaps {b!r}"
+
+
+@pytest.mark.parametrize("suffix", [".svg", ".pdf", ".png"])
+def test_drawings_are_byte_identical(ultra8, tmp_path, suffix):
+    from simtopo.draw import save_figure
+
+    first, second = tmp_path / f"a{suffix}", tmp_path / f"b{suffix}"
+    save_figure(draw_topology(ultra8), first)
+    save_figure(draw_topology(ultra8), second)
+    assert first.read_bytes() == second.read_bytes()
 
 
 def test_nodes_are_layered_by_depth(ultra8):

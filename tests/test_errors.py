@@ -119,11 +119,26 @@ def test_two_sockets_need_a_socket_link(tmp_path):
         "t.yaml:2: host: 2 sockets need a 'socket_link' (the inter-socket link)")
 
 
-def test_cross_socket_p2p_needs_root_complex_p2p(tmp_path):
-    text = BASE + "platform: {cross_socket_p2p: true}\n"
+def test_a_topology_needs_socs(tmp_path):
+    text = BASE.split("cards:")[0]
     assert error_of(write(tmp_path, text)) == (
-        "t.yaml:15: platform: cross_socket_p2p: true needs root_complex_p2p: true "
-        "(cross-socket P2P passes through both root complexes)")
+        "t.yaml:1: cards: a topology needs at least one SoC: place a card under a switch or root "
+        "complex")
+
+
+@pytest.mark.parametrize(("old", "new", "message"), [
+    ("lanes: 8}", "lanes: true}", "t.yaml:8: card_types.solo.host_link.lanes: expected a number, "
+                                  "not a boolean (got True)"),
+    ("{gen: 4, lanes: 8}", "{gen: true, lanes: 8}",
+     "t.yaml:8: card_types.solo.host_link.gen: expected a number, not a boolean (got True)"),
+    ("lanes: 8}", "lanes: 8, max_payload: 1}",
+     "t.yaml:8: card_types.solo.host_link.max_payload: a PCIe max payload size is 128, 256, "
+     "512, 1024, 2048 or 4096 bytes (got 1)"),
+    ("count: 2", "count: 1000000000000",
+     "t.yaml:14: cards[0].count: expected less than or equal to 4096 (got 1000000000000)"),
+])
+def test_impossible_values(tmp_path, old, new, message):
+    assert error_of(write(tmp_path, BASE.replace(old, new, 1))) == message
 
 
 @pytest.mark.parametrize(("content", "message"), [

@@ -89,6 +89,26 @@ def test_p2p_across_sockets_when_allowed():
     assert route.latency_s == pytest.approx((100 + 200 + 300 + 300 + 200 + 120) * 1e-9)
 
 
+def test_a_root_complex_refusing_p2p_is_named_with_its_key():
+    spec = tiny_spec()
+    spec["host"]["sockets"][0]["root_complexes"] = [{"id": "rcA"}, {"id": "rcB", "p2p": False}]
+    spec["switches"][0]["parent"] = "rcA"
+    spec["switches"][1]["parent"] = "rcB"
+    topo = simtopo.topology_from_dict(spec)
+    with pytest.raises(RouteError) as info:
+        topo.route("card0.soc0", "card2.soc0")
+    # rcA carries P2P (the platform default); rcB refuses by its own key
+    assert "root complex rcB" in str(info.value)
+    assert "host.sockets[0].root_complexes[1].p2p is off" in str(info.value)
+
+
+def test_staging_without_host_mode_is_refused(ultra8):
+    with pytest.raises(RouteError) as info:
+        ultra8.route("card0.soc0", "card1.soc0", staging="dst")
+    assert str(info.value) == ("staging applies only to mode='host' (a bounce through host "
+                               "memory)")
+
+
 def test_root_complex_without_p2p_is_named():
     topo = simtopo.topology_from_dict(tiny_spec(platform={"root_complex_p2p": False}))
     assert topo.route("card0.soc0", "card1.soc1").path_class == "switch"  # below rc0: fine

@@ -65,7 +65,7 @@ def test_standard_card_soc_hangs_off_the_server_switch():
     topo = simtopo.load_topology(TOPOLOGIES / "std8.yaml")
     assert topo.cards["card5"].switch is None
     assert topo.node("card5.soc0")["parent"] == "sw0"
-    assert topo.node("card5.soc0")["cores"] == 14
+    assert topo.node("card5.soc0")["cores"] == 16
     assert topo.graph.edges["sw0", "card5.soc0"]["bw_Bps"] == pytest.approx(GEN4_X8, rel=1e-8)
 
 
