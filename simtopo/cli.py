@@ -192,6 +192,44 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from .calibration import all_points
+    from .calibration_report import (
+        MEANING,
+        SCALE,
+        read_fit_record,
+        run_fit,
+        validation_document,
+        write_fit_record,
+    )
+
+    points = all_points()
+    if args.fit:
+        record = run_fit(points, args.max_evaluations)
+        write_fit_record(record)
+        _out(f"fit: objective {record['objective']:.4f} after {record['evaluations']} "
+             "evaluations; suggested constants for simtopo/calibrated.py:")
+        from .calibration import BOUNDS
+
+        for name in BOUNDS:
+            value = record["model"][name]
+            unit = MEANING[name][0]
+            shown = f"  # {value * SCALE[unit]:.3g} {unit}" if unit in ("us", "ns") else ""
+            _out(f"  {name.upper()} = {value:.3g}{shown}")
+    if args.output:
+        from .io import write_text_atomic
+
+        write_text_atomic(args.output, validation_document(points, read_fit_record()))
+        _out(f"wrote {args.output}")
+    if not args.fit and not args.output:
+        from .calibration import predict, relative_error
+
+        for point, value in zip(points, predict(points), strict=True):
+            _out(f"{100 * relative_error(value, point.measured):+7.1f}%  {point.machine}: "
+                 f"{point.name}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for documentation and tests)."""
     parser = argparse.ArgumentParser(
@@ -248,6 +286,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="which parts: matrices, collectives, copies (default all)")
     p.add_argument("--json", action="store_true", help="JSON instead of text")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("calibrate", help="link model against the calibration measurements")
+    p.add_argument("--fit", action="store_true",
+                   help="refit the link model and leave each machine out "
+                        "(writes reports/calibration/fit.json; minutes)")
+    p.add_argument("-o", "--output", metavar="MARKDOWN",
+                   help="write the validation document (docs/validation.md)")
+    p.add_argument("--max-evaluations", type=int, default=400, metavar="N")
+    p.set_defaults(func=cmd_calibrate)
 
     p = topo.add_parser("route", help="the route of one transfer")
     p.add_argument("file", metavar="FILE")

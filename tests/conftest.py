@@ -24,10 +24,12 @@ SOC: dict[str, Any] = {
 
 TINY: dict[str, Any] = {
     "name": "tiny",
+    "pcie": {"tlp_overhead": 24},
     "platform": {"root_complex_p2p": True, "max_p2p_group": 8, "bar_space": "64GiB"},
     "host": {
         "handoff_latency": "10us",
-        "sockets": [{"id": "cpu0", "cores": 8, "memory": "64GB", "memory_bw": "100GB/s"}],
+        "sockets": [{"id": "cpu0", "cores": 8, "memory": "64GB", "memory_bw": "100GB/s",
+                     "root_complexes": [{"id": "rc0", "hop_latency": "300ns"}]}],
     },
     "card_types": {
         "duo": {
@@ -49,7 +51,14 @@ TINY: dict[str, Any] = {
         {"type": "solo", "parent": "sw1"},  # card2
     ],
 }
-"""One socket; sw0 (Gen4 x16 up) holds two 2-SoC cards, sw1 (Gen3 x8 up) one 1-SoC card."""
+"""One socket; sw0 (Gen4 x16 up) holds two 2-SoC cards, sw1 (Gen3 x8 up) one 1-SoC card.
+Every link-model value is pinned (24-byte TLP overhead, hop latencies), so tests on it do not
+depend on the calibration."""
+
+
+def payload_rate(gt_per_s: float, lanes: int, overhead_bytes: float) -> float:
+    """Hand formula for a Gen3-5 link: GT/s x lanes x 128/130 / 8 x 256 / (256 + overhead)."""
+    return gt_per_s * lanes * (128 / 130) / 8 * 256 / (256 + overhead_bytes)
 
 
 def tiny_spec(**changes: Any) -> dict[str, Any]:

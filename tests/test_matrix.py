@@ -13,9 +13,12 @@ import simtopo
 from simtopo.matrix import PATH_CLASSES
 from simtopo.render import matrix_json, render_matrix
 
-from .conftest import BUILTIN
+from simtopo import calibrated
 
-GEN4_X8 = 14.4035165e9
+from .conftest import BUILTIN, payload_rate
+
+GEN4_X8 = payload_rate(16e9, 8, calibrated.TLP_OVERHEAD_BYTES)
+SW, RC, HANDOFF = calibrated.SWITCH_HOP_S, calibrated.RC_HOP_S, calibrated.HANDOFF_S
 
 
 def test_ultra8_pair_counts_by_hand(ultra8):
@@ -34,9 +37,12 @@ def test_host_class_carries_the_bounce_figures(ultra16_2s):
     matrix = ultra16_2s.path_matrix()
     i, j = matrix.index("card0.soc0"), matrix.index("card8.soc0")
     assert matrix.class_of("card0.soc0", "card8.soc0") == "host"
-    # leg 1: card sw 150 + sw0 150 + rc0 300 = 600 ns; hand-off 15 us;
-    # leg 2: socket link 150 + rc1 300 + sw2 150 + card sw 150 = 750 ns
-    assert matrix.latency_s[i, j] == pytest.approx(600e-9 + 15e-6 + 750e-9)
+    # leg 1: card switch, sw0, rc0; the hand-off; leg 2: the socket link (150 ns in the
+    # file), rc1, sw2, card switch
+    link = ultra16_2s.graph.edges["cpu0", "cpu1"]["latency_s"]
+    assert link == pytest.approx(150e-9)
+    expected = (2 * SW + RC) + HANDOFF + (link + RC + 2 * SW)
+    assert matrix.latency_s[i, j] == pytest.approx(expected)
     assert matrix.bottleneck_Bps[i, j] == pytest.approx(GEN4_X8, rel=1e-8)
 
 
@@ -74,7 +80,7 @@ def test_dataframe_and_json(ultra8):
     data = json.loads(matrix_json(matrix))
     assert data["path_class"][0] == ["self", "card", "rc"]
     assert data["bottleneck_Bps"][0][0] is None
-    assert data["latency_s"][0][2] == pytest.approx(900e-9)
+    assert data["latency_s"][0][2] == pytest.approx(4 * SW + RC)
 
 
 def test_render_matrix_rows_and_summary(ultra8):

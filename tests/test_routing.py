@@ -1,7 +1,8 @@
 """Routes against hand-computed paths, bottlenecks and latencies.
 
 ultra8: SoC -(Gen4 x8)- card switch -(Gen4 x16)- server switch -(Gen4 x16)- rc0 - cpu0.
-Hops: card and server switches 150 ns, root complex 300 ns; link latencies 0.
+Its hop latencies and packet overhead are the calibrated link model's (SW per switch, RC per
+root complex, TLP bytes per packet); link latencies 0.
 """
 
 from __future__ import annotations
@@ -11,12 +12,20 @@ import pytest
 import simtopo
 from simtopo import RouteError
 
-from .conftest import tiny_spec
+from simtopo import calibrated
 
-GEN4_X8 = 14.4035165e9
-GEN4_X16 = 28.8070330e9
-GEN3_X16 = 14.4035165e9
-GEN3_X8 = 7.20175824e9
+from .conftest import payload_rate, tiny_spec
+
+TLP = calibrated.TLP_OVERHEAD_BYTES
+GEN4_X8 = payload_rate(16e9, 8, TLP)
+SW, RC, HANDOFF = calibrated.SWITCH_HOP_S, calibrated.RC_HOP_S, calibrated.HANDOFF_S
+GEN3_X8_TINY = 7.20175824e9  # tiny pins 24 B: 8 GT/s x 8 x 128/130 / 8 x 256/280
+
+
+def test_ultra8_takes_the_calibrated_link_model(ultra8):
+    assert ultra8.node("sw0")["hop_latency_s"] == ultra8.node("card0.sw")["hop_latency_s"] == SW
+    assert ultra8.node("rc0")["hop_latency_s"] == RC
+    assert ultra8.handoff_latency_s == HANDOFF
 
 
 def test_two_socs_on_one_ultra_card(ultra8):
@@ -24,7 +33,7 @@ def test_two_socs_on_one_ultra_card(ultra8):
     assert route.path_class == "card"
     assert route.links == (("card0.soc0", "card0.sw"), ("card0.sw", "card0.soc1"))
     assert route.bottleneck_Bps == pytest.approx(GEN4_X8, rel=1e-8)
-    assert route.latency_s == pytest.approx(150e-9)
+    assert route.latency_s == pytest.approx(SW)
     assert route.memory is None
 
 
@@ -34,7 +43,7 @@ def test_cards_on_one_server_switch(ultra8):
     assert route.links == (("card0.soc0", "card0.sw"), ("card0.sw", "sw0"),
                            ("sw0", "card3.sw"), ("card3.sw", "card3.soc2"))
     assert route.bottleneck_Bps == pytest.approx(GEN4_X8, rel=1e-8)
-    assert route.latency_s == pytest.approx(3 * 150e-9)
+    assert route.latency_s == pytest.approx(3 * SW)
 
 
 def test_between_switches_through_the_root_complex(ultra8):
@@ -43,7 +52,7 @@ def test_between_switches_through_the_root_complex(ultra8):
     assert route.nodes == ("card0.soc0", "card0.sw", "sw0", "rc0", "sw1", "card4.sw",
                            "card4.soc0")
     assert route.bottleneck_Bps == pytest.approx(GEN4_X8, rel=1e-8)
-    assert route.latency_s == pytest.approx(4 * 150e-9 + 300e-9)
+    assert route.latency_s == pytest.approx(4 * SW + RC)
 
 
 def test_acs_hairpins_through_the_root_port_loading_the_uplink_both_ways(ultra8_acs):
@@ -53,7 +62,7 @@ def test_acs_hairpins_through_the_root_port_loading_the_uplink_both_ways(ultra8_
     assert route.nodes == ("card0.soc0", "card0.sw", "sw0", "rc0", "sw0", "card1.sw",
                            "card1.soc0")
     # hops: card0.sw, sw0, rc0, sw0 again, card1.sw
-    assert route.latency_s == pytest.approx(4 * 150e-9 + 300e-9)
+    assert route.latency_s == pytest.approx(4 * SW + RC)
     # even two SoCs of one card hairpin when the on-card switch has ACS on
     same_card = ultra8_acs.route("card0.soc0", "card0.soc1")
     assert same_card.path_class == "acs"
@@ -71,7 +80,8 @@ def test_p2p_across_sockets_refused_by_default_naming_the_socket_link(ultra16_2s
 def two_socket_spec(cross: bool) -> dict:
     spec = tiny_spec(platform={"cross_socket_p2p": cross})
     spec["host"]["sockets"].append(
-        {"id": "cpu1", "cores": 8, "memory": "64GB", "memory_bw": "80GB/s"})
+        {"id": "cpu1", "cores": 8, "memory": "64GB", "memory_bw": "80GB/s",
+         "root_complexes": [{"id": "rc1", "hop_latency": "300ns"}]})
     spec["host"]["socket_link"] = {"bandwidth": "20GB/s", "latency": "120ns"}
     spec["switches"][1]["parent"] = "rc1"
     return spec
@@ -84,7 +94,7 @@ def test_p2p_across_sockets_when_allowed():
     assert route.nodes == ("card0.soc0", "card0.sw", "sw0", "rc0", "cpu0", "cpu1", "rc1",
                            "sw1", "card2.soc0")
     # bottleneck: sw1 uplink Gen3 x8 (7.20 GB/s) under the 20 GB/s socket link
-    assert route.bottleneck_Bps == pytest.approx(GEN3_X8, rel=1e-8)
+    assert route.bottleneck_Bps == pytest.approx(GEN3_X8_TINY, rel=1e-8)
     # hops: card0.sw 100 + sw0 200 + rc0 300 + rc1 300 + sw1 200; socket link 120
     assert route.latency_s == pytest.approx((100 + 200 + 300 + 300 + 200 + 120) * 1e-9)
 
@@ -127,10 +137,10 @@ def test_host_routed_legs(ultra8):
                                       ("card4.sw", "card4.soc1"))
     assert bounce.staging == "cpu0"
     assert bounce.to_host.memory == bounce.from_host.memory == "cpu0"
-    assert bounce.handoff_s == pytest.approx(15e-6)
+    assert bounce.handoff_s == pytest.approx(HANDOFF)
     assert bounce.handoff_threads == 4
-    # each leg: card switch 150 + server switch 150 + rc 300 = 600 ns; plus the hand-off
-    assert bounce.latency_s == pytest.approx(600e-9 + 15e-6 + 600e-9)
+    # each leg: card switch + server switch + root complex; plus the hand-off
+    assert bounce.latency_s == pytest.approx(2 * (2 * SW + RC) + HANDOFF)
     # one-way steady rate: the x8 SoC link on both legs; memory 460.8/2 GB/s is far above
     assert bounce.bottleneck_Bps == pytest.approx(GEN4_X8, rel=1e-8)
 
@@ -164,7 +174,7 @@ def test_host_to_device_and_back(ultra8):
     d2h = ultra8.route("card2.soc3", "cpu0")
     assert d2h.path_class == "d2h"
     assert d2h.links == tuple((v, u) for u, v in reversed(h2d.links))
-    assert h2d.latency_s == pytest.approx(d2h.latency_s) == pytest.approx(600e-9)
+    assert h2d.latency_s == pytest.approx(d2h.latency_s) == pytest.approx(2 * SW + RC)
 
 
 def test_storage_routes(ultra8):

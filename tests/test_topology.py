@@ -7,10 +7,12 @@ import pytest
 import simtopo
 from simtopo import pcie
 
-from .conftest import BUILTIN, TOPOLOGIES, tiny_spec
+from simtopo.calibrated import TLP_OVERHEAD_BYTES
 
-GEN4_X8 = 14.4035165e9  # see test_pcie.py for the hand calculation
-GEN4_X16 = 28.8070330e9
+from .conftest import BUILTIN, TOPOLOGIES, payload_rate, tiny_spec
+
+GEN4_X8 = payload_rate(16e9, 8, TLP_OVERHEAD_BYTES)  # built-ins take the calibrated overhead
+GEN4_X16 = payload_rate(16e9, 16, TLP_OVERHEAD_BYTES)
 
 
 @pytest.mark.parametrize("path", BUILTIN, ids=lambda p: p.name)
