@@ -45,7 +45,7 @@ def run_flows(topo: simtopo.Topology, flows: list[tuple[str, str, float]],
     env = fab.env
     busy = [0.0]
 
-    def one(start: float, src: str, dst: str, size: float):  # noqa: ANN202 - a generator
+    def one(start: float, src: str, dst: str, size: float):
         if start > 0:
             yield env.timeout(start)
         began = env.now
@@ -86,7 +86,7 @@ def run_allreduces(topo: simtopo.Topology, count: int, size: float) -> dict[str,
     coll = Collectives(fab)
     group = list(topo.socs[:16])
 
-    def chain():  # noqa: ANN202 - a generator
+    def chain():
         for _ in range(count):
             yield coll.run("all_reduce", group, size, algorithm="ring")
 

@@ -11,7 +11,6 @@ from statistics import median
 from typing import Any
 
 from .calibrated import DEFAULT_MODEL, LinkModel
-from .io import write_text_atomic
 from .calibration import (
     BOUNDS,
     LeaveOneOut,
@@ -23,6 +22,7 @@ from .calibration import (
     predict,
     relative_error,
 )
+from .io import write_text_atomic
 
 FIT_RECORD = Path(__file__).resolve().parent.parent / "reports" / "calibration" / "fit.json"
 

@@ -10,10 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import simtopo
+from simtopo import calibrated
 from simtopo.matrix import PATH_CLASSES
 from simtopo.render import matrix_json, render_matrix
-
-from simtopo import calibrated
 
 from .conftest import BUILTIN, payload_rate
 

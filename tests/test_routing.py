@@ -10,9 +10,7 @@ from __future__ import annotations
 import pytest
 
 import simtopo
-from simtopo import RouteError
-
-from simtopo import calibrated
+from simtopo import RouteError, calibrated
 
 from .conftest import payload_rate, tiny_spec
 

@@ -6,7 +6,6 @@ import pytest
 
 import simtopo
 from simtopo import pcie
-
 from simtopo.calibrated import TLP_OVERHEAD_BYTES
 
 from .conftest import BUILTIN, TOPOLOGIES, payload_rate, tiny_spec
