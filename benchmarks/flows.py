@@ -72,13 +72,23 @@ def poisson(n: int, rate: float, seed: int) -> list[float]:
 
 def tuned_rate(topo: simtopo.Topology, flows: list[tuple[str, str, float]], target: float,
                seed: int) -> float:
-    """Arrival rate that keeps ``target`` flows in flight (Little's law on pilot runs)."""
-    pilot = flows[:1000]
-    rate = 1000.0
-    for _ in range(4):
-        stats = run_flows(topo, pilot, poisson(len(pilot), rate, seed))
-        rate *= target / stats["mean_in_flight"]
-    return rate
+    """Arrival rate that keeps ``target`` flows in flight on average over the whole run,
+    found by bisection (the mean in flight grows with the rate, steeply near saturation):
+    first on a 1,000-flow pilot to bracket it, then on the full workload."""
+
+    def bisect(sample: list[tuple[str, str, float]], low: float, high: float,
+               tolerance: float) -> float:
+        while high / low > tolerance:
+            rate = (low * high) ** 0.5
+            stats = run_flows(topo, sample, poisson(len(sample), rate, seed))
+            if stats["mean_in_flight"] < target:
+                low = rate
+            else:
+                high = rate
+        return (low * high) ** 0.5
+
+    guess = bisect(flows[:1000], 1.0, 1e8, 1.05)
+    return bisect(flows, guess / 4, guess * 1.5, 1.03)
 
 
 def run_allreduces(topo: simtopo.Topology, count: int, size: float) -> dict[str, float]:

@@ -43,30 +43,25 @@ def max_min_rates(capacity: np.ndarray, flow_of: np.ndarray, resource_of: np.nda
     rate = np.full(n_flows, np.inf)
     finite = np.isfinite(capacity[resource_of])
     flow_of, resource_of = flow_of[finite], resource_of[finite]
-    if len(flow_of) == 0:
-        return rate
+    weights = w[flow_of]
     remaining = capacity.astype(float).copy()
-    load = np.bincount(resource_of, weights=w[flow_of], minlength=n_res)
-    fixed = np.ones(n_flows, dtype=bool)
-    fixed[flow_of] = False  # flows with a finite resource are still to be solved
-    share = np.empty(n_res)
-    while True:
-        live = load > 0
-        if not live.any():
-            break
-        share.fill(np.inf)
-        share[live] = np.maximum(remaining[live], 0.0) / load[live]
+    load = np.bincount(resource_of, weights=weights, minlength=n_res)
+    newly = np.zeros(n_flows, dtype=bool)
+    while len(flow_of):
+        live = np.flatnonzero(load > 0)
+        share = np.maximum(remaining[live], 0.0) / load[live]
         level = share.min()
-        saturated = share <= level * (1 + RELATIVE_TOLERANCE)
-        hit = saturated[resource_of] & ~fixed[flow_of]
-        newly = np.zeros(n_flows, dtype=bool)
-        newly[flow_of[hit]] = True
+        saturated = np.zeros(n_res, dtype=bool)
+        saturated[live[share <= level * (1 + RELATIVE_TOLERANCE)]] = True
+        # every unfixed flow crossing a saturated resource is frozen at this level
+        newly[flow_of[saturated[resource_of]]] = True
         rate[newly] = level
-        fixed |= newly
         moving = newly[flow_of]
-        used = np.bincount(resource_of[moving], weights=w[flow_of[moving]], minlength=n_res)
+        used = np.bincount(resource_of[moving], weights=weights[moving], minlength=n_res)
         remaining -= used * level
         load -= used
         load[saturated] = 0.0  # a saturated resource has no room left for anyone
-        # flows still unfixed on a saturated resource cannot exist: they were all in `hit`
+        keep = ~moving  # drop the frozen flows' entries: later rounds only see the rest
+        flow_of, resource_of, weights = flow_of[keep], resource_of[keep], weights[keep]
+        newly[:] = False
     return rate

@@ -37,6 +37,10 @@ if TYPE_CHECKING:
 LATE = 2
 """Event priority after SimPy's URGENT (0) and NORMAL (1): rate solves run last at an instant."""
 
+SMALL_SOLVE = 48
+"""With at most this many active flow classes, re-solve them all: cheaper than searching for
+the component that changed."""
+
 FINISH_TOLERANCE = 1e-9
 """A flow whose remaining bytes are below this fraction of its size has finished."""
 
@@ -94,8 +98,9 @@ class Network:
             parent = data["parent"]
             tx_cap = graph.edges[node, parent]["bw_Bps"]
             rx_cap = graph.edges[parent, node]["bw_Bps"]
-            if data["kind"] == "soc" and data.get("dma_bw") is not None:
-                tx_cap, rx_cap = min(tx_cap, data["dma_bw"]), min(rx_cap, data["dma_bw"])
+            if data["kind"] == "soc" and data["dma_bw_Bps"] is not None:
+                cap = data["dma_bw_Bps"]
+                tx_cap, rx_cap = min(tx_cap, cap), min(rx_cap, cap)
             if data["kind"] == "storage":
                 tx_cap, rx_cap = min(tx_cap, data["read_bw_Bps"]), min(rx_cap,
                                                                         data["write_bw_Bps"])
@@ -110,7 +115,9 @@ class Network:
         # flow classes: a class is a set of resources; its members share one rate
         self._class_of_key: dict[tuple[int, ...], int] = {}
         self._class_res: list[np.ndarray] = []
+        self._class_res_tuple: list[tuple[int, ...]] = []
         self._class_members: list[set[int]] = []
+        self._active_classes: set[int] = set()
         self._class_rate = np.zeros(16)
         self._res_classes: list[set[int]] = [set() for _ in names]
         # flows, in slots
@@ -160,6 +167,7 @@ class Network:
             cls = len(self._class_res)
             self._class_of_key[key] = cls
             self._class_res.append(np.array(key, dtype=np.int64))
+            self._class_res_tuple.append(key)
             self._class_members.append(set())
             if cls == len(self._class_rate):
                 self._class_rate = np.concatenate([self._class_rate, self._class_rate])
@@ -173,6 +181,7 @@ class Network:
         self._labels[slot] = label
         members = self._class_members[cls]
         if not members:
+            self._active_classes.add(cls)
             for r in key:
                 self._res_classes[r].add(cls)
         members.add(slot)
@@ -220,19 +229,33 @@ class Network:
             _At(self.env, 0, LATE).callbacks.append(self._solve)
 
     def _component(self, seeds: set[int]) -> list[int]:
-        """Active classes connected to the resources of ``seeds`` (which may have emptied)."""
+        """Active classes connected to the resources of ``seeds`` (which may have emptied).
+
+        The search has a budget: in a dense fabric every uplink is shared by most classes, the
+        component is everything, and solving all active classes (max-min decomposes over
+        components, so the extra ones keep their rates) is cheaper than proving it.
+        """
+        active = self._active_classes
+        total = len(active)
+        if total <= SMALL_SOLVE:
+            return sorted(active)
+        budget = 4 * total
         seen: set[int] = set()
-        seen_res: set[int] = set()
-        stack_res = [r for c in seeds for r in self._class_res[c].tolist()]
-        while stack_res:
-            r = stack_res.pop()
-            if r in seen_res:
-                continue
-            seen_res.add(r)
-            for cls in self._res_classes[r]:
-                if cls not in seen:
-                    seen.add(cls)
-                    stack_res.extend(self._class_res[cls].tolist())
+        seen_res = {r for c in seeds for r in self._class_res_tuple[c]}
+        stack = list(seen_res)
+        while stack:
+            classes = self._res_classes[stack.pop()]
+            budget -= len(classes)
+            if budget < 0 or len(seen) == total:
+                return sorted(active)
+            for cls in classes:
+                if cls in seen:
+                    continue
+                seen.add(cls)
+                for r in self._class_res_tuple[cls]:
+                    if r not in seen_res:
+                        seen_res.add(r)
+                        stack.append(r)
         return sorted(seen)
 
     def _endpoint_scale(self, load: np.ndarray) -> np.ndarray:
@@ -290,7 +313,8 @@ class Network:
         members = self._class_members[cls]
         members.discard(slot)
         if not members:
-            for r in self._class_res[cls].tolist():
+            self._active_classes.discard(cls)
+            for r in self._class_res_tuple[cls]:
                 self._res_classes[r].discard(cls)
         self._touch(cls)
         self._active[slot] = False
