@@ -9,9 +9,8 @@ layout size the figure from the labels.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
+from typing import BinaryIO
 
 from matplotlib import rc_context
 from matplotlib.figure import Figure
@@ -19,7 +18,7 @@ from matplotlib.font_manager import FontProperties
 from matplotlib.lines import Line2D
 from matplotlib.textpath import TextToPath
 
-from .errors import ConfigError
+from .io import write_atomic
 from .topology import Topology
 from .units import format_bandwidth, format_bytes
 
@@ -208,19 +207,9 @@ def save_figure(fig: Figure, path: str | Path, dpi: int = DPI) -> Path:
     fmt = path.suffix.lstrip(".").lower() or "png"
     metadata = {"png": {"Software": None}, "svg": {"Date": None},
                 "pdf": {"CreationDate": None}}.get(fmt)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    except OSError as exc:
-        raise ConfigError(f"cannot write {path} ({exc.strerror or exc})") from None
-    try:
-        with os.fdopen(fd, "wb") as handle, rc_context({"svg.hashsalt": "simtopo"}):
+
+    def write(handle: BinaryIO) -> None:
+        with rc_context({"svg.hashsalt": "simtopo"}):
             fig.savefig(handle, format=fmt, dpi=dpi, metadata=metadata)
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise ConfigError(f"cannot write {path} ({exc.strerror or exc})") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+
+    return write_atomic(path, write)
