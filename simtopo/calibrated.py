@@ -48,6 +48,32 @@ REDUCTION_TRAFFIC = 3.0
 """Memory bytes moved per byte reduced: read two operands, write one."""
 
 
+# -- the SoC model (roofline), fitted on calibration/qualcomm-ai100-standard-gptj-decode -------
+COMPUTE_EFFICIENCY = 0.75
+"""Fraction of peak FLOP/s a GEMM reaches (assumption until fitted)."""
+
+DRAM_EFFICIENCY = 0.85
+"""Fraction of the DRAM bandwidth the cores' streams reach (at most 1; fitted with the decode
+measurements)."""
+
+OP_LAUNCH_S = 2e-6
+"""Fixed cost per op (dispatch and synchronisation across the cores) (assumption)."""
+
+MXFP6_EXPAND_S_PER_WEIGHT = 0.0
+"""Time per mxfp6 weight a core spends expanding it to fp16; divides over the cores and SoCs
+that share the weights (fitted with the mxfp6 decode measurement)."""
+
+
+@dataclass(frozen=True)
+class SocModel:
+    """Free parameters of the SoC cost model."""
+
+    compute_efficiency: float = COMPUTE_EFFICIENCY
+    dram_efficiency: float = DRAM_EFFICIENCY
+    op_launch_s: float = OP_LAUNCH_S
+    mxfp6_expand_s_per_weight: float = MXFP6_EXPAND_S_PER_WEIGHT
+
+
 @dataclass(frozen=True)
 class LinkModel:
     """The fitted link-model parameters: what a topology leaves unsaid takes these values."""
@@ -70,3 +96,4 @@ class LinkModel:
 
 
 DEFAULT_MODEL = LinkModel()
+DEFAULT_SOC_MODEL = SocModel()

@@ -106,7 +106,9 @@ def format_bandwidth(bw_Bps: float) -> str:
 def format_bytes(size_bytes: float) -> str:
     """``32e9`` -> ``"32 GB"``; exact binary multiples stay binary: ``2**31`` -> ``"2 GiB"``."""
     for prefix, scale in (("Ti", 2**40), ("Gi", 2**30), ("Mi", 2**20), ("Ki", 2**10)):
-        if size_bytes >= scale and size_bytes % scale == 0 and size_bytes % 10**3 != 0:
+        # binary only for round binary sizes (2 GiB, 256 KiB), not for any multiple of 1024
+        if scale <= size_bytes < 1024 * scale and size_bytes % scale == 0 \
+                and size_bytes % 10**3 != 0:
             return f"{_significant(size_bytes / scale)} {prefix}B"
     for prefix, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
         if abs(size_bytes) >= scale:
