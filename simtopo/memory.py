@@ -1,0 +1,120 @@
+"""Memory fit: what each SoC of a plan must hold, against its DRAM.
+
+Per SoC: its weight shard (replicated KV projections included), its KV cache for ``batch``
+sequences of ``context`` positions, the largest activation working set of its ops, and a
+runtime reserve (program, I/O buffers, runtime state; an assumption, overridable). A plan
+that does not fit is refused with the numbers and the smallest layouts of each family that
+would fit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import networkx as nx
+
+from .errors import PlanError
+from .models import DecoderSpec
+from .plan import ParallelSpec, PartitionPlan, check_tp, make_plan
+from .topology import Topology
+
+RUNTIME_RESERVE_BYTES = 1e9
+"""DRAM each SoC keeps for the compiled program, I/O buffers and runtime (assumption)."""
+
+
+@dataclass(frozen=True)
+class MemoryUse:
+    """What one SoC holds, in bytes."""
+
+    device: str
+    capacity: float
+    weights: float
+    kv_cache: float
+    activations: float
+    reserve: float
+
+    @property
+    def total(self) -> float:
+        """Everything together."""
+        return self.weights + self.kv_cache + self.activations + self.reserve
+
+    @property
+    def fits(self) -> bool:
+        """Does it fit the SoC's DRAM?"""
+        return self.total <= self.capacity
+
+    def __str__(self) -> str:
+        gb = 1e9
+        return (f"{self.device} needs {self.total / gb:.1f} GB of {self.capacity / gb:.1f} GB: "
+                f"weights {self.weights / gb:.1f}, KV {self.kv_cache / gb:.1f}, activations "
+                f"{self.activations / gb:.1f}, reserve {self.reserve / gb:.1f}")
+
+
+def memory_use(plan: PartitionPlan, topo: Topology, graphs: Sequence[nx.DiGraph],
+               batch: int, context: int, reserve: float = RUNTIME_RESERVE_BYTES
+               ) -> list[MemoryUse]:
+    """Memory of every SoC of every replica. ``graphs`` are the passes the plan will run
+    (activations take the largest); the KV cache holds ``batch`` x ``context`` positions."""
+    out = []
+    for stages in plan.replicas:
+        for stage in stages:
+            weights = sum(plan.shards[n].stored_bytes for n in stage.ops)
+            kv = sum(plan.shards[n].kv_bytes_per_position for n in stage.ops) * batch * context
+            working = 0.0
+            for graph in graphs:
+                for name in stage.ops:
+                    op = graph.nodes[name]["op"]
+                    frac = plan.shards[name].flops / op.flops if op.flops else 1.0
+                    live = (op.bytes - op.weight_bytes - op.kv_read_bytes) * frac
+                    working = max(working, live)
+            for device in stage.devices:
+                out.append(MemoryUse(device, topo.node(device)["dram_bytes"], weights, kv,
+                                     working, reserve))
+    return out
+
+
+def minimum_socs(graph: nx.DiGraph, model: DecoderSpec, topo: Topology, family: str,
+                 batch: int, context: int, reserve: float = RUNTIME_RESERVE_BYTES,
+                 spec: ParallelSpec | None = None) -> int | None:
+    """Smallest SoC count of a plan family that fits: ``tp`` (weight-mode tensor parallel,
+    the size must divide the heads) or ``pp`` (a pipeline of one SoC per stage)."""
+    base = spec or ParallelSpec()
+    limit = len(topo.socs)
+    for n in range(1, limit + 1):
+        if family == "tp":
+            try:
+                check_tp(model, n)
+            except PlanError:
+                continue
+            candidate = ParallelSpec(tp=n, mode="weight", cores=base.cores,
+                                     connection=base.connection, rules=base.rules)
+        else:
+            if n > model.layers:
+                return None
+            candidate = ParallelSpec(pp=n, cores=base.cores, connection=base.connection)
+        try:
+            plan = make_plan(graph, model, topo, candidate)
+        except PlanError:
+            continue
+        if all(u.fits for u in memory_use(plan, topo, [graph], batch, context, reserve)):
+            return n
+    return None
+
+
+def check_fit(plan: PartitionPlan, graph: nx.DiGraph, model: DecoderSpec, topo: Topology,
+              batch: int, context: int, graphs: Sequence[nx.DiGraph] = (),
+              reserve: float = RUNTIME_RESERVE_BYTES) -> list[MemoryUse]:
+    """Memory per SoC, or a :class:`PlanError` naming the fullest SoC and the smallest plans
+    of each family that would fit."""
+    use = memory_use(plan, topo, [graph, *graphs], batch, context, reserve)
+    worst = max(use, key=lambda u: u.total - u.capacity)
+    if worst.fits:
+        return use
+    options = []
+    for family, label in (("tp", "tensor parallel (weight mode)"), ("pp", "a pipeline")):
+        n = minimum_socs(graph, model, topo, family, batch, context, reserve)
+        options.append(f"{label} on {n} SoCs" if n else f"no {label} on {topo.name}")
+    socs = sum(s.tp for s in plan.stages)
+    raise PlanError(f"{model.name} does not fit on {socs} SoC{'s' if socs > 1 else ''} "
+                    f"per replica: {worst}; smallest layouts that fit: {', '.join(options)}")

@@ -1,0 +1,527 @@
+"""Partition plans: which op runs where, on how many cores, with which communication.
+
+A plan is a list of pipeline stages, each a group of devices that tensor-slices the stage's ops
+(weight mode, by GEMM splits) or splits the batch (batch mode); replicas are copies of the plan
+on disjoint SoCs. Communication is derived, not listed: every tensor carries a layout
+
+- ``R`` replicated (each device has all of it),
+- ``S`` sharded along features (an M-split GEMM's output, attention heads),
+- ``P`` partial sums (a K-split GEMM's output: the devices' tensors add up to the result),
+- ``B`` split by batch (batch mode),
+
+each op states the layout it needs and the one it produces, and a collective appears exactly
+where a consumer needs ``R`` and gets ``P`` (all-reduce) or ``S`` (all-gather). Partial sums
+that meet in one add are summed locally first, so GPT-J's parallel block has one all-reduce.
+
+GEMM splits use SambaNova's vocabulary for W[K_in, N_out]: ``M`` divides the output features
+(no reduction), ``K`` the input features (partial sums, then an all-reduce). Default rules:
+QKV on M, attention output on K, FFN up/gate on M, FFN down on K, the LM head on K; the token
+embedding is split by vocabulary rows (its partial rows need one all-reduce). With more devices
+than KV heads, each KV head (its K/V projection columns and cache) is replicated on
+``tp / kv_heads`` devices.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import networkx as nx
+
+from .errors import PlanError, RouteError
+from .models import DecoderSpec
+from .opgraph import ACTIVATION_BYTES, Op, Precision
+from .routing import BounceRoute
+from .topology import Topology
+
+DEFAULT_RULES: tuple[tuple[str, str], ...] = (
+    ("*.attn.qkv", "M"),
+    ("*.attn.o", "K"),
+    ("*.mlp.up", "M"),
+    ("*.mlp.down", "K"),
+    ("lm_head", "K"),
+)
+"""GEMM splits (SambaNova's usual LLM rule; the LM head K-split keeps its weights sharded)."""
+
+SPLITS = ("M", "K", "replicate")
+
+
+@dataclass(frozen=True)
+class ParallelSpec:
+    """How to lay a model out: tensor-parallel size and mode, pipeline stages, replicas."""
+
+    tp: int = 1
+    mode: str = "weight"
+    pp: int = 1
+    replicas: int = 1
+    cores: int | None = None
+    connection: str = "p2p"
+    rules: tuple[tuple[str, str], ...] = ()
+    devices: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("tp", "pp", "replicas"):
+            if getattr(self, name) < 1:
+                raise PlanError(f"{name} must be at least 1 (got {getattr(self, name)})")
+        if self.mode not in ("weight", "batch"):
+            raise PlanError(f"tensor-parallel mode must be 'weight' or 'batch' (got "
+                            f"{self.mode!r})")
+        if self.connection not in ("p2p", "host"):
+            raise PlanError(f"connection must be 'p2p' or 'host' (got {self.connection!r})")
+        for pattern, split in self.rules:
+            if split not in SPLITS:
+                raise PlanError(f"rule {pattern!r}: split must be one of "
+                                f"{', '.join(SPLITS)} (got {split!r})")
+
+    @property
+    def socs_needed(self) -> int:
+        """SoCs the plan occupies."""
+        return self.tp * self.pp * self.replicas
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One pipeline stage: its devices (physical SoC ids, logical ids, cores) and ops."""
+
+    index: int
+    name: str
+    devices: tuple[str, ...]
+    logical: tuple[int, ...]
+    cores: tuple[int, ...]
+    ops: tuple[str, ...]
+    mode: str = "weight"
+
+    @property
+    def tp(self) -> int:
+        """Devices slicing this stage."""
+        return len(self.devices)
+
+
+@dataclass(frozen=True)
+class Shard:
+    """What each device of a stage does for one op (identical across the stage's devices)."""
+
+    op: str
+    split: str
+    layout_in: str
+    layout_out: str
+    flops: float
+    bytes: float
+    stored_bytes: float
+    mxfp6_weights: float = 0.0
+    kv_bytes_per_position: float = 0.0
+    """KV-cache bytes this device keeps per position of one sequence (attention ops)."""
+
+
+@dataclass(frozen=True)
+class Comm:
+    """A collective the layouts require: ``op`` on the output of ``after`` within ``stage``."""
+
+    stage: int
+    after: str
+    before: str
+    kind: str  # all_reduce | all_gather
+    bytes: float
+
+
+@dataclass(frozen=True)
+class Handoff:
+    """Activations passed from one stage to the next (rank i to rank i)."""
+
+    stage: int
+    after: str
+    bytes: float
+
+
+@dataclass(frozen=True)
+class PartitionPlan:
+    """A laid-out model: stages (per replica), shards, collectives and stage hand-offs."""
+
+    model: str
+    stages: tuple[Stage, ...]
+    replicas: tuple[tuple[Stage, ...], ...]
+    shards: dict[str, Shard]
+    comms: tuple[Comm, ...]
+    handoffs: tuple[Handoff, ...]
+    p2p_pairs: frozenset[frozenset[int]] = field(default_factory=frozenset)
+    """Pairs of logical devices declared peer-to-peer; every other pair goes through the host."""
+
+    def stage_of(self, op: str) -> int:
+        """Index of the stage that runs ``op``."""
+        for stage in self.stages:
+            if op in stage.ops:
+                return stage.index
+        raise KeyError(op)
+
+    def connection(self, a: int, b: int) -> str:
+        """``p2p`` or ``host`` between two logical devices."""
+        return "p2p" if frozenset((a, b)) in self.p2p_pairs else "host"
+
+
+# -- splitting one op -------------------------------------------------------------------------
+
+def split_of(name: str, rules: Sequence[tuple[str, str]]) -> str:
+    """The split the first matching rule (user rules, then the defaults) gives a GEMM."""
+    for pattern, split in (*rules, *DEFAULT_RULES):
+        if fnmatch.fnmatchcase(name, pattern):
+            return split
+    return "replicate"
+
+
+def _kv_share(model: DecoderSpec, n: int) -> float:
+    """Fraction of the KV heads each of ``n`` devices holds (replicated beyond kv_heads)."""
+    return 1.0 / n if n <= model.n_kv else 1.0 / model.n_kv
+
+
+def check_tp(model: DecoderSpec, n: int) -> None:
+    """Tensor-parallel size rules: query heads divide by n; KV heads divide n or n divides
+    them (so that each KV head lives on a whole number of devices)."""
+    if model.heads % n:
+        raise PlanError(f"{model.name} has {model.heads} query heads, which do not divide over "
+                        f"{n} devices (the tensor-parallel size must divide the heads)")
+    kv = model.n_kv
+    if n > kv and n % kv:
+        raise PlanError(f"{model.name} has {kv} KV heads: {n} devices cannot hold whole "
+                        "copies of them (the tensor-parallel size must be a multiple of the KV "
+                        "heads when it exceeds them)")
+
+
+def _gemm_shard(op: Op, split: str, n: int, model: DecoderSpec | None, act: float) -> tuple[
+        float, float, float, float]:
+    """(flops, bytes, stored bytes, mxfp6 weights) of one device's part of a GEMM."""
+    if split == "replicate" or n == 1:
+        return op.flops, op.bytes, op.stored_bytes, op.weight_params
+    per_weight = op.weight_bytes / max(op.k_in * op.n_out, 1)
+    if split == "M":
+        if op.parts and model is not None:  # QKV: q columns n ways; K/V as heads allow
+            widths = dict(op.parts)
+            cols = widths["q"] / n + (widths["k"] + widths["v"]) * _kv_share(model, n)
+        else:
+            cols = op.n_out / n
+        frac = cols / op.n_out
+        weights = op.k_in * cols
+        nbytes = weights * per_weight + op.rows * op.k_in * act + op.rows * cols * act
+    else:  # K: a slice of the input features, a full-width partial output
+        frac = 1.0 / n
+        weights = op.k_in * op.n_out / n
+        nbytes = weights * per_weight + op.rows * op.k_in / n * act + op.rows * op.n_out * act
+    stored = op.stored_bytes * frac
+    return op.flops * frac, nbytes, stored, op.weight_params * frac
+
+
+# -- layouts ----------------------------------------------------------------------------------
+
+@dataclass
+class _Sharder:
+    graph: nx.DiGraph
+    model: DecoderSpec | None
+    precision: Precision
+    rules: Sequence[tuple[str, str]]
+    shards: dict[str, Shard] = field(default_factory=dict)
+    comms: list[Comm] = field(default_factory=list)
+    layout: dict[str, str] = field(default_factory=dict)
+
+    def need(self, stage: int, producer: str, consumer: str, want: str) -> None:
+        """Bring ``producer``'s output to layout ``want`` for ``consumer``. A collective makes
+        the tensor whole once: later consumers read that copy."""
+        have = self.layout[producer]
+        size = self.graph.edges[producer, consumer]["bytes"]
+        if want == "R" and have in ("P", "S"):
+            kind = "all_reduce" if have == "P" else "all_gather"
+            self.comms.append(Comm(stage, producer, consumer, kind, size))
+            self.layout[producer] = "R"
+
+    def run(self, stage: Stage, names: Sequence[str]) -> None:
+        n, mode = stage.tp, stage.mode
+        act = ACTIVATION_BYTES[self.precision.activations]
+        kv_bytes = ACTIVATION_BYTES[self.precision.kv_cache]
+        for name in names:
+            op: Op = self.graph.nodes[name]["op"]
+            inputs = [p for p in self.graph.predecessors(name)]
+            mx = op.weight_params if self.precision.weights == "mxfp6" and op.is_gemm else 0.0
+            if n == 1 or mode == "batch":
+                frac = 1.0 / n
+                kv = (2 * self.model.kv_width * kv_bytes * frac
+                      if op.kind == "attention" and self.model is not None else 0.0)
+                weights_read = op.weight_bytes
+                self.shards[name] = Shard(
+                    name, "batch" if n > 1 else "none", "B" if n > 1 else "R",
+                    "B" if n > 1 else "R", op.flops * frac,
+                    weights_read + (op.bytes - weights_read) * frac, op.stored_bytes,
+                    mx, kv)
+                self.layout[name] = "B" if n > 1 else "R"
+                continue
+            self.weight_mode(stage.index, op, inputs, n, act, kv_bytes, mx)
+
+    def weight_mode(self, stage: int, op: Op, inputs: list[str], n: int, act: float,
+                    kv_bytes: float, mx: float) -> None:
+        name = op.name
+        if op.kind == "embedding":
+            if name == "embed":  # vocabulary-parallel: each device owns vocab / n rows
+                self._set(op, "vocab", "R", "P", op.flops, op.bytes - op.weight_bytes
+                          + op.weight_bytes / n, op.stored_bytes / n)
+                return
+            for source in inputs:
+                self.need(stage, source, name, "R")
+            self._set(op, "replicate", "R", "R", op.flops, op.bytes, op.stored_bytes)
+            return
+        if op.is_gemm and op.k_in and op.n_out and len(inputs) == 1:
+            split = split_of(name, self.rules) if self.model is not None else next(
+                (s for p, s in self.rules if fnmatch.fnmatchcase(name, p)), "replicate")
+            (source,) = inputs
+            want = "R" if split in ("M", "replicate") else "S"
+            have = self.layout[source]
+            if want == "R" or have == "P":
+                self.need(stage, source, name, "R")
+            elif have == "S" and split == "K" and not self._aligned(source):
+                self.need(stage, source, name, "R")  # a sharded input of another width
+            flops, nbytes, stored, mxw = _gemm_shard(op, split, n, self.model, act)
+            out = {"M": "S", "K": "P", "replicate": "R"}[split]
+            self._set(op, split, want, out, flops, nbytes, stored, mxw if mx else 0.0)
+            return
+        if op.kind == "attention" and self.model is not None:
+            (source,) = inputs
+            have = self.layout[source]
+            if have == "P":
+                self.need(stage, source, name, "R")
+                have = "R"
+            if have == "S":  # heads split: queries / n, KV heads as replicated
+                share_kv = _kv_share(self.model, n)
+                q_frac = 1.0 / n
+                kv_part = (op.kv_read_bytes + op.kv_write_bytes) * share_kv
+                rest = op.bytes - op.kv_read_bytes - op.kv_write_bytes
+                self._set(op, "heads", "S", "S", op.flops * q_frac, rest * q_frac + kv_part,
+                          0.0, kv_per_position=2 * self.model.kv_width * kv_bytes * share_kv)
+            else:
+                self._set(op, "replicate", "R", "R", op.flops, op.bytes, 0.0,
+                          kv_per_position=2 * self.model.kv_width * kv_bytes)
+            return
+        layouts = [self.layout[s] for s in inputs]
+        if not inputs:
+            self._set(op, "replicate", "R", "R", op.flops, op.bytes, op.stored_bytes)
+            return
+        if op.kind == "elementwise" and len(inputs) == 1 and layouts[0] in ("S", "R"):
+            frac = 1.0 / n if layouts[0] == "S" else 1.0
+            self._set(op, "follow", layouts[0], layouts[0], op.flops * frac, op.bytes * frac,
+                      op.stored_bytes)
+            return
+        partial = [s for s, lay in zip(inputs, layouts, strict=True) if lay == "P"]
+        if partial:  # partial sums meeting here are added locally, then reduced once
+            self.need(stage, partial[-1], name, "R")
+        for s, lay in zip(inputs, layouts, strict=True):
+            if lay == "S":
+                self.need(stage, s, name, "R")
+        self._set(op, "replicate", "R", "R", op.flops, op.bytes, op.stored_bytes)
+
+    def _aligned(self, source: str) -> bool:
+        """Is ``source``'s sharded output laid out along the K of the GEMM that follows?
+        (an M-split GEMM or attention heads feeding the K-split GEMM of the same block)."""
+        return self.shards[source].split in ("M", "heads", "follow")
+
+    def _set(self, op: Op, split: str, lin: str, lout: str, flops: float, nbytes: float,
+             stored: float, mxfp6: float = 0.0, kv_per_position: float = 0.0) -> None:
+        self.shards[op.name] = Shard(op.name, split, lin, lout, flops, nbytes, stored, mxfp6,
+                                     kv_per_position)
+        self.layout[op.name] = lout
+
+
+def _final_comms(sharder: _Sharder, stage: Stage, output: str) -> None:
+    """The host needs the logits whole: reduce or gather them at the end of the last stage."""
+    have = sharder.layout[output]
+    op: Op = sharder.graph.nodes[output]["op"]
+    if have == "P":
+        sharder.comms.append(Comm(stage.index, output, "<host>", "all_reduce",
+                                  op.bytes_written))
+    elif have == "S":
+        sharder.comms.append(Comm(stage.index, output, "<host>", "all_gather",
+                                  op.bytes_written))
+
+
+def shard_stages(graph: nx.DiGraph, model: DecoderSpec | None, stages: Sequence[Stage],
+                 precision: Precision, rules: Sequence[tuple[str, str]] = ()) -> tuple[
+                     dict[str, Shard], list[Comm], list[Handoff]]:
+    """Shards, collectives and stage hand-offs for ``graph`` laid out over ``stages``.
+
+    ``model`` is the decoder the graph came from (for heads); ``None`` for other graphs,
+    whose GEMMs split only by the user's rules and whose other ops are replicated.
+    """
+    for stage in stages:
+        if stage.mode == "weight" and stage.tp > 1 and model is not None:
+            check_tp(model, stage.tp)
+    sharder = _Sharder(graph, model, precision, rules)
+    handoffs: list[Handoff] = []
+    stage_of = {name: s.index for s in stages for name in s.ops}
+    for stage in stages:
+        for name in stage.ops:  # inputs from an earlier stage arrive whole (R)
+            for source in graph.predecessors(name):
+                if stage_of[source] != stage.index and source not in sharder.layout:
+                    raise PlanError(f"op {name} in {stage.name} needs {source}, which no "
+                                    "earlier stage computes")
+        for name in stage.ops:
+            for source in graph.predecessors(name):
+                if stage_of[source] != stage.index:
+                    sharder.need(stage_of[source], source, name, "R")
+                    handoffs.append(Handoff(stage.index, source,
+                                            graph.edges[source, name]["bytes"]))
+        sharder.run(stage, stage.ops)
+    last = [n for n in graph if graph.out_degree(n) == 0]
+    for output in last:
+        _final_comms(sharder, stages[stage_of[output]], output)
+    unique_handoffs = list(dict.fromkeys(handoffs))
+    return sharder.shards, sharder.comms, unique_handoffs
+
+
+# -- stages from a parallel spec --------------------------------------------------------------
+
+def layer_groups(graph: nx.DiGraph) -> tuple[list[str], list[list[str]], list[str]]:
+    """(ops before the first layer, ops of each layer, ops after the last) in order."""
+    order = list(nx.topological_sort(graph))
+    head: list[str] = []
+    tail: list[str] = []
+    layers: dict[int, list[str]] = {}
+    seen_layer = False
+    for name in order:
+        layer = graph.nodes[name]["op"].layer
+        if layer is None:
+            (tail if seen_layer else head).append(name)
+        else:
+            seen_layer = True
+            layers.setdefault(layer, []).append(name)
+    return head, [layers[k] for k in sorted(layers)], tail
+
+
+def split_layers(weights: Sequence[float], stages: int, first: float = 0.0,
+                 last: float = 0.0) -> list[int]:
+    """Contiguous layer counts per stage minimising the heaviest stage (first and last carry
+    extra weight: the embedding and the head). Exact dynamic programme."""
+    n = len(weights)
+    if not 1 <= stages <= n:
+        raise PlanError(f"a pipeline of {stages} stages needs between 1 and {n} layers per "
+                        "stage boundary (the model has {n} layers)")
+    prefix = [0.0]
+    for w in weights:
+        prefix.append(prefix[-1] + w)
+
+    def cost(i: int, j: int, s: int) -> float:  # layers i..j-1 as stage s
+        return prefix[j] - prefix[i] + (first if s == 0 else 0) + (last if s == stages - 1
+                                                                     else 0)
+
+    best = [[math.inf] * (n + 1) for _ in range(stages + 1)]
+    cut = [[0] * (n + 1) for _ in range(stages + 1)]
+    best[0][0] = 0.0
+    for s in range(1, stages + 1):
+        for j in range(s, n + 1):
+            for i in range(s - 1, j):
+                value = max(best[s - 1][i], cost(i, j, s - 1))
+                if value < best[s][j] - 1e-15:
+                    best[s][j], cut[s][j] = value, i
+    counts, j = [], n
+    for s in range(stages, 0, -1):
+        i = cut[s][j]
+        counts.append(j - i)
+        j = i
+    return counts[::-1]
+
+
+def map_devices(topo: Topology, spec: ParallelSpec) -> list[str]:
+    """Physical SoCs in logical order: explicit, or filling a card, then a switch, then the
+    next switch (the topology's depth-first order), so that tensor-parallel groups stay local."""
+    pool = list(spec.devices) if spec.devices is not None else list(topo.socs)
+    for dev in pool:
+        if topo.node(dev)["kind"] != "soc":
+            raise PlanError(f"device {dev} is a {topo.node(dev)['kind']}, not a SoC")
+    need = spec.socs_needed
+    if need > len(pool):
+        source = "the device list gives" if spec.devices else f"{topo.name} has"
+        raise PlanError(f"the plan needs {need} SoCs (tp {spec.tp} x pp {spec.pp} x replicas "
+                        f"{spec.replicas}); {source} {len(pool)}")
+    if len(set(pool[:need])) != need:
+        raise PlanError("a device is listed twice")
+    return pool[:need]
+
+
+def check_connections(topo: Topology, devices: Sequence[str],
+                      p2p_pairs: frozenset[frozenset[int]], where: str = "") -> None:
+    """Every pair declared P2P must have a P2P route with ACS off on its common switch."""
+    for pair in sorted(p2p_pairs, key=sorted):
+        a, b = sorted(pair)
+        src, dst = devices[a], devices[b]
+        try:
+            route = topo.route(src, dst)
+        except RouteError as err:
+            raise PlanError(f"{where}p2p between devices {a} ({src}) and {b} ({dst}) is "
+                            f"impossible: {err}") from None
+        assert not isinstance(route, BounceRoute)
+        if route.path_class == "acs":
+            up, down = topo.ancestors(src), topo.ancestors(dst)
+            common = next(n for n in up if n in set(down))
+            raise PlanError(f"{where}p2p between devices {a} ({src}) and {b} ({dst}) crosses "
+                            f"switch {common} with ACS on; Qualcomm MDP P2P needs ACS off "
+                            "(host-routed is the alternative)")
+
+
+def make_plan(graph: nx.DiGraph, model: DecoderSpec, topo: Topology, spec: ParallelSpec,
+              precision: Precision | None = None, stage_weights: Sequence[float] | None = None
+              ) -> PartitionPlan:
+    """Lay ``graph`` out by ``spec`` on ``topo``.
+
+    ``stage_weights`` balances the pipeline (per-layer cost); default: the layers' weight
+    bytes (decode streams them, so it balances decode time and memory alike).
+    """
+    precision = precision or graph.graph.get("precision") or Precision()
+    if spec.mode == "weight" and spec.tp > 1:
+        check_tp(model, spec.tp)
+    shape = graph.graph.get("shape")
+    if spec.mode == "batch" and shape is not None and shape.batch % spec.tp:
+        raise PlanError(f"batch mode splits the batch: a batch of {shape.batch} does not "
+                        f"divide over {spec.tp} devices")
+    devices = map_devices(topo, spec)
+    cores_total = topo.node(devices[0])["cores"]
+    cores = spec.cores if spec.cores is not None else cores_total
+    if not 1 <= cores <= cores_total:
+        raise PlanError(f"cores must be between 1 and {cores_total} (got {cores})")
+    head, layers, tail = layer_groups(graph)
+    if spec.pp > len(layers):
+        raise PlanError(f"a pipeline of {spec.pp} stages needs at least {spec.pp} layers "
+                        f"({model.name} has {len(layers)})")
+    weight = list(stage_weights) if stage_weights is not None else [
+        sum(graph.nodes[n]["op"].stored_bytes for n in group) for group in layers]
+    first = sum(graph.nodes[n]["op"].stored_bytes for n in head)
+    last = sum(graph.nodes[n]["op"].stored_bytes for n in tail)
+    counts = split_layers(weight, spec.pp, first, last)
+    groups, start = [], 0
+    for s, count in enumerate(counts):
+        ops = [n for group in layers[start:start + count] for n in group]
+        if s == 0:
+            ops = head + ops
+        if s == spec.pp - 1:
+            ops = ops + tail
+        groups.append(tuple(ops))
+        start += count
+    replicas = []
+    for r in range(spec.replicas):
+        stages = []
+        for s in range(spec.pp):
+            lo = (r * spec.pp + s) * spec.tp
+            stages.append(Stage(index=s, name=f"Partition{s}",
+                                devices=tuple(devices[lo:lo + spec.tp]),
+                                logical=tuple(range(s * spec.tp, (s + 1) * spec.tp)),
+                                cores=(cores,) * spec.tp, ops=groups[s], mode=spec.mode))
+        replicas.append(tuple(stages))
+    n_logical = spec.tp * spec.pp
+    pairs = frozenset(frozenset((a, b)) for a in range(n_logical) for b in range(a + 1,
+                                                                                n_logical)
+                      ) if spec.connection == "p2p" else frozenset()
+    limit = topo.platform.max_p2p_group
+    if spec.connection == "p2p" and limit is not None and spec.mode == "weight" \
+            and spec.tp > limit:
+        raise PlanError(f"tensor slicing over {spec.tp} SoCs exceeds {topo.name}'s P2P limit "
+                        f"of {limit} (platform.max_p2p_group)")
+    for stages in replicas:
+        check_connections(topo, [d for s in stages for d in s.devices], pairs)
+    shards, comms, handoffs = shard_stages(graph, model, replicas[0], precision, spec.rules)
+    return PartitionPlan(model=model.name, stages=replicas[0], replicas=tuple(replicas),
+                         shards=shards, comms=tuple(comms), handoffs=tuple(handoffs),
+                         p2p_pairs=pairs)

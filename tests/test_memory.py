@@ -1,0 +1,60 @@
+"""Memory fit: the numbers per SoC, refusals, and the smallest layouts that fit."""
+
+from __future__ import annotations
+
+import pytest
+
+from simtopo import PlanError
+from simtopo.memory import RUNTIME_RESERVE_BYTES, check_fit, memory_use, minimum_socs
+from simtopo.models import load_model
+from simtopo.opgraph import build_graph, decode_shape
+from simtopo.plan import ParallelSpec, make_plan
+
+
+@pytest.fixture(scope="module")
+def l70():
+    m = load_model("llama-2-70b")
+    return m, build_graph(m, decode_shape(1, 1023, compiled_context=1024))
+
+
+def test_llama_2_70b_fp16_refused_on_4_socs(l70, ultra8):
+    m, graph = l70
+    plan = make_plan(graph, m, ultra8, ParallelSpec(tp=4))
+    with pytest.raises(PlanError) as info:
+        check_fit(plan, graph, m, ultra8, batch=1, context=1024)
+    text = str(info.value)
+    # weights alone: 68.98e9 parameters x 2 bytes / 4 SoCs = 34.49 GB per SoC
+    assert "card0.soc0 needs 35.6 GB of 32.0 GB: weights 34.5, KV 0.1" in text
+    assert "smallest layouts that fit: tensor parallel (weight mode) on 8 SoCs, a pipeline " \
+           "on 5 SoCs" in text
+
+
+@pytest.mark.parametrize("tp", [8, 16])
+def test_fits_on_8_and_16(l70, ultra8, tp):
+    m, graph = l70
+    use = check_fit(make_plan(graph, m, ultra8, ParallelSpec(tp=tp)), graph, m, ultra8, 1,
+                    1024)
+    assert all(u.fits for u in use)
+    # every weight / tp, but at 16 the K and V projections (8 KV heads) are held twice:
+    # 80 layers x K and V x 8192 x 1024 x 2 bytes, at 1/8 instead of 1/16
+    kv_proj = 80 * 2 * 8192 * 1024 * 2
+    extra = kv_proj / 8 - kv_proj / 16 if tp == 16 else 0.0
+    # and every device keeps the RMSNorm weights whole: (80 x 2 + 1) x 8192 x 2 bytes
+    norms = (80 * 2 + 1) * 8192 * 2
+    extra += norms * (1 - 1 / tp)
+    assert use[0].weights == pytest.approx(m.parameters() * 2 / tp + extra, rel=1e-12)
+
+
+def test_kv_cache_by_hand(l70, ultra8):
+    m, graph = l70
+    use = memory_use(make_plan(graph, m, ultra8, ParallelSpec(tp=16)), ultra8, [graph],
+                     batch=4, context=4096)
+    # 80 layers x 4 x 4096 positions x K and V x one 128-wide KV head (8 over 16) x 2 bytes
+    assert use[0].kv_cache == 80 * 4 * 4096 * 2 * 128 * 2
+    assert use[0].reserve == RUNTIME_RESERVE_BYTES
+
+
+def test_minimum_socs(l70, ultra8):
+    m, graph = l70
+    assert minimum_socs(graph, m, ultra8, "tp", 1, 1024) == 8
+    assert minimum_socs(graph, m, ultra8, "pp", 1, 1024) == 5
