@@ -1,0 +1,94 @@
+"""ONNX import: small models built with onnx.helper, FLOPs and bytes by hand, names kept."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+from simtopo import ConfigError  # noqa: E402
+from simtopo.io import Document  # noqa: E402
+from simtopo.mdp import parse_mdp_text, plan_from_mdp  # noqa: E402
+from simtopo.onnx_import import load_onnx  # noqa: E402
+
+
+def save(model, tmp_path, name="m.onnx"):
+    path = tmp_path / name
+    onnx.save(model, str(path))
+    return path
+
+
+def mlp(tmp_path):
+    """x[batch, 8] -> MatMul W1[8, 16] -> Add b1 -> Relu -> Gemm W2[16, 4] (transB) -> Softmax
+    -> LayerNormalization; the Relu node has no name."""
+    w1 = numpy_helper.from_array(np.ones((8, 16), np.float32), "w1")
+    b1 = numpy_helper.from_array(np.ones((16,), np.float32), "b1")
+    w2 = numpy_helper.from_array(np.ones((4, 16), np.float32), "w2")  # transposed
+    b2 = numpy_helper.from_array(np.ones((4,), np.float32), "b2")
+    scale = numpy_helper.from_array(np.ones((4,), np.float32), "scale")
+    nodes = [
+        helper.make_node("MatMul", ["x", "w1"], ["h"], name="fc1"),
+        helper.make_node("Add", ["h", "b1"], ["hb"], name="fc1_bias"),
+        helper.make_node("Relu", ["hb"], ["r"]),
+        helper.make_node("Gemm", ["r", "w2", "b2"], ["y"], name="fc2", transB=1),
+        helper.make_node("Softmax", ["y"], ["p"], name="softmax"),
+        helper.make_node("LayerNormalization", ["p", "scale"], ["out"], name="ln", axis=-1),
+    ]
+    graph = helper.make_graph(
+        nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 8])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["batch", 4])],
+        [w1, b1, w2, b2, scale])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    return save(model, tmp_path)
+
+
+def test_mlp_flops_bytes_and_names(tmp_path):
+    graph = load_onnx(mlp(tmp_path), dims={"batch": 3})
+    assert list(graph) == ["fc1", "fc1_bias", "Relu_2", "fc2", "softmax", "ln"]
+    fc1 = graph.nodes["fc1"]["op"]
+    assert fc1.kind == "gemm" and fc1.flops == 2 * 3 * 8 * 16
+    assert (fc1.k_in, fc1.n_out, fc1.rows) == (8, 16, 3)
+    # reads x (3 x 8) and W1 (8 x 16) floats; writes 3 x 16
+    assert fc1.bytes_read == (3 * 8 + 8 * 16) * 4 and fc1.bytes_written == 3 * 16 * 4
+    assert fc1.weight_bytes == 8 * 16 * 4
+    fc2 = graph.nodes["fc2"]["op"]
+    assert fc2.flops == 2 * 3 * 16 * 4 + 3 * 4  # transB respected, plus the bias
+    assert graph.nodes["fc1_bias"]["op"].flops == 3 * 16
+    assert graph.nodes["softmax"]["op"].flops == 5 * 3 * 4
+    assert graph.nodes["ln"]["op"].flops == 8 * 3 * 4
+    assert graph.edges["fc1", "fc1_bias"]["bytes"] == 3 * 16 * 4
+
+
+def test_conv_flops(tmp_path):
+    w = numpy_helper.from_array(np.ones((4, 3, 3, 3), np.float32), "w")
+    node = helper.make_node("Conv", ["x", "w"], ["y"], name="conv")
+    graph = helper.make_graph(
+        [node], "c", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [w])
+    path = save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path)
+    op = load_onnx(path).nodes["conv"]["op"]
+    # output 1 x 4 x 6 x 6 = 144 elements, each 3 x 3 x 3 multiply-adds
+    assert op.kind == "conv" and op.flops == 2 * 144 * 27
+
+
+def test_mdp_node_lists_refer_to_onnx_names(tmp_path, ultra8):
+    graph = load_onnx(mlp(tmp_path), dims={"batch": 3})
+    text = json.dumps({"connections": [{"devices": [0, 1], "type": "p2p"}], "partitions": [
+        {"name": "A", "devices": [{"deviceId": 0, "numCores": 16}],
+         "nodeList": ["fc1", "fc1_bias", "Relu_2"]},
+        {"name": "B", "devices": [{"deviceId": 1, "numCores": 16}],
+         "nodeList": ["fc2", "softmax", "ln"]}]})
+    plan = plan_from_mdp(parse_mdp_text(text), Document(None, "x"), graph, None, ultra8)
+    assert [h.after for h in plan.handoffs] == ["Relu_2"]
+
+
+def test_unreadable_onnx(tmp_path):
+    path = tmp_path / "bad.onnx"
+    path.write_bytes(b"not a protobuf at all")
+    with pytest.raises(ConfigError) as info:
+        load_onnx(path)
+    assert str(info.value).startswith(f"{path}: not a readable ONNX model")
