@@ -27,17 +27,28 @@ def _out(text: str) -> None:
 
 
 def _file_kind(path: Path) -> str:
-    """'topology' or 'cards', judged from the top-level keys."""
+    """'topology', 'cards', 'decoder', 'graph', 'mdp' or 'onnx', judged from the suffix and
+    the top-level keys."""
     from .io import read_yaml
 
+    if path.suffix == ".json":
+        return "mdp"
+    if path.suffix == ".onnx":
+        return "onnx"
     doc = read_yaml(path)
     if isinstance(doc.data, dict):
         if "host" in doc.data or "extends" in doc.data:
             return "topology"
         if "card_types" in doc.data:
             return "cards"
+        if "decoder" in doc.data:
+            return "decoder"
+        if "nodes" in doc.data:
+            return "graph"
     raise ConfigError("cannot tell what this file is: expected a topology (with 'host' or "
-                      "'extends') or a card library (with 'card_types')", file=doc.file)
+                      "'extends'), a card library ('card_types'), a model ('decoder' or "
+                      "'nodes'), an MDP config (.json) or an ONNX model (.onnx)",
+                      file=doc.file)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -50,9 +61,21 @@ def cmd_validate(args: argparse.Namespace) -> int:
             kind = _file_kind(path)
             if kind == "topology":
                 what = f"topology {load_topology(path).summary()}"
-            else:
+            elif kind == "cards":
                 types = load_card_library(path)
                 what = f"card library: {', '.join(types)}"
+            elif kind == "mdp":
+                from .mdp import read_mdp
+
+                config, _ = read_mdp(path)
+                what = (f"MDP config: {len(config.partitions)} partition(s), "
+                        f"{len(config.logical_devices())} device(s)")
+            else:
+                from .modelref import resolve_model
+
+                ref = resolve_model(path)
+                graph = ref.graph_for()
+                what = f"{kind} {ref.name}: {len(graph)} ops"
             _out(f"ok     {name}: {what}")
         except SimtopoError as err:
             if args.debug:
@@ -230,6 +253,130 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _workload(args: argparse.Namespace):
+    """The model, its decode and prefill graphs, and the precision the options ask for."""
+    from .modelref import resolve_model
+    from .opgraph import Precision, decode_shape, prefill_shapes
+
+    try:
+        precision = Precision(weights=args.precision, activations=args.activations,
+                              kv_cache=args.activations)
+    except ValueError as exc:
+        raise ConfigError(f"--precision: {exc}") from None
+    if args.batch < 1 or args.context < 1:
+        raise ConfigError("--batch and --context must be positive")
+    prompt = args.prompt if args.prompt is not None else max(1, args.context // 2)
+    if not 1 <= prompt <= args.context:
+        raise ConfigError(f"--prompt must be between 1 and --context {args.context} "
+                          f"(got {prompt})")
+    ref = resolve_model(args.model)
+    decode = ref.graph_for(decode_shape(args.batch, args.context - 1,
+                                        compiled_context=args.context), precision)
+    prefill = ref.graph_for(prefill_shapes(args.batch, prompt, compiled_prompt=prompt,
+                                           compiled_context=args.context)[0], precision)
+    return ref, decode, prefill, precision
+
+
+def _rules(items: Sequence[str] | None) -> tuple[tuple[str, str], ...]:
+    rules = []
+    for item in items or []:
+        pattern, _, split = item.partition("=")
+        if not pattern or split not in ("M", "K", "replicate"):
+            raise ConfigError(f"--rule: expected PATTERN=M, PATTERN=K or PATTERN=replicate "
+                              f"(got {item!r})")
+        rules.append((pattern, split))
+    return tuple(rules)
+
+
+def _with_model(args: argparse.Namespace) -> argparse.Namespace:
+    args.model = args.name
+    return args
+
+
+def cmd_model_show(args: argparse.Namespace) -> int:
+    from .planview import render_model
+
+    ref, decode, prefill, _ = _workload(args)
+    _out(render_model(ref.name, decode, ref.decoder))
+    if ref.decoder is not None:
+        _out(render_model(ref.name, prefill, None).split("\n", 1)[1])
+    return EXIT_OK
+
+
+def cmd_mdp_dump(args: argparse.Namespace) -> int:
+    from .mdp import dump_mdp, write_mdp
+
+    ref, decode, _, _ = _workload(args)
+    write_mdp(dump_mdp(decode, cores=args.cores), args.output)
+    _out(f"wrote {args.output}: one partition of {len(decode)} nodes of {ref.name}")
+    return EXIT_OK
+
+
+def _devices_option(topo: Topology, text: str | None) -> list[str] | None:
+    return None if text is None else [d for d in _select(topo, text)
+                                      if topo.node(d)["kind"] == "soc"]
+
+
+def cmd_mdp_validate(args: argparse.Namespace) -> int:
+    from .mdp import plan_from_mdp, read_mdp
+    from .planview import render_plan
+    from .topofile import load_topology
+
+    topo = load_topology(args.topology)
+    ref, decode, prefill, _ = _workload(args)
+    config, doc = read_mdp(args.file)
+    plan = plan_from_mdp(config, doc, decode, ref.decoder, topo,
+                         _devices_option(topo, args.devices))
+    memory = _memory(plan, decode, prefill, ref, topo, args)
+    _out(f"ok: {args.file} on {topo.name} with {ref.name}")
+    _out(render_plan(plan, memory))
+    return EXIT_OK
+
+
+def _memory(plan, decode, prefill, ref, topo, args):
+    from .memory import check_fit, memory_use
+
+    if ref.decoder is None:
+        return memory_use(plan, topo, [decode], args.batch, args.context)
+    return check_fit(plan, decode, ref.decoder, topo, args.batch, args.context, [prefill])
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from .mdp import mdp_from_plan, write_mdp
+    from .plan import ParallelSpec, make_plan
+    from .planview import render_plan
+    from .topofile import load_topology
+
+    topo = load_topology(args.topology)
+    ref, decode, prefill, precision = _workload(args)
+    if ref.decoder is None:
+        raise ConfigError("--model: plans from a parallel spec need a decoder (a preset or a "
+                          "'decoder:' YAML); use 'simtopo mdp validate' for other graphs")
+    spec = ParallelSpec(tp=args.tp, mode=args.mode, pp=args.pp, replicas=args.replicas,
+                        cores=args.cores, connection=args.connection, rules=_rules(args.rule),
+                        devices=tuple(_devices_option(topo, args.devices) or ()) or None)
+    plan = make_plan(decode, ref.decoder, topo, spec, precision)
+    memory = _memory(plan, decode, prefill, ref, topo, args)
+    _out(render_plan(plan, memory))
+    if args.write_mdp:
+        write_mdp(mdp_from_plan(plan), args.write_mdp)
+        _out(f"wrote {args.write_mdp}")
+    return EXIT_OK
+
+
+def _workload_options(p: argparse.ArgumentParser, model_required: bool = True) -> None:
+    p.add_argument("--model", required=model_required, metavar="MODEL",
+                   help="a preset (llama-2-70b, gpt-j-6b, ...), a decoder or graph YAML, or "
+                        "an .onnx file")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--context", type=int, default=2048, help="compiled context length")
+    p.add_argument("--prompt", type=int, help="compiled prompt length (default context / 2)")
+    p.add_argument("--precision", default="fp16",
+                   help="GEMM weights: fp32, fp16, bf16, int8, mxfp6 (default fp16)")
+    p.add_argument("--activations", default="fp16",
+                   help="activations and KV cache: fp32, fp16, bf16 (default fp16)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for documentation and tests)."""
     parser = argparse.ArgumentParser(
@@ -295,6 +442,43 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write the validation document (docs/validation.md)")
     p.add_argument("--max-evaluations", type=int, default=400, metavar="N")
     p.set_defaults(func=cmd_calibrate)
+
+    model = sub.add_parser("model", help="inspect a model").add_subparsers(
+        dest="model_command", required=True, metavar="SUBCOMMAND")
+    p = model.add_parser("show", help="parameters and per-kind totals of one pass")
+    p.add_argument("name", metavar="MODEL")
+    _workload_options(p, model_required=False)
+    p.set_defaults(func=lambda a: cmd_model_show(_with_model(a)))
+
+    mdp = sub.add_parser("mdp", help="Qualcomm MDP partition configs").add_subparsers(
+        dest="mdp_command", required=True, metavar="SUBCOMMAND")
+    p = mdp.add_parser("dump", help="a starting config: one partition listing every node")
+    _workload_options(p)
+    p.add_argument("-o", "--output", required=True, metavar="JSON")
+    p.add_argument("--cores", type=int, default=16)
+    p.set_defaults(func=cmd_mdp_dump)
+    p = mdp.add_parser("validate", help="check a config against a model and a topology")
+    p.add_argument("file", metavar="JSON")
+    p.add_argument("--topology", required=True, metavar="FILE")
+    p.add_argument("--devices", metavar="PATTERNS",
+                   help="the SoCs of logical devices 0, 1, ... (default: topology order)")
+    _workload_options(p)
+    p.set_defaults(func=cmd_mdp_validate)
+
+    p = sub.add_parser("plan", help="lay a model out by a parallel spec; memory fit")
+    p.add_argument("--topology", required=True, metavar="FILE")
+    p.add_argument("--tp", type=int, default=1, help="tensor-parallel size")
+    p.add_argument("--mode", choices=("weight", "batch"), default="weight")
+    p.add_argument("--pp", type=int, default=1, help="pipeline stages")
+    p.add_argument("--replicas", type=int, default=1)
+    p.add_argument("--cores", type=int, help="cores per SoC (default all)")
+    p.add_argument("--connection", choices=("p2p", "host"), default="p2p")
+    p.add_argument("--rule", action="append", metavar="PATTERN=SPLIT",
+                   help="override a GEMM split, e.g. lm_head=M (repeatable)")
+    p.add_argument("--devices", metavar="PATTERNS", help="SoCs in logical order")
+    p.add_argument("--write-mdp", metavar="JSON", help="write the plan as an MDP config")
+    _workload_options(p)
+    p.set_defaults(func=cmd_plan)
 
     p = topo.add_parser("route", help="the route of one transfer")
     p.add_argument("file", metavar="FILE")

@@ -109,3 +109,48 @@ def test_csv_values_are_rounded(capsys):
     rows = capsys.readouterr().out.strip().splitlines()
     value = rows[1].split(",")[2]
     assert value == f"{float(value):.12g}"
+
+
+def test_model_show(capsys):
+    assert main(["model", "show", "llama-2-70b"]) == 0
+    out = capsys.readouterr().out
+    assert "parameters: 68,976,648,192" in out and "pass: prefill" in out
+
+
+def test_plan_refused_with_numbers(capsys):
+    assert main(["plan", "--model", "llama-2-70b", "--topology", ULTRA8, "--tp", "4",
+                 "--context", "1024"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: llama-2-70b does not fit on 4 SoCs per replica: card0.soc0 "
+                          "needs 35.6 GB of 32.0 GB: weights 34.5, KV 0.1")
+
+
+def test_plan_writes_mdp_that_validates(tmp_path, capsys):
+    out = tmp_path / "plan.json"
+    assert main(["plan", "--model", "llama-2-70b", "--topology", ULTRA8, "--tp", "8",
+                 "--pp", "2", "--write-mdp", str(out)]) == 0
+    assert "stage 0: 81 x all_reduce of 16 KiB" in capsys.readouterr().out
+    assert main(["mdp", "validate", str(out), "--model", "llama-2-70b", "--topology",
+                 ULTRA8]) == 0
+    assert capsys.readouterr().out.startswith(f"ok: {out} on ultra8 with llama-2-70b")
+
+
+def test_mdp_dump_and_validate(tmp_path, capsys):
+    out = tmp_path / "dump.json"
+    assert main(["mdp", "dump", "--model", "gpt-j-6b", "-o", str(out)]) == 0
+    assert main(["validate", str(out)]) == 0
+    assert "MDP config: 1 partition(s), 1 device(s)" in capsys.readouterr().out
+
+
+def test_validate_models_and_graphs(capsys):
+    from .conftest import ROOT
+
+    assert main(["validate", str(ROOT / "experiments" / "mdp" / "pipelined-graph.yaml")]) == 0
+    assert "graph mdp-pipelined-example: 13 ops" in capsys.readouterr().out
+
+
+def test_bad_rule(capsys):
+    assert main(["plan", "--model", "llama-2-7b", "--topology", ULTRA8, "--rule",
+                 "lm_head=Q"]) == 2
+    assert "--rule: expected PATTERN=M, PATTERN=K or PATTERN=replicate (got 'lm_head=Q')" in \
+        capsys.readouterr().err
