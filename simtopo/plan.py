@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
+from .calibrated import DEFAULT_SOC_MODEL, SocModel
+from .cost import Work, op_cost
 from .errors import PlanError, RouteError
 from .models import DecoderSpec
 from .opgraph import ACTIVATION_BYTES, Op, Precision
@@ -462,14 +464,23 @@ def check_connections(topo: Topology, devices: Sequence[str],
                             "(host-routed is the alternative)")
 
 
-def make_plan(graph: nx.DiGraph, model: DecoderSpec, topo: Topology, spec: ParallelSpec,
-              precision: Precision | None = None, stage_weights: Sequence[float] | None = None
-              ) -> PartitionPlan:
-    """Lay ``graph`` out by ``spec`` on ``topo``.
+def op_times(graph: nx.DiGraph, model: DecoderSpec | None, stage: Stage,
+             precision: Precision, rules: Sequence[tuple[str, str]] = (),
+             soc_model: SocModel = DEFAULT_SOC_MODEL, soc: dict | None = None
+             ) -> dict[str, float]:
+    """Seconds each op's shard takes on one device of ``stage`` (the cost function)."""
+    shards, _, _ = shard_stages(graph, model, [stage], precision, rules)
+    attrs = soc if soc is not None else {}
+    return {name: op_cost(Work(s.flops, s.bytes, graph.nodes[name]["op"].precision,
+                               s.mxfp6_weights), attrs, stage.cores[0], soc_model).time_s
+            for name, s in shards.items()}
 
-    ``stage_weights`` balances the pipeline (per-layer cost); default: the layers' weight
-    bytes (decode streams them, so it balances decode time and memory alike).
-    """
+
+def make_plan(graph: nx.DiGraph, model: DecoderSpec, topo: Topology, spec: ParallelSpec,
+              precision: Precision | None = None, soc_model: SocModel = DEFAULT_SOC_MODEL
+              ) -> PartitionPlan:
+    """Lay ``graph`` out by ``spec`` on ``topo``; pipeline stages hold contiguous layers,
+    balanced by the cost function (each op's shard priced on the stage's SoC and cores)."""
     precision = precision or graph.graph.get("precision") or Precision()
     if spec.mode == "weight" and spec.tp > 1:
         check_tp(model, spec.tp)
@@ -486,11 +497,14 @@ def make_plan(graph: nx.DiGraph, model: DecoderSpec, topo: Topology, spec: Paral
     if spec.pp > len(layers):
         raise PlanError(f"a pipeline of {spec.pp} stages needs at least {spec.pp} layers "
                         f"({model.name} has {len(layers)})")
-    weight = list(stage_weights) if stage_weights is not None else [
-        sum(graph.nodes[n]["op"].stored_bytes for n in group) for group in layers]
-    first = sum(graph.nodes[n]["op"].stored_bytes for n in head)
-    last = sum(graph.nodes[n]["op"].stored_bytes for n in tail)
-    counts = split_layers(weight, spec.pp, first, last)
+    whole = Stage(index=0, name="all", devices=tuple(devices[:spec.tp]),
+                  logical=tuple(range(spec.tp)), cores=(cores,) * spec.tp,
+                  ops=tuple(nx.topological_sort(graph)), mode=spec.mode)
+    times = op_times(graph, model, whole, precision, spec.rules, soc_model,
+                     topo.node(devices[0]))
+    weight = [sum(times[n] for n in group) for group in layers]
+    counts = split_layers(weight, spec.pp, sum(times[n] for n in head),
+                          sum(times[n] for n in tail))
     groups, start = [], 0
     for s, count in enumerate(counts):
         ops = [n for group in layers[start:start + count] for n in group]
