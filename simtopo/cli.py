@@ -17,6 +17,12 @@ from . import __version__
 from .errors import ConfigError, SimtopoError
 
 if TYPE_CHECKING:
+    import networkx as nx
+
+    from .memory import MemoryUse
+    from .modelref import ModelRef
+    from .opgraph import Precision
+    from .plan import PartitionPlan
     from .topology import Topology
 
 EXIT_OK, EXIT_FAILED_CHECK, EXIT_BAD_INPUT = 0, 1, 2
@@ -102,6 +108,8 @@ def _select(topo: Topology, patterns: str | None) -> list[str]:
     pool = [*topo.socs, *topo.storage]
     if patterns == "all":
         return pool
+    if not pool:
+        raise ConfigError(f"--devices: {topo.name} has no devices")
     chosen = []
     for pattern in patterns.split(","):
         matched = [d for d in pool if fnmatch.fnmatchcase(d, pattern.strip())]
@@ -253,7 +261,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _workload(args: argparse.Namespace):
+def _workload(args: argparse.Namespace) -> tuple[ModelRef, nx.DiGraph, nx.DiGraph, Precision]:
     """The model, its decode and prefill graphs, and the precision the options ask for."""
     from .modelref import resolve_model
     from .opgraph import Precision, decode_shape, prefill_shapes
@@ -269,12 +277,22 @@ def _workload(args: argparse.Namespace):
     if not 1 <= prompt <= args.context:
         raise ConfigError(f"--prompt must be between 1 and --context {args.context} "
                           f"(got {prompt})")
-    ref = resolve_model(args.model)
+    ref = resolve_model(args.model, _dims(args.dim))
     decode = ref.graph_for(decode_shape(args.batch, args.context - 1,
                                         compiled_context=args.context), precision)
     prefill = ref.graph_for(prefill_shapes(args.batch, prompt, compiled_prompt=prompt,
                                            compiled_context=args.context)[0], precision)
     return ref, decode, prefill, precision
+
+
+def _dims(items: Sequence[str] | None) -> dict[str, int]:
+    dims = {}
+    for item in items or []:
+        name, _, value = item.partition("=")
+        if not name or not value.isdigit() or int(value) < 1:
+            raise ConfigError(f"--dim: expected NAME=POSITIVE_INTEGER (got {item!r})")
+        dims[name] = int(value)
+    return dims
 
 
 def _rules(items: Sequence[str] | None) -> tuple[tuple[str, str], ...]:
@@ -306,6 +324,8 @@ def cmd_model_show(args: argparse.Namespace) -> int:
 def cmd_mdp_dump(args: argparse.Namespace) -> int:
     from .mdp import dump_mdp, write_mdp
 
+    if args.cores < 1:
+        raise ConfigError(f"--cores: expected a positive number of cores (got {args.cores})")
     ref, decode, _, _ = _workload(args)
     write_mdp(dump_mdp(decode, cores=args.cores), args.output)
     _out(f"wrote {args.output}: one partition of {len(decode)} nodes of {ref.name}")
@@ -313,8 +333,12 @@ def cmd_mdp_dump(args: argparse.Namespace) -> int:
 
 
 def _devices_option(topo: Topology, text: str | None) -> list[str] | None:
-    return None if text is None else [d for d in _select(topo, text)
-                                      if topo.node(d)["kind"] == "soc"]
+    if text is None:
+        return None
+    chosen = [d for d in _select(topo, text) if topo.node(d)["kind"] == "soc"]
+    if not chosen:
+        raise ConfigError(f"--devices: {text!r} names no SoC (ids look like {topo.socs[0]})")
+    return chosen
 
 
 def cmd_mdp_validate(args: argparse.Namespace) -> int:
@@ -326,19 +350,19 @@ def cmd_mdp_validate(args: argparse.Namespace) -> int:
     ref, decode, prefill, _ = _workload(args)
     config, doc = read_mdp(args.file)
     plan = plan_from_mdp(config, doc, decode, ref.decoder, topo,
-                         _devices_option(topo, args.devices))
+                         _devices_option(topo, args.devices), _rules(args.rule))
     memory = _memory(plan, decode, prefill, ref, topo, args)
     _out(f"ok: {args.file} on {topo.name} with {ref.name}")
     _out(render_plan(plan, memory))
     return EXIT_OK
 
 
-def _memory(plan, decode, prefill, ref, topo, args):
-    from .memory import check_fit, memory_use
+def _memory(plan: PartitionPlan, decode: nx.DiGraph, prefill: nx.DiGraph, ref: ModelRef,
+            topo: Topology, args: argparse.Namespace) -> list[MemoryUse]:
+    from .memory import check_fit
 
-    if ref.decoder is None:
-        return memory_use(plan, topo, [decode], args.batch, args.context)
-    return check_fit(plan, decode, ref.decoder, topo, args.batch, args.context, [prefill])
+    extra = [prefill] if ref.decoder is not None else []
+    return check_fit(plan, decode, ref.decoder, topo, args.batch, args.context, extra)
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -357,9 +381,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
                         devices=tuple(_devices_option(topo, args.devices) or ()) or None)
     plan = make_plan(decode, ref.decoder, topo, spec, precision)
     memory = _memory(plan, decode, prefill, ref, topo, args)
-    _out(render_plan(plan, memory))
     if args.write_mdp:
         write_mdp(mdp_from_plan(plan), args.write_mdp)
+    _out(render_plan(plan, memory))
+    if args.write_mdp:
         _out(f"wrote {args.write_mdp}")
     return EXIT_OK
 
@@ -375,6 +400,8 @@ def _workload_options(p: argparse.ArgumentParser, model_required: bool = True) -
                    help="GEMM weights: fp32, fp16, bf16, int8, mxfp6 (default fp16)")
     p.add_argument("--activations", default="fp16",
                    help="activations and KV cache: fp32, fp16, bf16 (default fp16)")
+    p.add_argument("--dim", action="append", metavar="NAME=VALUE",
+                   help="value of a symbolic ONNX dimension, e.g. batch=8 (repeatable)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -462,6 +489,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--topology", required=True, metavar="FILE")
     p.add_argument("--devices", metavar="PATTERNS",
                    help="the SoCs of logical devices 0, 1, ... (default: topology order)")
+    p.add_argument("--rule", action="append", metavar="PATTERN=SPLIT",
+                   help="split GEMMs of graphs by name, e.g. 'MatMul_*=M' (repeatable)")
     _workload_options(p)
     p.set_defaults(func=cmd_mdp_validate)
 

@@ -5,8 +5,11 @@ name: tiny-pipeline
 nodes:
   - {name: Add_1105, kind: elementwise, flops: 1e6, bytes_read: 4MB, bytes_written: 2MB}
   - {name: MatMul_7, kind: gemm, flops: 2e9, bytes_read: 40MB, bytes_written: 2MB,
-     weights: 32MB, inputs: [Add_1105]}
+     weights: 32MB, k_in: 4096, n_out: 4096, rows: 64, inputs: [Add_1105]}
 ```
+
+A GEMM with ``k_in``, ``n_out`` and ``rows`` can be split by plan rules (``MatMul_*=M``);
+other ops of such graphs run replicated on every device of a partition.
 
 An edge from each name in ``inputs`` carries that producer's ``bytes_written``.
 """
@@ -37,6 +40,9 @@ class NodeSpec(Spec):
     bytes_read: SizeOrZero = 0.0
     bytes_written: SizeOrZero = 0.0
     weights: SizeOrZero = 0.0
+    k_in: int = Field(default=0, ge=0)
+    n_out: int = Field(default=0, ge=0)
+    rows: int = Field(default=0, ge=0)
     inputs: list[str] = Field(default_factory=list)
 
 
@@ -58,10 +64,16 @@ def graph_from_spec(spec: GraphSpec, doc: Document | None = None) -> nx.DiGraph:
             raise doc.error(f"duplicate node name {node.name!r} (also nodes[{index[node.name]}])",
                             ("nodes", i, "name"))
         index[node.name] = i
+        if node.kind in ("gemm", "lm_head") and (node.k_in or node.n_out) and \
+                not (node.k_in and node.n_out and node.rows):
+            raise doc.error("a GEMM that can be split needs k_in, n_out and rows (its weight "
+                            "is W[k_in, n_out], applied to rows tokens)", ("nodes", i))
         graph.add_node(node.name, op=Op(name=node.name, kind=node.kind, flops=node.flops,
                                         bytes_read=node.bytes_read,
                                         bytes_written=node.bytes_written,
-                                        weight_bytes=node.weights, stored_bytes=node.weights))
+                                        weight_bytes=node.weights, stored_bytes=node.weights,
+                                        weight_params=float(node.k_in * node.n_out),
+                                        k_in=node.k_in, n_out=node.n_out, rows=node.rows))
     for i, node in enumerate(spec.nodes):
         for j, source in enumerate(node.inputs):
             if source not in index:

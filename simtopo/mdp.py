@@ -184,20 +184,18 @@ def validate_mdp(config: MdpConfig, doc: Document, graph: nx.DiGraph, topo: Topo
     p2p = p2p_pairs(config)
     for i, part in enumerate(config.partitions):
         ids = [d.deviceId for d in part.devices]
-        sliced_p2p = all(frozenset((a, b)) in p2p for a in ids for b in ids if a < b)
+        sliced_p2p = any(frozenset((a, b)) in p2p for a in ids for b in ids if a < b)
         if limit is not None and len(ids) > limit and sliced_p2p:
-            raise _error(doc, f"tensor slicing over {len(ids)} devices exceeds "
-                         f"{topo.name}'s P2P limit of {limit} (platform.max_p2p_group)",
-                         ("partitions", i, "devices"))
-    order = [physical[k] for k in sorted(physical)]
-    dense = {k: n for n, k in enumerate(sorted(physical))}
+            raise _error(doc, f"tensor slicing over {len(ids)} devices, some of them P2P, "
+                         f"exceeds {topo.name}'s P2P limit of {limit} "
+                         "(platform.max_p2p_group)", ("partitions", i, "devices"))
     for c, conn in enumerate(config.connections):
         if conn.type != "p2p":
-            continue
-        pairs = frozenset(frozenset((dense[a], dense[b])) for a in conn.devices
-                          for b in conn.devices if a < b)
+            continue  # only the pairs that end up P2P (later entries win) are checked
+        pairs = frozenset(frozenset((a, b)) for a in conn.devices for b in conn.devices
+                          if a < b and frozenset((a, b)) in p2p)
         try:
-            check_connections(topo, order, pairs, where="")
+            check_connections(topo, physical, pairs, where="")
         except PlanError as err:
             raise _error(doc, err.message, ("connections", c)) from None
     return [physical[k] for k in sorted(physical)]
@@ -245,12 +243,19 @@ def plan_from_mdp(config: MdpConfig, doc: Document, graph: nx.DiGraph,
     name = model.name if model is not None else str(graph.graph.get("model", "graph"))
     return PartitionPlan(model=name, stages=tuple(stages), replicas=(tuple(stages),),
                          shards=shards, comms=tuple(comms), handoffs=tuple(handoffs),
-                         p2p_pairs=p2p_pairs(config))
+                         p2p_pairs=p2p_pairs(config), decoder=model, rules=tuple(rules))
 
 
 def mdp_from_plan(plan: PartitionPlan) -> MdpConfig:
     """The plan (one replica) as an MDP config: partitions, devices and cores, node lists
-    (when there is more than one partition), and one ``p2p`` entry per connected group."""
+    (when there is more than one partition), and one ``p2p`` entry per connected group.
+    What MDP cannot say (batch mode, custom GEMM splits) is refused, not dropped."""
+    if plan.mode != "weight" and any(s.tp > 1 for s in plan.stages):
+        raise PlanError("an MDP config cannot express tensor-parallel batch mode (MDP tensor "
+                        "slicing is the compiler's weight split)")
+    if plan.rules:
+        raise PlanError("an MDP config cannot express custom GEMM split rules ("
+                        + ", ".join(f"{p}={s}" for p, s in plan.rules) + ")")
     ids = [i for s in plan.stages for i in s.logical]
     pairs = plan.p2p_pairs
     groups: list[list[int]] = []

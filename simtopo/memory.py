@@ -56,18 +56,14 @@ def memory_use(plan: PartitionPlan, topo: Topology, graphs: Sequence[nx.DiGraph]
                ) -> list[MemoryUse]:
     """Memory of every SoC of every replica. ``graphs`` are the passes the plan will run
     (activations take the largest); the KV cache holds ``batch`` x ``context`` positions."""
+    per_pass = [plan.reshard(graph) for graph in graphs]  # each pass at its own sizes
     out = []
     for stages in plan.replicas:
         for stage in stages:
             weights = sum(plan.shards[n].stored_bytes for n in stage.ops)
             kv = sum(plan.shards[n].kv_bytes_per_position for n in stage.ops) * batch * context
-            working = 0.0
-            for graph in graphs:
-                for name in stage.ops:
-                    op = graph.nodes[name]["op"]
-                    frac = plan.shards[name].flops / op.flops if op.flops else 1.0
-                    live = (op.bytes - op.weight_bytes - op.kv_read_bytes) * frac
-                    working = max(working, live)
+            working = max((shards[n].activation_bytes for shards in per_pass
+                           for n in stage.ops), default=0.0)
             for device in stage.devices:
                 out.append(MemoryUse(device, topo.node(device)["dram_bytes"], weights, kv,
                                      working, reserve))
@@ -102,19 +98,27 @@ def minimum_socs(graph: nx.DiGraph, model: DecoderSpec, topo: Topology, family: 
     return None
 
 
-def check_fit(plan: PartitionPlan, graph: nx.DiGraph, model: DecoderSpec, topo: Topology,
-              batch: int, context: int, graphs: Sequence[nx.DiGraph] = (),
+def check_fit(plan: PartitionPlan, graph: nx.DiGraph, model: DecoderSpec | None,
+              topo: Topology, batch: int, context: int, graphs: Sequence[nx.DiGraph] = (),
               reserve: float = RUNTIME_RESERVE_BYTES) -> list[MemoryUse]:
-    """Memory per SoC, or a :class:`PlanError` naming the fullest SoC and the smallest plans
-    of each family that would fit."""
+    """Memory per SoC, or a :class:`PlanError` naming the fullest SoC and, for decoders, the
+    smallest plans of each family (with the plan's connection and cores) that would fit."""
     use = memory_use(plan, topo, [graph, *graphs], batch, context, reserve)
     worst = max(use, key=lambda u: u.total - u.capacity)
     if worst.fits:
         return use
-    options = []
-    for family, label in (("tp", "tensor parallel (weight mode)"), ("pp", "a pipeline")):
-        n = minimum_socs(graph, model, topo, family, batch, context, reserve)
-        options.append(f"{label} on {n} SoCs" if n else f"no {label} on {topo.name}")
     socs = sum(s.tp for s in plan.stages)
-    raise PlanError(f"{model.name} does not fit on {socs} SoC{'s' if socs > 1 else ''} "
-                    f"per replica: {worst}; smallest layouts that fit: {', '.join(options)}")
+    name = model.name if model is not None else plan.model
+    message = f"{name} does not fit on {socs} SoC{'s' if socs > 1 else ''} per replica: {worst}"
+    if model is None:
+        raise PlanError(message)
+    base = ParallelSpec(connection="p2p" if plan.p2p_pairs else "host",
+                        cores=min(plan.stages[0].cores), rules=plan.rules)
+    options = []
+    for family, label in (("tp", "tensor parallel (weight mode) on {} SoCs"),
+                          ("pp", "a pipeline of {} SoCs")):
+        n = minimum_socs(graph, model, topo, family, batch, context, reserve, base)
+        if n:
+            options.append(label.format(n))
+    found = ", ".join(options) if options else f"none on {topo.name}"
+    raise PlanError(f"{message}; smallest layouts that fit: {found}")

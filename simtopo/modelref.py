@@ -35,8 +35,9 @@ class ModelRef:
                            precision)
 
 
-def resolve_model(name_or_path: str | Path) -> ModelRef:
-    """A preset name, a decoder or graph YAML file, or an ``.onnx`` file."""
+def resolve_model(name_or_path: str | Path, dims: dict[str, int] | None = None) -> ModelRef:
+    """A preset name, a decoder or graph YAML file, or an ``.onnx`` file (whose symbolic
+    dimensions take ``dims``)."""
     text = str(name_or_path)
     if text in preset_names():
         decoder = load_model(text)
@@ -45,7 +46,7 @@ def resolve_model(name_or_path: str | Path) -> ModelRef:
     if path.suffix == ".onnx":
         from .onnx_import import load_onnx
 
-        return ModelRef(path.stem, graph=load_onnx(path))
+        return ModelRef(path.stem, graph=load_onnx(path, dims))
     if path.suffix in (".yaml", ".yml") and path.is_file():
         try:
             head = yaml.safe_load(path.read_text(encoding="utf-8"))

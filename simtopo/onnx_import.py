@@ -1,8 +1,10 @@
 """ONNX models to op graphs (optional extra: ``pip install simtopo[onnx]``).
 
 Shapes come from ONNX shape inference; symbolic dimensions take values from ``dims`` (default
-1). Node names are kept (nameless nodes become ``<OpType>_<index>``) so that MDP ``nodeList``
-entries refer to real nodes. FLOPs:
+1, the batch of one inference); a dimension inference cannot resolve is refused, naming the
+tensor. Node names are kept (a nameless node becomes ``<OpType>_<index>``, a repeated name
+``<name>_<index>``, never colliding with another node's name) so that MDP ``nodeList`` entries
+refer to real nodes. FLOPs:
 
 - MatMul ``[..., M, K] x [..., K, N]``: 2 M K N per batch; Gemm likewise plus the bias;
 - Conv: 2 x output elements x (input channels / groups) x kernel size;
@@ -49,7 +51,8 @@ def _require_onnx() -> Any:
 
 def _tensor_info(onnx: Any, model: Any, dims: Mapping[str, int]) -> dict[str, tuple[
         tuple[int, ...], int]]:
-    """name -> (shape, bytes per element) for every tensor shape inference knows."""
+    """name -> (shape, bytes per element) for every tensor shape inference knows; a
+    dimension that is neither a number nor a named symbol is -1 (unknown)."""
     mapping = onnx.helper.tensor_dtype_to_np_dtype
     info: dict[str, tuple[tuple[int, ...], int]] = {}
     graph = model.graph
@@ -57,12 +60,20 @@ def _tensor_info(onnx: Any, model: Any, dims: Mapping[str, int]) -> dict[str, tu
         t = value.type.tensor_type
         if not t.HasField("shape"):
             continue
-        shape = tuple(d.dim_value if d.HasField("dim_value") else dims.get(d.dim_param, 1)
+        shape = tuple(d.dim_value if d.HasField("dim_value") else _symbol(d.dim_param, dims)
                       for d in t.shape.dim)
         info[value.name] = (shape, mapping(t.elem_type).itemsize)
     for init in graph.initializer:
         info[init.name] = (tuple(init.dims), mapping(init.data_type).itemsize)
     return info
+
+
+def _symbol(name: str, dims: Mapping[str, int]) -> int:
+    """A symbolic dimension's value: given, or 1 for a named one; -1 (unknown) for one that
+    shape inference made up (``unk__N``) or left unnamed."""
+    if name in dims:
+        return dims[name]
+    return -1 if not name or name.startswith("unk__") else 1
 
 
 def _elements(shape: tuple[int, ...]) -> int:
@@ -90,22 +101,29 @@ def onnx_graph(model: Any, dims: Mapping[str, int], name: str = "onnx") -> nx.Di
     weights = {init.name for init in model.graph.initializer}
     graph = nx.DiGraph(model=name)
     producer: dict[str, str] = {}
+    given = [node.name for node in model.graph.node]
     used: set[str] = set()
     for index, node in enumerate(model.graph.node):
         op_name = node.name or f"{node.op_type}_{index}"
-        if op_name in used:
-            op_name = f"{op_name}_{index}"
+        while op_name in used or (op_name != node.name and op_name in given):
+            op_name = f"{op_name}_{index}"  # never take a name another node carries
         used.add(op_name)
 
-        def size(tensor: str) -> float:
+        def size(tensor: str, op_name: str = op_name) -> float:
             shape, itemsize = info.get(tensor, ((), 0))
+            if any(d < 0 for d in shape):
+                raise ConfigError(f"node {op_name}: tensor {tensor!r} has a dimension ONNX "
+                                  "shape inference could not resolve; give the model static "
+                                  "shapes (onnxsim) or name the dimension and set it with "
+                                  "--dim NAME=VALUE")
             return float(_elements(shape) * itemsize)
 
         inputs = [t for t in node.input if t]
         read = sum(size(t) for t in inputs)
         written = sum(size(t) for t in node.output if t)
         w_bytes = sum(size(t) for t in inputs if t in weights)
-        out_elems = sum(_elements(info.get(t, ((), 0))[0]) for t in node.output if t)
+        out_elems = int(sum(size(t) / max(info.get(t, ((), 1))[1], 1)
+                            for t in node.output if t))
         kind, flops, extra = _cost(node, inputs, info, weights, out_elems)
         if node.op_type in SHAPE_ONLY:
             read = written = 0.0

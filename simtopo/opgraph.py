@@ -10,9 +10,11 @@ the activation they pass. A :class:`Shape` says what the pass computes:
   length, masked, or the positions filled so far).
 
 GEMMs are written W[K_in, N_out] (K the input features, N the output features) with their
-token count; GEMM FLOPs are 2 x tokens x K x N. Weights of GEMMs take the weight precision
-(mxfp6 is 6.25 bits: 6-bit elements and an 8-bit scale per 32); embeddings, activations and the
-KV cache take theirs. Decode reads every GEMM weight and the attended KV cache once per step.
+token count; GEMM FLOPs are 2 x tokens x K x N. The LM head computes logits at each
+sequence's last position only (what sampling needs), in prefill as in decode. Weights of GEMMs
+take the weight precision (mxfp6 is 6.25 bits: 6-bit elements and an 8-bit scale per 32);
+embeddings, activations and the KV cache take theirs. Decode reads every GEMM weight and the
+attended KV cache once per step.
 """
 
 from __future__ import annotations
@@ -120,7 +122,19 @@ class Op:
     kv_heads: int = 0
     kv_read_bytes: float = 0.0
     kv_write_bytes: float = 0.0
+    output_bytes: float | None = None
     extra: dict[str, float] = field(default_factory=dict, compare=False)
+
+    @property
+    def out_bytes(self) -> float:
+        """Bytes of the activation this op hands to its consumers (the KV-cache write of an
+        attention op stays on the SoC)."""
+        return self.bytes_written if self.output_bytes is None else self.output_bytes
+
+    @property
+    def activation_bytes(self) -> float:
+        """Bytes moved that are neither weights nor the KV cache."""
+        return self.bytes - self.weight_bytes - self.kv_read_bytes - self.kv_write_bytes
 
     @property
     def bytes(self) -> float:
@@ -166,7 +180,7 @@ class _Builder:
     def add(self, op: Op, *inputs: str) -> str:
         self.graph.add_node(op.name, op=op)
         for source in inputs:
-            width = self.graph.nodes[source]["op"].bytes_written
+            width = self.graph.nodes[source]["op"].out_bytes
             self.graph.add_edge(source, op.name, bytes=width)
         return op.name
 
@@ -189,6 +203,7 @@ class _Builder:
                 bytes_read=qkv_in + kv_read, bytes_written=q_elems * act + kv_write,
                 layer=layer, precision=p.activations, rows=s.rows, heads=m.heads,
                 kv_heads=m.n_kv, kv_read_bytes=kv_read, kv_write_bytes=kv_write,
+                output_bytes=q_elems * act,
                 extra={"attended": s.attended, "context": s.context, "head_dim": m.d_head})
         return self.add(op, source)
 
@@ -245,13 +260,24 @@ class _Builder:
         for i in range(m.layers):
             x = self.layer(i, x)
         x = self.norm("final_norm", None, x)
-        head = _gemm("lm_head", m.hidden, m.vocab, s.rows, p, None, m.lm_head_bias,
-                     kind="lm_head")
-        if m.tied_embeddings:  # the head reads the embedding table but stores none of it
+        # logits only at each sequence's last position: prefill needs nothing else, decode
+        # has one position anyway
+        head_rows = s.batch
+        if m.tied_embeddings:
+            # the head multiplies by the embedding table itself: fp16 (activation precision),
+            # never mxfp6; it stores nothing of its own beyond a bias (the table is counted
+            # once, on the embedding, unless a pipeline puts the two in different stages)
+            tied = Precision(weights=p.activations if p.activations in WEIGHT_BYTES
+                             else "fp16", activations=p.activations, kv_cache=p.kv_cache)
+            head = _gemm("lm_head", m.hidden, m.vocab, head_rows, tied, None, m.lm_head_bias,
+                         kind="lm_head")
             bias = m.vocab if m.lm_head_bias else 0
             head = replace(head, weight_params=float(bias),
                            stored_bytes=bias * ACTIVATION_BYTES[p.activations],
                            extra={"tied": 1.0})
+        else:
+            head = _gemm("lm_head", m.hidden, m.vocab, head_rows, p, None, m.lm_head_bias,
+                         kind="lm_head")
         self.add(head, x)
         return self.graph
 

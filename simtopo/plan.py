@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import fnmatch
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
 import networkx as nx
 
@@ -115,6 +115,8 @@ class Shard:
     mxfp6_weights: float = 0.0
     kv_bytes_per_position: float = 0.0
     """KV-cache bytes this device keeps per position of one sequence (attention ops)."""
+    activation_bytes: float = 0.0
+    """Bytes of activations this device reads and writes for the op (its working set)."""
 
 
 @dataclass(frozen=True)
@@ -149,6 +151,15 @@ class PartitionPlan:
     handoffs: tuple[Handoff, ...]
     p2p_pairs: frozenset[frozenset[int]] = field(default_factory=frozenset)
     """Pairs of logical devices declared peer-to-peer; every other pair goes through the host."""
+    decoder: DecoderSpec | None = field(default=None, compare=False)
+    rules: tuple[tuple[str, str], ...] = ()
+    mode: str = "weight"
+
+    def reshard(self, graph: nx.DiGraph) -> dict[str, Shard]:
+        """The same layout applied to another pass of the model (say a prefill chunk)."""
+        precision = graph.graph.get("precision") or Precision()
+        shards, _, _ = shard_stages(graph, self.decoder, self.stages, precision, self.rules)
+        return shards
 
     def stage_of(self, op: str) -> int:
         """Index of the stage that runs ``op``."""
@@ -178,8 +189,8 @@ def _kv_share(model: DecoderSpec, n: int) -> float:
 
 
 def check_tp(model: DecoderSpec, n: int) -> None:
-    """Tensor-parallel size rules: query heads divide by n; KV heads divide n or n divides
-    them (so that each KV head lives on a whole number of devices)."""
+    """Tensor-parallel size rules: query heads divide by n; KV heads divide by n, or n is a
+    multiple of them (each KV head then lives whole on n / kv_heads devices)."""
     if model.heads % n:
         raise PlanError(f"{model.name} has {model.heads} query heads, which do not divide over "
                         f"{n} devices (the tensor-parallel size must divide the heads)")
@@ -188,13 +199,20 @@ def check_tp(model: DecoderSpec, n: int) -> None:
         raise PlanError(f"{model.name} has {kv} KV heads: {n} devices cannot hold whole "
                         "copies of them (the tensor-parallel size must be a multiple of the KV "
                         "heads when it exceeds them)")
+    if n <= kv and kv % n:
+        raise PlanError(f"{model.name} has {kv} KV heads, which do not divide over {n} "
+                        "devices (each device's query heads would share a fraction of a KV "
+                        "head)")
 
 
 def _gemm_shard(op: Op, split: str, n: int, model: DecoderSpec | None, act: float) -> tuple[
-        float, float, float, float]:
-    """(flops, bytes, stored bytes, mxfp6 weights) of one device's part of a GEMM."""
+        float, float, float, float, float]:
+    """(flops, bytes, stored bytes, weights (no biases), activation bytes) of one device's
+    part of a GEMM."""
+    weights_full = float(op.k_in * op.n_out)
     if split == "replicate" or n == 1:
-        return op.flops, op.bytes, op.stored_bytes, op.weight_params
+        return (op.flops, op.bytes, op.stored_bytes, weights_full,
+                op.bytes - op.weight_bytes)
     per_weight = op.weight_bytes / max(op.k_in * op.n_out, 1)
     if split == "M":
         if op.parts and model is not None:  # QKV: q columns n ways; K/V as heads allow
@@ -204,13 +222,13 @@ def _gemm_shard(op: Op, split: str, n: int, model: DecoderSpec | None, act: floa
             cols = op.n_out / n
         frac = cols / op.n_out
         weights = op.k_in * cols
-        nbytes = weights * per_weight + op.rows * op.k_in * act + op.rows * cols * act
+        activations = op.rows * op.k_in * act + op.rows * cols * act
     else:  # K: a slice of the input features, a full-width partial output
         frac = 1.0 / n
         weights = op.k_in * op.n_out / n
-        nbytes = weights * per_weight + op.rows * op.k_in / n * act + op.rows * op.n_out * act
+        activations = op.rows * op.k_in / n * act + op.rows * op.n_out * act
     stored = op.stored_bytes * frac
-    return op.flops * frac, nbytes, stored, op.weight_params * frac
+    return op.flops * frac, weights * per_weight + activations, stored, weights, activations
 
 
 # -- layouts ----------------------------------------------------------------------------------
@@ -235,43 +253,62 @@ class _Sharder:
             self.comms.append(Comm(stage, producer, consumer, kind, size))
             self.layout[producer] = "R"
 
+    def user_split(self, name: str) -> str | None:
+        """The split a user rule gives ``name``, if any."""
+        return next((split for pattern, split in self.rules
+                     if fnmatch.fnmatchcase(name, pattern)), None)
+
+    def gemm_split(self, op: Op) -> str:
+        """User rules first; then, for decoders, the defaults (a tied LM head splits by
+        vocabulary, like the embedding whose rows it shares); other graphs replicate."""
+        chosen = self.user_split(op.name)
+        if chosen is not None:
+            return chosen
+        if self.model is None:
+            return "replicate"
+        if op.kind == "lm_head" and op.extra.get("tied"):
+            return "M"
+        return split_of(op.name, ())
+
     def run(self, stage: Stage, names: Sequence[str]) -> None:
         n, mode = stage.tp, stage.mode
-        act = ACTIVATION_BYTES[self.precision.activations]
         kv_bytes = ACTIVATION_BYTES[self.precision.kv_cache]
         for name in names:
             op: Op = self.graph.nodes[name]["op"]
-            inputs = [p for p in self.graph.predecessors(name)]
-            mx = op.weight_params if self.precision.weights == "mxfp6" and op.is_gemm else 0.0
+            inputs = list(self.graph.predecessors(name))
             if n == 1 or mode == "batch":
                 frac = 1.0 / n
                 kv = (2 * self.model.kv_width * kv_bytes * frac
                       if op.kind == "attention" and self.model is not None else 0.0)
-                weights_read = op.weight_bytes
-                self.shards[name] = Shard(
-                    name, "batch" if n > 1 else "none", "B" if n > 1 else "R",
-                    "B" if n > 1 else "R", op.flops * frac,
-                    weights_read + (op.bytes - weights_read) * frac, op.stored_bytes,
-                    mx, kv)
-                self.layout[name] = "B" if n > 1 else "R"
+                act = op.activation_bytes * frac
+                kv_traffic = (op.kv_read_bytes + op.kv_write_bytes) * frac
+                mx = (float(op.k_in * op.n_out) if self.precision.weights == "mxfp6"
+                      and op.is_gemm and not op.extra.get("tied") else 0.0)
+                split = "batch" if n > 1 else "none"
+                layout = "B" if n > 1 else "R"
+                self._set(op, split, layout, layout, op.flops * frac,
+                          op.weight_bytes + kv_traffic + act, op.stored_bytes, mx, kv, act)
                 continue
-            self.weight_mode(stage.index, op, inputs, n, act, kv_bytes, mx)
+            self.weight_mode(stage.index, op, inputs, n, kv_bytes)
 
-    def weight_mode(self, stage: int, op: Op, inputs: list[str], n: int, act: float,
-                    kv_bytes: float, mx: float) -> None:
+    def weight_mode(self, stage: int, op: Op, inputs: list[str], n: int,
+                    kv_bytes: float) -> None:
         name = op.name
+        act_bytes = ACTIVATION_BYTES[self.precision.activations]
         if op.kind == "embedding":
-            if name == "embed":  # vocabulary-parallel: each device owns vocab / n rows
-                self._set(op, "vocab", "R", "P", op.flops, op.bytes - op.weight_bytes
-                          + op.weight_bytes / n, op.stored_bytes / n)
+            if name == "embed":  # vocabulary-parallel: each device owns vocab / n rows and
+                # writes a full-size partial (zeros where another device owns the row)
+                nbytes = op.bytes_read / n + op.bytes_written
+                self._set(op, "vocab", "R", "P", op.flops, nbytes, op.stored_bytes / n,
+                          activations=nbytes)
                 return
             for source in inputs:
                 self.need(stage, source, name, "R")
-            self._set(op, "replicate", "R", "R", op.flops, op.bytes, op.stored_bytes)
+            self._set(op, "replicate", "R", "R", op.flops, op.bytes, op.stored_bytes,
+                      activations=op.activation_bytes)
             return
         if op.is_gemm and op.k_in and op.n_out and len(inputs) == 1:
-            split = split_of(name, self.rules) if self.model is not None else next(
-                (s for p, s in self.rules if fnmatch.fnmatchcase(name, p)), "replicate")
+            split = self.gemm_split(op)
             (source,) = inputs
             want = "R" if split in ("M", "replicate") else "S"
             have = self.layout[source]
@@ -279,9 +316,12 @@ class _Sharder:
                 self.need(stage, source, name, "R")
             elif have == "S" and split == "K" and not self._aligned(source):
                 self.need(stage, source, name, "R")  # a sharded input of another width
-            flops, nbytes, stored, mxw = _gemm_shard(op, split, n, self.model, act)
+            flops, nbytes, stored, weights, act = _gemm_shard(op, split, n, self.model,
+                                                              act_bytes)
+            mx = weights if self.precision.weights == "mxfp6" and not op.extra.get("tied") \
+                else 0.0
             out = {"M": "S", "K": "P", "replicate": "R"}[split]
-            self._set(op, split, want, out, flops, nbytes, stored, mxw if mx else 0.0)
+            self._set(op, split, want, out, flops, nbytes, stored, mx, activations=act)
             return
         if op.kind == "attention" and self.model is not None:
             (source,) = inputs
@@ -289,25 +329,27 @@ class _Sharder:
             if have == "P":
                 self.need(stage, source, name, "R")
                 have = "R"
+            kv_traffic = op.kv_read_bytes + op.kv_write_bytes
             if have == "S":  # heads split: queries / n, KV heads as replicated
                 share_kv = _kv_share(self.model, n)
-                q_frac = 1.0 / n
-                kv_part = (op.kv_read_bytes + op.kv_write_bytes) * share_kv
-                rest = op.bytes - op.kv_read_bytes - op.kv_write_bytes
-                self._set(op, "heads", "S", "S", op.flops * q_frac, rest * q_frac + kv_part,
-                          0.0, kv_per_position=2 * self.model.kv_width * kv_bytes * share_kv)
+                act = op.activation_bytes / n
+                self._set(op, "heads", "S", "S", op.flops / n, act + kv_traffic * share_kv,
+                          0.0, kv_per_position=2 * self.model.kv_width * kv_bytes * share_kv,
+                          activations=act)
             else:
                 self._set(op, "replicate", "R", "R", op.flops, op.bytes, 0.0,
-                          kv_per_position=2 * self.model.kv_width * kv_bytes)
+                          kv_per_position=2 * self.model.kv_width * kv_bytes,
+                          activations=op.activation_bytes)
             return
         layouts = [self.layout[s] for s in inputs]
         if not inputs:
-            self._set(op, "replicate", "R", "R", op.flops, op.bytes, op.stored_bytes)
+            self._set(op, "replicate", "R", "R", op.flops, op.bytes, op.stored_bytes,
+                      activations=op.activation_bytes)
             return
         if op.kind == "elementwise" and len(inputs) == 1 and layouts[0] in ("S", "R"):
             frac = 1.0 / n if layouts[0] == "S" else 1.0
             self._set(op, "follow", layouts[0], layouts[0], op.flops * frac, op.bytes * frac,
-                      op.stored_bytes)
+                      op.stored_bytes, activations=op.activation_bytes * frac)
             return
         partial = [s for s, lay in zip(inputs, layouts, strict=True) if lay == "P"]
         if partial:  # partial sums meeting here are added locally, then reduced once
@@ -315,7 +357,8 @@ class _Sharder:
         for s, lay in zip(inputs, layouts, strict=True):
             if lay == "S":
                 self.need(stage, s, name, "R")
-        self._set(op, "replicate", "R", "R", op.flops, op.bytes, op.stored_bytes)
+        self._set(op, "replicate", "R", "R", op.flops, op.bytes, op.stored_bytes,
+                  activations=op.activation_bytes)
 
     def _aligned(self, source: str) -> bool:
         """Is ``source``'s sharded output laid out along the K of the GEMM that follows?
@@ -323,9 +366,10 @@ class _Sharder:
         return self.shards[source].split in ("M", "heads", "follow")
 
     def _set(self, op: Op, split: str, lin: str, lout: str, flops: float, nbytes: float,
-             stored: float, mxfp6: float = 0.0, kv_per_position: float = 0.0) -> None:
+             stored: float, mxfp6: float = 0.0, kv_per_position: float = 0.0,
+             activations: float = 0.0) -> None:
         self.shards[op.name] = Shard(op.name, split, lin, lout, flops, nbytes, stored, mxfp6,
-                                     kv_per_position)
+                                     kv_per_position, activations)
         self.layout[op.name] = lout
 
 
@@ -334,11 +378,27 @@ def _final_comms(sharder: _Sharder, stage: Stage, output: str) -> None:
     have = sharder.layout[output]
     op: Op = sharder.graph.nodes[output]["op"]
     if have == "P":
-        sharder.comms.append(Comm(stage.index, output, "<host>", "all_reduce",
-                                  op.bytes_written))
+        sharder.comms.append(Comm(stage.index, output, "<host>", "all_reduce", op.out_bytes))
     elif have == "S":
-        sharder.comms.append(Comm(stage.index, output, "<host>", "all_gather",
-                                  op.bytes_written))
+        sharder.comms.append(Comm(stage.index, output, "<host>", "all_gather", op.out_bytes))
+
+
+def _tied_head_storage(graph: nx.DiGraph, stages: Sequence[Stage],
+                       shards: dict[str, Shard]) -> None:
+    """A tied LM head in another stage than the embedding must hold the table itself."""
+    if "lm_head" not in graph or "embed" not in graph:
+        return
+    head = graph.nodes["lm_head"]["op"]
+    if not head.extra.get("tied"):
+        return
+    stage_of = {name: s for s in stages for name in s.ops}
+    if stage_of["lm_head"] is stage_of["embed"]:
+        return
+    stage = stage_of["lm_head"]
+    table = graph.nodes["embed"]["op"].stored_bytes
+    shard = shards["lm_head"]
+    share = 1.0 if shard.split in ("none", "replicate", "batch") else 1.0 / stage.tp
+    shards["lm_head"] = replace(shard, stored_bytes=shard.stored_bytes + table * share)
 
 
 def shard_stages(graph: nx.DiGraph, model: DecoderSpec | None, stages: Sequence[Stage],
@@ -369,8 +429,10 @@ def shard_stages(graph: nx.DiGraph, model: DecoderSpec | None, stages: Sequence[
                                             graph.edges[source, name]["bytes"]))
         sharder.run(stage, stage.ops)
     last = [n for n in graph if graph.out_degree(n) == 0]
+    by_index = {s.index: s for s in stages}
     for output in last:
-        _final_comms(sharder, stages[stage_of[output]], output)
+        _final_comms(sharder, by_index[stage_of[output]], output)
+    _tied_head_storage(graph, stages, sharder.shards)
     unique_handoffs = list(dict.fromkeys(handoffs))
     return sharder.shards, sharder.comms, unique_handoffs
 
@@ -400,8 +462,8 @@ def split_layers(weights: Sequence[float], stages: int, first: float = 0.0,
     extra weight: the embedding and the head). Exact dynamic programme."""
     n = len(weights)
     if not 1 <= stages <= n:
-        raise PlanError(f"a pipeline of {stages} stages needs between 1 and {n} layers per "
-                        "stage boundary (the model has {n} layers)")
+        raise PlanError(f"a pipeline of {stages} stages needs at least {stages} layers "
+                        f"(the model has {n})")
     prefix = [0.0]
     for w in weights:
         prefix.append(prefix[-1] + w)
@@ -444,9 +506,10 @@ def map_devices(topo: Topology, spec: ParallelSpec) -> list[str]:
     return pool[:need]
 
 
-def check_connections(topo: Topology, devices: Sequence[str],
+def check_connections(topo: Topology, devices: Sequence[str] | Mapping[int, str],
                       p2p_pairs: frozenset[frozenset[int]], where: str = "") -> None:
-    """Every pair declared P2P must have a P2P route with ACS off on its common switch."""
+    """Every pair declared P2P must have a P2P route with ACS off on its common switch.
+    ``devices`` maps logical ids (indices or keys) to SoCs."""
     for pair in sorted(p2p_pairs, key=sorted):
         a, b = sorted(pair)
         src, dst = devices[a], devices[b]
@@ -538,4 +601,5 @@ def make_plan(graph: nx.DiGraph, model: DecoderSpec, topo: Topology, spec: Paral
     shards, comms, handoffs = shard_stages(graph, model, replicas[0], precision, spec.rules)
     return PartitionPlan(model=model.name, stages=replicas[0], replicas=tuple(replicas),
                          shards=shards, comms=tuple(comms), handoffs=tuple(handoffs),
-                         p2p_pairs=pairs)
+                         p2p_pairs=pairs, decoder=model, rules=tuple(spec.rules),
+                         mode=spec.mode)

@@ -25,8 +25,8 @@ def test_llama_2_70b_fp16_refused_on_4_socs(l70, ultra8):
     text = str(info.value)
     # weights alone: 68.98e9 parameters x 2 bytes / 4 SoCs = 34.49 GB per SoC
     assert "card0.soc0 needs 35.6 GB of 32.0 GB: weights 34.5, KV 0.1" in text
-    assert "smallest layouts that fit: tensor parallel (weight mode) on 8 SoCs, a pipeline " \
-           "on 5 SoCs" in text
+    assert "smallest layouts that fit: tensor parallel (weight mode) on 8 SoCs, a pipeline of " \
+           "5 SoCs" in text
 
 
 @pytest.mark.parametrize("tp", [8, 16])

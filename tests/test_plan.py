@@ -69,7 +69,8 @@ def test_an_m_split_lm_head_needs_an_all_gather(l7, ultra8):
     m, graph = l7
     plan = make_plan(graph, m, ultra8, ParallelSpec(tp=4, rules=(("lm_head", "M"),)))
     head = [c for c in plan.comms if c.after == "lm_head"]
-    assert [(c.kind, c.bytes) for c in head] == [("all_gather", 2 * 128 * 32000 * 2)]
+    # logits of each sequence's last position: batch 2 x vocab 32000 x 2 bytes
+    assert [(c.kind, c.bytes) for c in head] == [("all_gather", 2 * 32000 * 2)]
 
 
 def test_batch_mode_has_no_per_layer_collective(l7, ultra8):

@@ -1,0 +1,215 @@
+"""Experiment files: a topology, a model, a workload and a plan, with variants to compare.
+
+```yaml
+name: ultra8
+topology: ../topologies/ultra8.yaml      # relative to this file
+model: llama-2-70b                       # a preset, or a decoder / graph YAML, or .onnx
+workload: {kind: llm, batch: 1, prompt: 1024, generate: 1024, context: 2048,
+           precision: fp16}
+plan: {tp: 16, connection: p2p}          # a parallel spec, or {mdp: file.json}
+variants:                                # each deep-merges onto the base
+  - {name: tp16-p2p}
+  - {name: tp16-host, plan: {connection: host}}
+ci: {workload: {generate: 32}}           # a reduced size for CI (deep-merged too)
+```
+
+Loading resolves every path, validates every variant (a bad one is reported with its key
+path, e.g. ``variants[2].plan.tp``), and builds nothing yet.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from .errors import ConfigError, KeyPath
+from .io import Document, read_yaml, validate_document
+from .spec import Count, Duration, Spec, TransferSpec
+
+
+class WorkloadSpec(Spec):
+    """What to run: LLM inference (prefill then decode) or one pass of a graph."""
+
+    kind: Literal["llm", "inference"] = "llm"
+    batch: Count = 1
+    prompt: Count = 128
+    generate: Count = 128
+    context: Count | None = None
+    compiled_prompt: Count | None = None
+    shapes: Literal["compiled", "dynamic"] = "compiled"
+    precision: Literal["fp32", "fp16", "bf16", "int8", "mxfp6"] = "fp16"
+    activations: Literal["fp32", "fp16", "bf16"] = "fp16"
+    groups: Count = 1
+    micro_batches: Count = 1
+    sample_time: Duration | None = None
+
+    @model_validator(mode="after")
+    def _lengths(self) -> WorkloadSpec:
+        if self.kind == "llm":
+            context = self.context if self.context is not None else self.prompt + self.generate
+            if self.prompt + self.generate > context and self.shapes == "compiled":
+                raise ValueError(f"prompt {self.prompt} + generate {self.generate} exceeds the "
+                                 f"compiled context {context}")
+            chunk = self.compiled_prompt or self.prompt
+            if chunk > context:
+                raise ValueError(f"compiled_prompt {chunk} exceeds the context {context}")
+        if self.kind == "inference" and self.batch % self.micro_batches:
+            raise ValueError(f"batch {self.batch} does not split into {self.micro_batches} "
+                             "micro-batches")
+        return self
+
+    @property
+    def context_length(self) -> int:
+        """The compiled (or largest) context length."""
+        return self.context if self.context is not None else self.prompt + self.generate
+
+
+class PlanSpec(Spec):
+    """A parallel spec, or an MDP partition config."""
+
+    tp: Count = 1
+    mode: Literal["weight", "batch"] = "weight"
+    pp: Count = 1
+    replicas: Count = 1
+    cores: Count | None = None
+    connection: Literal["p2p", "host"] = "p2p"
+    rules: dict[str, Literal["M", "K", "replicate"]] = Field(default_factory=dict)
+    devices: list[str] | None = None
+    mdp: str | None = None
+
+    @model_validator(mode="after")
+    def _mdp_alone(self) -> PlanSpec:
+        if self.mdp is not None and (self.tp, self.pp, self.mode) != (1, 1, "weight"):
+            raise ValueError("an 'mdp' plan takes its partitions from the file; drop tp, pp "
+                             "and mode (replicas, devices and connection still apply)")
+        return self
+
+
+class VariantFields(Spec):
+    """What a variant may change (everything but the name is optional)."""
+
+    name: str = Field(min_length=1)
+    description: str = ""
+    topology: str | None = None
+    model: str | None = None
+    workload: dict[str, Any] = Field(default_factory=dict)
+    plan: dict[str, Any] = Field(default_factory=dict)
+    transfer: dict[str, Any] = Field(default_factory=dict)
+
+
+class ExperimentSpec(Spec):
+    """A whole experiment file."""
+
+    name: str = Field(min_length=1)
+    description: str = ""
+    topology: str
+    model: str
+    workload: WorkloadSpec = WorkloadSpec()
+    plan: PlanSpec = PlanSpec()
+    transfer: dict[str, Any] = Field(default_factory=dict)
+    variants: list[VariantFields] = Field(default_factory=list)
+    ci: dict[str, Any] = Field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One resolved run: absolute paths, validated workload, plan and transfer overrides."""
+
+    name: str
+    description: str
+    topology: Path
+    model: str
+    workload: WorkloadSpec
+    plan: PlanSpec
+    transfer: dict[str, Any]
+
+    def inputs(self) -> dict[str, Any]:
+        """The resolved inputs as plain data (for summaries)."""
+        return {"topology": self.topology.name, "model": Path(self.model).name,
+                "workload": self.workload.model_dump(exclude_none=True),
+                "plan": self.plan.model_dump(exclude_none=True, exclude_defaults=True),
+                "transfer": dict(sorted(self.transfer.items()))}
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """An experiment file, resolved into its variants."""
+
+    name: str
+    description: str
+    source: Path
+    variants: tuple[Variant, ...]
+
+
+def _merge(base: Any, change: Any) -> Any:
+    if isinstance(base, dict) and isinstance(change, dict):
+        out = dict(base)
+        for key, value in change.items():
+            out[key] = _merge(base[key], value) if key in base else value
+        return out
+    return change
+
+
+def _model_path(text: str, base: Path) -> str:
+    candidate = base / text
+    if text.endswith((".yaml", ".yml", ".onnx", ".json")) and candidate.exists():
+        return str(candidate.resolve())
+    return text
+
+
+def load_experiment(path: str | Path, reduced: bool = False) -> Experiment:
+    """Read an experiment file; ``reduced`` applies its ``ci:`` block (the CI size)."""
+    path = Path(path)
+    doc = read_yaml(path)
+    spec = validate_document(doc, ExperimentSpec)
+    base_dir = path.resolve().parent
+    raw: dict[str, Any] = dict(doc.data)
+    variants_raw = raw.pop("variants", None) or [{"name": spec.name}]
+    ci = raw.pop("ci", {}) if reduced else {}
+    raw.pop("ci", None)
+    out = []
+    for i, variant in enumerate(variants_raw):
+        merged = _merge(raw, {k: v for k, v in variant.items() if k not in ("name",
+                                                                           "description")})
+        merged = _merge(merged, ci)
+        where: KeyPath = ("variants", i) if "variants" in doc.data else ()
+        vdoc = Document(data=merged, file=doc.file, origins={
+            p[len(where):] if p[:len(where)] == where else p: o
+            for p, o in doc.origins.items()})
+        try:
+            resolved = validate_document(vdoc, ExperimentSpec)
+        except ConfigError as err:
+            raise ConfigError(err.message, file=doc.file,
+                              path=(*where, *err.path), line=err.line) from None
+        topology = (base_dir / resolved.topology).resolve()
+        if not topology.is_file():
+            raise doc.error(f"topology file {resolved.topology!r} not found (looked for "
+                            f"{topology})", (*where, "topology") if "topology" in variant
+                            else ("topology",))
+        plan = resolved.plan
+        if plan.mdp is not None:
+            mdp = (base_dir / plan.mdp).resolve()
+            if not mdp.is_file():
+                raise doc.error(f"MDP file {plan.mdp!r} not found (looked for {mdp})",
+                                (*where, "plan", "mdp"))
+            plan = plan.model_copy(update={"mdp": str(mdp)})
+        transfer = dict(resolved.transfer)
+        try:
+            TransferSpec.model_validate(transfer)
+        except Exception as exc:  # reported with its key path below
+            bad = validate_document(Document(transfer, doc.file), TransferSpec) \
+                if not isinstance(exc, ConfigError) else None
+            raise doc.error(f"bad transfer settings ({exc})", (*where, "transfer")) from bad
+        out.append(Variant(name=variant.get("name", spec.name),
+                           description=variant.get("description", ""), topology=topology,
+                           model=_model_path(resolved.model, base_dir),
+                           workload=resolved.workload, plan=plan, transfer=transfer))
+    names = [v.name for v in out]
+    for i, name in enumerate(names):
+        if names.index(name) != i:
+            raise doc.error(f"duplicate variant name {name!r}", ("variants", i, "name"))
+    return Experiment(name=spec.name, description=spec.description, source=path,
+                      variants=tuple(out))
