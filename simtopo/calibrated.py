@@ -63,6 +63,10 @@ MXFP6_EXPAND_S_PER_WEIGHT = 0.0
 """Time per mxfp6 weight a core spends expanding it to fp16; divides over the cores and SoCs
 that share the weights (fitted with the mxfp6 decode measurement)."""
 
+HOST_STEP_S = 200e-6
+"""Host time per generated token besides the transfers: sampling the logits and dispatching the
+next step (assumption)."""
+
 
 @dataclass(frozen=True)
 class SocModel:
@@ -72,6 +76,7 @@ class SocModel:
     dram_efficiency: float = DRAM_EFFICIENCY
     op_launch_s: float = OP_LAUNCH_S
     mxfp6_expand_s_per_weight: float = MXFP6_EXPAND_S_PER_WEIGHT
+    host_step_s: float = HOST_STEP_S
 
 
 @dataclass(frozen=True)

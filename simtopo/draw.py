@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 from typing import BinaryIO
 
-from matplotlib import rc_context
+from matplotlib import colormaps, rc_context
 from matplotlib.figure import Figure
 from matplotlib.font_manager import FontProperties
 from matplotlib.lines import Line2D
@@ -38,6 +38,7 @@ NODE_COLOURS = {
     "soc": "#ececec", "storage": "#e6ddf0",
 }
 LINK_COLOURS = ("#1f4e79", "#2e86c1", "#48a868", "#e0a100", "#c0392b", "#7d3c98", "#5d6d7e")
+LOAD_COLOURS = colormaps["YlOrRd"]
 LAYER_NAMES = {"socket": "CPU sockets", "root_complex": "root complexes", "switch": "switches",
                "card": "card switches", "soc": "SoCs", "storage": "storage"}
 
@@ -127,8 +128,13 @@ def _link_classes(topo: Topology) -> list[tuple[str, float]]:
     return sorted(classes, key=lambda c: (-c[1], c[0]))
 
 
-def draw_topology(topo: Topology) -> Figure:
-    """Draw ``topo`` as a layered tree; returns a matplotlib Figure (no pyplot state)."""
+def draw_topology(topo: Topology, link_load: dict[str, float] | None = None,
+                  title: str | None = None) -> Figure:
+    """Draw ``topo`` as a layered tree; returns a matplotlib Figure (no pyplot state).
+
+    ``link_load`` maps directed links (``"u->v"``) to their utilisation (0..1): each link is
+    then coloured by the busier of its two directions instead of by its bandwidth class.
+    """
     pos = layout(topo)
     graph = topo.graph
     depth = max(d["depth"] for _, d in graph.nodes(data=True))
@@ -138,7 +144,8 @@ def draw_topology(topo: Topology) -> Figure:
                               if d["depth"] == level)
         layer_text[level] = " / ".join(LAYER_NAMES[r] for r in roles)
     margin = max(_text_size(t)[0] for t in layer_text.values()) + 0.2
-    title = f"{topo.name}: {topo.spec.description}" if topo.spec.description else topo.name
+    if title is None:
+        title = f"{topo.name}: {topo.spec.description}" if topo.spec.description else topo.name
     tree_w = max(x for x, _ in pos.values()) + max(
         _text_size(node_label(topo, n))[0] for n in pos) / 2
     title_w = _TEXT.get_text_width_height_descent(
@@ -173,11 +180,18 @@ def draw_topology(topo: Topology) -> Figure:
             ax.plot([x0, x1], [y0, y1], color="#999999", lw=1.0, zorder=1)
         if data["direction"] == "down":
             colour, lw = style[(data["link"], data["bw_Bps"])]
+            if link_load is not None:
+                load = max(link_load.get(f"{u}->{v}", 0.0), link_load.get(f"{v}->{u}", 0.0))
+                colour = LOAD_COLOURS(min(load, 1.0))
             (x0, y0), (x1, y1) = at(u), at(v)
             ax.plot([x0, x1], [y0, y1], color=colour, lw=lw, solid_capstyle="butt", zorder=1)
-    handles = [Line2D([], [], color=style[c][0], lw=style[c][1],
+    handles = [Line2D([], [], color="#777777" if link_load is not None else style[c][0],
+                      lw=style[c][1],
                       label=(f"{c[0]}: {format_bandwidth(c[1])}" if c[0] != "explicit"
                              else format_bandwidth(c[1]))) for c in classes]
+    if link_load is not None:
+        handles += [Line2D([], [], color=LOAD_COLOURS(x), lw=3,
+                           label=f"{int(x * 100)}% of the busiest") for x in (0.0, 0.5, 1.0)]
     socket_edges = [(u, v, d) for u, v, d in graph.edges(data=True)
                     if d["direction"] == "socket" and u < v]
     for u, v, _ in socket_edges:
@@ -194,10 +208,11 @@ def draw_topology(topo: Topology) -> Figure:
                 zorder=3, linespacing=1.15,
                 bbox={"boxstyle": "round,pad=0.3", "fc": NODE_COLOURS[_role(topo, node)],
                       "ec": "#555555", "lw": 0.6})
+    legend_title = ("links (width: bandwidth; colour: load of the busier direction)"
+                    if link_load is not None else "links, payload bandwidth per direction")
     ax.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 0.0),
-              bbox_transform=ax.transAxes, ncol=min(len(handles), 4), fontsize=FONT_PT,
-              frameon=False, title="links, payload bandwidth per direction",
-              title_fontsize=FONT_PT)
+              bbox_transform=ax.transAxes, ncol=min(len(handles), 8 if link_load else 4),
+              fontsize=FONT_PT, frameon=False, title=legend_title, title_fontsize=FONT_PT)
     return fig
 
 

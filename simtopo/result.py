@@ -1,0 +1,333 @@
+"""Results: metrics per variant, flat rows per SoC and per link, summaries and traces.
+
+Every metric is defined in ``docs/metrics.md``. A :class:`Result` is data: reports, plots and
+the CLI only read it. Summaries round floats to 12 significant digits, so that identical
+inputs give byte-identical ``summary.json`` files that survive numpy versions.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from . import __version__
+from .experiment import Variant
+from .memory import MemoryUse
+from .plan import PartitionPlan
+from .sim import PassProfile, Span, Timeline
+from .spec import TransferSpec
+from .topology import Topology
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+HEADLINE = ("ttft_s", "tpot_mean_s", "tpot_p99_s", "e2e_s", "tokens_per_s",
+            "decode_tokens_per_s", "latency_s", "inferences_per_s")
+
+
+def round12(value: Any) -> Any:
+    """Floats at 12 significant digits, recursively; other values unchanged."""
+    if isinstance(value, float):
+        return float(f"{value:.12g}") if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: round12(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [round12(v) for v in value]
+    return value
+
+
+@dataclass
+class VariantResult:
+    """One simulated variant."""
+
+    name: str
+    inputs: dict[str, Any]
+    metrics: dict[str, float]
+    socs: list[dict[str, Any]]
+    links: list[dict[str, Any]]
+    algorithms: dict[str, int]
+    memory: list[MemoryUse]
+    plan: PartitionPlan = field(repr=False)
+    topology: Topology = field(repr=False)
+    timeline: Timeline = field(repr=False)
+    profiles: dict[str, PassProfile] = field(repr=False, default_factory=dict)
+    connection: str = "p2p"
+
+    def summary(self) -> dict[str, Any]:
+        """Plain data: inputs, metrics, algorithms, SoCs, links."""
+        return round12({
+            "name": self.name,
+            "inputs": self.inputs,
+            "connection": self.connection,
+            "metrics": dict(sorted(self.metrics.items())),
+            "collective_algorithms": dict(sorted(self.algorithms.items())),
+            "socs": self.socs,
+            "links": self.links,
+        })
+
+
+def _percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values, dtype=float), q)) if values else 0.0
+
+
+def _links(topo: Topology, moved: Counter[str], makespan: float) -> list[dict[str, Any]]:
+    rows = []
+    for name, size in moved.items():
+        u, v = name.split("->")
+        capacity = topo.graph.edges[u, v]["bw_Bps"]
+        rows.append({"link": name, "bytes": float(size), "capacity_Bps": capacity,
+                     "utilization": float(size / (capacity * makespan)) if makespan else 0.0})
+    rows.sort(key=lambda r: (-r["utilization"], r["link"]))
+    return rows
+
+
+def _socs(plan: PartitionPlan, timeline: Timeline, compute_by_stage: list[float],
+          memory: list[MemoryUse]) -> list[dict[str, Any]]:
+    used = {u.device: u for u in memory}
+    rows = []
+    for r, stages in enumerate(plan.replicas):
+        for stage in stages:
+            busy = timeline.stage_busy[r][stage.index]
+            compute = compute_by_stage[stage.index]
+            for device in stage.devices:
+                mem = used.get(device)
+                rows.append({
+                    "soc": device, "replica": r, "stage": stage.index,
+                    "compute_s": compute, "comm_s": max(busy - compute, 0.0),
+                    "idle_s": max(timeline.makespan - busy, 0.0),
+                    "memory_bytes": mem.total if mem else 0.0,
+                    "memory_capacity_bytes": mem.capacity if mem else 0.0,
+                })
+    return rows
+
+
+def _algorithms(profiles: dict[str, PassProfile]) -> dict[str, int]:
+    found: Counter[str] = Counter()
+    for profile in profiles.values():
+        for stage in profile.stages:
+            for _, run, times in stage.blocks:
+                for name, count in run.algorithms.items():
+                    found[name] += count * times
+    return dict(found)
+
+
+def llm_metrics(variant: Variant, topo: Topology, plan: PartitionPlan,
+                memory: list[MemoryUse], prefill: PassProfile, decode: dict[int, PassProfile],
+                timeline: Timeline, logits_s: float, token_s: float,
+                host_links: Counter[str], chunks: int, params: TransferSpec) -> VariantResult:
+    """Metrics of an LLM run (definitions in docs/metrics.md)."""
+    w = variant.workload
+    firsts = [times[0] for per_replica in timeline.token_times for times in per_replica]
+    lasts = [times[-1] for per_replica in timeline.token_times for times in per_replica]
+    gaps = [b - a for per_replica in timeline.token_times for times in per_replica
+            for a, b in itertools.pairwise(times)]
+    sequences = len(plan.replicas) * w.groups * w.batch
+    tokens = sequences * w.generate
+    last_decode = decode[max(decode)]
+    steps = sorted(e - s for s, e in timeline.decode_steps)
+    step = steps[len(steps) // 2] if steps else 0.0
+    compute = sum(s.compute_s for s in last_decode.stages)
+    comm = sum(s.comm_s for s in last_decode.stages) + sum(last_decode.handoff_s) + \
+        logits_s + token_s
+    tpot = float(np.mean(gaps)) if gaps else 0.0
+    metrics = {
+        "ttft_s": float(np.mean(firsts)),
+        "ttft_max_s": float(np.max(firsts)),
+        "tpot_mean_s": tpot,
+        "tpot_p50_s": _percentile(gaps, 50),
+        "tpot_p99_s": _percentile(gaps, 99),
+        "e2e_s": float(np.mean(lasts)),
+        "makespan_s": timeline.makespan,
+        "tokens_per_s": tokens / timeline.makespan if timeline.makespan else 0.0,
+        "decode_tokens_per_s": sequences / tpot if tpot else 0.0,
+        "prefill_s": float(np.mean([e for r in timeline.prefill_end for e in r])),
+        "step_s": step,
+        "step_compute_s": compute,
+        "step_comm_s": comm,
+        "step_bubble_s": max(step - compute - comm, 0.0),
+        "host_round_trip_s": logits_s + token_s,
+        "socs": float(sum(s.tp for s in plan.stages) * len(plan.replicas)),
+        "memory_max_bytes": max(u.total for u in memory),
+    }
+    moved: Counter[str] = Counter()
+    groups = w.groups
+    for key, value in prefill.link_bytes.items():
+        moved[key] += value * chunks * groups
+    contexts = sorted(decode)
+    per_step = w.generate - 1
+    for key in {k for p in decode.values() for k in p.link_bytes}:
+        mean = float(np.mean([decode[c].link_bytes.get(key, 0.0) for c in contexts]))
+        moved[key] += mean * per_step * groups
+    for key, value in host_links.items():
+        moved[key] += value * w.generate * groups
+    links = _links(topo, moved, timeline.makespan)
+    if links:
+        metrics["busiest_link_utilization"] = links[0]["utilization"]
+    compute_by_stage = [prefill.stages[s].compute_s * chunks * groups
+                        + float(np.mean([decode[c].stages[s].compute_s for c in contexts]))
+                        * per_step * groups for s in range(len(plan.stages))]
+    profiles = {"prefill": prefill, **{f"decode@{c}": decode[c] for c in contexts}}
+    connection = "p2p" if plan.p2p_pairs else "host"
+    inputs = variant.inputs()
+    inputs["transfer"] = {**inputs["transfer"], "host_allreduce": params.host_allreduce}
+    return VariantResult(variant.name, inputs, metrics,
+                         _socs(plan, timeline, compute_by_stage, memory), links,
+                         _algorithms(profiles), memory, plan, topo, timeline, profiles,
+                         connection)
+
+
+def inference_metrics(variant: Variant, topo: Topology, plan: PartitionPlan,
+                      memory: list[MemoryUse], profile: PassProfile, timeline: Timeline,
+                      micro_batches: int, params: TransferSpec) -> VariantResult:
+    """Metrics of one forward pass of a batch (definitions in docs/metrics.md)."""
+    w = variant.workload
+    latency = timeline.makespan
+    metrics = {
+        "latency_s": latency,
+        "inferences_per_s": len(plan.replicas) * w.batch / latency if latency else 0.0,
+        "stage_max_s": max(s.seconds for s in profile.stages),
+        "pipeline_throughput_per_s": (w.batch / micro_batches) /
+        max(s.seconds for s in profile.stages) if profile.stages else 0.0,
+        "makespan_s": latency,
+        "socs": float(sum(s.tp for s in plan.stages) * len(plan.replicas)),
+        "memory_max_bytes": max(u.total for u in memory),
+    }
+    moved = Counter({k: v * micro_batches for k, v in profile.link_bytes.items()})
+    links = _links(topo, moved, latency)
+    if links:
+        metrics["busiest_link_utilization"] = links[0]["utilization"]
+    compute = [s.compute_s * micro_batches for s in profile.stages]
+    inputs = variant.inputs()
+    return VariantResult(variant.name, inputs, metrics, _socs(plan, timeline, compute, memory),
+                         links, _algorithms({"forward": profile}), memory, plan, topo,
+                         timeline, {"forward": profile},
+                         "p2p" if plan.p2p_pairs else "host")
+
+
+@dataclass
+class Result:
+    """An experiment's results: one :class:`VariantResult` per variant."""
+
+    name: str
+    description: str
+    source: str
+    variants: list[VariantResult]
+
+    def variant(self, name: str) -> VariantResult:
+        """The variant called ``name``."""
+        for v in self.variants:
+            if v.name == name:
+                return v
+        raise KeyError(name)
+
+    def comparisons(self) -> list[dict[str, Any]]:
+        """P2P-over-host speed-ups between variants that differ only in the connection."""
+        out = []
+        for host in self.variants:
+            if host.connection != "host":
+                continue
+            key = _without_connection(host.inputs)
+            for p2p in self.variants:
+                if p2p.connection == "p2p" and _without_connection(p2p.inputs) == key:
+                    row = {"p2p": p2p.name, "host": host.name}
+                    for metric in ("ttft_s", "tpot_mean_s", "e2e_s", "latency_s"):
+                        if p2p.metrics.get(metric):
+                            row[f"{metric}_speedup"] = host.metrics[metric] / p2p.metrics[metric]
+                    out.append(row)
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        """Everything as plain data (floats at 12 significant digits)."""
+        return round12({"simtopo_version": __version__, "experiment": self.name,
+                        "description": self.description,
+                        "variants": [v.summary() for v in self.variants],
+                        "comparisons": self.comparisons()})
+
+    def to_json(self) -> str:
+        """The summary as JSON with sorted keys (byte-identical for identical inputs)."""
+        return json.dumps(self.summary(), indent=1, sort_keys=True) + "\n"
+
+    def to_dataframe(self) -> pd.DataFrame:
+        """One row per variant, one column per metric."""
+        import pandas as pd
+
+        rows = [{"variant": v.name, **v.metrics} for v in self.variants]
+        return pd.DataFrame(rows).set_index("variant")
+
+    def links_dataframe(self) -> pd.DataFrame:
+        """One row per (variant, directed link) that moved bytes."""
+        import pandas as pd
+
+        return pd.DataFrame([{"variant": v.name, **row} for v in self.variants
+                             for row in v.links])
+
+    def socs_dataframe(self) -> pd.DataFrame:
+        """One row per (variant, SoC)."""
+        import pandas as pd
+
+        return pd.DataFrame([{"variant": v.name, **row} for v in self.variants
+                             for row in v.socs])
+
+    def to_chrome_trace(self, variant: str | None = None) -> dict[str, Any]:
+        """A Chrome/Perfetto trace of one variant (see :func:`chrome_trace`)."""
+        chosen = self.variant(variant) if variant else self.variants[0]
+        return chrome_trace(chosen)
+
+    def _repr_html_(self) -> str:
+        return (f"<b>{self.name}</b>: {self.description}<br>"
+                + self.to_dataframe()[[c for c in HEADLINE if c in
+                                       self.to_dataframe().columns]]._repr_html_())
+
+
+def _without_connection(inputs: dict[str, Any]) -> str:
+    plan = {k: v for k, v in inputs.get("plan", {}).items() if k != "connection"}
+    return json.dumps({**inputs, "plan": plan}, sort_keys=True, default=str)
+
+
+def _pass_spans(profile: PassProfile, start: float, stage: int) -> list[Span]:
+    """Every op and collective of one stage's pass, laid end to end from ``start``."""
+    out: list[Span] = []
+    t = start
+    for _, run, times in profile.stages[stage].blocks:
+        for k in range(times):
+            offset = t + k * run.seconds
+            out += [Span(s.track, s.name, s.category, s.start_s + offset, s.end_s + offset,
+                         s.args) for s in run.spans]
+        t += run.seconds * times
+    return out
+
+
+def chrome_trace(result: VariantResult, detail_layers: int | None = None) -> dict[str, Any]:
+    """Chrome trace format (opens in Perfetto): the first prefill chunk and the first decode
+    step of replica 0 op by op on every SoC, with collectives on their stage's track."""
+    spans: list[Span] = []
+    profiles = result.profiles
+    t = 0.0
+    for name in ("prefill", *[k for k in profiles if k.startswith("decode@")][-1:], "forward"):
+        profile = profiles.get(name)
+        if profile is None:
+            continue
+        for s in range(len(profile.stages)):
+            if s > 0:
+                t += profile.handoff_s[s]
+            stage_spans = _pass_spans(profile, t, s)
+            spans += [Span(x.track, x.name, x.category, x.start_s, x.end_s,
+                           (*x.args, ("pass", name))) for x in stage_spans]
+            t += profile.stages[s].seconds
+    tracks = sorted({s.track for s in spans}, key=lambda x: (not x.startswith("stage"), x))
+    tid = {name: i + 1 for i, name in enumerate(tracks)}
+    events: list[dict[str, Any]] = [{"name": "process_name", "ph": "M", "pid": 1,
+                                     "args": {"name": result.name}}]
+    events += [{"name": "thread_name", "ph": "M", "pid": 1, "tid": i, "args": {"name": n}}
+               for n, i in tid.items()]
+    for s in spans:
+        events.append({"name": s.name, "cat": s.category, "ph": "X", "pid": 1,
+                       "tid": tid[s.track], "ts": round(s.start_s * 1e6, 6),
+                       "dur": round((s.end_s - s.start_s) * 1e6, 6),
+                       "args": dict(s.args)})
+    return {"traceEvents": events, "displayTimeUnit": "ns"}

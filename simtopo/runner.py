@@ -1,0 +1,178 @@
+"""``simtopo.run``: experiments to results, one variant at a time.
+
+For each variant: build the topology (its ``transfer`` overrides applied), the model's passes
+(prefill chunks and decode steps, or one forward pass), the plan (a parallel spec or an MDP
+config), check that it fits, profile each pass shape on the fabric (:mod:`simtopo.sim`),
+pipeline the passes, and turn what happened into metrics (:mod:`simtopo.result`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import networkx as nx
+
+from .calibrated import DEFAULT_MODEL, DEFAULT_SOC_MODEL, LinkModel, SocModel
+from .errors import ConfigError, PlanError, SimtopoError
+from .experiment import Experiment, Variant, load_experiment
+from .io import Document, validate_document
+from .memory import check_fit
+from .modelref import ModelRef, resolve_model
+from .opgraph import ACTIVATION_BYTES, Precision, decode_shape, prefill_shapes
+from .plan import ParallelSpec, PartitionPlan, make_plan
+from .result import Result, VariantResult, inference_metrics, llm_metrics
+from .sim import (
+    PassProfile,
+    host_round_trip,
+    interpolate,
+    profile_pass,
+    sample_contexts,
+    simulate_inference,
+    simulate_llm,
+)
+from .spec import TransferSpec
+from .topofile import load_topology
+from .topology import Topology
+
+DYNAMIC_SAMPLES = 5
+"""Decode steps simulated at this many context lengths for dynamic shapes (interpolated)."""
+
+
+def _plan(variant: Variant, ref: ModelRef, graph: nx.DiGraph, topo: Topology,
+          precision: Precision, soc_model: SocModel) -> PartitionPlan:
+    spec = variant.plan
+    if spec.mdp is not None:
+        from .mdp import plan_from_mdp, read_mdp
+
+        config, doc = read_mdp(spec.mdp)
+        plan = plan_from_mdp(config, doc, graph, ref.decoder, topo, spec.devices,
+                             tuple(spec.rules.items()))
+        if spec.replicas > 1:
+            raise PlanError("replicas of an MDP plan: give each replica its own config")
+        return plan
+    if ref.decoder is None:
+        raise PlanError("a graph model needs an MDP plan (plan: {mdp: file.json}); parallel "
+                        "specs lay out decoders")
+    parallel = ParallelSpec(tp=spec.tp, mode=spec.mode, pp=spec.pp, replicas=spec.replicas,
+                            cores=spec.cores, connection=spec.connection,
+                            rules=tuple(spec.rules.items()),
+                            devices=tuple(spec.devices) if spec.devices else None)
+    return make_plan(graph, ref.decoder, topo, parallel, precision, soc_model)
+
+
+def _transfer(topo: Topology, overrides: dict[str, object], name: str) -> TransferSpec:
+    merged = {**topo.transfer.model_dump(), **overrides}
+    return validate_document(Document(merged, name), TransferSpec)
+
+
+def run_variant(variant: Variant, link_model: LinkModel = DEFAULT_MODEL,
+                soc_model: SocModel = DEFAULT_SOC_MODEL,
+                progress: Callable[[str], None] | None = None) -> VariantResult:
+    """Simulate one variant."""
+    topo = load_topology(variant.topology, link_model)
+    params = _transfer(topo, variant.transfer, str(variant.topology))
+    ref = resolve_model(variant.model)
+    w = variant.workload
+    precision = Precision(weights=w.precision, activations=w.activations,
+                          kv_cache=w.activations)
+    if w.kind == "inference":
+        return _run_inference(variant, topo, params, ref, precision, soc_model)
+    if ref.decoder is None:
+        raise ConfigError(f"workload kind 'llm' needs a decoder model ({variant.model} is a "
+                          "graph); use kind: inference")
+    context = w.context_length
+    compiled = w.shapes == "compiled"
+    chunk = w.compiled_prompt or w.prompt
+    chunks = prefill_shapes(w.batch, w.prompt, compiled, chunk, context)
+    prefill_graph = ref.graph_for(chunks[0], precision)
+    if compiled:
+        decode_contexts = [context]
+    else:
+        decode_contexts = sample_contexts(w.prompt + 1, w.prompt + w.generate - 1,
+                                          DYNAMIC_SAMPLES)
+    decode_graphs = {c: ref.graph_for(decode_shape(w.batch, c - 1, compiled, context), precision)
+                     for c in decode_contexts}
+    first_graph = decode_graphs[decode_contexts[-1]]
+    plan = _plan(variant, ref, first_graph, topo, precision, soc_model)
+    memory = check_fit(plan, first_graph, ref.decoder, topo, w.batch, context,
+                       [prefill_graph])
+    if progress:
+        progress("prefill")
+    prefill = profile_pass(plan, prefill_graph, topo, params, soc_model)
+    decode: dict[int, PassProfile] = {}
+    for c, graph in decode_graphs.items():
+        if progress:
+            progress(f"decode at context {c}")
+        decode[c] = profile_pass(plan, graph, topo, params, soc_model,
+                                 record_spans=(c == decode_contexts[-1]))
+    act = ACTIVATION_BYTES[precision.activations]
+    host_s = w.sample_time if w.sample_time is not None else soc_model.host_step_s
+    logits_s, token_s, host_links = host_round_trip(
+        plan, topo, params, w.batch * ref.decoder.vocab * act, w.batch * 4.0, host_s)
+    first_context = w.prompt + 1
+
+    def decode_at(position_context: int) -> PassProfile:
+        if compiled:
+            return decode[context]
+        return interpolate(decode, position_context)
+
+    timeline = simulate_llm(len(plan.stages), len(plan.replicas), w.groups, len(chunks),
+                            prefill, decode_at, w.generate - 1, first_context, logits_s,
+                            token_s)
+    return llm_metrics(variant, topo, plan, memory, prefill, decode, timeline, logits_s,
+                       token_s, host_links, len(chunks), params)
+
+
+def _run_inference(variant: Variant, topo: Topology, params: TransferSpec, ref: ModelRef,
+                   precision: Precision, soc_model: SocModel) -> VariantResult:
+    w = variant.workload
+    if ref.decoder is not None:
+        per_micro = w.batch // w.micro_batches
+        (shape,) = prefill_shapes(per_micro, w.prompt, compiled=False)
+        graph = ref.graph_for(shape, precision)
+        micro = w.micro_batches
+    else:
+        graph = ref.graph_for(None, precision)
+        micro = w.micro_batches
+    plan = _plan(variant, ref, graph, topo, precision, soc_model)
+    memory = check_fit(plan, graph, ref.decoder, topo, max(1, w.batch // w.micro_batches),
+                       w.prompt if ref.decoder is not None else 1)
+    profile = profile_pass(plan, graph, topo, params, soc_model)
+    timeline = simulate_inference(len(plan.stages), len(plan.replicas), micro, profile)
+    return inference_metrics(variant, topo, plan, memory, profile, timeline, micro, params)
+
+
+def run(experiment: str | Path | Experiment, variants: Sequence[str] | None = None,
+        reduced: bool = False, link_model: LinkModel = DEFAULT_MODEL,
+        soc_model: SocModel = DEFAULT_SOC_MODEL,
+        progress: Callable[[str], None] | None = None) -> Result:
+    """Run an experiment (a file or a loaded :class:`Experiment`) and return its Result.
+
+    ``variants`` restricts the run to those names; ``reduced`` applies the file's ``ci:``
+    block (the size CI runs).
+    """
+    exp = experiment if isinstance(experiment, Experiment) else load_experiment(experiment,
+                                                                                reduced)
+    chosen = list(exp.variants)
+    if variants:
+        known = [v.name for v in exp.variants]
+        for name in variants:
+            if name not in known:
+                raise ConfigError(f"unknown variant {name!r} (expected one of: "
+                                  f"{', '.join(known)})", file=str(exp.source))
+        chosen = [v for v in exp.variants if v.name in variants]
+    results = []
+    for variant in chosen:
+        if progress:
+            progress(variant.name)
+        try:
+            results.append(run_variant(variant, link_model, soc_model))
+        except ConfigError as err:
+            raise type(err)(f"variant {variant.name!r}: {err.message}",
+                            file=err.file or str(exp.source), path=err.path,
+                            line=err.line) from None
+        except SimtopoError as err:
+            raise type(err)(f"{exp.source}: variant {variant.name!r}: {err}") from None
+    return Result(exp.name, exp.description, str(exp.source), results)
+

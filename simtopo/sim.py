@@ -1,0 +1,374 @@
+"""The SimPy run: task programs executed on the fabric, then passes pipelined over stages.
+
+Two levels, both SimPy:
+
+- **Blocks** (micro). A block of a stage program (its head, one layer, its tail) runs on a
+  fresh :class:`~simtopo.transfers.Fabric` for every replica at once, compute as timeouts and
+  collectives as flows, so that replicas sharing uplinks, host memory or hand-off threads slow
+  each other. Layers of a stage are identical, so a pass is head + layer x layers + tail:
+  exact when a layer starts and ends on an idle fabric (it does: each ends in a synchronous
+  collective), and measured against a full simulation in ``docs/metrics.md``.
+- **Passes** (macro). Request groups and prefill chunks flow through the stages (one pass at a
+  time per stage and replica), handing activations on between stages and, after the last
+  stage, taking the host round trip (logits out, sampling, next token in). Pipeline bubbles,
+  throughput and per-token latencies come out of this level.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import networkx as nx
+import simpy
+from simpy.events import AllOf, Event
+
+from .collectives import Collectives
+from .plan import PartitionPlan, shard_stages
+from .spec import TransferSpec
+from .tasks import ComputeTask, StageProgram, Task, lower
+from .topology import Topology
+from .transfers import Fabric
+
+
+@dataclass(frozen=True)
+class Span:
+    """Something that happened on a track (a SoC, a stage's group, a link), in seconds."""
+
+    track: str
+    name: str
+    category: str  # compute | collective | transfer | host
+    start_s: float
+    end_s: float
+    args: tuple[tuple[str, Any], ...] = ()
+
+
+@dataclass
+class BlockRun:
+    """A block simulated once (all replicas together)."""
+
+    seconds: float
+    compute_s: float
+    spans: list[Span]
+    link_bytes: Counter[str]
+    algorithms: Counter[str]
+    flows: list[Span] = field(default_factory=list)
+    """Each flow on each directed link it crossed (kept when spans are recorded)."""
+
+
+@dataclass
+class StagePass:
+    """One stage's pass: its time, compute part, and the blocks that made it."""
+
+    seconds: float
+    compute_s: float
+    blocks: list[tuple[str, BlockRun, int]]
+
+    @property
+    def comm_s(self) -> float:
+        """Exposed communication: the pass time not spent computing."""
+        return self.seconds - self.compute_s
+
+
+@dataclass
+class PassProfile:
+    """One pass shape (a prefill chunk, a decode step) of every stage of the plan."""
+
+    stages: list[StagePass]
+    handoff_s: list[float]  # into stage s (index 0 unused)
+    handoff_bytes: list[float]
+    link_bytes: Counter[str] = field(default_factory=Counter)
+
+
+def _run_tasks(fab: Fabric, coll: Collectives, tasks: Sequence[Task], devices: Sequence[str],
+               track: str, spans: list[Span] | None, algorithms: Counter[str]
+               ) -> Generator[Event, Any, None]:
+    env = fab.env
+    for task in tasks:
+        start = env.now
+        if isinstance(task, ComputeTask):
+            if task.seconds > 0:
+                yield env.timeout(task.seconds)
+            if spans is not None:
+                for device in devices:
+                    spans.append(Span(device, task.op, "compute", start, env.now))
+        else:
+            if len(devices) > 1 and task.size_bytes > 0:
+                result = yield coll.run(task.kind, list(devices), task.size_bytes, task.mode)
+                algorithms[f"{task.kind} {result.algorithm} ({task.mode})"] += 1
+                if spans is not None:
+                    spans.append(Span(track, f"{task.kind} {task.size_bytes:.0f} B",
+                                      "collective", start, env.now,
+                                      (("algorithm", result.algorithm), ("mode", task.mode))))
+
+
+def run_block(topo: Topology, params: TransferSpec, tasks: Sequence[Task],
+              groups: Sequence[tuple[str, ...]], record_spans: bool = True) -> BlockRun:
+    """Run ``tasks`` on every device group of ``groups`` at once (one per replica)."""
+    fab = Fabric.create(topo, params, record=True)
+    coll = Collectives(fab)
+    spans: list[Span] = []
+    algorithms: Counter[str] = Counter()
+    done = []
+    for i, devices in enumerate(groups):
+        track = f"stage group {devices[0]}..{devices[-1]}" if len(devices) > 1 else devices[0]
+        done.append(fab.env.process(_run_tasks(
+            fab, coll, tasks, devices, track, spans if (record_spans and i == 0) else None,
+            algorithms)))
+    ends: list[float] = [0.0] * len(done)
+    for i, proc in enumerate(done):
+        proc.callbacks.append(lambda _e, i=i: ends.__setitem__(i, fab.env.now))
+    fab.env.run()
+    link: Counter[str] = Counter()
+    flows: list[Span] = []
+    for rec in fab.net.records:
+        for name in rec.resources:
+            if "->" in name:
+                link[name] += rec.size_bytes
+                if record_spans:
+                    flows.append(Span(name, f"{rec.size_bytes:.0f} B", "transfer",
+                                      rec.start_s, rec.end_s))
+    compute = sum(t.seconds for t in tasks if isinstance(t, ComputeTask))
+    return BlockRun(max(ends, default=0.0), compute, spans, link, algorithms, flows)
+
+
+def replica_programs(plan: PartitionPlan, programs: Sequence[StageProgram]
+                     ) -> list[list[StageProgram]]:
+    """Replica 0's programs re-targeted at every replica's devices (index: replica, stage)."""
+    return [[replace(p, stage=stages[p.stage.index]) for p in programs]
+            for stages in plan.replicas]
+
+
+def profile_pass(plan: PartitionPlan, graph: nx.DiGraph, topo: Topology, params: TransferSpec,
+                 soc_model: Any, record_spans: bool = True) -> PassProfile:
+    """Simulate one pass shape: every stage's blocks (all replicas together) and hand-offs."""
+    programs = lower(plan, graph, topo, soc_model)
+    per_replica = replica_programs(plan, programs)
+    stage_passes = []
+    link: Counter[str] = Counter()
+    for s, program in enumerate(programs):
+        groups = [tuple(per_replica[r][s].stage.devices) for r in range(len(per_replica))]
+        blocks = []
+        seconds = compute = 0.0
+        for name, tasks, times in program.blocks:
+            if times == 0 or not tasks:
+                continue
+            run = run_block(topo, params, tasks, groups, record_spans)
+            blocks.append((name, run, times))
+            seconds += run.seconds * times
+            compute += run.compute_s * times
+            for key, value in run.link_bytes.items():
+                link[key] += value * times
+        stage_passes.append(StagePass(seconds, compute, blocks))
+    handoff_s = [0.0] * len(programs)
+    handoff_bytes = [0.0] * len(programs)
+    if len(programs) > 1:
+        from .opgraph import Precision
+
+        precision = graph.graph.get("precision") or Precision()
+        _, _, handoffs = shard_stages(graph, plan.decoder, plan.stages, precision, plan.rules)
+        for s in range(1, len(programs)):
+            size = sum(h.bytes for h in handoffs if h.stage == s)
+            handoff_bytes[s] = size
+            if size > 0:
+                seconds, moved = _handoff_time(plan, s, size, topo, params)
+                handoff_s[s] = seconds
+                for key, value in moved.items():
+                    link[key] += value
+    return PassProfile(stage_passes, handoff_s, handoff_bytes, link)
+
+
+def _handoff_time(plan: PartitionPlan, stage: int, size: float, topo: Topology,
+                  params: TransferSpec) -> tuple[float, Counter[str]]:
+    """Stage ``stage - 1`` rank i to stage ``stage`` rank i, every replica at once."""
+    fab = Fabric.create(topo, params, record=True)
+    for stages in plan.replicas:
+        src, dst = stages[stage - 1], stages[stage]
+        for i, device in enumerate(dst.devices):
+            a = src.devices[i % src.tp]
+            la, lb = src.logical[i % src.tp], dst.logical[i]
+            fab.copy(a, device, size, mode=plan.connection(la, lb))
+    fab.env.run()
+    moved: Counter[str] = Counter()
+    for rec in fab.net.records:
+        for name in rec.resources:
+            if "->" in name:
+                moved[name] += rec.size_bytes
+    return fab.env.now, moved
+
+
+def host_round_trip(plan: PartitionPlan, topo: Topology, params: TransferSpec,
+                    logits_bytes: float, token_bytes: float, host_s: float
+                    ) -> tuple[float, float, Counter[str]]:
+    """(logits out + sampling, next token in) seconds and the link bytes: the last stage's
+    first device copies the logits to host memory, the host samples, and the token ids go to
+    every device of the first stage. Every replica does it at once."""
+    fab = Fabric.create(topo, params, record=True)
+    for stages in plan.replicas:
+        fab.copy(stages[-1].devices[0], "host", logits_bytes)
+    fab.env.run()
+    out_s = fab.env.now + host_s
+    fab2 = Fabric.create(topo, params, record=True)
+    for stages in plan.replicas:
+        for device in stages[0].devices:
+            fab2.copy("host", device, token_bytes)
+    fab2.env.run()
+    moved: Counter[str] = Counter()
+    for net in (fab.net, fab2.net):
+        for rec in net.records:
+            for name in rec.resources:
+                if "->" in name:
+                    moved[name] += rec.size_bytes
+    return out_s, fab2.env.now, moved
+
+
+# -- the pipeline of passes -------------------------------------------------------------------
+
+@dataclass
+class Timeline:
+    """When things happened at the pass level, per replica and request group."""
+
+    token_times: list[list[list[float]]]  # [replica][group] -> time of each output token
+    prefill_end: list[list[float]]
+    stage_busy: list[list[float]]  # [replica][stage] seconds a pass occupied the stage
+    passes: Counter[tuple[str, int]]  # (kind, stage) -> passes run (one replica)
+    makespan: float
+    decode_steps: list[tuple[float, float]]  # (start, end) of group 0's decode steps
+
+
+def simulate_llm(stages: int, replicas: int, groups: int, prefill_chunks: int,
+                 prefill: PassProfile, decode_at: Callable[[int], PassProfile],
+                 steps: int, first_context: int, logits_s: float, token_s: float
+                 ) -> Timeline:
+    """Prefill then ``steps`` decode steps for every group of every replica.
+
+    ``decode_at(context)`` gives the decode pass profile at a context length; ``logits_s``
+    is the logits copy plus sampling after the last stage, ``token_s`` the next token's copy
+    to the first stage (before every decode step).
+    """
+    env = simpy.Environment()
+    busy = [[0.0] * stages for _ in range(replicas)]
+    passes: Counter[tuple[str, int]] = Counter()
+    token_times = [[[] for _ in range(groups)] for _ in range(replicas)]
+    prefill_end = [[0.0] * groups for _ in range(replicas)]
+    decode_steps: list[tuple[float, float]] = []
+
+    def through(r: int, res: list[simpy.Resource], profile: PassProfile, kind: str,
+                left_first: Event | None = None) -> Generator[Event, Any, None]:
+        for s in range(stages):
+            if s > 0 and profile.handoff_s[s] > 0:
+                yield env.timeout(profile.handoff_s[s])
+            with res[s].request() as turn:
+                yield turn
+                seconds = profile.stages[s].seconds
+                yield env.timeout(seconds)
+                busy[r][s] += seconds
+                if r == 0:
+                    passes[(kind, s)] += 1
+            if s == 0 and left_first is not None:
+                left_first.succeed()
+
+    def chunk(r: int, res: list[simpy.Resource], ready: Event,
+              left: Event) -> Generator[Event, Any, None]:
+        yield ready
+        yield env.process(through(r, res, prefill, "prefill", left))
+
+    def group(r: int, g: int, res: list[simpy.Resource]) -> Generator[Event, Any, None]:
+        ready = env.event().succeed()
+        last = None
+        for _ in range(prefill_chunks):  # chunk c + 1 enters a stage after chunk c leaves it
+            left = env.event()
+            last = env.process(chunk(r, res, ready, left))
+            ready = left
+        yield last
+        prefill_end[r][g] = env.now
+        yield env.timeout(logits_s)
+        token_times[r][g].append(env.now)
+        for step in range(steps):
+            start = env.now
+            if token_s > 0:
+                yield env.timeout(token_s)
+            yield env.process(through(r, res, decode_at(first_context + step), "decode"))
+            yield env.timeout(logits_s)
+            token_times[r][g].append(env.now)
+            if r == 0 and g == 0:
+                decode_steps.append((start, env.now))
+
+    for r in range(replicas):
+        res = [simpy.Resource(env, capacity=1) for _ in range(stages)]
+        for g in range(groups):
+            env.process(group(r, g, res))
+    env.run()
+    return Timeline(token_times, prefill_end, busy, passes, env.now, decode_steps)
+
+
+def simulate_inference(stages: int, replicas: int, micro_batches: int,
+                       profile: PassProfile) -> Timeline:
+    """One forward pass of a batch split into ``micro_batches``, pipelined over the stages."""
+    env = simpy.Environment()
+    busy = [[0.0] * stages for _ in range(replicas)]
+    passes: Counter[tuple[str, int]] = Counter()
+    ends = [[0.0] for _ in range(replicas)]
+
+    def micro(r: int, res: list[simpy.Resource], ready: Event,
+              left: Event) -> Generator[Event, Any, None]:
+        yield ready
+        for s in range(stages):
+            if s > 0 and profile.handoff_s[s] > 0:
+                yield env.timeout(profile.handoff_s[s])
+            with res[s].request() as turn:
+                yield turn
+                yield env.timeout(profile.stages[s].seconds)
+                busy[r][s] += profile.stages[s].seconds
+                if r == 0:
+                    passes[("forward", s)] += 1
+            if s == 0:
+                left.succeed()
+        ends[r][0] = max(ends[r][0], env.now)
+
+    for r in range(replicas):
+        res = [simpy.Resource(env, capacity=1) for _ in range(stages)]
+        ready = env.event().succeed()
+        procs = []
+        for _ in range(micro_batches):
+            left = env.event()
+            procs.append(env.process(micro(r, res, ready, left)))
+            ready = left
+        env.process(_wait_all(env, procs))
+    env.run()
+    return Timeline([[[e[0]]] for e in ends], [[0.0] for _ in range(replicas)], busy, passes,
+                    env.now, [])
+
+
+def _wait_all(env: simpy.Environment, procs: list[Event]) -> Generator[Event, Any, None]:
+    yield AllOf(env, procs)
+
+
+def sample_contexts(first: int, last: int, samples: int = 5) -> list[int]:
+    """Context lengths at which to simulate decode steps (evenly spaced, ends included)."""
+    if last <= first or samples < 2:
+        return [first]
+    step = (last - first) / (samples - 1)
+    return sorted({first + round(i * step) for i in range(samples)})
+
+
+def interpolate(profiles: dict[int, PassProfile], context: int) -> PassProfile:
+    """A decode profile at ``context`` from the sampled ones (linear between neighbours)."""
+    keys = sorted(profiles)
+    if context <= keys[0] or len(keys) == 1:
+        return profiles[keys[0]]
+    if context >= keys[-1]:
+        return profiles[keys[-1]]
+    hi = next(k for k in keys if k >= context)
+    lo = keys[keys.index(hi) - 1]
+    if hi == context:
+        return profiles[hi]
+    w = (context - lo) / (hi - lo)
+    a, b = profiles[lo], profiles[hi]
+    stages = [StagePass(x.seconds + w * (y.seconds - x.seconds),
+                        x.compute_s + w * (y.compute_s - x.compute_s), x.blocks)
+              for x, y in zip(a.stages, b.stages, strict=True)]
+    handoff = [x + w * (y - x) for x, y in zip(a.handoff_s, b.handoff_s, strict=True)]
+    return PassProfile(stages, handoff, a.handoff_bytes, a.link_bytes)
