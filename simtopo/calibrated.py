@@ -50,18 +50,21 @@ REDUCTION_TRAFFIC = 3.0
 
 # -- the SoC model (roofline), fitted on calibration/qualcomm-ai100-standard-gptj-decode -------
 COMPUTE_EFFICIENCY = 0.75
-"""Fraction of peak FLOP/s a GEMM reaches (assumption until fitted)."""
+"""Fraction of peak FLOP/s a GEMM reaches (assumption: no calibration file measures a
+compute-bound pass; batch-1 decode never reaches this roof)."""
 
-DRAM_EFFICIENCY = 0.85
-"""Fraction of the DRAM bandwidth the cores' streams reach (at most 1; fitted with the decode
-measurements)."""
+DRAM_EFFICIENCY = 0.7493
+"""Fraction of the DRAM bandwidth the cores' streams reach (at most 1; fitted on fp16 GPT-J
+decode, docs/validation.md)."""
 
 OP_LAUNCH_S = 2e-6
 """Fixed cost per op (dispatch and synchronisation across the cores) (assumption)."""
 
-MXFP6_EXPAND_S_PER_WEIGHT = 0.0
-"""Time per mxfp6 weight a core spends expanding it to fp16; divides over the cores and SoCs
-that share the weights (fitted with the mxfp6 decode measurement)."""
+MXFP6_EXPAND_OPS_PER_WEIGHT = 330.5
+"""Work to expand one mxfp6 weight to fp16, in units of the core's fp16 peak operations: a core
+expands a weight in this / (its fp16 FLOP/s) seconds, so the cost follows the core's clock (an
+Ultra core at 4.5 TFLOP/s takes 1.5x a Standard core's 6.9) and divides over the cores and SoCs
+that share the weights (fitted on mxfp6 GPT-J decode, docs/validation.md)."""
 
 HOST_STEP_S = 200e-6
 """Host time per generated token besides the transfers: sampling the logits and dispatching the
@@ -75,7 +78,7 @@ class SocModel:
     compute_efficiency: float = COMPUTE_EFFICIENCY
     dram_efficiency: float = DRAM_EFFICIENCY
     op_launch_s: float = OP_LAUNCH_S
-    mxfp6_expand_s_per_weight: float = MXFP6_EXPAND_S_PER_WEIGHT
+    mxfp6_expand_ops_per_weight: float = MXFP6_EXPAND_OPS_PER_WEIGHT
     host_step_s: float = HOST_STEP_S
 
 

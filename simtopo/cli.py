@@ -226,6 +226,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from .calibration import all_points
     from .calibration_report import (
+        FIT_RECORD,
         MEANING,
         SCALE,
         read_fit_record,
@@ -235,10 +236,12 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     )
 
     points = all_points()
-    if args.fit:
+    if args.fit in ("all", "links"):
         record = run_fit(points, args.max_evaluations)
+        if FIT_RECORD.is_file():
+            record["soc"] = read_fit_record().get("soc")
         write_fit_record(record)
-        _out(f"fit: objective {record['objective']:.4f} after {record['evaluations']} "
+        _out(f"link fit: objective {record['objective']:.4f} after {record['evaluations']} "
              "evaluations; suggested constants for simtopo/calibrated.py:")
         from .calibration import BOUNDS
 
@@ -247,6 +250,17 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             unit = MEANING[name][0]
             shown = f"  # {value * SCALE[unit]:.3g} {unit}" if unit in ("us", "ns") else ""
             _out(f"  {name.upper()} = {value:.3g}{shown}")
+    if args.fit in ("all", "soc"):
+        from .soc_calibration import fit_record, fit_soc
+
+        soc = fit_soc()
+        record = read_fit_record()
+        record["soc"] = fit_record(soc)
+        write_fit_record(record)
+        capped = " (capped at 1: the data wanted more)" if soc.capped else ""
+        _out("SoC fit on GPT-J decode; suggested constants for simtopo/calibrated.py:")
+        _out(f"  DRAM_EFFICIENCY = {soc.model.dram_efficiency:.4g}{capped}")
+        _out(f"  MXFP6_EXPAND_OPS_PER_WEIGHT = {soc.model.mxfp6_expand_ops_per_weight:.4g}")
     if args.output:
         from .io import write_text_atomic
 
@@ -258,6 +272,13 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         for point, value in zip(points, predict(points), strict=True):
             _out(f"{100 * relative_error(value, point.measured):+7.1f}%  {point.machine}: "
                  f"{point.name}")
+        from .soc_calibration import measured_tokens_per_s, predict_soc
+
+        measured = measured_tokens_per_s()
+        for precision, got in predict_soc().items():
+            value = got["decode_tokens_per_s"]
+            _out(f"{100 * relative_error(value, measured[precision]):+7.1f}%  ai100-standard: "
+                 f"gpt-j-6b decode {precision} tok/s")
     return EXIT_OK
 
 
@@ -461,10 +482,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="JSON instead of text")
     p.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser("calibrate", help="link model against the calibration measurements")
-    p.add_argument("--fit", action="store_true",
-                   help="refit the link model and leave each machine out "
-                        "(writes reports/calibration/fit.json; minutes)")
+    p = sub.add_parser("calibrate",
+                       help="link and SoC models against the calibration measurements")
+    p.add_argument("--fit", nargs="?", const="all", choices=("all", "links", "soc"),
+                   help="refit (writes reports/calibration/fit.json): the link model with each "
+                        "machine left out in turn (minutes), the SoC model on GPT-J decode "
+                        "(seconds), or both (the default)")
     p.add_argument("-o", "--output", metavar="MARKDOWN",
                    help="write the validation document (docs/validation.md)")
     p.add_argument("--max-evaluations", type=int, default=400, metavar="N")

@@ -2,13 +2,14 @@
 
     time = max(FLOPs / (cores x per-core peak x compute efficiency),
                bytes / (DRAM bandwidth the cores can draw x DRAM efficiency))
-           + per-op launch + mxfp6 expansion
+           + per-op launch + mxfp6 weights x expansion work / (cores x per-core fp16 peak)
 
 Cores reach DRAM over the SoC's network-on-chip, so a partition compiled for ``cores`` of the
 SoC's cores draws at most ``noc_bw x cores / total cores`` (assumption: the NoC divides evenly
 over the cores), and never more than the DRAM's own bandwidth: a 1-core partition cannot
 decode as fast as a 16-core one. mxfp6 weights are expanded to fp16 by the cores that read
-them: the expansion time per weight divides over those cores.
+them: the expansion work per weight divides over those cores and runs at their clock (taken as
+proportional to their fp16 peak).
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ def op_cost(work: Work, soc: Mapping[str, Any], cores: int,
     """Time of ``work`` on ``cores`` cores of ``soc`` (the SoC's node attributes)."""
     compute = work.flops / (peak_flops(soc, cores, work.precision) * model.compute_efficiency)
     memory = work.bytes / (dram_bandwidth(soc, cores) * model.dram_efficiency)
-    expand = work.mxfp6_weights * model.mxfp6_expand_s_per_weight / cores
+    expand = work.mxfp6_weights * model.mxfp6_expand_ops_per_weight / peak_flops(soc, cores, "fp16")
     launch = model.op_launch_s
     return OpCost(time_s=max(compute, memory) + launch + expand, compute_s=compute,
                   memory_s=memory, launch_s=launch, expand_s=expand)

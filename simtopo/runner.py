@@ -9,6 +9,7 @@ pipeline the passes, and turn what happened into metrics (:mod:`simtopo.result`)
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import networkx as nx
@@ -17,7 +18,7 @@ from .calibrated import DEFAULT_MODEL, DEFAULT_SOC_MODEL, LinkModel, SocModel
 from .errors import ConfigError, PlanError, SimtopoError
 from .experiment import Experiment, Variant, load_experiment
 from .io import Document, validate_document
-from .memory import check_fit
+from .memory import MemoryUse, check_fit
 from .modelref import ModelRef, resolve_model
 from .opgraph import ACTIVATION_BYTES, Precision, decode_shape, prefill_shapes
 from .plan import ParallelSpec, PartitionPlan, make_plan
@@ -37,6 +38,9 @@ from .topology import Topology
 
 DYNAMIC_SAMPLES = 5
 """Decode steps simulated at this many context lengths for dynamic shapes (interpolated)."""
+
+TOKEN_ID_BYTES = 4.0
+"""One token id sent to the first stage per sequence and step (int32)."""
 
 
 def _plan(variant: Variant, ref: ModelRef, graph: nx.DiGraph, topo: Topology,
@@ -66,18 +70,47 @@ def _transfer(topo: Topology, overrides: dict[str, object], name: str) -> Transf
     return validate_document(Document(merged, name), TransferSpec)
 
 
-def run_variant(variant: Variant, link_model: LinkModel = DEFAULT_MODEL,
-                soc_model: SocModel = DEFAULT_SOC_MODEL,
-                progress: Callable[[str], None] | None = None) -> VariantResult:
-    """Simulate one variant."""
+@dataclass(frozen=True)
+class LlmSetup:
+    """Everything an LLM variant's simulation starts from: built, planned and checked."""
+
+    variant: Variant
+    topo: Topology
+    params: TransferSpec
+    ref: ModelRef
+    precision: Precision
+    plan: PartitionPlan
+    memory: list[MemoryUse]
+    prefill_graph: nx.DiGraph
+    chunks: int
+    decode_graphs: dict[int, nx.DiGraph]
+    """Decode passes by the context length they attend over (one for compiled shapes)."""
+
+    @property
+    def compiled(self) -> bool:
+        """Compiled shapes (every decode step at the compiled context)."""
+        return self.variant.workload.shapes == "compiled"
+
+    def decode_graph(self, context: int) -> nx.DiGraph:
+        """The decode pass at ``context`` (built on demand when not sampled)."""
+        if context in self.decode_graphs:
+            return self.decode_graphs[context]
+        if self.compiled:
+            return self.decode_graphs[self.variant.workload.context_length]
+        assert self.ref.decoder is not None
+        w = self.variant.workload
+        return self.ref.graph_for(decode_shape(w.batch, context - 1, False, w.context_length),
+                                  self.precision)
+
+
+def setup_llm(variant: Variant, link_model: LinkModel = DEFAULT_MODEL,
+              soc_model: SocModel = DEFAULT_SOC_MODEL) -> LlmSetup:
+    """Build, plan and check an LLM variant (no simulation yet)."""
     topo = load_topology(variant.topology, link_model)
     params = _transfer(topo, variant.transfer, str(variant.topology))
     ref = resolve_model(variant.model)
     w = variant.workload
-    precision = Precision(weights=w.precision, activations=w.activations,
-                          kv_cache=w.activations)
-    if w.kind == "inference":
-        return _run_inference(variant, topo, params, ref, precision, soc_model)
+    precision = _precision(variant)
     if ref.decoder is None:
         raise ConfigError(f"workload kind 'llm' needs a decoder model ({variant.model} is a "
                           "graph); use kind: inference")
@@ -87,56 +120,86 @@ def run_variant(variant: Variant, link_model: LinkModel = DEFAULT_MODEL,
     chunks = prefill_shapes(w.batch, w.prompt, compiled, chunk, context)
     prefill_graph = ref.graph_for(chunks[0], precision)
     if compiled:
-        decode_contexts = [context]
+        contexts = [context]
     else:
-        decode_contexts = sample_contexts(w.prompt + 1, w.prompt + w.generate - 1,
-                                          DYNAMIC_SAMPLES)
+        contexts = sample_contexts(w.prompt + 1, w.prompt + w.generate - 1, DYNAMIC_SAMPLES)
     decode_graphs = {c: ref.graph_for(decode_shape(w.batch, c - 1, compiled, context), precision)
-                     for c in decode_contexts}
-    first_graph = decode_graphs[decode_contexts[-1]]
-    plan = _plan(variant, ref, first_graph, topo, precision, soc_model)
-    memory = check_fit(plan, first_graph, ref.decoder, topo, w.batch, context,
-                       [prefill_graph])
+                     for c in contexts}
+    largest = decode_graphs[contexts[-1]]
+    plan = _plan(variant, ref, largest, topo, precision, soc_model)
+    memory = check_fit(plan, largest, ref.decoder, topo, w.batch, context, [prefill_graph])
+    return LlmSetup(variant, topo, params, ref, precision, plan, memory, prefill_graph,
+                    len(chunks), decode_graphs)
+
+
+def _precision(variant: Variant) -> Precision:
+    w = variant.workload
+    return Precision(weights=w.precision, activations=w.activations, kv_cache=w.activations)
+
+
+def host_payloads(setup: LlmSetup) -> tuple[float, float]:
+    """Bytes of the logits (last stage to host) and of the next tokens (host to first stage)."""
+    assert setup.ref.decoder is not None
+    batch = setup.variant.workload.batch
+    act = ACTIVATION_BYTES[setup.precision.activations]
+    return batch * setup.ref.decoder.vocab * act, batch * TOKEN_ID_BYTES
+
+
+def host_step_seconds(variant: Variant, soc_model: SocModel) -> float:
+    """The host's own time per token: the workload's ``sample_time``, else the model's."""
+    sample = variant.workload.sample_time
+    return sample if sample is not None else soc_model.host_step_s
+
+
+def run_variant(variant: Variant, link_model: LinkModel = DEFAULT_MODEL,
+                soc_model: SocModel = DEFAULT_SOC_MODEL,
+                progress: Callable[[str], None] | None = None) -> VariantResult:
+    """Simulate one variant."""
+    if variant.workload.kind == "inference":
+        return _run_inference(variant, link_model, soc_model)
+    setup = setup_llm(variant, link_model, soc_model)
+    w = variant.workload
+    plan, topo, params = setup.plan, setup.topo, setup.params
     if progress:
         progress("prefill")
-    prefill = profile_pass(plan, prefill_graph, topo, params, soc_model)
+    prefill = profile_pass(plan, setup.prefill_graph, topo, params, soc_model)
     decode: dict[int, PassProfile] = {}
-    for c, graph in decode_graphs.items():
+    last = max(setup.decode_graphs)
+    for c, graph in setup.decode_graphs.items():
         if progress:
             progress(f"decode at context {c}")
         decode[c] = profile_pass(plan, graph, topo, params, soc_model,
-                                 record_spans=(c == decode_contexts[-1]))
-    act = ACTIVATION_BYTES[precision.activations]
-    host_s = w.sample_time if w.sample_time is not None else soc_model.host_step_s
+                                 record_spans=(c == last))
+    logits_bytes, token_bytes = host_payloads(setup)
     logits_s, token_s, host_links = host_round_trip(
-        plan, topo, params, w.batch * ref.decoder.vocab * act, w.batch * 4.0, host_s)
-    first_context = w.prompt + 1
+        plan, topo, params, logits_bytes, token_bytes, host_step_seconds(variant, soc_model))
 
-    def decode_at(position_context: int) -> PassProfile:
-        if compiled:
-            return decode[context]
-        return interpolate(decode, position_context)
+    def decode_at(context: int) -> PassProfile:
+        return decode[last] if setup.compiled else interpolate(decode, context)
 
-    timeline = simulate_llm(len(plan.stages), len(plan.replicas), w.groups, len(chunks),
-                            prefill, decode_at, w.generate - 1, first_context, logits_s,
+    timeline = simulate_llm(len(plan.stages), len(plan.replicas), w.groups, setup.chunks,
+                            prefill, decode_at, w.generate - 1, w.prompt + 1, logits_s,
                             token_s)
-    return llm_metrics(variant, topo, plan, memory, prefill, decode, timeline, logits_s,
-                       token_s, host_links, len(chunks), params)
+    return llm_metrics(variant, topo, plan, setup.memory, prefill, decode, timeline, logits_s,
+                       token_s, host_links, setup.chunks, params)
 
 
-def _run_inference(variant: Variant, topo: Topology, params: TransferSpec, ref: ModelRef,
-                   precision: Precision, soc_model: SocModel) -> VariantResult:
+def _run_inference(variant: Variant, link_model: LinkModel,
+                   soc_model: SocModel) -> VariantResult:
+    topo = load_topology(variant.topology, link_model)
+    params = _transfer(topo, variant.transfer, str(variant.topology))
+    ref = resolve_model(variant.model)
+    precision = _precision(variant)
     w = variant.workload
+    micro = w.micro_batches
+    per_micro = w.batch // micro
     if ref.decoder is not None:
-        per_micro = w.batch // w.micro_batches
         (shape,) = prefill_shapes(per_micro, w.prompt, compiled=False)
         graph = ref.graph_for(shape, precision)
-        micro = w.micro_batches
     else:
         graph = ref.graph_for(None, precision)
-        micro = w.micro_batches
     plan = _plan(variant, ref, graph, topo, precision, soc_model)
-    memory = check_fit(plan, graph, ref.decoder, topo, max(1, w.batch // w.micro_batches),
+    memory = check_fit(plan, graph, ref.decoder, topo, per_micro,
                        w.prompt if ref.decoder is not None else 1)
     profile = profile_pass(plan, graph, topo, params, soc_model)
     timeline = simulate_inference(len(plan.stages), len(plan.replicas), micro, profile)

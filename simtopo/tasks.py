@@ -30,6 +30,8 @@ class ComputeTask:
     seconds: float
     memory_s: float
     compute_s: float
+    launch_s: float = 0.0
+    expand_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,8 @@ def _tasks(names: Sequence[str], graph: nx.DiGraph, shards: dict[str, Shard],
         costs = [op_cost(work, soc, cores, soc_model)
                  for soc, cores in zip(socs, stage.cores, strict=True)]
         slowest = max(costs, key=lambda c: c.time_s)
-        out.append(ComputeTask(name, slowest.time_s, slowest.memory_s, slowest.compute_s))
+        out.append(ComputeTask(name, slowest.time_s, slowest.memory_s, slowest.compute_s,
+                               slowest.launch_s, slowest.expand_s))
         for comm in comms.get(name, []):
             out.append(CommTask(name, comm.kind, comm.bytes, mode))
     return tuple(out)
@@ -129,7 +132,7 @@ def lower_stage(plan: PartitionPlan, stage: Stage, graph: nx.DiGraph, topo: Topo
     ordered = [layers[k] for k in sorted(layers)]
     if ordered:
         first = build(ordered[0])
-        same = all(_signature(build(group)) == _signature(first) for group in ordered[1:2])
+        same = all(_signature(build(group)) == _signature(first) for group in ordered[1:])
         if same and all(len(g) == len(ordered[0]) for g in ordered):
             return StageProgram(stage, build(head), first, len(ordered), build(tail), mode)
     return StageProgram(stage, build([n for n in stage.ops]), (), 0, (), mode)

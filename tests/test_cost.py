@@ -8,7 +8,7 @@ from simtopo.calibrated import SocModel
 from simtopo.cost import Work, dram_bandwidth, op_cost, peak_flops
 
 IDEAL = SocModel(compute_efficiency=1.0, dram_efficiency=1.0, op_launch_s=0.0,
-                 mxfp6_expand_s_per_weight=0.0)
+                 mxfp6_expand_ops_per_weight=0.0)
 
 
 def test_memory_bound_op(ultra8):
@@ -35,10 +35,14 @@ def test_few_cores_draw_less_dram_bandwidth(ultra8):
 def test_efficiencies_launch_and_expansion(ultra8):
     soc = ultra8.node("card0.soc0")
     model = SocModel(compute_efficiency=0.5, dram_efficiency=0.8, op_launch_s=3e-6,
-                     mxfp6_expand_s_per_weight=1e-12)
+                     mxfp6_expand_ops_per_weight=290.0)
     cost = op_cost(Work(flops=0.0, bytes=137e6, mxfp6_weights=1e9), soc, 16, model)
-    # 137 MB at 0.8 x 137 GB/s = 1.25 ms; 1e9 weights x 1 ps over 16 cores; 3 us launch
-    assert cost.time_s == pytest.approx(1.25e-3 + 1e9 * 1e-12 / 16 + 3e-6)
+    # 137 MB at 0.8 x 137 GB/s = 1.25 ms; 1e9 weights x 290 ops at 72.5 TFLOP/s (16 cores of
+    # 4.53 TFLOP/s) = 4 ms; 3 us launch
+    assert cost.expand_s == pytest.approx(4e-3)
+    assert cost.time_s == pytest.approx(1.25e-3 + 4e-3 + 3e-6)
+    half = op_cost(Work(flops=0.0, bytes=137e6, mxfp6_weights=1e9), soc, 8, model)
+    assert half.expand_s == pytest.approx(8e-3)  # half the cores: twice the expansion time
 
 
 def test_int8_uses_the_int8_peak(ultra8):

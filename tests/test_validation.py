@@ -7,9 +7,11 @@ from statistics import median
 import pytest
 import yaml
 
-from simtopo.calibrated import DEFAULT_MODEL
+from simtopo.calibrated import DEFAULT_MODEL, DEFAULT_SOC_MODEL
 from simtopo.calibration import BOUNDS, DATA, all_points, base_machine
 from simtopo.calibration_report import read_fit_record, validation_document
+from simtopo.runner import run
+from simtopo.soc_calibration import breakdown, measured_tokens_per_s
 
 from .conftest import ROOT
 
@@ -51,3 +53,50 @@ def test_leave_one_out_bandwidth_meets_the_target():
     assert median(errors) <= 0.10
     machines = {r["machine"] for r in record["leave_one_out"]}
     assert machines == {base_machine(p.machine) for p in all_points()}
+
+
+def test_soc_defaults_are_the_stored_fit():
+    fitted = read_fit_record()["soc"]["model"]
+    assert DEFAULT_SOC_MODEL.dram_efficiency == pytest.approx(fitted["dram_efficiency"],
+                                                              rel=1e-3)
+    assert DEFAULT_SOC_MODEL.mxfp6_expand_ops_per_weight == pytest.approx(
+        fitted["mxfp6_expand_ops_per_weight"], rel=1e-3)
+    assert fitted["dram_efficiency"] <= 1.0
+
+
+def test_standard_gptj_predicts_the_measured_decode_within_10_percent():
+    measured = measured_tokens_per_s()
+    assert measured == {"fp16": 8.08, "mxfp6": 13.9}  # read from the calibration file
+    result = run(ROOT / "experiments" / "standard-gptj.yaml")
+    for precision, tok_s in measured.items():
+        metrics = result.variant(precision).metrics
+        assert metrics["decode_tokens_per_s"] == pytest.approx(tok_s, rel=0.10), precision
+        assert metrics["tokens_per_s"] == pytest.approx(tok_s, rel=0.10), precision
+
+
+def test_soc_fit_recovers_a_known_model():
+    """Fit against the model's own predictions for other parameters: the fit must find them."""
+    from dataclasses import replace
+
+    from simtopo import soc_calibration
+
+    truth = replace(DEFAULT_SOC_MODEL, dram_efficiency=0.6, mxfp6_expand_ops_per_weight=500.0)
+    predicted = soc_calibration.predict_soc(truth)
+    fake = {p: v["decode_tokens_per_s"] for p, v in predicted.items()}
+    original = soc_calibration.measured_tokens_per_s
+    soc_calibration.measured_tokens_per_s = lambda path=None: fake
+    try:
+        found = soc_calibration.fit_soc().model
+    finally:
+        soc_calibration.measured_tokens_per_s = original
+    assert found.dram_efficiency == pytest.approx(0.6, rel=1e-6)
+    assert found.mxfp6_expand_ops_per_weight == pytest.approx(500.0, rel=1e-6)
+
+
+def test_step_breakdown_adds_up_from_first_principles():
+    """fp16 decode on one Standard: bytes / (137 GB/s x e) is the DRAM term."""
+    step = breakdown("fp16")
+    assert step.memory_s == pytest.approx(step.bytes / (137e9 * DEFAULT_SOC_MODEL.dram_efficiency),
+                                          rel=1e-9)
+    assert step.launch_s == pytest.approx(step.ops * DEFAULT_SOC_MODEL.op_launch_s)
+    assert step.expand_s == 0.0
