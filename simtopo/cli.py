@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from .modelref import ModelRef
     from .opgraph import Precision
     from .plan import PartitionPlan
+    from .result import Result
     from .topology import Topology
 
 EXIT_OK, EXIT_FAILED_CHECK, EXIT_BAD_INPUT = 0, 1, 2
@@ -425,6 +426,108 @@ def _workload_options(p: argparse.ArgumentParser, model_required: bool = True) -
                    help="value of a symbolic ONNX dimension, e.g. batch=8 (repeatable)")
 
 
+def _console(stream: object) -> object:
+    """A rich console: the terminal's width, or 120 columns when writing to a file or pipe."""
+    import os
+
+    from rich.console import Console
+
+    width = None if getattr(stream, "isatty", lambda: False)() else int(
+        os.environ.get("COLUMNS", "120"))
+    return Console(file=stream, width=width, highlight=False)
+
+
+def _results_table(result: Result) -> object:
+    from rich.table import Table
+
+    llm = any("tpot_mean_s" in v.metrics for v in result.variants)
+    table = Table(title=f"{result.name}: {result.description}" if result.description
+                  else result.name, title_justify="left")
+    table.add_column("variant")
+    table.add_column("SoCs", justify="right")
+    columns = []
+    if llm:
+        columns += [("TTFT ms", "ttft_s", 1e3), ("TPOT ms", "tpot_mean_s", 1e3),
+                    ("tok/s", "tokens_per_s", 1.0), ("e2e s", "e2e_s", 1.0)]
+    if any("latency_s" in v.metrics for v in result.variants):
+        columns += [("latency ms", "latency_s", 1e3), ("inf/s", "inferences_per_s", 1.0)]
+    for label, _, _ in columns:
+        table.add_column(label, justify="right")
+    table.add_column("busiest link")
+    comparisons = result.comparisons()
+    if comparisons:
+        table.add_column("P2P speed-up", justify="right")
+    speedups: dict[str, str] = {}
+    pairs = []
+    for c in comparisons:
+        parts = [f"{c[key]:.3g}x {label}" for key, label in
+                 (("ttft_s_speedup", "TTFT"), ("tpot_mean_s_speedup", "TPOT"),
+                  ("latency_s_speedup", "latency")) if key in c]
+        speedups.setdefault(c["host"], ", ".join(parts))
+        pairs.append(f"{c['host']} vs {c['p2p']}")
+    if pairs:
+        table.caption = ("P2P speed-up: host-routed time / P2P time, " + "; ".join(pairs))
+        table.caption_justify = "left"
+    for v in result.variants:
+        cells = [v.name, f"{v.metrics['socs']:.0f}"]
+        for _, key, scale in columns:
+            value = v.metrics.get(key)
+            cells.append("-" if value is None else f"{value * scale:.4g}")
+        top = v.links[0] if v.links else None
+        cells.append(f"{top['link']} {100 * top['utilization']:.2g}%" if top else "-")
+        if comparisons:
+            cells.append(speedups.get(v.name, ""))
+        table.add_row(*cells)
+    return table
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .experiment import load_experiment
+    from .io import display_path
+    from .runner import run
+
+    exp = load_experiment(args.file, reduced=args.ci)
+    names = args.variant or None
+    count = len(names) if names else len(exp.variants)
+    err = _console(sys.stderr)
+    if sys.stderr.isatty() and not args.quiet:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn(
+                "{task.completed}/{task.total}"), TimeElapsedColumn(), console=err,
+                transient=True) as bar:
+            task = bar.add_task(f"simulating {exp.name}", total=count)
+            seen: list[str] = []
+
+            def progress(name: str) -> None:
+                if seen:
+                    bar.advance(task)
+                seen.append(name)
+                bar.update(task, description=f"simulating {exp.name}: {name}")
+
+            result = run(exp, names, progress=progress)
+    else:
+        result = run(exp, names)
+    out = _console(sys.stdout)
+    if args.json:
+        sys.stdout.write(result.to_json())
+    elif not args.quiet:
+        out.print(_results_table(result))
+    for v in result.variants:
+        for warning in v.warnings:
+            sys.stderr.write(f"warning: {v.name}: {warning}\n")
+    if not args.no_report:
+        name = exp.name + ("-ci" if args.ci else "")
+        folder = Path(args.reports) / name
+        command = "simtopo run " + " ".join(
+            [display_path(Path(args.file))] + (["--ci"] if args.ci else [])
+            + [f"--variant {n}" for n in (names or [])])
+        written = result.write_report(folder, command=command, all_figures=args.all_figures)
+        if not args.quiet and not args.json:
+            out.print(f"report: {display_path(written)}/report.md")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for documentation and tests)."""
     parser = argparse.ArgumentParser(
@@ -516,6 +619,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="split GEMMs of graphs by name, e.g. 'MatMul_*=M' (repeatable)")
     _workload_options(p)
     p.set_defaults(func=cmd_mdp_validate)
+
+    p = sub.add_parser("run", help="simulate an experiment: a table, then reports/<name>/")
+    p.add_argument("file", metavar="EXPERIMENT", help="an experiment YAML file")
+    p.add_argument("--variant", action="append", metavar="NAME",
+                   help="run only this variant (repeat for more)")
+    p.add_argument("--ci", action="store_true",
+                   help="the experiment's reduced CI size (its 'ci:' block); the report goes "
+                        "to reports/<name>-ci/")
+    p.add_argument("--reports", default="reports", metavar="DIR",
+                   help="where reports/<name>/ goes (default: reports)")
+    p.add_argument("--no-report", action="store_true", help="print the table only")
+    p.add_argument("--all-figures", action="store_true",
+                   help="figures and trace for every variant (default: the first and the "
+                        "first P2P/host pair)")
+    p.add_argument("--json", action="store_true", help="print summary.json instead of a table")
+    p.add_argument("-q", "--quiet", action="store_true", help="no table, no progress")
+    p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("plan", help="lay a model out by a parallel spec; memory fit")
     p.add_argument("--topology", required=True, metavar="FILE")

@@ -6,9 +6,13 @@ Algorithms (``size`` is the per-device buffer, as in nccl-tests):
   (binomial reduce then broadcast, 2 ceil(log2 n) steps of size) or ``direct`` (one shot: every
   device sends its buffer to every other); ``auto`` picks the one an alpha-beta estimate of this
   group on this fabric says is fastest, as real libraries choose by size.
-- all-reduce, host-routed: a ``ring`` of bounces, or ``host-staged`` (every device copies to
-  host memory, the host sums, every device copies the result back: two hand-off rounds);
-  ``platform`` transfer setting ``host_allreduce`` chooses, and every result names it.
+- all-reduce, host-routed: a ``ring`` or a ``tree`` of bounces, or ``host-staged`` (every
+  device copies to host memory, the host sums, every device copies the result back: two
+  hand-off rounds). The transfer setting ``host_allreduce`` names one, or ``auto`` (the
+  default) runs each on an idle fabric once per group and size and keeps the fastest: the
+  bounces' shared uplinks and hand-off threads defeat a closed-form estimate, and a runtime
+  that routes through the host is assumed to pick its algorithm as well as P2P libraries do.
+  Every result names the algorithm it ran.
 - all-gather and reduce-scatter: ring; broadcast: a pipelined chain from the root; send/recv.
 
 Rings follow the topology depth first (the order of ``topology.socs``), so that a ring crosses
@@ -32,6 +36,9 @@ from .transfers import Fabric
 
 OPS = ("all_reduce", "all_gather", "reduce_scatter", "broadcast", "send")
 ALL_REDUCE_ALGORITHMS = ("auto", "ring", "tree", "direct")
+HOST_ALL_REDUCE_ALGORITHMS = ("ring", "tree", "host-staged")
+"""Host-routed all-reduces ``auto`` chooses from (a direct all-reduce of bounces, n (n - 1)
+hand-offs, never wins on a host with a few hand-off threads)."""
 
 BUS_FACTOR = {
     "all_reduce": lambda n: 2 * (n - 1) / n,
@@ -80,11 +87,15 @@ def ring_order(topo: Topology, group: Sequence[str]) -> list[str]:
 class Collectives:
     """Collective operations on one :class:`Fabric` (so several can contend)."""
 
-    def __init__(self, fabric: Fabric) -> None:
+    def __init__(self, fabric: Fabric,
+                 choices: dict[tuple[tuple[str, ...], float], str] | None = None) -> None:
         self.fab = fabric
         self.env = fabric.env
         self.topo = fabric.topo
         self.params = fabric.params
+        self.choices = {} if choices is None else choices
+        """Host-routed all-reduce algorithms chosen so far, by (ring, size); pass one dict to
+        several instances on the same topology and settings to choose once."""
 
     # -- building blocks --------------------------------------------------------------------
     def _reduce_time(self, device: str, size_bytes: float) -> float:
@@ -189,6 +200,20 @@ class Collectives:
         }
         return min(estimates, key=lambda k: (estimates[k], k != "ring"))
 
+    def choose_host_all_reduce(self, ring: list[str], size: float) -> str:
+        """The host-routed all-reduce that runs fastest on an idle fabric (see the module
+        docstring); remembered in :attr:`choices`."""
+        key = (tuple(ring), size)
+        if key not in self.choices:
+            times = {}
+            for name in HOST_ALL_REDUCE_ALGORITHMS:
+                trial = Collectives(Fabric.create(self.topo, self.params))
+                trial.env.process(trial._run("all_reduce", name, ring, size, "host"))
+                trial.env.run()
+                times[name] = trial.env.now
+            self.choices[key] = min(HOST_ALL_REDUCE_ALGORITHMS, key=lambda a: times[a])
+        return self.choices[key]
+
     # -- the public operations --------------------------------------------------------------
     def run(self, op: str, group: Sequence[str], size_bytes: float, mode: str = "p2p",
             algorithm: str = "auto", root: str | None = None) -> Event:
@@ -215,7 +240,10 @@ class Collectives:
         if op != "all_reduce":
             return {"send": "direct", "broadcast": "chain"}.get(op, "ring")
         if mode == "host":
-            return "host-staged" if self.params.host_allreduce == "host-staged" else "ring"
+            if len(ring) < 2 or size <= 0:
+                return "ring"
+            setting = self.params.host_allreduce
+            return self.choose_host_all_reduce(ring, size) if setting == "auto" else setting
         if algorithm not in ALL_REDUCE_ALGORITHMS:
             raise ValueError(f"unknown all-reduce algorithm {algorithm!r} (expected one of: "
                              f"{', '.join(ALL_REDUCE_ALGORITHMS)})")
@@ -234,7 +262,7 @@ class Collectives:
                 yield from self._tree_all_reduce(ring, size, mode)
             elif op == "all_reduce" and name == "direct":
                 yield from self._direct_all_reduce(ring, size, mode)
-            elif op == "all_reduce":
+            elif op == "all_reduce" and name == "host-staged":
                 yield from self._host_staged_all_reduce(ring, size)
             elif op == "all_gather":
                 yield from self._ring_steps(ring, size / n, mode, n - 1, 0)

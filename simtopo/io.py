@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import tempfile
 import types
 import typing
@@ -84,6 +85,40 @@ def write_atomic(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
         raise ConfigError(f"cannot write {path} ({exc.strerror or exc})") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_directory_atomic(path: str | Path, fill: Callable[[Path], object]) -> Path:
+    """Call ``fill`` on an empty temporary folder beside ``path``, then put it in place of
+    ``path``: the previous folder is renamed aside, the new one renamed in, the old one removed.
+    If ``fill`` fails, the temporary folder goes and ``path`` is untouched. (Between the two
+    renames ``path`` is briefly absent: POSIX has no portable atomic swap of folders.)"""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path} ({exc.strerror or exc})") from None
+    try:
+        fill(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; give the folder the usual mode
+        for child in tmp.iterdir():
+            os.chmod(child, 0o666 & ~umask)
+        old = None
+        if path.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
+            os.replace(path, old / path.name)
+        os.replace(tmp, path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ConfigError(f"cannot write {path} ({exc.strerror or exc})") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
     return path
 

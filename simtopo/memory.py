@@ -122,3 +122,89 @@ def check_fit(plan: PartitionPlan, graph: nx.DiGraph, model: DecoderSpec | None,
             options.append(label.format(n))
     found = ", ".join(options) if options else f"none on {topo.name}"
     raise PlanError(f"{message}; smallest layouts that fit: {found}")
+
+
+# -- the host's side ---------------------------------------------------------------------------
+
+HOST_RUNTIME_BYTES = 8e9
+"""Host memory the OS, the device runtime and the serving process take besides the programs and
+buffers below (assumption)."""
+
+MAX_MAP_COUNT = 65530
+"""Linux's default ``vm.max_map_count``, the "default value of 65k" memory mappings per process
+that Qualcomm's Model Sharding page tells host-routed deployments to raise."""
+
+
+@dataclass(frozen=True)
+class HostMemory:
+    """What the host must hold for a plan, in bytes, against its memory.
+
+    ``programs``: every SoC's program with its weights, read into host memory to load it
+    (assumption: the runtime keeps the images resident). ``staging``: a host buffer per device
+    for every host-routed collective and hand-off of every compiled pass (assumption: buffers
+    are allocated per op when the programs load, which is what makes host-routed models need
+    the large host memory and the many memory mappings the vendor recommends for them).
+    """
+
+    capacity: float
+    programs: float
+    staging: float
+    runtime: float
+    mappings: int
+
+    @property
+    def total(self) -> float:
+        """Everything together."""
+        return self.programs + self.staging + self.runtime
+
+    @property
+    def fits(self) -> bool:
+        """Does it fit the host's memory (all sockets together)?"""
+        return self.total <= self.capacity
+
+    def warnings(self) -> list[str]:
+        """What the platform check reports (empty when the host has room)."""
+        out = []
+        gb = 1e9
+        if not self.fits:
+            out.append(f"host memory: {self.total / gb:.0f} GB needed, the host has "
+                       f"{self.capacity / gb:.0f} GB (programs {self.programs / gb:.0f}, "
+                       f"host-routed staging {self.staging / gb:.1f}, runtime "
+                       f"{self.runtime / gb:.0f}); the vendor recommends up to 1 TB for very "
+                       "large host-routed models")
+        if self.mappings > MAX_MAP_COUNT:
+            out.append(f"{self.mappings} host buffers for host-routed traffic exceed Linux's "
+                       f"default vm.max_map_count ({MAX_MAP_COUNT}); raise it as the vendor "
+                       "recommends")
+        return out
+
+    def __str__(self) -> str:
+        gb = 1e9
+        return (f"host needs {self.total / gb:.1f} GB of {self.capacity / gb:.0f} GB: programs "
+                f"{self.programs / gb:.1f}, host-routed staging {self.staging / gb:.2f} "
+                f"({self.mappings} buffers), runtime {self.runtime / gb:.0f}")
+
+
+def host_memory(plan: PartitionPlan, graphs: Sequence[nx.DiGraph], memory: Sequence[MemoryUse],
+                topo: Topology, runtime: float = HOST_RUNTIME_BYTES) -> HostMemory:
+    """The host's memory for ``plan`` running the passes ``graphs`` (each compiled separately,
+    all loaded at once) with the per-SoC ``memory`` of :func:`memory_use`."""
+    staging = 0.0
+    buffers = 0
+    for graph in graphs:
+        _, comms, handoffs = plan.layout(graph)
+        for stages in plan.replicas:
+            for comm in comms:
+                stage = stages[comm.stage]
+                if stage.tp > 1 and plan.group_connection(stage.logical) == "host":
+                    staging += comm.bytes * stage.tp
+                    buffers += stage.tp
+            for handoff in handoffs:
+                src, dst = stages[handoff.stage - 1], stages[handoff.stage]
+                for i, b in enumerate(dst.logical):
+                    if plan.connection(src.logical[i % src.tp], b) == "host":
+                        staging += handoff.bytes
+                        buffers += 1
+    capacity = sum(d["memory_bytes"] for _, d in topo.graph.nodes(data=True)
+                   if d["kind"] == "socket")
+    return HostMemory(capacity, sum(u.weights for u in memory), staging, runtime, buffers)

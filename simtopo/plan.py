@@ -155,11 +155,15 @@ class PartitionPlan:
     rules: tuple[tuple[str, str], ...] = ()
     mode: str = "weight"
 
-    def reshard(self, graph: nx.DiGraph) -> dict[str, Shard]:
-        """The same layout applied to another pass of the model (say a prefill chunk)."""
+    def layout(self, graph: nx.DiGraph) -> tuple[dict[str, Shard], list[Comm], list[Handoff]]:
+        """Shards, collectives and hand-offs of the same layout applied to another pass of the
+        model (a prefill chunk, a decode step at another context), at that pass's sizes."""
         precision = graph.graph.get("precision") or Precision()
-        shards, _, _ = shard_stages(graph, self.decoder, self.stages, precision, self.rules)
-        return shards
+        return shard_stages(graph, self.decoder, self.stages, precision, self.rules)
+
+    def reshard(self, graph: nx.DiGraph) -> dict[str, Shard]:
+        """The shards of :meth:`layout`."""
+        return self.layout(graph)[0]
 
     def stage_of(self, op: str) -> int:
         """Index of the stage that runs ``op``."""
@@ -171,6 +175,12 @@ class PartitionPlan:
     def connection(self, a: int, b: int) -> str:
         """``p2p`` or ``host`` between two logical devices."""
         return "p2p" if frozenset((a, b)) in self.p2p_pairs else "host"
+
+    def group_connection(self, logical: Sequence[int]) -> str:
+        """``p2p`` if every pair of the group is declared P2P (or it has one device), else
+        ``host``: a collective over the group goes through the host if any pair does."""
+        pairs = [(a, b) for i, a in enumerate(logical) for b in logical[i + 1:]]
+        return "host" if any(self.connection(a, b) == "host" for a, b in pairs) else "p2p"
 
 
 # -- splitting one op -------------------------------------------------------------------------

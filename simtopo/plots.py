@@ -6,8 +6,9 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from .draw import draw_topology
-from .result import Result, VariantResult, _pass_spans
+from .result import Result, VariantResult
 from .sim import PassProfile, Span
+from .trace import stage_spans
 
 COMPUTE, COLLECTIVE, TRANSFER = "#2e86c1", "#e67e22", "#8e44ad"
 
@@ -33,14 +34,9 @@ def step_timeline(result: VariantResult, top_links: int = 4) -> Figure:
     """One decode step (or the forward pass) on every SoC, and one layer of it up close with
     its collectives and the flows on the busiest links."""
     name, profile = _representative(result)
-    spans: list[Span] = []
-    t = 0.0
-    for s in range(len(profile.stages)):
-        if s > 0:
-            t += profile.handoff_s[s]
-        spans += _pass_spans(profile, t, s)
-        t += profile.stages[s].seconds
-    tracks = sorted({x.track for x in spans}, key=lambda x: (x.startswith("stage"), x))
+    spans, t = stage_spans(profile)
+    tracks = sorted({x.track for x in spans},
+                    key=lambda x: (x.startswith(("stage", "hand-off")), x))
     layer = next(((run, stage) for stage in profile.stages for block, run, _ in stage.blocks
                   if block == "layer"), None)
     panels = 2 if layer else 1

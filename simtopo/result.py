@@ -10,21 +10,24 @@ from __future__ import annotations
 import itertools
 import json
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import __version__
 from .experiment import Variant
-from .memory import MemoryUse
+from .memory import HostMemory, MemoryUse
 from .plan import PartitionPlan
-from .sim import PassProfile, Span, Timeline
+from .sim import PassProfile, Timeline
 from .spec import TransferSpec
 from .topology import Topology
 
 if TYPE_CHECKING:
     import pandas as pd
+    from matplotlib.figure import Figure
 
 HEADLINE = ("ttft_s", "tpot_mean_s", "tpot_p99_s", "e2e_s", "tokens_per_s",
             "decode_tokens_per_s", "latency_s", "inferences_per_s")
@@ -52,23 +55,62 @@ class VariantResult:
     links: list[dict[str, Any]]
     algorithms: dict[str, int]
     memory: list[MemoryUse]
+    host: HostMemory
     plan: PartitionPlan = field(repr=False)
     topology: Topology = field(repr=False)
     timeline: Timeline = field(repr=False)
     profiles: dict[str, PassProfile] = field(repr=False, default_factory=dict)
     connection: str = "p2p"
+    description: str = ""
 
     def summary(self) -> dict[str, Any]:
         """Plain data: inputs, metrics, algorithms, SoCs, links."""
         return round12({
             "name": self.name,
+            "description": self.description,
             "inputs": self.inputs,
             "connection": self.connection,
             "metrics": dict(sorted(self.metrics.items())),
             "collective_algorithms": dict(sorted(self.algorithms.items())),
+            "host_memory": {"capacity_bytes": self.host.capacity,
+                            "programs_bytes": self.host.programs,
+                            "staging_bytes": self.host.staging,
+                            "runtime_bytes": self.host.runtime,
+                            "staging_buffers": self.host.mappings,
+                            "total_bytes": self.host.total},
+            "warnings": self.warnings,
             "socs": self.socs,
             "links": self.links,
         })
+
+    def plot_timeline(self) -> Figure:
+        """One decode step (or the forward pass) per SoC, and one layer up close."""
+        from .plots import step_timeline
+
+        return step_timeline(self)
+
+    def plot_links(self, top: int = 12) -> Figure:
+        """Utilisation of the busiest directed links over the run."""
+        from .plots import link_utilization
+
+        return link_utilization(self, top)
+
+    def plot_topology(self) -> Figure:
+        """The topology with links coloured by their load in this variant."""
+        from .plots import topology_load
+
+        return topology_load(self)
+
+    @property
+    def warnings(self) -> list[str]:
+        """Platform checks that failed (host memory, memory mappings)."""
+        return self.host.warnings()
+
+
+def _bubble(step: float, compute: float, comm: float) -> float:
+    """Waiting in a step besides compute and exposed communication (float noise is zero)."""
+    bubble = step - compute - comm
+    return bubble if bubble > 1e-9 * step else 0.0
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -117,7 +159,8 @@ def _algorithms(profiles: dict[str, PassProfile]) -> dict[str, int]:
 
 
 def llm_metrics(variant: Variant, topo: Topology, plan: PartitionPlan,
-                memory: list[MemoryUse], prefill: PassProfile, decode: dict[int, PassProfile],
+                memory: list[MemoryUse], host: HostMemory, prefill: PassProfile,
+                decode: dict[int, PassProfile],
                 timeline: Timeline, logits_s: float, token_s: float,
                 host_links: Counter[str], chunks: int, params: TransferSpec) -> VariantResult:
     """Metrics of an LLM run (definitions in docs/metrics.md)."""
@@ -149,7 +192,7 @@ def llm_metrics(variant: Variant, topo: Topology, plan: PartitionPlan,
         "step_s": step,
         "step_compute_s": compute,
         "step_comm_s": comm,
-        "step_bubble_s": max(step - compute - comm, 0.0),
+        "step_bubble_s": _bubble(step, compute, comm),
         "host_round_trip_s": logits_s + token_s,
         "socs": float(sum(s.tp for s in plan.stages) * len(plan.replicas)),
         "memory_max_bytes": max(u.total for u in memory),
@@ -177,12 +220,13 @@ def llm_metrics(variant: Variant, topo: Topology, plan: PartitionPlan,
     inputs["transfer"] = {**inputs["transfer"], "host_allreduce": params.host_allreduce}
     return VariantResult(variant.name, inputs, metrics,
                          _socs(plan, timeline, compute_by_stage, memory), links,
-                         _algorithms(profiles), memory, plan, topo, timeline, profiles,
-                         connection)
+                         _algorithms(profiles), memory, host, plan, topo, timeline, profiles,
+                         connection, variant.description)
 
 
 def inference_metrics(variant: Variant, topo: Topology, plan: PartitionPlan,
-                      memory: list[MemoryUse], profile: PassProfile, timeline: Timeline,
+                      memory: list[MemoryUse], host: HostMemory, profile: PassProfile,
+                      timeline: Timeline,
                       micro_batches: int, params: TransferSpec) -> VariantResult:
     """Metrics of one forward pass of a batch (definitions in docs/metrics.md)."""
     w = variant.workload
@@ -204,9 +248,9 @@ def inference_metrics(variant: Variant, topo: Topology, plan: PartitionPlan,
     compute = [s.compute_s * micro_batches for s in profile.stages]
     inputs = variant.inputs()
     return VariantResult(variant.name, inputs, metrics, _socs(plan, timeline, compute, memory),
-                         links, _algorithms({"forward": profile}), memory, plan, topo,
+                         links, _algorithms({"forward": profile}), memory, host, plan, topo,
                          timeline, {"forward": profile},
-                         "p2p" if plan.p2p_pairs else "host")
+                         "p2p" if plan.p2p_pairs else "host", variant.description)
 
 
 @dataclass
@@ -273,10 +317,27 @@ class Result:
         return pd.DataFrame([{"variant": v.name, **row} for v in self.variants
                              for row in v.socs])
 
-    def to_chrome_trace(self, variant: str | None = None) -> dict[str, Any]:
-        """A Chrome/Perfetto trace of one variant (see :func:`chrome_trace`)."""
-        chosen = self.variant(variant) if variant else self.variants[0]
+    def to_chrome_trace(self, variants: Sequence[str] | None = None) -> dict[str, Any]:
+        """A Chrome/Perfetto trace of some variants (default: the first); see
+        :func:`simtopo.trace.chrome_trace`."""
+        from .trace import chrome_trace
+
+        chosen = [self.variant(v) for v in variants] if variants else self.variants[:1]
         return chrome_trace(chosen)
+
+    def write_report(self, directory: str | Path, command: str = "simtopo run",
+                     all_figures: bool = False) -> Path:
+        """Write ``directory`` (summary.json, report.md, figures, trace.json) atomically;
+        see :func:`simtopo.report.write_report`."""
+        from .report import write_report
+
+        return write_report(self, directory, command, all_figures)
+
+    def plot_comparison(self) -> Figure:
+        """Headline metrics of every variant side by side (a matplotlib Figure)."""
+        from .plots import comparison
+
+        return comparison(self)
 
     def _repr_html_(self) -> str:
         return (f"<b>{self.name}</b>: {self.description}<br>"
@@ -285,49 +346,8 @@ class Result:
 
 
 def _without_connection(inputs: dict[str, Any]) -> str:
+    """The inputs but for how devices talk (the connection, the host all-reduce algorithm)."""
     plan = {k: v for k, v in inputs.get("plan", {}).items() if k != "connection"}
-    return json.dumps({**inputs, "plan": plan}, sort_keys=True, default=str)
-
-
-def _pass_spans(profile: PassProfile, start: float, stage: int) -> list[Span]:
-    """Every op and collective of one stage's pass, laid end to end from ``start``."""
-    out: list[Span] = []
-    t = start
-    for _, run, times in profile.stages[stage].blocks:
-        for k in range(times):
-            offset = t + k * run.seconds
-            out += [Span(s.track, s.name, s.category, s.start_s + offset, s.end_s + offset,
-                         s.args) for s in run.spans]
-        t += run.seconds * times
-    return out
-
-
-def chrome_trace(result: VariantResult, detail_layers: int | None = None) -> dict[str, Any]:
-    """Chrome trace format (opens in Perfetto): the first prefill chunk and the first decode
-    step of replica 0 op by op on every SoC, with collectives on their stage's track."""
-    spans: list[Span] = []
-    profiles = result.profiles
-    t = 0.0
-    for name in ("prefill", *[k for k in profiles if k.startswith("decode@")][-1:], "forward"):
-        profile = profiles.get(name)
-        if profile is None:
-            continue
-        for s in range(len(profile.stages)):
-            if s > 0:
-                t += profile.handoff_s[s]
-            stage_spans = _pass_spans(profile, t, s)
-            spans += [Span(x.track, x.name, x.category, x.start_s, x.end_s,
-                           (*x.args, ("pass", name))) for x in stage_spans]
-            t += profile.stages[s].seconds
-    tracks = sorted({s.track for s in spans}, key=lambda x: (not x.startswith("stage"), x))
-    tid = {name: i + 1 for i, name in enumerate(tracks)}
-    events: list[dict[str, Any]] = [{"name": "process_name", "ph": "M", "pid": 1,
-                                     "args": {"name": result.name}}]
-    events += [{"name": "thread_name", "ph": "M", "pid": 1, "tid": i, "args": {"name": n}}
-               for n, i in tid.items()]
-    for s in spans:
-        events.append({"name": s.name, "cat": s.category, "ph": "X", "pid": 1,
-                       "tid": tid[s.track], "ts": round(s.start_s * 1e6, 6),
-                       "dur": round((s.end_s - s.start_s) * 1e6, 6),
-                       "args": dict(s.args)})
-    return {"traceEvents": events, "displayTimeUnit": "ns"}
+    transfer = {k: v for k, v in inputs.get("transfer", {}).items() if k != "host_allreduce"}
+    return json.dumps({**inputs, "plan": plan, "transfer": transfer}, sort_keys=True,
+                      default=str)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import networkx as nx
 
@@ -18,7 +19,7 @@ from .calibrated import DEFAULT_MODEL, DEFAULT_SOC_MODEL, LinkModel, SocModel
 from .errors import ConfigError, PlanError, SimtopoError
 from .experiment import Experiment, Variant, load_experiment
 from .io import Document, validate_document
-from .memory import MemoryUse, check_fit
+from .memory import HostMemory, MemoryUse, check_fit, host_memory
 from .modelref import ModelRef, resolve_model
 from .opgraph import ACTIVATION_BYTES, Precision, decode_shape, prefill_shapes
 from .plan import ParallelSpec, PartitionPlan, make_plan
@@ -81,6 +82,7 @@ class LlmSetup:
     precision: Precision
     plan: PartitionPlan
     memory: list[MemoryUse]
+    host: HostMemory
     prefill_graph: nx.DiGraph
     chunks: int
     decode_graphs: dict[int, nx.DiGraph]
@@ -127,8 +129,11 @@ def setup_llm(variant: Variant, link_model: LinkModel = DEFAULT_MODEL,
                      for c in contexts}
     largest = decode_graphs[contexts[-1]]
     plan = _plan(variant, ref, largest, topo, precision, soc_model)
-    memory = check_fit(plan, largest, ref.decoder, topo, w.batch, context, [prefill_graph])
-    return LlmSetup(variant, topo, params, ref, precision, plan, memory, prefill_graph,
+    # every request group keeps its own sequences' KV cache on the stages
+    memory = check_fit(plan, largest, ref.decoder, topo, w.batch * w.groups, context,
+                       [prefill_graph])
+    host = host_memory(plan, [prefill_graph, largest], memory, topo)
+    return LlmSetup(variant, topo, params, ref, precision, plan, memory, host, prefill_graph,
                     len(chunks), decode_graphs)
 
 
@@ -151,25 +156,39 @@ def host_step_seconds(variant: Variant, soc_model: SocModel) -> float:
     return sample if sample is not None else soc_model.host_step_s
 
 
+Choices = dict[str, dict[Any, str]]
+"""Host-routed all-reduce algorithms chosen, per topology and transfer settings."""
+
+
+def _choices(choices: Choices | None, topo: Topology, params: TransferSpec) -> dict[Any, str]:
+    if choices is None:
+        return {}
+    key = f"{topo.source}|{params.model_dump_json()}"
+    return choices.setdefault(key, {})
+
+
 def run_variant(variant: Variant, link_model: LinkModel = DEFAULT_MODEL,
                 soc_model: SocModel = DEFAULT_SOC_MODEL,
-                progress: Callable[[str], None] | None = None) -> VariantResult:
-    """Simulate one variant."""
+                progress: Callable[[str], None] | None = None,
+                choices: Choices | None = None) -> VariantResult:
+    """Simulate one variant. ``choices`` lets variants on the same topology and transfer
+    settings share their host-routed algorithm choices (``run`` passes one)."""
     if variant.workload.kind == "inference":
-        return _run_inference(variant, link_model, soc_model)
+        return _run_inference(variant, link_model, soc_model, choices)
     setup = setup_llm(variant, link_model, soc_model)
     w = variant.workload
     plan, topo, params = setup.plan, setup.topo, setup.params
+    chosen = _choices(choices, topo, params)
     if progress:
         progress("prefill")
-    prefill = profile_pass(plan, setup.prefill_graph, topo, params, soc_model)
+    prefill = profile_pass(plan, setup.prefill_graph, topo, params, soc_model, choices=chosen)
     decode: dict[int, PassProfile] = {}
     last = max(setup.decode_graphs)
     for c, graph in setup.decode_graphs.items():
         if progress:
             progress(f"decode at context {c}")
         decode[c] = profile_pass(plan, graph, topo, params, soc_model,
-                                 record_spans=(c == last))
+                                 record_spans=(c == last), choices=chosen)
     logits_bytes, token_bytes = host_payloads(setup)
     logits_s, token_s, host_links = host_round_trip(
         plan, topo, params, logits_bytes, token_bytes, host_step_seconds(variant, soc_model))
@@ -180,12 +199,12 @@ def run_variant(variant: Variant, link_model: LinkModel = DEFAULT_MODEL,
     timeline = simulate_llm(len(plan.stages), len(plan.replicas), w.groups, setup.chunks,
                             prefill, decode_at, w.generate - 1, w.prompt + 1, logits_s,
                             token_s)
-    return llm_metrics(variant, topo, plan, setup.memory, prefill, decode, timeline, logits_s,
-                       token_s, host_links, setup.chunks, params)
+    return llm_metrics(variant, topo, plan, setup.memory, setup.host, prefill, decode, timeline,
+                       logits_s, token_s, host_links, setup.chunks, params)
 
 
-def _run_inference(variant: Variant, link_model: LinkModel,
-                   soc_model: SocModel) -> VariantResult:
+def _run_inference(variant: Variant, link_model: LinkModel, soc_model: SocModel,
+                   choices: Choices | None) -> VariantResult:
     topo = load_topology(variant.topology, link_model)
     params = _transfer(topo, variant.transfer, str(variant.topology))
     ref = resolve_model(variant.model)
@@ -201,9 +220,12 @@ def _run_inference(variant: Variant, link_model: LinkModel,
     plan = _plan(variant, ref, graph, topo, precision, soc_model)
     memory = check_fit(plan, graph, ref.decoder, topo, per_micro,
                        w.prompt if ref.decoder is not None else 1)
-    profile = profile_pass(plan, graph, topo, params, soc_model)
+    host = host_memory(plan, [graph], memory, topo)
+    profile = profile_pass(plan, graph, topo, params, soc_model,
+                           choices=_choices(choices, topo, params))
     timeline = simulate_inference(len(plan.stages), len(plan.replicas), micro, profile)
-    return inference_metrics(variant, topo, plan, memory, profile, timeline, micro, params)
+    return inference_metrics(variant, topo, plan, memory, host, profile, timeline, micro,
+                             params)
 
 
 def run(experiment: str | Path | Experiment, variants: Sequence[str] | None = None,
@@ -226,11 +248,12 @@ def run(experiment: str | Path | Experiment, variants: Sequence[str] | None = No
                                   f"{', '.join(known)})", file=str(exp.source))
         chosen = [v for v in exp.variants if v.name in variants]
     results = []
+    choices: Choices = {}
     for variant in chosen:
         if progress:
             progress(variant.name)
         try:
-            results.append(run_variant(variant, link_model, soc_model))
+            results.append(run_variant(variant, link_model, soc_model, choices=choices))
         except ConfigError as err:
             raise type(err)(f"variant {variant.name!r}: {err.message}",
                             file=err.file or str(exp.source), path=err.path,

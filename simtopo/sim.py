@@ -26,7 +26,7 @@ import simpy
 from simpy.events import AllOf, Event
 
 from .collectives import Collectives
-from .plan import PartitionPlan, shard_stages
+from .plan import PartitionPlan
 from .spec import TransferSpec
 from .tasks import ComputeTask, StageProgram, Task, lower
 from .topology import Topology
@@ -105,10 +105,12 @@ def _run_tasks(fab: Fabric, coll: Collectives, tasks: Sequence[Task], devices: S
 
 
 def run_block(topo: Topology, params: TransferSpec, tasks: Sequence[Task],
-              groups: Sequence[tuple[str, ...]], record_spans: bool = True) -> BlockRun:
-    """Run ``tasks`` on every device group of ``groups`` at once (one per replica)."""
+              groups: Sequence[tuple[str, ...]], record_spans: bool = True,
+              choices: dict[Any, str] | None = None) -> BlockRun:
+    """Run ``tasks`` on every device group of ``groups`` at once (one per replica);
+    ``choices`` carries host-routed algorithm choices between blocks (see Collectives)."""
     fab = Fabric.create(topo, params, record=True)
-    coll = Collectives(fab)
+    coll = Collectives(fab, choices)
     spans: list[Span] = []
     algorithms: Counter[str] = Counter()
     done = []
@@ -142,12 +144,16 @@ def replica_programs(plan: PartitionPlan, programs: Sequence[StageProgram]
 
 
 def profile_pass(plan: PartitionPlan, graph: nx.DiGraph, topo: Topology, params: TransferSpec,
-                 soc_model: Any, record_spans: bool = True) -> PassProfile:
-    """Simulate one pass shape: every stage's blocks (all replicas together) and hand-offs."""
+                 soc_model: Any, record_spans: bool = True,
+                 choices: dict[Any, str] | None = None) -> PassProfile:
+    """Simulate one pass shape: every stage's blocks (all replicas together) and hand-offs.
+    ``choices`` remembers host-routed algorithm choices (share it between passes on the same
+    topology and transfer settings)."""
     programs = lower(plan, graph, topo, soc_model)
     per_replica = replica_programs(plan, programs)
     stage_passes = []
     link: Counter[str] = Counter()
+    choices = {} if choices is None else choices
     for s, program in enumerate(programs):
         groups = [tuple(per_replica[r][s].stage.devices) for r in range(len(per_replica))]
         blocks = []
@@ -155,7 +161,7 @@ def profile_pass(plan: PartitionPlan, graph: nx.DiGraph, topo: Topology, params:
         for name, tasks, times in program.blocks:
             if times == 0 or not tasks:
                 continue
-            run = run_block(topo, params, tasks, groups, record_spans)
+            run = run_block(topo, params, tasks, groups, record_spans, choices)
             blocks.append((name, run, times))
             seconds += run.seconds * times
             compute += run.compute_s * times
@@ -165,10 +171,7 @@ def profile_pass(plan: PartitionPlan, graph: nx.DiGraph, topo: Topology, params:
     handoff_s = [0.0] * len(programs)
     handoff_bytes = [0.0] * len(programs)
     if len(programs) > 1:
-        from .opgraph import Precision
-
-        precision = graph.graph.get("precision") or Precision()
-        _, _, handoffs = shard_stages(graph, plan.decoder, plan.stages, precision, plan.rules)
+        _, _, handoffs = plan.layout(graph)
         for s in range(1, len(programs)):
             size = sum(h.bytes for h in handoffs if h.stage == s)
             handoff_bytes[s] = size

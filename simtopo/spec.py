@@ -142,7 +142,7 @@ class TransferSpec(Spec):
     concurrency_efficiency: Fraction | None = None
     chunk: Size = calibrated.CHUNK_BYTES
     staging_buffers: Count = calibrated.STAGING_BUFFERS
-    host_allreduce: Literal["ring", "host-staged"] = "ring"
+    host_allreduce: Literal["auto", "ring", "tree", "host-staged"] = "auto"
     reduction_traffic: Annotated[float, Field(ge=0)] = calibrated.REDUCTION_TRAFFIC
 
 

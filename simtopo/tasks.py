@@ -71,14 +71,6 @@ class StageProgram:
                    for _, tasks, times in self.blocks)
 
 
-def group_mode(plan: PartitionPlan, logical: Sequence[int]) -> str:
-    """``p2p`` if every pair of the group is declared P2P, else ``host``."""
-    pairs = [(a, b) for i, a in enumerate(logical) for b in logical[i + 1:]]
-    if pairs and all(plan.connection(a, b) == "p2p" for a, b in pairs):
-        return "p2p"
-    return "host" if pairs else "p2p"
-
-
 def _tasks(names: Sequence[str], graph: nx.DiGraph, shards: dict[str, Shard],
            comms: dict[str, list[Comm]], stage: Stage, topo: Topology, mode: str,
            soc_model: SocModel) -> tuple[Task, ...]:
@@ -104,18 +96,13 @@ def lower_stage(plan: PartitionPlan, stage: Stage, graph: nx.DiGraph, topo: Topo
                 comms: Sequence[Comm] | None = None) -> StageProgram:
     """The program of ``stage`` for the pass ``graph`` (resharded if it is not the plan's)."""
     if shards is None or comms is None:
-        from .opgraph import Precision
-        from .plan import shard_stages
-
-        precision = graph.graph.get("precision") or Precision()
-        shards, all_comms, _ = shard_stages(graph, plan.decoder, plan.stages, precision,
-                                            plan.rules)
+        shards, all_comms, _ = plan.layout(graph)
         comms = all_comms
     by_op: dict[str, list[Comm]] = {}
     for comm in comms:
         if comm.stage == stage.index:
             by_op.setdefault(comm.after, []).append(comm)
-    mode = group_mode(plan, stage.logical)
+    mode = plan.group_connection(stage.logical)
     layers: dict[int, list[str]] = {}
     head: list[str] = []
     tail: list[str] = []
@@ -131,26 +118,28 @@ def lower_stage(plan: PartitionPlan, stage: Stage, graph: nx.DiGraph, topo: Topo
 
     ordered = [layers[k] for k in sorted(layers)]
     if ordered:
-        first = build(ordered[0])
-        same = all(_signature(build(group)) == _signature(first) for group in ordered[1:])
-        if same and all(len(g) == len(ordered[0]) for g in ordered):
-            return StageProgram(stage, build(head), first, len(ordered), build(tail), mode)
-    return StageProgram(stage, build([n for n in stage.ops]), (), 0, (), mode)
+        first = _layer_key(ordered[0], graph, shards, by_op)
+        if all(_layer_key(group, graph, shards, by_op) == first for group in ordered[1:]):
+            return StageProgram(stage, build(head), build(ordered[0]), len(ordered),
+                                build(tail), mode)
+    return StageProgram(stage, build(list(stage.ops)), (), 0, (), mode)
 
 
-def _signature(tasks: tuple[Task, ...]) -> tuple[object, ...]:
-    """What makes two layers' programs the same (names aside)."""
-    return tuple((type(t).__name__, round(t.seconds, 15)) if isinstance(t, ComputeTask)
-                 else (t.kind, t.size_bytes, t.mode) for t in tasks)
+def _layer_key(names: Sequence[str], graph: nx.DiGraph, shards: dict[str, Shard],
+               comms: dict[str, list[Comm]]) -> tuple[object, ...]:
+    """What makes two layers run the same (names aside): each op's kind, precision and shard
+    work, and the collectives after it. Equal keys give equal tasks on the same devices."""
+    out = []
+    for name in names:
+        op, shard = graph.nodes[name]["op"], shards[name]
+        out.append((op.kind, op.precision, shard.flops, shard.bytes, shard.mxfp6_weights,
+                    tuple((c.kind, c.bytes) for c in comms.get(name, []))))
+    return tuple(out)
 
 
 def lower(plan: PartitionPlan, graph: nx.DiGraph, topo: Topology,
           soc_model: SocModel = DEFAULT_SOC_MODEL) -> list[StageProgram]:
     """Programs of every stage of one replica for the pass ``graph``."""
-    from .opgraph import Precision
-    from .plan import shard_stages
-
-    precision = graph.graph.get("precision") or Precision()
-    shards, comms, _ = shard_stages(graph, plan.decoder, plan.stages, precision, plan.rules)
+    shards, comms, _ = plan.layout(graph)
     return [lower_stage(plan, stage, graph, topo, soc_model, shards, comms)
             for stage in plan.stages]

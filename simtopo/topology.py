@@ -95,6 +95,7 @@ class Topology:
                                        if given.concurrency_efficiency is None
                                        else given.concurrency_efficiency)})
         """Transfer parameters with the link model's values where the file says nothing."""
+        self._routes: dict[tuple[str, str, str, str | None], Route | BounceRoute] = {}
 
     # -- plain facts ----------------------------------------------------------------------
     @property
@@ -168,10 +169,15 @@ class Topology:
     # -- stages that read the topology ------------------------------------------------------
     def route(self, src: str, dst: str, mode: str = "p2p",
               staging: str | None = None) -> Route | BounceRoute:
-        """Route a transfer; see :func:`simtopo.routing.route`."""
-        from .routing import route
+        """Route a transfer; see :func:`simtopo.routing.route`. Routes are immutable and the
+        graph does not change once built, so each is computed once."""
+        key = (src, dst, mode, staging)
+        found = self._routes.get(key)
+        if found is None:
+            from .routing import route
 
-        return route(self, src, dst, mode=mode, staging=staging)
+            found = self._routes[key] = route(self, src, dst, mode=mode, staging=staging)
+        return found
 
     def path_matrix(self, devices: Sequence[str] | None = None) -> PathMatrix:
         """All-pairs path class, bottleneck and latency; see :func:`simtopo.matrix.path_matrix`."""

@@ -87,8 +87,22 @@ def test_host_staged_all_reduce(ultra8):
 
 
 def test_host_mode_names_its_algorithm(ultra8):
-    ring = run_collective(ultra8, "all_reduce", CARD, 16e3, mode="host")
+    params = no_reduction(ultra8, host_allreduce="ring")
+    ring = run_collective(ultra8, "all_reduce", CARD, 16e3, mode="host", params=params)
     assert (ring.mode, ring.algorithm) == ("host", "ring")
+
+
+def test_host_auto_picks_the_fastest_host_algorithm(ultra8):
+    group = list(ultra8.socs[:16])
+    for size in (16e3, 16e6):
+        auto = run_collective(ultra8, "all_reduce", group, size, mode="host")
+        times = {}
+        for name in ("ring", "tree", "host-staged"):
+            params = ultra8.transfer.model_copy(update={"host_allreduce": name})
+            times[name] = run_collective(ultra8, "all_reduce", group, size, mode="host",
+                                         params=params).time_s
+        assert auto.algorithm == min(times, key=times.__getitem__), (size, times)
+        assert auto.time_s == pytest.approx(min(times.values()), rel=1e-12)
 
 
 def test_auto_picks_the_fastest_algorithm(ultra8):
