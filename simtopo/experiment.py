@@ -128,10 +128,12 @@ class Variant:
 
     def inputs(self) -> dict[str, Any]:
         """The resolved inputs as plain data (for summaries)."""
+        plan = self.plan.model_dump(exclude_none=True, exclude_defaults=True)
+        if "mdp" in plan:  # the file's name: summaries must not depend on where a checkout is
+            plan["mdp"] = Path(plan["mdp"]).name
         return {"topology": self.topology.name, "model": Path(self.model).name,
                 "workload": self.workload.model_dump(exclude_none=True),
-                "plan": self.plan.model_dump(exclude_none=True, exclude_defaults=True),
-                "transfer": dict(sorted(self.transfer.items()))}
+                "plan": plan, "transfer": dict(sorted(self.transfer.items()))}
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,71 @@
+"""The golden-summary comparison: what counts as a difference, and how it reads."""
+
+from __future__ import annotations
+
+import pytest
+
+from simtopo.regress import compare_summaries
+
+GOLDEN = {
+    "simtopo_version": "0.1.0",
+    "variants": [
+        {"name": "a", "metrics": {"ttft_s": 0.5, "tpot_mean_s": 0.1, "step_bubble_s": 0.0},
+         "links": [{"link": "x->y", "bytes": 100.0}]},
+        {"name": "b", "metrics": {"ttft_s": 1.0}, "connection": "host"},
+    ],
+}
+
+
+def changed(**edits):
+    out = {"simtopo_version": GOLDEN["simtopo_version"],
+           "variants": [dict(v, metrics=dict(v["metrics"])) for v in GOLDEN["variants"]]}
+    for key, value in edits.items():
+        out["variants"][0]["metrics"][key] = value
+    return out
+
+
+def test_identical_summaries_have_no_differences():
+    assert compare_summaries(GOLDEN, changed()) == []
+
+
+def test_version_is_ignored():
+    other = changed()
+    other["simtopo_version"] = "9.9"
+    assert compare_summaries(GOLDEN, other) == []
+
+
+def test_relative_tolerance_per_metric():
+    # 0.1 -> 0.1005 is +0.5%: beyond the default, within a 1% tolerance for that metric
+    (diff,) = compare_summaries(GOLDEN, changed(tpot_mean_s=0.1005))
+    assert diff.path == "variants[a].metrics.tpot_mean_s"
+    assert diff.relative == pytest.approx(0.0005 / 0.1005)
+    assert str(diff) == ("variants[a].metrics.tpot_mean_s: 0.1 -> 0.1005 (+0.498%, "
+                         "tolerance 0.0001%)")
+    assert compare_summaries(GOLDEN, changed(tpot_mean_s=0.1005), {"tpot_mean_s": 0.01}) == []
+    assert compare_summaries(GOLDEN, changed(tpot_mean_s=0.1005), default=0.01) == []
+
+
+def test_noise_around_zero_is_not_a_difference():
+    assert compare_summaries(GOLDEN, changed(step_bubble_s=3e-15)) == []
+    (diff,) = compare_summaries(GOLDEN, changed(step_bubble_s=1e-6))
+    assert diff.path == "variants[a].metrics.step_bubble_s"
+
+
+def test_missing_and_extra_keys_and_strings_are_exact():
+    other = changed(new_metric=1.0)
+    del other["variants"][0]["metrics"]["ttft_s"]
+    other["variants"][1]["connection"] = "p2p"
+    found = {d.path: str(d) for d in compare_summaries(GOLDEN, other)}
+    assert found == {
+        "variants[a].metrics.new_metric": "variants[a].metrics.new_metric: expected nothing, "
+                                          "got 1.0",
+        "variants[a].metrics.ttft_s": "variants[a].metrics.ttft_s: expected 0.5, got nothing",
+        "variants[b].connection": 'variants[b].connection: expected "host", got "p2p"',
+    }
+
+
+def test_list_lengths_are_compared():
+    other = changed()
+    other["variants"] = other["variants"][:1]
+    (diff,) = compare_summaries(GOLDEN, other)
+    assert (diff.path, diff.expected, diff.actual) == ("variants (length)", 2, 1)

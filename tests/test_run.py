@@ -1,0 +1,147 @@
+"""`simtopo run` and `simtopo.run`: the report folder, atomicity, determinism, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import simtopo
+from simtopo import report as report_module
+from simtopo.cli import main
+
+from .conftest import ROOT
+
+CARD = ROOT / "experiments" / "ultra-card-llama2-7b.yaml"
+FAST = ["--variant", "tp4-p2p", "--variant", "tp4-host"]
+
+
+def write_experiment(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "exp.yaml"
+    path.write_text(body.replace("TOPO", str(ROOT / "topologies" / "ultra8.yaml")))
+    return path
+
+
+def test_run_writes_the_whole_report(tmp_path, capsys):
+    assert main(["run", str(CARD), *FAST, "--reports", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "tp4-host" in out and "P2P speed-up" in out and "report:" in out
+    folder = tmp_path / "ultra-card-llama2-7b"
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == ["comparison.png", "links-tp4-host.png", "links-tp4-p2p.png", "report.md",
+                     "summary.json", "timeline-tp4-host.png", "timeline-tp4-p2p.png",
+                     "topology-tp4-host.png", "topology-tp4-p2p.png", "trace.json"]
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["simtopo_version"] == simtopo.__version__
+    assert [v["name"] for v in summary["variants"]] == ["tp4-p2p", "tp4-host"]
+    (pair,) = summary["comparisons"]
+    host, p2p = summary["variants"][1]["metrics"], summary["variants"][0]["metrics"]
+    assert pair["tpot_mean_s_speedup"] == pytest.approx(host["tpot_mean_s"] / p2p["tpot_mean_s"])
+    md = (folder / "report.md").read_text()
+    for section in ("## Results", "## P2P over host-routed", "## What was simulated",
+                    "## One decode step", "## Bottleneck links", "## Memory",
+                    "## Platform checks", "## Figures"):
+        assert section in md
+    for png in (n for n in names if n.endswith(".png")):
+        assert f"]({png})" in md
+        assert (folder / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    trace = json.loads((folder / "trace.json").read_text())
+    processes = [e["args"]["name"] for e in trace["traceEvents"] if e["name"] == "process_name"]
+    assert processes == ["tp4-p2p: requests", "tp4-p2p: prefill chunk, op by op",
+                         "tp4-p2p: decode step at context 2048, op by op",
+                         "tp4-host: requests", "tp4-host: prefill chunk, op by op",
+                         "tp4-host: decode step at context 2048, op by op"]
+    # bounded: a span per token per request, and two layers op by op per stage and pass
+    assert len(trace["traceEvents"]) < 4 * 1024 + 2000
+
+
+def test_trace_requests_are_the_simulated_tokens():
+    result = simtopo.run(CARD, variants=["tp4-p2p"])
+    v = result.variants[0]
+    trace = result.to_chrome_trace()
+    spans = [e for e in trace["traceEvents"] if e.get("cat") == "pass"]
+    assert len(spans) == 1024  # prefill + first token, then 1023 decode steps
+    times = v.timeline.token_times[0][0]
+    assert spans[0]["dur"] == pytest.approx(times[0] * 1e6)
+    assert spans[-1]["ts"] + spans[-1]["dur"] == pytest.approx(times[-1] * 1e6)
+
+
+def test_a_failed_run_leaves_the_previous_report(tmp_path, monkeypatch):
+    assert main(["run", str(CARD), "--variant", "tp1", "--reports", str(tmp_path)]) == 0
+    folder = tmp_path / "ultra-card-llama2-7b"
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+
+    def broken(result):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(report_module.plots, "link_utilization", broken)
+    assert main(["run", str(CARD), *FAST, "--reports", str(tmp_path)]) == 2
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ultra-card-llama2-7b"]  # no temp
+
+
+def test_summary_is_byte_identical_across_processes_and_hash_seeds(tmp_path):
+    outputs = []
+    for seed in ("0", "12345"):
+        env = dict(os.environ, PYTHONHASHSEED=seed)
+        done = subprocess.run([sys.executable, "-m", "simtopo", "run", str(CARD), *FAST,
+                               "--variant", "tp1x4", "--json", "--no-report"],
+                              capture_output=True, env=env, check=True)
+        outputs.append(done.stdout)
+    assert outputs[0] == outputs[1]
+    in_process = simtopo.run(CARD, variants=["tp4-p2p", "tp4-host", "tp1x4"]).to_json()
+    assert in_process.encode() == outputs[0]
+
+
+def test_dataframes_and_notebook_display():
+    result = simtopo.run(CARD, variants=["tp1", "tp2-p2p"])
+    frame = result.to_dataframe()
+    assert list(frame.index) == ["tp1", "tp2-p2p"]
+    assert frame.loc["tp2-p2p", "socs"] == 2
+    socs = result.socs_dataframe()
+    assert len(socs) == 3 and set(socs["variant"]) == {"tp1", "tp2-p2p"}
+    assert "<b>ultra-card-llama2-7b</b>" in result._repr_html_()
+    assert result.variant("tp1").plot_timeline().axes
+
+
+def test_unknown_variant_is_one_line(tmp_path, capsys):
+    assert main(["run", str(CARD), "--variant", "nope", "--no-report"]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"error: {CARD}: unknown variant 'nope' (expected one of: tp1, tp2-p2p, "
+                   "tp4-p2p, tp4-host, tp1x4, tp1-mxfp6, tp4-p2p-mxfp6, tp4-host-mxfp6)\n")
+
+
+def test_bad_value_names_the_variant_key_path(tmp_path, capsys):
+    path = write_experiment(tmp_path, """\
+name: bad
+topology: TOPO
+model: llama-2-7b
+workload: {batch: 1, prompt: 128, generate: 8}
+variants:
+  - {name: ok}
+  - {name: badtp, plan: {tp: 0}}
+""")
+    assert main(["run", str(path), "--reports", str(tmp_path / "r")]) == 2
+    assert capsys.readouterr().err == (f"error: {path}:7: variants[1].plan.tp: expected greater "
+                                       "than or equal to 1 (got 0)\n")
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_model_that_does_not_fit_names_the_variant(tmp_path, capsys):
+    path = write_experiment(tmp_path, """\
+name: big
+topology: TOPO
+model: llama-2-70b
+workload: {batch: 1, prompt: 128, generate: 8}
+plan: {tp: 2}
+""")
+    assert main(["run", str(path), "--reports", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path}: variant 'big': llama-2-70b does not fit on 2 SoCs "
+                          "per replica: card0.soc0 needs 70.0 GB of 32.0 GB")
+    assert err.count("\n") == 1
+    assert not (tmp_path / "r").exists()
