@@ -129,7 +129,8 @@ def _links(topo: Topology, moved: Counter[str], makespan: float) -> list[dict[st
 
 
 def _socs(plan: PartitionPlan, timeline: Timeline, compute_by_stage: list[float],
-          memory: list[MemoryUse]) -> list[dict[str, Any]]:
+          memory: list[MemoryUse], step: PassProfile) -> list[dict[str, Any]]:
+    """One row per SoC; ``step`` is the representative pass whose DRAM bytes are shown."""
     used = {u.device: u for u in memory}
     rows = []
     for r, stages in enumerate(plan.replicas):
@@ -142,6 +143,7 @@ def _socs(plan: PartitionPlan, timeline: Timeline, compute_by_stage: list[float]
                     "soc": device, "replica": r, "stage": stage.index,
                     "compute_s": compute, "comm_s": max(busy - compute, 0.0),
                     "idle_s": max(timeline.makespan - busy, 0.0),
+                    "step_dram_bytes": step.stages[stage.index].bytes,
                     "memory_bytes": mem.total if mem else 0.0,
                     "memory_capacity_bytes": mem.capacity if mem else 0.0,
                 })
@@ -219,7 +221,7 @@ def llm_metrics(variant: Variant, topo: Topology, plan: PartitionPlan,
     inputs = variant.inputs()
     inputs["transfer"] = {**inputs["transfer"], "host_allreduce": params.host_allreduce}
     return VariantResult(variant.name, inputs, metrics,
-                         _socs(plan, timeline, compute_by_stage, memory), links,
+                         _socs(plan, timeline, compute_by_stage, memory, last_decode), links,
                          _algorithms(profiles), memory, host, plan, topo, timeline, profiles,
                          connection, variant.description)
 
@@ -247,10 +249,11 @@ def inference_metrics(variant: Variant, topo: Topology, plan: PartitionPlan,
         metrics["busiest_link_utilization"] = links[0]["utilization"]
     compute = [s.compute_s * micro_batches for s in profile.stages]
     inputs = variant.inputs()
-    return VariantResult(variant.name, inputs, metrics, _socs(plan, timeline, compute, memory),
-                         links, _algorithms({"forward": profile}), memory, host, plan, topo,
-                         timeline, {"forward": profile},
-                         "p2p" if plan.p2p_pairs else "host", variant.description)
+    socs = _socs(plan, timeline, compute, memory, profile)
+    return VariantResult(variant.name, inputs, metrics, socs, links,
+                         _algorithms({"forward": profile}), memory, host, plan, topo, timeline,
+                         {"forward": profile}, "p2p" if plan.p2p_pairs else "host",
+                         variant.description)
 
 
 @dataclass

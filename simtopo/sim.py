@@ -65,6 +65,8 @@ class StagePass:
     seconds: float
     compute_s: float
     blocks: list[tuple[str, BlockRun, int]]
+    bytes: float = 0.0
+    """DRAM bytes each device of the stage moves in the pass."""
 
     @property
     def comm_s(self) -> float:
@@ -157,17 +159,18 @@ def profile_pass(plan: PartitionPlan, graph: nx.DiGraph, topo: Topology, params:
     for s, program in enumerate(programs):
         groups = [tuple(per_replica[r][s].stage.devices) for r in range(len(per_replica))]
         blocks = []
-        seconds = compute = 0.0
+        seconds = compute = moved = 0.0
         for name, tasks, times in program.blocks:
             if times == 0 or not tasks:
                 continue
+            moved += sum(t.bytes for t in tasks if isinstance(t, ComputeTask)) * times
             run = run_block(topo, params, tasks, groups, record_spans, choices)
             blocks.append((name, run, times))
             seconds += run.seconds * times
             compute += run.compute_s * times
             for key, value in run.link_bytes.items():
                 link[key] += value * times
-        stage_passes.append(StagePass(seconds, compute, blocks))
+        stage_passes.append(StagePass(seconds, compute, blocks, moved))
     handoff_s = [0.0] * len(programs)
     handoff_bytes = [0.0] * len(programs)
     if len(programs) > 1:
@@ -371,7 +374,8 @@ def interpolate(profiles: dict[int, PassProfile], context: int) -> PassProfile:
     w = (context - lo) / (hi - lo)
     a, b = profiles[lo], profiles[hi]
     stages = [StagePass(x.seconds + w * (y.seconds - x.seconds),
-                        x.compute_s + w * (y.compute_s - x.compute_s), x.blocks)
+                        x.compute_s + w * (y.compute_s - x.compute_s), x.blocks,
+                        x.bytes + w * (y.bytes - x.bytes))
               for x, y in zip(a.stages, b.stages, strict=True)]
     handoff = [x + w * (y - x) for x, y in zip(a.handoff_s, b.handoff_s, strict=True)]
     return PassProfile(stages, handoff, a.handoff_bytes, a.link_bytes)

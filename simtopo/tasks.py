@@ -32,6 +32,8 @@ class ComputeTask:
     compute_s: float
     launch_s: float = 0.0
     expand_s: float = 0.0
+    bytes: float = 0.0
+    """Bytes each device moves to and from its DRAM for its shard."""
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,7 @@ def _tasks(names: Sequence[str], graph: nx.DiGraph, shards: dict[str, Shard],
                  for soc, cores in zip(socs, stage.cores, strict=True)]
         slowest = max(costs, key=lambda c: c.time_s)
         out.append(ComputeTask(name, slowest.time_s, slowest.memory_s, slowest.compute_s,
-                               slowest.launch_s, slowest.expand_s))
+                               slowest.launch_s, slowest.expand_s, shard.bytes))
         for comm in comms.get(name, []):
             out.append(CommTask(name, comm.kind, comm.bytes, mode))
     return tuple(out)
