@@ -18,12 +18,14 @@ def _representative(result: VariantResult) -> tuple[str, PassProfile]:
     return keys[0], result.profiles[keys[0]]
 
 
-def _rows(ax: Axes, spans: list[Span], order: list[str]) -> None:
+def _rows(ax: Axes, spans: list[Span], order: list[str], min_width_ms: float = 0.0) -> None:
+    """One row per track; bars narrower than ``min_width_ms`` are drawn that wide, so that
+    microsecond collectives stay visible on a pass of tens of milliseconds."""
     colours = {"compute": COMPUTE, "collective": COLLECTIVE, "transfer": TRANSFER}
     for i, track in enumerate(order):
         for category, colour in colours.items():
-            bars = [(s.start_s * 1e3, (s.end_s - s.start_s) * 1e3) for s in spans
-                    if s.track == track and s.category == category]
+            bars = [(s.start_s * 1e3, max((s.end_s - s.start_s) * 1e3, min_width_ms))
+                    for s in spans if s.track == track and s.category == category]
             if bars:
                 ax.broken_barh(bars, (i - 0.4, 0.8), facecolors=colour, linewidth=0)
     ax.set_yticks(range(len(order)), labels=order, fontsize=7)
@@ -42,10 +44,11 @@ def step_timeline(result: VariantResult, top_links: int = 4) -> Figure:
     panels = 2 if layer else 1
     fig = Figure(figsize=(11, (0.28 * len(tracks) + 1.4) * panels + 0.6))
     ax = fig.add_subplot(panels, 1, 1)
-    _rows(ax, spans, tracks)
+    _rows(ax, spans, tracks, min_width_ms=t * 1e3 / 700)
     ax.set_xlabel("time in the pass (ms)")
     ax.set_title(f"{result.name}: one {name.split('@')[0]} pass, {t * 1e3:.4g} ms "
-                 "(blue compute, orange collectives, purple flows on links)", fontsize=9)
+                 "(blue compute, orange collectives, purple flows on links; the shortest "
+                 "drawn wider)", fontsize=9)
     if layer:
         run, _ = layer
         busiest = [r["link"] for r in result.links[:top_links]]

@@ -192,3 +192,31 @@ def test_replicas_do_not_share_stages():
     one = simulate_llm(2, 1, 1, 1, step, lambda _c: step, 10, 17, 0.0, 0.0)
     two = simulate_llm(2, 2, 1, 1, step, lambda _c: step, 10, 17, 0.0, 0.0)
     assert two.token_times[1][0] == pytest.approx(one.token_times[0][0])
+
+
+# -- the shortcuts against the reference simulation --------------------------------------------
+
+@pytest.mark.parametrize("variant,changes", [
+    ("tp4-host", {}),
+    ("tp2-p2p", {"shapes": "dynamic", "prompt": 64, "generate": 24}),
+    ("tp1x4", {}),
+])
+def test_memoized_simulation_matches_the_full_one(variant, changes):
+    """Layers run once and repeated, decode steps sampled at a few contexts: the same numbers
+    as simulating every layer and step on one fabric (docs/metrics.md lists the cases where
+    they part, with benchmarks/approximations.py's measurements)."""
+    from dataclasses import replace
+
+    from simtopo.experiment import load_experiment
+    from simtopo.fullsim import simulate_full
+    from simtopo.runner import run_variant, setup_llm
+
+    root = Path(__file__).resolve().parent.parent
+    (chosen,) = [v for v in load_experiment(root / "experiments" / "ultra-card-llama2-7b.yaml")
+                 .variants if v.name == variant]
+    chosen = replace(chosen, workload=chosen.workload.model_copy(
+        update={"prompt": 128, "generate": 6, **changes}))
+    fast = run_variant(chosen).metrics
+    full = simulate_full(setup_llm(chosen)).metrics()
+    for metric in ("ttft_s", "tpot_mean_s", "e2e_s"):
+        assert fast[metric] == pytest.approx(full[metric], rel=1e-6), metric

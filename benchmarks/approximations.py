@@ -1,0 +1,99 @@
+"""What the simulation's shortcuts cost: the memoized simulation (``simtopo.run``) against the
+reference that simulates everything in one run (``simtopo.fullsim``), case by case.
+
+Each case isolates one approximation of ``docs/metrics.md``:
+
+- layers memoized (one layer simulated, repeated): tensor-sliced P2P and host-routed slices;
+- replicas aligned (every replica runs the same block at the same instant on one fabric):
+  replicas that share a switch uplink through the host;
+- stage passes and hand-offs on an idle fabric (no contention between pipeline stages or
+  request groups): pipelines with request groups and large prefill hand-offs through the host;
+- decode steps sampled at 5 context lengths and interpolated (dynamic shapes), once over the
+  whole 1,024-token generation.
+
+Prints the relative error of TTFT, mean TPOT and end-to-end latency of each case with the wall
+time of both simulations, and writes ``benchmarks/results/approximations.json``.
+
+    python benchmarks/approximations.py [--generate 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from simtopo.experiment import load_experiment
+from simtopo.fullsim import simulate_full
+from simtopo.runner import run_variant, setup_llm
+
+ROOT = Path(__file__).resolve().parent.parent
+EXPERIMENTS = ROOT / "experiments"
+
+CASES: list[tuple[str, str, str, dict[str, Any], dict[str, Any]]] = [
+    # (approximation, experiment, variant, workload changes, plan changes)
+    ("layers memoized", "ultra8", "tp16-p2p", {}, {}),
+    ("layers memoized", "ultra8", "tp16-host", {}, {}),
+    ("replicas aligned", "ultra8", "tp8-host", {}, {"replicas": 2}),
+    ("replicas aligned", "ultra8", "tp16x2-p2p", {}, {}),
+    ("stages on an idle fabric", "ultra8", "pp2-tp16-p2p", {}, {}),
+    ("stages on an idle fabric", "std8-pipeline", "pp8-host-8groups", {}, {}),
+    ("stages on an idle fabric", "std8-pipeline", "pp8-host-8groups", {"batch": 2}, {}),
+    ("dynamic shapes sampled", "ultra-card-llama2-7b", "tp4-p2p",
+     {"shapes": "dynamic", "prompt": 128, "context": 2048}, {}),
+    ("dynamic shapes sampled", "ultra-card-llama2-7b", "tp1",
+     {"shapes": "dynamic", "prompt": 128, "generate": 1024, "context": 2048, "batch": 8}, {}),
+]
+
+
+def measure(generate: int) -> list[dict[str, Any]]:
+    rows = []
+    for label, name, variant_name, workload, plan in CASES:
+        (variant,) = [v for v in load_experiment(EXPERIMENTS / f"{name}.yaml").variants
+                      if v.name == variant_name]
+        variant = replace(
+            variant,
+            workload=variant.workload.model_copy(update={"generate": generate, **workload}),
+            plan=variant.plan.model_copy(update=plan))
+        start = time.perf_counter()
+        fast = run_variant(variant).metrics
+        middle = time.perf_counter()
+        full = simulate_full(setup_llm(variant)).metrics()
+        end = time.perf_counter()
+        changes = {**workload, **plan}
+        rows.append({
+            "approximation": label, "experiment": name, "variant": variant_name,
+            "changes": changes, "generate": generate,
+            "errors": {k: fast[k] / full[k] - 1 for k in ("ttft_s", "tpot_mean_s", "e2e_s")},
+            "memoized_s": middle - start, "full_s": end - middle,
+        })
+        shown = ", ".join(f"{k} {v}" for k, v in changes.items())
+        errors = "  ".join(f"{k.removesuffix('_s')} {100 * v:+8.4f}%"
+                           for k, v in rows[-1]["errors"].items())
+        print(f"{label:26} {name}/{variant_name}{' (' + shown + ')' if shown else ''}\n"
+              f"{'':26} {errors}   memoized {middle - start:6.2f} s, full {end - middle:6.2f} s",
+              flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--generate", type=int, default=32,
+                        help="tokens generated per request in every case (default 32)")
+    parser.add_argument("--output", type=Path,
+                        default=ROOT / "benchmarks" / "results" / "approximations.json")
+    args = parser.parse_args()
+    rows = measure(args.generate)
+    worst = {k: max(abs(r["errors"][k]) for r in rows) for k in rows[0]["errors"]}
+    print("largest errors: " + ", ".join(f"{k} {100 * v:.3f}%" for k, v in worst.items()))
+    args.output.write_text(json.dumps({
+        "machine": {"python": platform.python_version(), "processor": platform.machine()},
+        "cases": rows, "largest_abs_errors": worst}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,74 @@
+"""Benchmark: ``simtopo run experiments/ultra8.yaml`` end to end, and the simulation alone.
+
+End to end is the command as a user runs it, in a fresh process (interpreter start, imports,
+the simulation of every variant, the table, the report with its figures and trace). The
+simulation alone is ``simtopo.run`` in this process after a warm-up (no report). Prints the
+median (and min, max) of ``--repeat`` runs and writes ``benchmarks/results/run.json``.
+Target: under 10 s end to end on a 2-core machine, the simulation well under that.
+
+    python benchmarks/run.py [--repeat 5] [--experiment experiments/ultra8.yaml]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import simtopo
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def end_to_end(experiment: Path, reports: Path) -> float:
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "simtopo", "run", str(experiment), "--reports",
+                    str(reports), "--quiet"], check=True, cwd=ROOT)
+    return time.perf_counter() - start
+
+
+def simulation(experiment: Path) -> float:
+    start = time.perf_counter()
+    simtopo.run(experiment)
+    return time.perf_counter() - start
+
+
+def summary(times: list[float]) -> dict[str, float]:
+    return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--experiment", type=Path, default=ROOT / "experiments" / "ultra8.yaml")
+    parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "run.json")
+    args = parser.parse_args()
+    simulation(args.experiment)  # warm-up: imports, caches of the file system
+    sim = [simulation(args.experiment) for _ in range(args.repeat)]
+    with tempfile.TemporaryDirectory() as tmp:
+        whole = [end_to_end(args.experiment, Path(tmp)) for _ in range(args.repeat)]
+    figures = {
+        "experiment": str(args.experiment.relative_to(ROOT)),
+        "variants": len(simtopo.load_experiment(args.experiment).variants),
+        "repeat": args.repeat,
+        "end_to_end": summary(whole),
+        "simulation": summary(sim),
+        "machine": {"python": platform.python_version(), "processor": platform.machine(),
+                    "cpus": os.cpu_count()},
+    }
+    for key in ("end_to_end", "simulation"):
+        f = figures[key]
+        print(f"{key:11} median {f['median_s']:.2f} s  (min {f['min_s']:.2f}, "
+              f"max {f['max_s']:.2f}) over {args.repeat} runs")
+    args.output.write_text(json.dumps(figures, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
