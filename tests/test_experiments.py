@@ -36,3 +36,13 @@ def test_experiment_matches_its_golden_summary(path):
     assert golden.is_file(), f"no golden summary for {path.name}: see this module's docstring"
     differences = compare_summaries(read_golden(golden), summary)
     assert not differences, "\n".join(str(d) for d in differences[:20])
+
+
+def test_the_committed_ultra8_report_is_current():
+    """reports/ultra8/ is what `simtopo run experiments/ultra8.yaml` writes (ultra8 runs at
+    full size in CI, so its golden summary is the report's)."""
+    report = ROOT / "reports" / "ultra8"
+    assert compare_summaries(read_golden(GOLDEN / "ultra8.json"),
+                             read_golden(report / "summary.json")) == []
+    names = {p.name for p in report.iterdir()}
+    assert {"summary.json", "report.md", "trace.json", "comparison.png"} <= names
