@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import __version__
+from . import __version__, cli_check
+from .console import console
 from .errors import ConfigError, SimtopoError
 
 if TYPE_CHECKING:
@@ -426,17 +427,6 @@ def _workload_options(p: argparse.ArgumentParser, model_required: bool = True) -
                    help="value of a symbolic ONNX dimension, e.g. batch=8 (repeatable)")
 
 
-def _console(stream: object) -> object:
-    """A rich console: the terminal's width, or 120 columns when writing to a file or pipe."""
-    import os
-
-    from rich.console import Console
-
-    width = None if getattr(stream, "isatty", lambda: False)() else int(
-        os.environ.get("COLUMNS", "120"))
-    return Console(file=stream, width=width, highlight=False)
-
-
 def _results_table(result: Result) -> object:
     from rich.table import Table
 
@@ -489,7 +479,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     exp = load_experiment(args.file, reduced=args.ci)
     names = args.variant or None
     count = len(names) if names else len(exp.variants)
-    err = _console(sys.stderr)
+    err = console(sys.stderr)
     if sys.stderr.isatty() and not args.quiet:
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -508,7 +498,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             result = run(exp, names, progress=progress)
     else:
         result = run(exp, names)
-    out = _console(sys.stdout)
+    out = console(sys.stdout)
     if args.json:
         sys.stdout.write(result.to_json())
     elif not args.quiet:
@@ -651,6 +641,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--write-mdp", metavar="JSON", help="write the plan as an MDP config")
     _workload_options(p)
     p.set_defaults(func=cmd_plan)
+
+    cli_check.register(sub)
 
     p = topo.add_parser("route", help="the route of one transfer")
     p.add_argument("file", metavar="FILE")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,12 +51,44 @@ class Difference:
         scale = max(abs(self.expected), abs(self.actual))
         return abs(self.actual - self.expected) / scale if scale else 0.0
 
+    @property
+    def key(self) -> str:
+        """The last key of the path (``ttft_s``), the one tolerances are chosen by."""
+        return re.split(r"[.\[]", self.path.removesuffix(" (length)"))[-1].rstrip("]")
+
+    @property
+    def variant(self) -> str | None:
+        """The variant the difference is in, if any."""
+        match = re.match(r"variants\[([^\]]+)\]", self.path)
+        return match.group(1) if match else None
+
+    @property
+    def verdict(self) -> str:
+        """``better`` or ``worse`` for a metric with a direction, else ``up``, ``down`` or
+        ``changed``."""
+        if self.relative is None or self.actual == self.expected:
+            return "changed"
+        up = self.actual > self.expected
+        good = better_when(self.key)
+        if good is None:
+            return "up" if up else "down"
+        return "better" if up == (good == "higher") else "worse"
+
     def __str__(self) -> str:
         if self.relative is not None and self.tolerance is not None:
             sign = "+" if self.actual >= self.expected else "-"
             return (f"{self.path}: {self.expected:.6g} -> {self.actual:.6g} "
                     f"({sign}{100 * self.relative:.3g}%, tolerance {100 * self.tolerance:.3g}%)")
         return f"{self.path}: expected {_show(self.expected)}, got {_show(self.actual)}"
+
+
+def better_when(key: str) -> str | None:
+    """``lower`` for a time (``*_s``), ``higher`` for a rate (``*_per_s``), else None."""
+    if key.endswith("_per_s") or key.endswith("_speedup"):
+        return "higher"
+    if key.endswith("_s"):
+        return "lower"
+    return None
 
 
 def _show(value: Any) -> str:

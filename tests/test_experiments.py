@@ -1,24 +1,21 @@
-"""Every shipped experiment runs at its CI size and matches its golden summary.
+"""Every shipped experiment runs at its baseline's size and matches its baseline summary.
 
-A golden file is ``tests/golden/<experiment>.json``: the summary at the CI size (the file's
-``ci:`` block, if any). Changing one is a deliberate commit: rerun with
-``SIMTOPO_UPDATE_GOLDEN=1 python -m pytest tests/test_experiments.py`` and review the diff.
+A baseline is ``reports/baselines/<experiment>.json`` (see :mod:`simtopo.baselines`): the
+summary at full size or at the experiment's ``ci:`` size. Changing one is a deliberate commit:
+``simtopo check reports/baselines/ --update``, then review the diff.
 """
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
-from simtopo.regress import compare_summaries, read_golden, write_golden
-from simtopo.runner import run
+from simtopo.baselines import check, read_baseline
+from simtopo.regress import compare_summaries, read_golden
 
 from .conftest import ROOT
 
 EXPERIMENTS = sorted((ROOT / "experiments").glob("*.yaml"))
-GOLDEN = ROOT / "tests" / "golden"
-UPDATE = os.environ.get("SIMTOPO_UPDATE_GOLDEN") == "1"
+BASELINES = ROOT / "reports" / "baselines"
 
 
 def test_the_issue_lists_are_shipped():
@@ -28,21 +25,22 @@ def test_the_issue_lists_are_shipped():
 
 
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.stem)
-def test_experiment_matches_its_golden_summary(path):
-    summary = run(path, reduced=True).summary()
-    golden = GOLDEN / f"{path.stem}.json"
-    if UPDATE:
-        write_golden(summary, golden)
-    assert golden.is_file(), f"no golden summary for {path.name}: see this module's docstring"
-    differences = compare_summaries(read_golden(golden), summary)
-    assert not differences, "\n".join(str(d) for d in differences[:20])
+def test_experiment_matches_its_baseline(path):
+    baseline_file = BASELINES / f"{path.stem}.json"
+    assert baseline_file.is_file(), (f"no baseline for {path.name}: simtopo check "
+                                     f"reports/baselines --add {path.relative_to(ROOT)}")
+    baseline = read_baseline(baseline_file)
+    assert baseline.experiment == path.resolve()
+    result = check(baseline)
+    assert result.passed, "\n".join(str(d) for d in result.differences[:20])
 
 
 def test_the_committed_ultra8_report_is_current():
-    """reports/ultra8/ is what `simtopo run experiments/ultra8.yaml` writes (ultra8 runs at
-    full size in CI, so its golden summary is the report's)."""
+    """reports/ultra8/ is what `simtopo run experiments/ultra8.yaml` writes (the ultra8
+    baseline is at full size, so its summary is the report's)."""
+    baseline = read_baseline(BASELINES / "ultra8.json")
+    assert not baseline.header.reduced
     report = ROOT / "reports" / "ultra8"
-    assert compare_summaries(read_golden(GOLDEN / "ultra8.json"),
-                             read_golden(report / "summary.json")) == []
+    assert compare_summaries(baseline.summary, read_golden(report / "summary.json")) == []
     names = {p.name for p in report.iterdir()}
     assert {"summary.json", "report.md", "trace.json", "comparison.png"} <= names

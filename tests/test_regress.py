@@ -69,3 +69,18 @@ def test_list_lengths_are_compared():
     other["variants"] = other["variants"][:1]
     (diff,) = compare_summaries(GOLDEN, other)
     assert (diff.path, diff.expected, diff.actual) == ("variants (length)", 2, 1)
+
+
+def test_a_difference_knows_its_variant_key_and_which_way_is_better():
+    from simtopo.regress import Difference, better_when
+
+    slower = Difference("variants[tp16-host].metrics.ttft_s", 1.0, 1.05, 1e-6)
+    assert (slower.variant, slower.key, slower.verdict) == ("tp16-host", "ttft_s", "worse")
+    faster = Difference("variants[a].metrics.tokens_per_s", 10.0, 11.0, 1e-6)
+    assert faster.verdict == "better"
+    busier = Difference("variants[a].links[sw0->rc0].utilization", 0.5, 0.4, 1e-6)
+    assert (busier.key, busier.verdict) == ("utilization", "down")
+    assert Difference("comparisons[0].ttft_s_speedup", 5.0, 4.0, 1e-6).verdict == "worse"
+    assert Difference("experiment", "a", "b").verdict == "changed"
+    assert [better_when(k) for k in ("e2e_s", "inferences_per_s", "bytes")] == \
+        ["lower", "higher", None]
