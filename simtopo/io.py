@@ -6,6 +6,8 @@ when known, the key path, the bad value and what was expected.
 
 from __future__ import annotations
 
+import copy
+import functools
 import math
 import os
 import shutil
@@ -205,6 +207,14 @@ def read_yaml(path: str | Path) -> Document:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"not UTF-8 text (bad byte at offset {exc.start})", file=file) from None
+    data, lines = _parse(text, file)
+    return Document(data=copy.deepcopy(data), file=file, origins=lines)
+
+
+@functools.lru_cache(maxsize=256)
+def _parse(text: str, file: str) -> tuple[Any, dict[KeyPath, Origin]]:
+    """Data and line index of a YAML text; memoized, since sweeps and experiments read the
+    same topology and preset files many times (callers get a deep copy of the data)."""
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         lines = _index_lines(root, file) if root is not None else {}
@@ -218,7 +228,7 @@ def read_yaml(path: str | Path) -> Document:
         raise ConfigError(f"malformed YAML: {exc}", file=file) from None
     except RecursionError:
         raise ConfigError("YAML nested too deeply", file=file) from None
-    return Document(data=data, file=file, origins=lines)
+    return data, lines
 
 
 def _short(value: Any, limit: int = 60) -> str:
