@@ -19,7 +19,7 @@ path, e.g. ``variants[2].plan.tp``), and builds nothing yet.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -112,6 +112,7 @@ class ExperimentSpec(Spec):
     transfer: dict[str, Any] = Field(default_factory=dict)
     variants: list[VariantFields] = Field(default_factory=list)
     ci: dict[str, Any] = Field(default_factory=dict)
+    sweep: dict[str, Any] = Field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -144,6 +145,8 @@ class Experiment:
     description: str
     source: Path
     variants: tuple[Variant, ...]
+    sweep: dict[str, Any] = field(default_factory=dict)
+    """The file's ``sweep:`` block, as written (see :mod:`simtopo.sweep`)."""
 
 
 def _merge(base: Any, change: Any) -> Any:
@@ -162,8 +165,14 @@ def _model_path(text: str, base: Path) -> str:
     return text
 
 
-def load_experiment(path: str | Path, reduced: bool = False) -> Experiment:
-    """Read an experiment file; ``reduced`` applies its ``ci:`` block (the CI size)."""
+def load_experiment(path: str | Path, reduced: bool = False,
+                    overrides: dict[str, Any] | None = None,
+                    only: str | None = None) -> Experiment:
+    """Read an experiment file; ``reduced`` applies its ``ci:`` block (the CI size).
+
+    ``overrides`` deep-merge onto every variant last (a sweep point's values); ``only``
+    resolves just that variant.
+    """
     path = Path(path)
     doc = read_yaml(path)
     spec = validate_document(doc, ExperimentSpec)
@@ -172,11 +181,14 @@ def load_experiment(path: str | Path, reduced: bool = False) -> Experiment:
     variants_raw = raw.pop("variants", None) or [{"name": spec.name}]
     ci = raw.pop("ci", {}) if reduced else {}
     raw.pop("ci", None)
+    raw.pop("sweep", None)
     out = []
     for i, variant in enumerate(variants_raw):
+        if only is not None and variant.get("name", spec.name) != only:
+            continue
         merged = _merge(raw, {k: v for k, v in variant.items() if k not in ("name",
                                                                            "description")})
-        merged = _merge(merged, ci)
+        merged = _merge(_merge(merged, ci), overrides or {})
         where: KeyPath = ("variants", i) if "variants" in doc.data else ()
         vdoc = Document(data=merged, file=doc.file, origins={
             p[len(where):] if p[:len(where)] == where else p: o
@@ -209,9 +221,12 @@ def load_experiment(path: str | Path, reduced: bool = False) -> Experiment:
                            description=variant.get("description", ""), topology=topology,
                            model=_model_path(resolved.model, base_dir),
                            workload=resolved.workload, plan=plan, transfer=transfer))
-    names = [v.name for v in out]
+    names = [str(v.get("name", spec.name)) for v in variants_raw]
     for i, name in enumerate(names):
         if names.index(name) != i:
             raise doc.error(f"duplicate variant name {name!r}", ("variants", i, "name"))
+    if only is not None and only not in names:
+        raise ConfigError(f"unknown variant {only!r} (expected one of: {', '.join(names)})",
+                          file=doc.file)
     return Experiment(name=spec.name, description=spec.description, source=path,
-                      variants=tuple(out))
+                      variants=tuple(out), sweep=dict(spec.sweep))

@@ -1,0 +1,196 @@
+"""Running a sweep: resume from the log, evaluate the rest in parallel, write the table.
+
+Executors: ``serial`` (this process), ``local`` (a pool of local processes, the default) and
+``dask`` (an existing dask.distributed cluster, ``pip install 'simtopo[dask]'``). All give
+the same records: a point's result depends only on its inputs. Points are handed out grouped
+by what they share (topology, model, precision, plan), so that a process's caches of parsed
+files and host-algorithm choices serve its neighbours.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import __version__
+from .errors import ConfigError
+from .experiment import Variant, load_experiment
+from .io import display_path, write_atomic
+from .sweep import (
+    TABLE,
+    Axis,
+    Log,
+    Point,
+    axes_from_block,
+    evaluate,
+    plan_points,
+    read_log,
+    record,
+    resolve,
+    table,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+EXECUTORS = ("local", "serial", "dask")
+
+Task = tuple[Point, Variant, str]
+Progress = Callable[[int, int, Mapping[str, Any]], None]
+"""Called after each point with (points done, points in the sweep, its record)."""
+
+
+@dataclass
+class SweepResult:
+    """A finished (or resumed) sweep: its records in the sweep's order."""
+
+    name: str
+    folder: Path
+    axes: list[Axis]
+    points: list[Point]
+    records: list[dict[str, Any]]
+    computed: int
+    reused: int
+    figures: list[Path] = field(default_factory=list)
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        """One row per point: the axes, status, error and every metric."""
+        return table(self.records, self.axes)
+
+    @property
+    def failed(self) -> list[dict[str, Any]]:
+        """The records of points that failed."""
+        return [r for r in self.records if r["status"] != "ok"]
+
+
+def _share_key(task: Task) -> str:
+    variant = task[1]
+    return json.dumps([str(variant.topology), variant.model, variant.workload.precision,
+                       variant.plan.model_dump(mode="json"), variant.transfer], sort_keys=True,
+                      default=str)
+
+
+def _serial(tasks: Sequence[Task]) -> Iterator[dict[str, Any]]:
+    for point, variant, fingerprint in tasks:
+        yield evaluate(point, variant, fingerprint)
+
+
+def _local(tasks: Sequence[Task], jobs: int) -> Iterator[dict[str, Any]]:
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    pool = ProcessPoolExecutor(max_workers=jobs)
+    try:
+        futures = [pool.submit(evaluate, *task) for task in tasks]
+        for future in as_completed(futures):
+            yield future.result()
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _dask(tasks: Sequence[Task], scheduler: str | None) -> Iterator[dict[str, Any]]:
+    try:
+        from distributed import Client, as_completed
+    except ImportError:
+        raise ConfigError("--executor dask needs dask.distributed: pip install "
+                          "'simtopo[dask]'") from None
+    if not scheduler:
+        raise ConfigError("--executor dask needs --scheduler ADDRESS (e.g. tcp://host:8786)")
+    try:
+        client = Client(scheduler, timeout="20s")
+    except OSError as exc:
+        raise ConfigError(f"--scheduler {scheduler}: cannot reach the dask scheduler "
+                          f"({exc})") from None
+    try:
+        futures = client.map(evaluate, *zip(*tasks, strict=True), pure=False) if tasks else []
+        for future in as_completed(futures):
+            yield future.result()
+    finally:
+        client.close()
+
+
+def run_sweep(experiment: str | Path, axes: Sequence[Axis] | None = None,
+              variants: Sequence[str] | None = None, reduced: bool = False,
+              folder: str | Path | None = None, executor: str = "local",
+              jobs: int | None = None, scheduler: str | None = None,
+              progress: Progress | None = None, figures: bool = True) -> SweepResult:
+    """Run (or resume) a sweep of ``experiment`` and write ``folder`` (default
+    ``reports/<name>-sweep/``): ``points.jsonl``, ``sweep.csv`` and the figures.
+
+    ``axes`` default to the file's ``sweep:`` block (so do ``variants``).
+    """
+    exp = load_experiment(experiment, reduced)
+    if axes is None:
+        block_variants, axes = axes_from_block(exp.sweep, str(exp.source))
+        variants = variants or block_variants
+    if not axes:
+        raise ConfigError("nothing to sweep: give --set KEY=VALUE,... or a 'sweep:' block",
+                          file=str(exp.source))
+    if executor not in EXECUTORS:
+        raise ConfigError(f"--executor: expected one of {', '.join(EXECUTORS)} (got "
+                          f"{executor!r})")
+    points = plan_points(exp, axes, variants)
+    out = Path(folder) if folder is not None else Path("reports") / f"{exp.name}-sweep"
+    done = read_log(out)
+    records: dict[str, dict[str, Any]] = {}
+    todo: list[Task] = []
+    fresh: list[dict[str, Any]] = []
+    for point in points:
+        try:
+            variant, fingerprint = resolve(exp.source, point, reduced)
+        except ConfigError as err:
+            fingerprint = f"invalid-{__version__}"
+            fresh.append(record(point, fingerprint, error=str(err)))
+            continue
+        previous = done.get(point.key)
+        if previous is not None and previous.get("fingerprint") == fingerprint:
+            records[point.key] = previous
+        else:
+            todo.append((point, variant, fingerprint))
+    reused = len(records)
+    todo.sort(key=_share_key)
+    log = Log(out)
+    count = reused
+    try:
+        for rec in fresh:
+            if done.get(rec["key"], {}).get("fingerprint") != rec["fingerprint"]:
+                log.write(rec)
+            records[rec["key"]] = rec
+            count += 1
+        jobs = jobs or os.cpu_count() or 1
+        if executor == "dask":
+            stream = _dask(todo, scheduler)
+        elif executor == "serial" or jobs == 1 or len(todo) <= 1:
+            stream = _serial(todo)
+        else:
+            stream = _local(todo, jobs)
+        for rec in stream:
+            log.write(rec)
+            records[rec["key"]] = rec
+            count += 1
+            if progress:
+                progress(count, len(points), rec)
+    finally:
+        log.close()
+    result = SweepResult(exp.name, out, list(axes), points, [records[p.key] for p in points],
+                         computed=len(todo), reused=reused)
+    frame = result.frame
+    write_atomic(out / TABLE, lambda f: f.write(
+        frame.to_csv(index=False, float_format="%.12g", lineterminator="\n").encode()))
+    if figures:
+        from .sweep_plots import write_figures
+
+        result.figures = write_figures(frame, result.axes, out)
+    return result
+
+
+def describe(result: SweepResult) -> str:
+    """One line: how many points, computed and reused, failed, and where the table is."""
+    failed = len(result.failed)
+    return (f"{len(result.points)} points ({result.computed} computed, {result.reused} "
+            f"reused{f', {failed} failed' if failed else ''}): "
+            f"{display_path(result.folder / TABLE)}")
