@@ -394,13 +394,26 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from .planview import render_plan
     from .topofile import load_topology
 
+    layout = (args.tp, args.mode, args.pp, args.replicas, args.connection, args.rule,
+              args.devices)
+    if all(x is None for x in layout):
+        from .cli_advisor import cmd_advise
+
+        return cmd_advise(args)
     topo = load_topology(args.topology)
     ref, decode, prefill, precision = _workload(args)
     if ref.decoder is None:
         raise ConfigError("--model: plans from a parallel spec need a decoder (a preset or a "
                           "'decoder:' YAML); use 'simtopo mdp validate' for other graphs")
-    spec = ParallelSpec(tp=args.tp, mode=args.mode, pp=args.pp, replicas=args.replicas,
-                        cores=args.cores, connection=args.connection, rules=_rules(args.rule),
+    cores = None
+    if args.cores is not None:
+        if not args.cores.isdigit():
+            raise ConfigError(f"--cores: with a layout, one number of cores (got "
+                              f"{args.cores!r})")
+        cores = int(args.cores)
+    spec = ParallelSpec(tp=args.tp or 1, mode=args.mode or "weight", pp=args.pp or 1,
+                        replicas=args.replicas or 1, cores=cores,
+                        connection=args.connection or "p2p", rules=_rules(args.rule),
                         devices=tuple(_devices_option(topo, args.devices) or ()) or None)
     plan = make_plan(decode, ref.decoder, topo, spec, precision)
     memory = _memory(plan, decode, prefill, ref, topo, args)
@@ -627,18 +640,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no table, no progress")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("plan", help="lay a model out by a parallel spec; memory fit")
+    p = sub.add_parser("plan", help="the sizing advisor (no layout given: every layout that "
+                                    "fits, simulated and ranked), or one layout's plan and "
+                                    "memory fit")
     p.add_argument("--topology", required=True, metavar="FILE")
-    p.add_argument("--tp", type=int, default=1, help="tensor-parallel size")
-    p.add_argument("--mode", choices=("weight", "batch"), default="weight")
-    p.add_argument("--pp", type=int, default=1, help="pipeline stages")
-    p.add_argument("--replicas", type=int, default=1)
-    p.add_argument("--cores", type=int, help="cores per SoC (default all)")
-    p.add_argument("--connection", choices=("p2p", "host"), default="p2p")
+    p.add_argument("--tp", type=int, help="tensor-parallel size (gives one layout)")
+    p.add_argument("--mode", choices=("weight", "batch"), help="tensor-parallel mode")
+    p.add_argument("--pp", type=int, help="pipeline stages")
+    p.add_argument("--replicas", type=int)
+    p.add_argument("--cores", metavar="N[,N...]",
+                   help="cores per SoC (default all; the advisor tries each one listed)")
+    p.add_argument("--connection", choices=("p2p", "host"))
     p.add_argument("--rule", action="append", metavar="PATTERN=SPLIT",
                    help="override a GEMM split, e.g. lm_head=M (repeatable)")
     p.add_argument("--devices", metavar="PATTERNS", help="SoCs in logical order")
-    p.add_argument("--write-mdp", metavar="JSON", help="write the plan as an MDP config")
+    p.add_argument("--write-mdp", metavar="JSON",
+                   help="write the plan (the advisor's best expressible one) as an MDP config")
+    p.add_argument("--objective", choices=("latency", "throughput"), default="latency",
+                   help="advisor: rank by time per output token or by tokens/s")
+    p.add_argument("--generate", type=int,
+                   help="advisor: tokens generated (default context - prompt)")
+    p.add_argument("--socs", type=int, help="advisor: use at most this many SoCs")
+    p.add_argument("-j", "--jobs", type=int, metavar="N", help="advisor: local processes")
+    p.add_argument("--all", action="store_true",
+                   help="advisor: list every layout, kept and dropped")
     _workload_options(p)
     p.set_defaults(func=cmd_plan)
 

@@ -113,6 +113,20 @@ def _dask(tasks: Sequence[Task], scheduler: str | None) -> Iterator[dict[str, An
         client.close()
 
 
+def execute(tasks: Sequence[Task], executor: str = "local", jobs: int | None = None,
+            scheduler: str | None = None) -> Iterator[dict[str, Any]]:
+    """Evaluate ``tasks`` with ``executor``; records come as points finish (in any order)."""
+    if executor not in EXECUTORS:
+        raise ConfigError(f"--executor: expected one of {', '.join(EXECUTORS)} (got "
+                          f"{executor!r})")
+    jobs = jobs or os.cpu_count() or 1
+    if executor == "dask":
+        return _dask(tasks, scheduler)
+    if executor == "serial" or jobs == 1 or len(tasks) <= 1:
+        return _serial(tasks)
+    return _local(tasks, jobs)
+
+
 def run_sweep(experiment: str | Path, axes: Sequence[Axis] | None = None,
               variants: Sequence[str] | None = None, reduced: bool = False,
               folder: str | Path | None = None, executor: str = "local",
@@ -161,14 +175,7 @@ def run_sweep(experiment: str | Path, axes: Sequence[Axis] | None = None,
                 log.write(rec)
             records[rec["key"]] = rec
             count += 1
-        jobs = jobs or os.cpu_count() or 1
-        if executor == "dask":
-            stream = _dask(todo, scheduler)
-        elif executor == "serial" or jobs == 1 or len(todo) <= 1:
-            stream = _serial(todo)
-        else:
-            stream = _local(todo, jobs)
-        for rec in stream:
+        for rec in execute(todo, executor, jobs, scheduler):
             log.write(rec)
             records[rec["key"]] = rec
             count += 1

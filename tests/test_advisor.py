@@ -1,0 +1,94 @@
+"""The sizing advisor: the layouts it tries, why it drops some, how it ranks the rest."""
+
+from __future__ import annotations
+
+import pytest
+
+from simtopo.advisor import Layout, advise, layouts
+from simtopo.cli import main
+from simtopo.errors import PlanError
+from simtopo.experiment import WorkloadSpec
+from simtopo.mdp import read_mdp
+from simtopo.models import load_model as preset
+from simtopo.runner import run
+
+from .conftest import ROOT
+
+TOPOLOGY = ROOT / "topologies" / "ultra4-direct.yaml"
+WORKLOAD = WorkloadSpec(batch=1, prompt=64, generate=8, context=512, precision="fp32")
+
+
+def test_layouts_on_four_socs_by_hand():
+    # llama-2-13b: 40 heads (tp 1, 2, 4 divide them), 40 layers; batch 1: weight mode only.
+    # tp x pp x replicas <= 4 in powers of two: (1,1,1..4), (1,2,1..2), (1,4,1), (2,1,1..2),
+    # (2,2,1), (4,1,1): 3 + 2 + 1 + 2 + 1 + 1 = 10, each P2P or host when it spans SoCs
+    got = layouts(preset("llama-2-13b"), 4, batch=1)
+    single = [x for x in got if x.tp * x.pp == 1]
+    assert len(single) == 3 and all(x.connection == "p2p" for x in single)
+    assert len(got) == 3 + 2 * 7
+    # batch 4 adds batch mode for tp 2 (x1, x2 replicas; pp 1 or 2 at x1) and tp 4
+    with_batch = layouts(preset("llama-2-13b"), 4, batch=4)
+    assert len(with_batch) - len(got) == 2 * (3 + 1)
+    # llama-2-70b has 8 KV heads: tp 16 holds whole copies, 12 would not (not a power of 2
+    # anyway), tp 32 is a multiple of 8 and divides 64 heads
+    assert {x.tp for x in layouts(preset("llama-2-70b"), 32, 1)} == {1, 2, 4, 8, 16, 32}
+
+
+def test_ranked_by_latency_dropped_with_the_memory_checks_reason():
+    ranked = advise("llama-2-13b", TOPOLOGY, WORKLOAD, "latency", executor="serial", socs=4)
+    kept = [c for c in ranked if c.kept]
+    dropped = [c for c in ranked if not c.kept]
+    # fp32 llama-2-13b: 52 GB of weights do not fit on one 32 GB SoC, nor on a 1x2 pipeline
+    # when one stage holds more than 31 GB, but do on 2 and 4 SoCs of tensor slicing
+    assert {c.layout for c in dropped} >= {Layout(1, 1, r) for r in (1, 2, 4)}
+    single = next(c for c in dropped if c.layout == Layout(1, 1, 1))
+    with pytest.raises(PlanError) as alone:
+        run_layout(Layout(1, 1, 1))
+    assert single.reason in str(alone.value)
+    tpots = [c.metrics["tpot_mean_s"] for c in kept]
+    assert tpots == sorted(tpots)
+    # the winner's numbers are what `simtopo run` gives for the same layout
+    best = kept[0]
+    assert run_layout(best.layout)["tpot_mean_s"] == best.metrics["tpot_mean_s"]
+    assert best.layout.tp == 4 and best.layout.connection == "p2p"
+
+
+def run_layout(layout, tmp=None):
+    import tempfile
+
+    import yaml
+
+    spec = {"name": "one", "topology": str(TOPOLOGY), "model": "llama-2-13b",
+            "workload": WORKLOAD.model_dump(exclude_none=True),
+            "plan": layout.plan().model_dump(exclude_none=True)}
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+        yaml.safe_dump(spec, f)
+    return run(f.name).summary()["variants"][0]["metrics"]
+
+
+def test_throughput_ranks_by_tokens_per_second_and_pipelines_serve_groups():
+    ranked = advise("llama-2-13b", TOPOLOGY, WORKLOAD, "throughput", executor="serial",
+                    socs=4)
+    kept = [c for c in ranked if c.kept]
+    rates = [c.metrics["tokens_per_s"] for c in kept]
+    assert rates == sorted(rates, reverse=True)
+    # replicas multiply throughput: two replicas of tp2 beat one tp2 by about 2x
+    one = next(c for c in kept if c.layout == Layout(2, 1, 1))
+    two = next(c for c in kept if c.layout == Layout(2, 1, 2))
+    assert two.metrics["tokens_per_s"] == pytest.approx(2 * one.metrics["tokens_per_s"],
+                                                        rel=0.02)
+
+
+def test_cli_ranks_and_writes_the_best_as_mdp(tmp_path, capsys):
+    out = tmp_path / "best.json"
+    args = ["plan", "--model", "llama-2-13b", "--topology", str(TOPOLOGY), "--socs", "4",
+            "--precision", "fp32", "--context", "512", "--prompt", "64", "--generate", "8",
+            "--write-mdp", str(out), "-j", "1"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "recommended: tp4 pp1 p2p on 4 SoCs" in printed
+    assert "dropped" in printed and "does not fit on 1 SoC" in printed
+    config, _ = read_mdp(out)
+    assert [len(p.devices) for p in config.partitions] == [4]
+    assert main([*args[:-4], "--cores", "x"]) == 2
+    assert "--cores: expected cores per SoC" in capsys.readouterr().err
