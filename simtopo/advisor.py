@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError, PlanError
 from .experiment import PlanSpec, Variant, WorkloadSpec
@@ -27,6 +27,9 @@ from .models import DecoderSpec
 from .plan import check_tp
 from .sweep import Point
 from .topofile import load_topology
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 OBJECTIVES = ("latency", "throughput")
 
@@ -165,3 +168,21 @@ def advise(model: str, topology: str | Path, workload: WorkloadSpec,
     kept = sorted((c for c in out if c.kept), key=_rank_key(objective))
     dropped = sorted((c for c in out if not c.kept), key=lambda c: c.layout)
     return kept + dropped
+
+
+def advise_table(model: str, topology: str | Path, objective: str = "latency",
+                 batch: int = 1, prompt: int = 128, generate: int = 128, context: int = 2048,
+                 precision: str = "fp16", jobs: int | None = None) -> pd.DataFrame:
+    """The sizing advisor's ranked layouts as a DataFrame (kept first, then dropped with
+    their reasons): ``simtopo.advise`` in a notebook."""
+    import pandas as pd
+
+    workload = WorkloadSpec(batch=batch, prompt=prompt, generate=generate, context=context,
+                            precision=precision)
+    rows = []
+    for rank, c in enumerate(advise(model, topology, workload, objective, jobs=jobs), 1):
+        row = {"rank": rank if c.kept else None, "layout": c.layout.label,
+               "socs": c.layout.socs, "kept": c.kept, "reason": c.reason}
+        row.update(c.metrics or {})
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -133,3 +133,40 @@ def cmd_advise(args: argparse.Namespace) -> int:
             raise ConfigError("--write-mdp: no layout fits")
         out.print(_write_mdp(args, kept))
     return 0 if kept else 1
+
+
+def cmd_sizing(args: argparse.Namespace) -> int:
+    from .io import write_text_atomic
+    from .sizing import MODELS, TOPOLOGIES, sizing_markdown
+
+    models = args.model or list(MODELS)
+    topologies = args.topology or list(TOPOLOGIES)
+    command = "simtopo sizing" + "".join(f" --model {m}" for m in args.model or []) + "".join(
+        f" --topology {t}" for t in args.topology or []) + (
+        f" -o {args.output}" if args.output else "")
+    err = console(sys.stderr)
+
+    def progress(text: str) -> None:
+        if sys.stderr.isatty():
+            err.print(f"sizing {text} ...")
+
+    text = sizing_markdown(models, topologies, jobs=args.jobs, command=command,
+                           progress=progress)
+    if args.output:
+        write_text_atomic(args.output, text + "\n")
+        print(f"wrote {args.output}")
+    else:
+        print(text)
+    return 0
+
+
+def register(sub: Any) -> None:
+    """Add ``sizing`` to the ``simtopo`` sub-commands (``plan`` is in cli.py)."""
+    p = sub.add_parser("sizing", help="the advisor's sizing table: models x topologies")
+    p.add_argument("--model", action="append", metavar="MODEL",
+                   help="a model (repeatable; default 7B to 405B presets)")
+    p.add_argument("--topology", action="append", metavar="FILE",
+                   help="a topology (repeatable; default the built-in servers)")
+    p.add_argument("-o", "--output", metavar="MARKDOWN", help="write the table here")
+    p.add_argument("-j", "--jobs", type=int, metavar="N", help="local processes")
+    p.set_defaults(func=cmd_sizing)

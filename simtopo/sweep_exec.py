@@ -36,6 +36,7 @@ from .sweep import (
 
 if TYPE_CHECKING:
     import pandas as pd
+    from matplotlib.figure import Figure
 
 EXECUTORS = ("local", "serial", "dask")
 
@@ -66,6 +67,31 @@ class SweepResult:
     def failed(self) -> list[dict[str, Any]]:
         """The records of points that failed."""
         return [r for r in self.records if r["status"] != "ok"]
+
+    def _ok(self) -> pd.DataFrame:
+        frame = self.frame
+        return frame[frame["status"] == "ok"].reset_index(drop=True)
+
+    def plot_scaling(self) -> Figure:
+        """Latency and throughput against the SoC count, per connection."""
+        from .sweep_plots import scaling
+
+        return scaling(self._ok())
+
+    def plot_pareto(self) -> Figure:
+        """Latency against throughput per SoC, with the Pareto front."""
+        from .sweep_plots import pareto
+
+        return pareto(self._ok())
+
+    def plot_p2p_vs_host(self) -> Figure | None:
+        """P2P-over-host speed-up per point pair (None without a plan.connection axis)."""
+        from .sweep_plots import p2p_vs_host
+
+        return p2p_vs_host(self._ok(), self.axes)
+
+    def _repr_html_(self) -> str:
+        return f"<p>{describe(self)}</p>" + self.frame.to_html(index=False, max_rows=60)
 
 
 def _share_key(task: Task) -> str:
@@ -193,6 +219,26 @@ def run_sweep(experiment: str | Path, axes: Sequence[Axis] | None = None,
 
         result.figures = write_figures(frame, result.axes, out)
     return result
+
+
+def sweep(experiment: str | Path, settings: Mapping[str, Sequence[Any]] | None = None,
+          variants: Sequence[str] | None = None, reduced: bool = False,
+          folder: str | Path | None = None, executor: str = "local", jobs: int | None = None,
+          scheduler: str | None = None, figures: bool = True) -> SweepResult:
+    """A sweep from Python: ``settings`` maps dotted keys to their values, e.g.
+    ``{"plan.tp": [8, 16], "plan.connection": ["p2p", "host"]}`` (default: the file's
+    ``sweep:`` block). See :func:`run_sweep`."""
+    from .sweep import Axis, _check_key
+
+    axes = None
+    if settings is not None:
+        axes = []
+        for key, values in settings.items():
+            _check_key(key, "sweep")
+            axes.append(Axis(key, tuple(values) if isinstance(values, list | tuple)
+                             else (values,)))
+    return run_sweep(experiment, axes, variants, reduced, folder, executor, jobs, scheduler,
+                     figures=figures)
 
 
 def describe(result: SweepResult) -> str:
