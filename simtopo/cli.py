@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import __version__, cli_advisor, cli_check, cli_sweep
+from . import __version__, cli_advisor, cli_check, cli_sweep, cli_whatif
 from .console import console
 from .errors import ConfigError, SimtopoError
 
@@ -670,6 +670,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_check.register(sub)
     cli_sweep.register(sub)
     cli_advisor.register(sub)
+    cli_whatif.register(sub)
 
     p = topo.add_parser("route", help="the route of one transfer")
     p.add_argument("file", metavar="FILE")

@@ -106,9 +106,11 @@ class LlmSetup:
 
 
 def setup_llm(variant: Variant, link_model: LinkModel = DEFAULT_MODEL,
-              soc_model: SocModel = DEFAULT_SOC_MODEL) -> LlmSetup:
-    """Build, plan and check an LLM variant (no simulation yet)."""
-    topo = load_topology(variant.topology, link_model)
+              soc_model: SocModel = DEFAULT_SOC_MODEL, *,
+              topology: Topology | None = None) -> LlmSetup:
+    """Build, plan and check an LLM variant (no simulation yet); ``topology``, a built one,
+    replaces the variant's file (and ``link_model`` with it)."""
+    topo = topology if topology is not None else load_topology(variant.topology, link_model)
     params = _transfer(topo, variant.transfer, str(variant.topology))
     ref = resolve_model(variant.model)
     w = variant.workload
@@ -170,12 +172,14 @@ def _choices(choices: Choices | None, topo: Topology, params: TransferSpec) -> d
 def run_variant(variant: Variant, link_model: LinkModel = DEFAULT_MODEL,
                 soc_model: SocModel = DEFAULT_SOC_MODEL,
                 progress: Callable[[str], None] | None = None,
-                choices: Choices | None = None) -> VariantResult:
+                choices: Choices | None = None, *,
+                topology: Topology | None = None) -> VariantResult:
     """Simulate one variant. ``choices`` lets variants on the same topology and transfer
-    settings share their host-routed algorithm choices (``run`` passes one)."""
+    settings share their host-routed algorithm choices (``run`` passes one); ``topology``, a
+    built one, replaces the variant's file (and ``link_model`` with it)."""
     if variant.workload.kind == "inference":
-        return _run_inference(variant, link_model, soc_model, choices)
-    setup = setup_llm(variant, link_model, soc_model)
+        return _run_inference(variant, link_model, soc_model, choices, topology)
+    setup = setup_llm(variant, link_model, soc_model, topology=topology)
     w = variant.workload
     plan, topo, params = setup.plan, setup.topo, setup.params
     chosen = _choices(choices, topo, params)
@@ -204,8 +208,8 @@ def run_variant(variant: Variant, link_model: LinkModel = DEFAULT_MODEL,
 
 
 def _run_inference(variant: Variant, link_model: LinkModel, soc_model: SocModel,
-                   choices: Choices | None) -> VariantResult:
-    topo = load_topology(variant.topology, link_model)
+                   choices: Choices | None, topology: Topology | None = None) -> VariantResult:
+    topo = topology if topology is not None else load_topology(variant.topology, link_model)
     params = _transfer(topo, variant.transfer, str(variant.topology))
     ref = resolve_model(variant.model)
     precision = _precision(variant)
