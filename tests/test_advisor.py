@@ -92,3 +92,13 @@ def test_cli_ranks_and_writes_the_best_as_mdp(tmp_path, capsys):
     assert [len(p.devices) for p in config.partitions] == [4]
     assert main([*args[:-4], "--cores", "x"]) == 2
     assert "--cores: expected cores per SoC" in capsys.readouterr().err
+
+
+def test_a_row_of_docs_sizing_is_what_the_tool_prints_now():
+    """docs/sizing.md takes 16 minutes to regenerate (`simtopo sizing -o docs/sizing.md`);
+    one row of it is recomputed here so that the table cannot drift unnoticed."""
+    from simtopo.sizing import sizing_markdown
+
+    text = sizing_markdown(["llama-2-7b"], [str(ROOT / "topologies" / "std8.yaml")], jobs=2)
+    row = next(line for line in text.splitlines() if line.startswith("| llama-2-7b |"))
+    assert row in (ROOT / "docs" / "sizing.md").read_text().splitlines()
