@@ -25,7 +25,7 @@ from .errors import ConfigError, PlanError
 from .experiment import PlanSpec, Variant, WorkloadSpec
 from .models import DecoderSpec
 from .plan import check_tp
-from .sweep import Point
+from .sweep import Point, topology_digest
 from .topofile import load_topology
 
 if TYPE_CHECKING:
@@ -147,6 +147,13 @@ def advise(model: str, topology: str | Path, workload: WorkloadSpec,
     topo_path = Path(topology).resolve()
     topo = load_topology(topo_path)
     available = len(topo.socs) if socs is None else min(socs, len(topo.socs))
+    for c in cores:
+        if c is not None and not 1 <= c <= topo.node(topo.socs[0])["cores"]:
+            raise ConfigError(f"--cores: a SoC of {topo.name} has "
+                              f"{topo.node(topo.socs[0])['cores']} cores (got {c})")
+    if socs is not None and socs < 1:
+        raise ConfigError(f"--socs: expected at least 1 SoC (got {socs})")
+    digest = topology_digest(topo_path)
     candidates = layouts(ref.decoder, available, workload.batch, cores)
     def load(layout: Layout) -> WorkloadSpec:
         groups = layout.pp if objective == "throughput" else 1
@@ -154,7 +161,7 @@ def advise(model: str, topology: str | Path, workload: WorkloadSpec,
 
     tasks = [(Point(layout.label, ()), Variant(
         name=layout.label, description="", topology=topo_path, model=model,
-        workload=load(layout), plan=layout.plan(), transfer={}), "advisor")
+        workload=load(layout), plan=layout.plan(), transfer={}), "advisor", digest)
         for layout in candidates]
     found = {rec["key"]: rec for rec in execute(tasks, executor, jobs, None)}
     out = []

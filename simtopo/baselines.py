@@ -101,6 +101,11 @@ def read_baseline(path: str | Path) -> Baseline:
         if not 0 <= value < 1:
             raise doc.error(f"a relative tolerance must be at least 0 and below 1 (got "
                             f"{value})", ("baseline", "tolerance", key))
+    variants = spec.summary.get("variants")
+    if not isinstance(variants, list) or not all(
+            isinstance(v, dict) and isinstance(v.get("name"), str) for v in variants):
+        raise doc.error("expected a list of variant summaries, each with a 'name' (the "
+                        "'variants' of a summary.json)", ("summary", "variants"))
     baseline = Baseline(path, spec.baseline, spec.summary)
     if not baseline.experiment.is_file():
         raise doc.error(f"experiment file {spec.baseline.experiment!r} not found (looked for "
@@ -181,23 +186,28 @@ def update(result: Check) -> Path:
 
 
 def add(experiment: str | Path, folder: str | Path, reduced: bool = False,
-        variants: Sequence[str] | None = None) -> Path:
+        variants: Sequence[str] | None = None,
+        tolerance: Mapping[str, float] | None = None) -> Path:
     """Write ``folder/<experiment name>.json`` from a run; refuses to overwrite one."""
     from .experiment import load_experiment
     from .runner import run
 
     exp = load_experiment(experiment, reduced)
     folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError("--add writes into a folder of baselines; this is a file",
+                          file=display_path(folder))
     target = folder / f"{exp.name}.json"
     if target.exists():
         raise ConfigError("a baseline for this experiment exists; rerun it with "
                           "'simtopo check --update' to rewrite it deliberately",
                           file=display_path(target))
+    summary = run(exp, variants, reduced=reduced).summary()  # errors before any folder
     folder.mkdir(parents=True, exist_ok=True)
     relative = Path(_relative(Path(experiment).resolve(), folder.resolve()))
     header = BaselineHeader(experiment=relative.as_posix(), reduced=reduced,
-                            variants=list(variants) if variants else None)
-    summary = run(exp, variants, reduced=reduced).summary()
+                            variants=list(variants) if variants else None,
+                            tolerance=dict(tolerance or {}))
     return write_text_atomic(target, _text(header, summary))
 
 

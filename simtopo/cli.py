@@ -400,6 +400,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
         from .cli_advisor import cmd_advise
 
         return cmd_advise(args)
+    advisor_only = {"--objective": args.objective, "--generate": args.generate,
+                     "--socs": args.socs, "--jobs": args.jobs, "--all": args.all or None}
+    given = [name for name, value in advisor_only.items() if value is not None]
+    if given:
+        raise ConfigError(f"{', '.join(given)}: advisor options; drop them, or drop the layout "
+                          "options (--tp, --pp, --replicas, --mode, --connection, --rule, "
+                          "--devices) to ask the advisor")
     topo = load_topology(args.topology)
     ref, decode, prefill, precision = _workload(args)
     if ref.decoder is None:
@@ -656,8 +663,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--devices", metavar="PATTERNS", help="SoCs in logical order")
     p.add_argument("--write-mdp", metavar="JSON",
                    help="write the plan (the advisor's best expressible one) as an MDP config")
-    p.add_argument("--objective", choices=("latency", "throughput"), default="latency",
-                   help="advisor: rank by time per output token or by tokens/s")
+    p.add_argument("--objective", choices=("latency", "throughput"),
+                   help="advisor: rank by time per output token (default) or by tokens/s")
     p.add_argument("--generate", type=int,
                    help="advisor: tokens generated (default context - prompt)")
     p.add_argument("--socs", type=int, help="advisor: use at most this many SoCs")

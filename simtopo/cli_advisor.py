@@ -93,6 +93,9 @@ def cmd_advise(args: argparse.Namespace) -> int:
     from .advisor import advise
 
     workload = _workload(args)
+    args.objective = args.objective or "latency"
+    if args.dim:
+        raise ConfigError("--dim sets ONNX dimensions; the advisor lays out decoders")
     err = console(sys.stderr)
     if sys.stderr.isatty():
         err.print("simulating every layout that fits ...", end="\r")
@@ -135,12 +138,22 @@ def cmd_advise(args: argparse.Namespace) -> int:
     return 0 if kept else 1
 
 
+def _builtin(path: str) -> Any:
+    """A built-in topology: under the working folder, else next to the package (a checkout
+    installed in editable mode)."""
+    from pathlib import Path
+
+    here = Path(path)
+    beside = Path(__file__).resolve().parent.parent / path
+    return here if here.is_file() or not beside.is_file() else beside
+
+
 def cmd_sizing(args: argparse.Namespace) -> int:
     from .io import write_text_atomic
     from .sizing import MODELS, TOPOLOGIES, sizing_markdown
 
     models = args.model or list(MODELS)
-    topologies = args.topology or list(TOPOLOGIES)
+    topologies = args.topology or [str(_builtin(t)) for t in TOPOLOGIES]
     command = "simtopo sizing" + "".join(f" --model {m}" for m in args.model or []) + "".join(
         f" --topology {t}" for t in args.topology or []) + (
         f" -o {args.output}" if args.output else "")
@@ -166,7 +179,8 @@ def register(sub: Any) -> None:
     p.add_argument("--model", action="append", metavar="MODEL",
                    help="a model (repeatable; default 7B to 405B presets)")
     p.add_argument("--topology", action="append", metavar="FILE",
-                   help="a topology (repeatable; default the built-in servers)")
+                   help="a topology (repeatable; default the built-in servers: "
+                        "topologies/{ultra4-direct,std8,ultra8,ultra16-2s}.yaml)")
     p.add_argument("-o", "--output", metavar="MARKDOWN", help="write the table here")
     p.add_argument("-j", "--jobs", type=int, metavar="N", help="local processes")
     p.set_defaults(func=cmd_sizing)

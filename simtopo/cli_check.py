@@ -37,6 +37,12 @@ def _tolerances(items: list[str] | None) -> dict[str, float]:
     return out
 
 
+def _show(value: Any) -> str:
+    from .regress import _show as show
+
+    return show(value)
+
+
 def _rank(difference: Any) -> tuple[int, str]:
     """Headline metrics first, then other metrics, then everything else."""
     from .result import HEADLINE
@@ -56,9 +62,9 @@ def _table(checks: list[Any], show_all: bool) -> Any:
         table.add_column(label, justify=justify)  # type: ignore[arg-type]
     rows = [(c.baseline.name, d) for c in checks for d in sorted(c.differences, key=_rank)]
     for name, d in rows if show_all else rows[:ROWS]:
-        where = d.path.split("].", 1)[1] if d.variant else d.path
+        where = d.path.partition("].")[2] or d.path if d.variant else d.path
         if d.relative is None:
-            cells = [str(d.expected), str(d.actual), "", d.verdict, ""]
+            cells = [_show(d.expected), _show(d.actual), "", d.verdict, ""]
         else:
             sign = "+" if d.actual >= d.expected else "-"
             cells = [f"{d.expected:.6g}", f"{d.actual:.6g}",
@@ -80,11 +86,13 @@ def cmd_check(args: argparse.Namespace) -> int:
         if len(args.paths) != 1:
             raise ConfigError("--add writes into one baseline folder; give exactly one")
         written = baselines.add(args.add, args.paths[0], reduced=args.ci,
-                                variants=args.variant)
+                                variants=args.variant, tolerance=overrides)
         print(f"wrote {display_path(written)}")
         return EXIT_OK
     if args.update and args.variant:
         raise ConfigError("--update rewrites whole baselines; drop --variant")
+    if args.ci and not args.add:
+        raise ConfigError("--ci applies to --add (a baseline records its own size)")
     files = baselines.find_baselines(args.paths)
     loaded = [baselines.read_baseline(p) for p in files]  # every file valid before any run
     out, err = console(sys.stdout), console(sys.stderr)

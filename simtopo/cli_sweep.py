@@ -87,6 +87,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     for path in result.figures:
         if not args.quiet:
             print(f"figure: {display_path(path)}")
+    if result.points and len(result.failed) == len(result.points):
+        sys.stderr.write("error: every point failed (see above)\n")
+        return 1
     return 0
 
 

@@ -99,20 +99,44 @@ def _check_key(key: str, where: str) -> None:
 
 
 def parse_set(text: str) -> Axis:
-    """``plan.tp=1,2,4`` -> Axis('plan.tp', (1, 2, 4)); each value read as YAML."""
+    """``plan.tp=1,2,4`` -> Axis('plan.tp', (1, 2, 4)); each value read as YAML. A value
+    list in YAML flow syntax sweeps list values: ``plan.devices=[[a, b], [c, d]]``."""
     key, sep, values = text.partition("=")
     key = key.strip()
     if not sep or not key or not values.strip():
         raise ConfigError(f"--set: expected KEY=VALUE[,VALUE...], e.g. plan.tp=1,2,4 "
                           f"(got {text!r})")
     _check_key(key, "--set")
+    if values.strip().startswith("["):
+        try:
+            parsed = yaml.safe_load(values)
+        except yaml.YAMLError:
+            parsed = None
+        if not isinstance(parsed, list) or not parsed:
+            raise ConfigError(f"--set {key}: expected a non-empty YAML list of values "
+                              f"(got {values!r})")
+        return make_axis(key, parsed, "--set")
     parsed = []
     for item in values.split(","):
         try:
             parsed.append(yaml.safe_load(item.strip()))
         except yaml.YAMLError:
             raise ConfigError(f"--set {key}: cannot read the value {item!r}") from None
-    return Axis(key, tuple(parsed))
+    return make_axis(key, parsed, "--set")
+
+
+def make_axis(key: str, values: Iterable[Any], where: str) -> Axis:
+    """An axis of plain values (numpy scalars and ranges accepted); a value given twice is
+    refused, since two points would share one key."""
+    plain = tuple(v.item() if hasattr(v, "item") and not isinstance(v, str | bytes) else v
+                  for v in values)
+    shown = [_show(v) for v in plain]
+    for i, text in enumerate(shown):
+        if shown.index(text) != i:
+            raise ConfigError(f"{where} {key}: the value {text} is given twice")
+    if not plain:
+        raise ConfigError(f"{where} {key}: no values")
+    return Axis(key, plain)
 
 
 def axes_from_block(block: Mapping[str, Any], file: str) -> tuple[list[str] | None, list[Axis]]:
@@ -130,7 +154,7 @@ def axes_from_block(block: Mapping[str, Any], file: str) -> tuple[list[str] | No
         values = values if isinstance(values, list) else [values]
         if not values:
             raise ConfigError("an empty list of values", file=file, path=("sweep", key))
-        axes.append(Axis(key, tuple(values)))
+        axes.append(make_axis(key, values, f"{file}: sweep"))
     return variants, axes
 
 
@@ -157,17 +181,45 @@ def _digest(path: Path) -> str:
         return "missing"
 
 
-def resolve(source: Path, point: Point, reduced: bool) -> tuple[Variant, str]:
-    """The point's variant and the fingerprint of its inputs; a bad point raises its error
-    prefixed with the point's key."""
+def topology_digest(path: Path) -> str:
+    """A digest of the built topology (its nodes and links with every attribute, and its
+    settings), so that a change in any file it extends or includes shows."""
+    from .topofile import load_topology
+
+    try:
+        topo = load_topology(path)
+    except ConfigError:
+        return "invalid"
+    data = {"spec": topo.spec.model_dump(mode="json"),
+            "nodes": sorted((n, sorted(a.items())) for n, a in topo.graph.nodes(data=True)),
+            "edges": sorted((u, v, sorted(a.items())) for u, v, a in
+                            topo.graph.edges(data=True))}
+    text = json.dumps(data, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def resolve(source: Path, point: Point, reduced: bool,
+            topologies: dict[Path, str] | None = None) -> tuple[Variant, str]:
+    """The point's variant and the fingerprint of its inputs (every file it reads: the
+    experiment, the topology with what it includes, the model and MDP files); a bad point
+    raises its error prefixed with the point's key. ``topologies`` memoizes topology
+    digests within one sweep."""
     try:
         (variant,) = load_experiment(source, reduced, point.overrides(),
                                      only=point.variant).variants
     except ConfigError as err:
+        swept = {tuple(k.split(".")): k for k, _ in point.values}
+        for parts, key in swept.items():
+            if tuple(err.path[-len(parts):]) == parts:
+                raise ConfigError(f"{point.key}: --set {key}: {err.message}") from None
         raise ConfigError(f"{point.key}: {err}") from None
+    topologies = {} if topologies is None else topologies
+    if variant.topology not in topologies:
+        topologies[variant.topology] = topology_digest(variant.topology)
+    files = [Path(variant.model)] + ([Path(variant.plan.mdp)] if variant.plan.mdp else [])
     inputs = {"inputs": variant.inputs(), "model": variant.model, "version": __version__,
-              "experiment": _digest(source), "topology": _digest(variant.topology),
-              "key": point.key}
+              "experiment": _digest(source), "topology": topologies[variant.topology],
+              "files": [_digest(f) for f in files if f.is_file()], "key": point.key}
     text = json.dumps(inputs, sort_keys=True, default=str)
     return variant, hashlib.sha256(text.encode()).hexdigest()[:20]
 
@@ -185,24 +237,28 @@ def record(point: Point, fingerprint: str, summary: Mapping[str, Any] | None = N
     return out
 
 
-_CHOICES: dict[str, dict[Any, str]] = {}
-"""Host-routed algorithm choices shared by every point a process evaluates."""
+_CHOICES: dict[str, dict[str, dict[Any, str]]] = {}
+"""Host-routed algorithm choices shared by the points a process evaluates, by the content
+digest of their topology (never by its path: a changed file is a new topology)."""
 
 
-def evaluate(point: Point, variant: Variant, fingerprint: str) -> dict[str, Any]:
-    """Simulate one point; a SimtopoError becomes the record's one-line error."""
+def evaluate(point: Point, variant: Variant, fingerprint: str,
+             topology: str = "") -> dict[str, Any]:
+    """Simulate one point; a SimtopoError becomes the record's one-line error. ``topology``
+    (its digest) lets points on the same topology share host-routed algorithm choices."""
     from .runner import run_variant
 
+    choices = _CHOICES.setdefault(topology, {}) if topology else {}
     try:
-        result = run_variant(variant, choices=_CHOICES)
+        result = run_variant(variant, choices=choices)
     except SimtopoError as err:
         message = str(err).replace("\n", " ")
         return record(point, fingerprint, error=f"{point.key}: {message}")
     return record(point, fingerprint, summary=result.summary())
 
 
-def read_log(folder: Path) -> dict[str, dict[str, Any]]:
-    """Finished records by key (the last one wins; a torn last line is ignored)."""
+def read_log(folder: Path) -> dict[tuple[str, str], dict[str, Any]]:
+    """Finished records by key and fingerprint (a torn line is ignored)."""
     path = folder / LOG
     out: dict[str, dict[str, Any]] = {}
     if not path.is_file():
@@ -213,7 +269,7 @@ def read_log(folder: Path) -> dict[str, dict[str, Any]]:
         except json.JSONDecodeError:
             continue  # a line cut short by a kill
         if isinstance(rec, dict) and isinstance(rec.get("key"), str):
-            out[rec["key"]] = rec
+            out[(rec["key"], str(rec.get("fingerprint")))] = rec
     return out
 
 
@@ -221,12 +277,17 @@ class Log:
     """Append-only ``points.jsonl``: each record is on disk before the next point starts."""
 
     def __init__(self, folder: Path) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
         path = folder / LOG
-        if path.is_file() and path.stat().st_size and not path.read_bytes().endswith(b"\n"):
-            with path.open("ab") as f:  # end a torn line so the next record starts clean
-                f.write(b"\n")
-        self._file = path.open("a", encoding="utf-8")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            if path.is_file() and path.stat().st_size and not path.read_bytes().endswith(
+                    b"\n"):
+                with path.open("ab") as f:  # end a torn line so the next record starts clean
+                    f.write(b"\n")
+            self._file = path.open("a", encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot write the sweep's log here ({exc.strerror})",
+                              file=str(path)) from None
 
     def write(self, rec: Mapping[str, Any]) -> None:
         """Append one record and flush it to disk."""

@@ -40,7 +40,8 @@ if TYPE_CHECKING:
 
 EXECUTORS = ("local", "serial", "dask")
 
-Task = tuple[Point, Variant, str]
+Task = tuple[Point, Variant, str, str]
+"""A point, its variant, the fingerprint of its inputs, the digest of its topology."""
 Progress = Callable[[int, int, Mapping[str, Any]], None]
 """Called after each point with (points done, points in the sweep, its record)."""
 
@@ -96,14 +97,14 @@ class SweepResult:
 
 def _share_key(task: Task) -> str:
     variant = task[1]
-    return json.dumps([str(variant.topology), variant.model, variant.workload.precision,
+    return json.dumps([task[3], variant.model, variant.workload.precision,
                        variant.plan.model_dump(mode="json"), variant.transfer], sort_keys=True,
                       default=str)
 
 
 def _serial(tasks: Sequence[Task]) -> Iterator[dict[str, Any]]:
-    for point, variant, fingerprint in tasks:
-        yield evaluate(point, variant, fingerprint)
+    for task in tasks:
+        yield evaluate(*task)
 
 
 def _local(tasks: Sequence[Task], jobs: int) -> Iterator[dict[str, Any]]:
@@ -118,19 +119,25 @@ def _local(tasks: Sequence[Task], jobs: int) -> Iterator[dict[str, Any]]:
         pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _dask(tasks: Sequence[Task], scheduler: str | None) -> Iterator[dict[str, Any]]:
+def _client(scheduler: str | None) -> Any:
+    """A dask.distributed client of ``scheduler`` (checked before anything is written)."""
     try:
-        from distributed import Client, as_completed
+        from distributed import Client
     except ImportError:
         raise ConfigError("--executor dask needs dask.distributed: pip install "
                           "'simtopo[dask]'") from None
     if not scheduler:
         raise ConfigError("--executor dask needs --scheduler ADDRESS (e.g. tcp://host:8786)")
     try:
-        client = Client(scheduler, timeout="20s")
-    except OSError as exc:
+        return Client(scheduler, timeout="20s")
+    except (OSError, TimeoutError) as exc:
         raise ConfigError(f"--scheduler {scheduler}: cannot reach the dask scheduler "
                           f"({exc})") from None
+
+
+def _dask(tasks: Sequence[Task], client: Any) -> Iterator[dict[str, Any]]:
+    from distributed import as_completed
+
     try:
         futures = client.map(evaluate, *zip(*tasks, strict=True), pure=False) if tasks else []
         for future in as_completed(futures):
@@ -145,9 +152,13 @@ def execute(tasks: Sequence[Task], executor: str = "local", jobs: int | None = N
     if executor not in EXECUTORS:
         raise ConfigError(f"--executor: expected one of {', '.join(EXECUTORS)} (got "
                           f"{executor!r})")
+    if jobs is not None and jobs < 1:
+        raise ConfigError(f"--jobs: expected at least 1 process (got {jobs})")
+    if scheduler and executor != "dask":
+        raise ConfigError("--scheduler applies to --executor dask only")
     jobs = jobs or os.cpu_count() or 1
     if executor == "dask":
-        return _dask(tasks, scheduler)
+        return _dask(tasks, _client(scheduler))
     if executor == "serial" or jobs == 1 or len(tasks) <= 1:
         return _serial(tasks)
     return _local(tasks, jobs)
@@ -170,38 +181,36 @@ def run_sweep(experiment: str | Path, axes: Sequence[Axis] | None = None,
     if not axes:
         raise ConfigError("nothing to sweep: give --set KEY=VALUE,... or a 'sweep:' block",
                           file=str(exp.source))
-    if executor not in EXECUTORS:
-        raise ConfigError(f"--executor: expected one of {', '.join(EXECUTORS)} (got "
-                          f"{executor!r})")
     points = plan_points(exp, axes, variants)
     out = Path(folder) if folder is not None else Path("reports") / f"{exp.name}-sweep"
     done = read_log(out)
     records: dict[str, dict[str, Any]] = {}
     todo: list[Task] = []
     fresh: list[dict[str, Any]] = []
+    topologies: dict[Path, str] = {}
     for point in points:
         try:
-            variant, fingerprint = resolve(exp.source, point, reduced)
+            variant, fingerprint = resolve(exp.source, point, reduced, topologies)
         except ConfigError as err:
-            fingerprint = f"invalid-{__version__}"
-            fresh.append(record(point, fingerprint, error=str(err)))
+            fresh.append(record(point, f"invalid-{__version__}", error=str(err)))
             continue
-        previous = done.get(point.key)
-        if previous is not None and previous.get("fingerprint") == fingerprint:
+        previous = done.get((point.key, fingerprint))
+        if previous is not None:
             records[point.key] = previous
         else:
-            todo.append((point, variant, fingerprint))
+            todo.append((point, variant, fingerprint, topologies[variant.topology]))
     reused = len(records)
     todo.sort(key=_share_key)
+    stream = execute(todo, executor, jobs, scheduler)  # checks its options first
     log = Log(out)
     count = reused
     try:
         for rec in fresh:
-            if done.get(rec["key"], {}).get("fingerprint") != rec["fingerprint"]:
+            if (rec["key"], rec["fingerprint"]) not in done:
                 log.write(rec)
             records[rec["key"]] = rec
             count += 1
-        for rec in execute(todo, executor, jobs, scheduler):
+        for rec in stream:
             log.write(rec)
             records[rec["key"]] = rec
             count += 1
@@ -228,15 +237,15 @@ def sweep(experiment: str | Path, settings: Mapping[str, Sequence[Any]] | None =
     """A sweep from Python: ``settings`` maps dotted keys to their values, e.g.
     ``{"plan.tp": [8, 16], "plan.connection": ["p2p", "host"]}`` (default: the file's
     ``sweep:`` block). See :func:`run_sweep`."""
-    from .sweep import Axis, _check_key
+    from .sweep import _check_key, make_axis
 
     axes = None
     if settings is not None:
         axes = []
         for key, values in settings.items():
             _check_key(key, "sweep")
-            axes.append(Axis(key, tuple(values) if isinstance(values, list | tuple)
-                             else (values,)))
+            many = hasattr(values, "__iter__") and not isinstance(values, str | bytes | dict)
+            axes.append(make_axis(key, values if many else [values], "sweep"))
     return run_sweep(experiment, axes, variants, reduced, folder, executor, jobs, scheduler,
                      figures=figures)
 

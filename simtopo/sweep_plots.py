@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from .sweep import Axis
 
 COLORS = {"p2p": "tab:blue", "host": "tab:orange"}
+FIGURES = ("scaling.png", "pareto.png", "p2p_vs_host.png")
 
 
 def _latency(frame: pd.DataFrame) -> tuple[str, str]:
@@ -124,13 +125,17 @@ def pareto(frame: pd.DataFrame) -> Figure:
 
 
 def write_figures(frame: pd.DataFrame, axes: Sequence[Axis], folder: Path) -> list[Path]:
-    """The figures of the points that ran, written atomically into ``folder``."""
+    """The figures of the points that ran, written atomically into ``folder``; a figure of
+    an earlier sweep in the same folder that this one does not draw is removed."""
     ok = frame[frame["status"] == "ok"].reset_index(drop=True)
-    if ok.empty or "socs" not in ok:
-        return []
-    out = [save_figure(scaling(ok), folder / "scaling.png"),
-           save_figure(pareto(ok), folder / "pareto.png")]
-    pair = p2p_vs_host(ok, axes)
-    if pair is not None:
-        out.append(save_figure(pair, folder / "p2p_vs_host.png"))
+    out = []
+    if not ok.empty and "socs" in ok:
+        out = [save_figure(scaling(ok), folder / "scaling.png"),
+               save_figure(pareto(ok), folder / "pareto.png")]
+        pair = p2p_vs_host(ok, axes)
+        if pair is not None:
+            out.append(save_figure(pair, folder / "p2p_vs_host.png"))
+    for name in FIGURES:
+        if folder / name not in out:
+            (folder / name).unlink(missing_ok=True)
     return out

@@ -53,17 +53,19 @@ def test_ranked_by_latency_dropped_with_the_memory_checks_reason():
     assert best.layout.tp == 4 and best.layout.connection == "p2p"
 
 
-def run_layout(layout, tmp=None):
+def run_layout(layout):
     import tempfile
+    from pathlib import Path
 
     import yaml
 
     spec = {"name": "one", "topology": str(TOPOLOGY), "model": "llama-2-13b",
             "workload": WORKLOAD.model_dump(exclude_none=True),
             "plan": layout.plan().model_dump(exclude_none=True)}
-    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
-        yaml.safe_dump(spec, f)
-    return run(f.name).summary()["variants"][0]["metrics"]
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "one.yaml"
+        path.write_text(yaml.safe_dump(spec))
+        return run(path).summary()["variants"][0]["metrics"]
 
 
 def test_throughput_ranks_by_tokens_per_second_and_pipelines_serve_groups():
@@ -92,6 +94,12 @@ def test_cli_ranks_and_writes_the_best_as_mdp(tmp_path, capsys):
     assert [len(p.devices) for p in config.partitions] == [4]
     assert main([*args[:-4], "--cores", "x"]) == 2
     assert "--cores: expected cores per SoC" in capsys.readouterr().err
+    assert main([*args[:-4], "--cores", "100"]) == 2
+    assert "--cores: a SoC of ultra4-direct has 16 cores (got 100)" in capsys.readouterr().err
+    assert main([*args[:-4], "--socs", "0"]) == 2
+    assert "--socs: expected at least 1 SoC (got 0)" in capsys.readouterr().err
+    assert main([*args[:-4], "--tp", "2"]) == 2
+    assert "error: --generate, --socs: advisor options; drop them" in capsys.readouterr().err
 
 
 def test_a_row_of_docs_sizing_is_what_the_tool_prints_now():

@@ -119,9 +119,12 @@ def test_add_writes_a_new_baseline_and_never_overwrites(tree, capsys):
 @pytest.mark.parametrize(("content", "message"), [
     ("{", "not JSON: Expecting property name enclosed in double quotes at line 1 column 2"),
     ('{"summary": {}}', "baseline: missing required key"),
-    ('{"baseline": {"experiment": "nowhere.yaml"}, "summary": {}}',
+    ('{"baseline": {"experiment": "x"}, "summary": {"variants": ["a"]}}',
+     "summary.variants: expected a list of variant summaries, each with a 'name'"),
+    ('{"baseline": {"experiment": "nowhere.yaml"}, "summary": {"variants": []}}',
      "baseline.experiment: experiment file 'nowhere.yaml' not found"),
-    ('{"baseline": {"experiment": "x", "tolerance": {"ttft_s": 2}}, "summary": {}}',
+    ('{"baseline": {"experiment": "x", "tolerance": {"ttft_s": 2}}, '
+     '"summary": {"variants": []}}',
      "baseline.tolerance.ttft_s: a relative tolerance must be at least 0 and below 1 (got 2.0)"),
 ])
 def test_a_bad_baseline_is_one_line(tmp_path, capsys, content, message):

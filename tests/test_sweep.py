@@ -41,6 +41,9 @@ def test_parse_set_reads_values_as_yaml_and_refuses_other_keys():
     assert parse_set("plan.tp=1,2, 4") == Axis("plan.tp", (1, 2, 4))
     assert parse_set("model=llama-2-7b,gpt-j-6b").values == ("llama-2-7b", "gpt-j-6b")
     assert parse_set("workload.sample_time=1ms").values == ("1ms",)
+    assert parse_set("plan.devices=[[a, b], [c]]").values == (["a", "b"], ["c"])
+    with pytest.raises(ConfigError, match=r"--set plan\.tp: the value 8 is given twice"):
+        parse_set("plan.tp=8,8")
     with pytest.raises(ConfigError, match=r"--set: cannot sweep 'name' \(expected model"):
         parse_set("name=a,b")
     with pytest.raises(ConfigError, match="expected KEY=VALUE"):
@@ -91,7 +94,7 @@ def test_an_interrupted_sweep_resumes_without_recomputing(experiment, tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         run_sweep(experiment, AXES, folder=out, executor="serial", progress=stop_after_three)
-    assert set(read_log(out)) == set(seen)
+    assert {key for key, _ in read_log(out)} == set(seen)
     resumed = run_sweep(experiment, AXES, folder=out, executor="serial")
     assert resumed.computed == 16 - 3 and resumed.reused == 3
     lines = (out / "points.jsonl").read_text().splitlines()
@@ -118,13 +121,50 @@ def test_a_killed_sweep_process_resumes_without_recomputing(experiment, tmp_path
         time.sleep(0.02)
     proc.wait()
     finished = read_log(out)
-    assert len(finished) >= 2
+    assert 2 <= len(finished) < 24  # killed midway (24 points of a tenth of a second each)
     resumed = run_sweep(experiment, [parse_set("plan.tp=1,2,4"),
                                      parse_set("plan.connection=p2p,host"),
                                      parse_set("workload.generate=4,8")],
                         folder=out, executor="serial", figures=False)
     assert resumed.reused == len(finished)
     assert resumed.computed == 2 * 12 - len(finished)
+
+
+def test_a_torn_last_line_is_ignored_and_its_point_recomputed(experiment, tmp_path):
+    out = tmp_path / "out"
+    first = run_sweep(experiment, AXES[:1], ["slice"], folder=out, executor="serial",
+                      figures=False)
+    log = out / "points.jsonl"
+    lines = log.read_text().splitlines(keepends=True)
+    log.write_text("".join(lines[:-1]) + lines[-1][: len(lines[-1]) // 2])  # a kill mid-write
+    again = run_sweep(experiment, AXES[:1], ["slice"], folder=out, executor="serial",
+                      figures=False)
+    assert (again.computed, again.reused) == (1, 3)
+    assert again.frame.equals(first.frame)
+    assert all(json.loads(x) for x in log.read_text().splitlines()[:3])
+
+
+def test_a_change_in_an_included_file_is_recomputed(tmp_path):
+    """The fingerprint covers what the topology includes, not only the files named."""
+    import shutil
+
+    shutil.copytree(ROOT / "topologies", tmp_path / "topologies")
+    spec = dict(BASE, topology=str(tmp_path / "topologies" / "ultra4-direct.yaml"))
+    experiment = tmp_path / "small.yaml"
+    experiment.write_text(yaml.safe_dump(spec))
+    out = tmp_path / "out"
+    before = run_sweep(experiment, AXES[:1], ["slice"], folder=out, executor="serial",
+                       figures=False)
+    card = tmp_path / "topologies" / "cards" / "ai100-ultra.yaml"
+    text = card.read_text()
+    assert "dram_bw: 137GB/s" in text
+    card.write_text(text.replace("dram_bw: 137GB/s", "dram_bw: 68.5GB/s"))
+    after = run_sweep(experiment, AXES[:1], ["slice"], folder=out, executor="serial",
+                      figures=False)
+    assert after.computed == 4 and after.reused == 0
+    tpot = [r["metrics"]["tpot_mean_s"] for r in after.records if r["status"] == "ok"]
+    was = [r["metrics"]["tpot_mean_s"] for r in before.records if r["status"] == "ok"]
+    assert all(a > b for a, b in zip(tpot, was, strict=True))
 
 
 def test_a_changed_experiment_is_recomputed(experiment, tmp_path):
@@ -172,3 +212,29 @@ def test_pareto_front_by_hand():
     per_soc = [1.0, 3.0, 2.0, 0.5, 4.0]
     # 1.0 is the fastest; 2.0 beats 1.5 on throughput; 2.5 beats everything after it
     assert pareto_front(latency, per_soc) == [0, 1, 4]
+
+
+def test_host_algorithm_choices_never_outlive_a_changed_topology(tmp_path):
+    """A process keeps host-routed algorithm choices across points, by topology content: a
+    topology edited between two sweeps in one process gives what a fresh run gives."""
+    import shutil
+
+    shutil.copytree(ROOT / "topologies", tmp_path / "topologies")
+    topo = tmp_path / "topologies" / "ultra4-direct.yaml"
+    spec = dict(BASE, topology=str(topo), variants=[{"name": "slice"}],
+                plan={"tp": 4, "connection": "host"})
+    experiment = tmp_path / "small.yaml"
+    experiment.write_text(yaml.safe_dump(spec))
+    axes = [Axis("workload.batch", (1, 4))]
+    run_sweep(experiment, axes, folder=tmp_path / "a", executor="serial", figures=False)
+    parent = tmp_path / "topologies" / "ultra8.yaml"  # ultra4-direct extends it
+    text = parent.read_text()
+    assert "memory_bw: 460.8GB/s" in text
+    parent.write_text(text.replace("memory_bw: 460.8GB/s", "memory_bw: 4.6GB/s"))
+    swept = run_sweep(experiment, axes, folder=tmp_path / "b", executor="serial",
+                      figures=False)
+    for batch, rec in zip((1, 4), swept.records, strict=True):
+        alone = dict(spec, workload=dict(BASE["workload"], batch=batch))
+        path = tmp_path / "alone.yaml"
+        path.write_text(yaml.safe_dump(alone))
+        assert rec["metrics"] == run(path).summary()["variants"][0]["metrics"]
