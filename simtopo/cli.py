@@ -522,7 +522,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.write(result.to_json())
     elif not args.quiet:
-        out.print(_results_table(result))
+        if result.variants:
+            out.print(_results_table(result))
+        if result.loads:
+            from .load_report import loads_table
+
+            out.print(loads_table(result))
     for v in result.variants:
         for warning in v.warnings:
             sys.stderr.write(f"warning: {v.name}: {warning}\n")

@@ -27,13 +27,14 @@ from pydantic import Field, model_validator
 
 from .errors import ConfigError, KeyPath
 from .io import Document, read_yaml, validate_document
+from .loading import LoadSpec
 from .spec import Count, Duration, Spec, TransferSpec
 
 
 class WorkloadSpec(Spec):
     """What to run: LLM inference (prefill then decode) or one pass of a graph."""
 
-    kind: Literal["llm", "inference"] = "llm"
+    kind: Literal["llm", "inference", "load"] = "llm"
     batch: Count = 1
     prompt: Count = 128
     generate: Count = 128
@@ -48,7 +49,7 @@ class WorkloadSpec(Spec):
 
     @model_validator(mode="after")
     def _lengths(self) -> WorkloadSpec:
-        if self.kind == "llm":
+        if self.kind in ("llm", "load"):
             context = self.context if self.context is not None else self.prompt + self.generate
             if self.prompt + self.generate > context and self.shapes == "compiled":
                 raise ValueError(f"prompt {self.prompt} + generate {self.generate} exceeds the "
@@ -98,6 +99,7 @@ class VariantFields(Spec):
     workload: dict[str, Any] = Field(default_factory=dict)
     plan: dict[str, Any] = Field(default_factory=dict)
     transfer: dict[str, Any] = Field(default_factory=dict)
+    load: dict[str, Any] = Field(default_factory=dict)
 
 
 class ExperimentSpec(Spec):
@@ -113,6 +115,14 @@ class ExperimentSpec(Spec):
     variants: list[VariantFields] = Field(default_factory=list)
     ci: dict[str, Any] = Field(default_factory=dict)
     sweep: dict[str, Any] = Field(default_factory=dict)
+    load: LoadSpec | None = None
+
+    @model_validator(mode="after")
+    def _load_needs_a_section(self) -> ExperimentSpec:
+        if self.workload.kind == "load" and self.load is None:
+            raise ValueError("workload kind 'load' needs a 'load:' section (sources, "
+                             "strategies)")
+        return self
 
 
 @dataclass(frozen=True)
@@ -126,15 +136,19 @@ class Variant:
     workload: WorkloadSpec
     plan: PlanSpec
     transfer: dict[str, Any]
+    load: LoadSpec | None = None
 
     def inputs(self) -> dict[str, Any]:
         """The resolved inputs as plain data (for summaries)."""
         plan = self.plan.model_dump(exclude_none=True, exclude_defaults=True)
         if "mdp" in plan:  # the file's name: summaries must not depend on where a checkout is
             plan["mdp"] = Path(plan["mdp"]).name
-        return {"topology": self.topology.name, "model": Path(self.model).name,
-                "workload": self.workload.model_dump(exclude_none=True),
-                "plan": plan, "transfer": dict(sorted(self.transfer.items()))}
+        out = {"topology": self.topology.name, "model": Path(self.model).name,
+               "workload": self.workload.model_dump(exclude_none=True),
+               "plan": plan, "transfer": dict(sorted(self.transfer.items()))}
+        if self.load is not None:  # only then, so that other summaries keep their shape
+            out["load"] = self.load.model_dump(mode="json")
+        return out
 
 
 @dataclass(frozen=True)
@@ -220,7 +234,8 @@ def load_experiment(path: str | Path, reduced: bool = False,
         out.append(Variant(name=variant.get("name", spec.name),
                            description=variant.get("description", ""), topology=topology,
                            model=_model_path(resolved.model, base_dir),
-                           workload=resolved.workload, plan=plan, transfer=transfer))
+                           workload=resolved.workload, plan=plan, transfer=transfer,
+                           load=resolved.load))
     names = [str(v.get("name", spec.name)) for v in variants_raw]
     for i, name in enumerate(names):
         if names.index(name) != i:

@@ -21,6 +21,7 @@ from matplotlib.figure import Figure
 from . import plots
 from .draw import save_figure
 from .io import write_directory_atomic
+from .load_report import load_figures, load_section
 from .result import Result, VariantResult
 from .trace import chrome_trace
 
@@ -34,7 +35,7 @@ def file_stem(name: str) -> str:
 
 def figure_variants(result: Result, all_figures: bool = False) -> list[VariantResult]:
     """The variants that get figures and a trace (see the module docstring)."""
-    if all_figures:
+    if all_figures or not result.variants:
         return list(result.variants)
     names = [result.variants[0].name]
     comparisons = result.comparisons()
@@ -54,6 +55,7 @@ def figures(result: Result, all_figures: bool = False
         out[f"timeline-{stem}.png"] = lambda v=v: plots.step_timeline(v)
         out[f"links-{stem}.png"] = lambda v=v: plots.link_utilization(v)
         out[f"topology-{stem}.png"] = lambda v=v: plots.topology_load(v)
+    out.update(load_figures(result, file_stem))
     return out
 
 
@@ -123,7 +125,7 @@ def render_report(result: Result, figure_names: list[str], command: str) -> str:
            f"Simulated from `{result.source}` by `{command}`. Every metric is defined in "
            "`docs/metrics.md`; the link and SoC models are calibrated as `docs/validation.md` "
            "shows. `summary.json` holds every number below and more (per SoC, per link).", ""]
-    out += ["## Results", ""]
+    out += ["## Results", ""] if result.variants else []
     if llm:
         out += [*_llm_tables(llm), ""]
     if forward:
@@ -141,6 +143,9 @@ def render_report(result: Result, figure_names: list[str], command: str) -> str:
                       "latency_s_speedup")]
             out.append(f"| {c['p2p']} | {c['host']} | " + " | ".join(cells) + " |")
         out.append("")
+    out += load_section(result)
+    if not result.variants:
+        return _figures_markdown(out, figure_names, trace=False)
     out += ["## What was simulated", "",
             "| variant | model | weights | plan | batch x groups | prompt / generate / context "
             "| topology |", "|---|---|---|---|---|---|---|"]
@@ -198,20 +203,29 @@ def render_report(result: Result, figure_names: list[str], command: str) -> str:
     out += [f"- **{name}**: {w}" for name, w in warnings] or [
         "Every variant fits its SoCs' DRAM and the host's memory; host-routed buffers stay "
         "under Linux's default memory-mapping limit."]
+    return _figures_markdown(out, figure_names, trace=True)
+
+
+CAPTIONS = {"comparison": "Headline metrics of every variant",
+            "timeline": "One decode step (or forward pass) per SoC, and one layer up close with "
+                        "the flows on its busiest links:",
+            "links": "Busiest directed links over the run:",
+            "topology": "The topology coloured by link load:",
+            "load": "Load time per strategy and source, by phase:",
+            "loadtimeline": "When each phase of each load ran:"}
+
+
+def _figures_markdown(out: list[str], figure_names: list[str], trace: bool) -> str:
     if figure_names:
         out += ["", "## Figures", ""]
-        captions = {"comparison": "Headline metrics of every variant",
-                    "timeline": "One decode step (or forward pass) per SoC, and one layer up "
-                                "close with the flows on its busiest links:",
-                    "links": "Busiest directed links over the run:",
-                    "topology": "The topology coloured by link load:"}
         for name in figure_names:
             kind, _, variant = name.removesuffix(".png").partition("-")
-            caption = captions[kind] + (f" {variant}" if variant else "")
+            caption = CAPTIONS[kind] + (f" {variant}" if variant else "")
             out += [f"{caption}", "", f"![{name}]({name})", ""]
-        out += ["`trace.json` opens in [Perfetto](https://ui.perfetto.dev): the requests of "
-                "every figure variant over the whole run, and one prefill chunk and one decode "
-                "step op by op on every SoC."]
+        if trace:
+            out += ["`trace.json` opens in [Perfetto](https://ui.perfetto.dev): the requests "
+                    "of every figure variant over the whole run, and one prefill chunk and one "
+                    "decode step op by op on every SoC."]
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -226,8 +240,10 @@ def write_report(result: Result, directory: str | Path, command: str = "simtopo 
         (folder / "summary.json").write_text(result.to_json())
         for name, draw in drawn.items():
             save_figure(draw(), folder / name)
-        trace = chrome_trace(traced)
-        (folder / "trace.json").write_text(json.dumps(trace, separators=(",", ":")) + "\n")
+        if traced:
+            trace = chrome_trace(traced)
+            (folder / "trace.json").write_text(json.dumps(trace, separators=(",", ":"))
+                                               + "\n")
         (folder / "report.md").write_text(render_report(result, list(drawn), command))
 
     return write_directory_atomic(directory, fill)

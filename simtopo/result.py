@@ -19,6 +19,7 @@ import numpy as np
 
 from . import __version__
 from .experiment import Variant
+from .loading import LoadOutcome
 from .memory import HostMemory, MemoryUse
 from .plan import PartitionPlan
 from .sim import PassProfile, Timeline
@@ -257,13 +258,42 @@ def inference_metrics(variant: Variant, topo: Topology, plan: PartitionPlan,
 
 
 @dataclass
+class LoadResult:
+    """A variant's weight loading: every strategy from every source (``load:``)."""
+
+    name: str
+    inputs: dict[str, Any]
+    checkpoint_bytes: float
+    ranks: list[dict[str, Any]]
+    outcomes: list[LoadOutcome]
+    description: str = ""
+
+    def summary(self) -> dict[str, Any]:
+        """Plain data: inputs, checkpoint size, ranks per device, every outcome."""
+        per_device: Counter[str] = Counter(r["device"] for r in self.ranks)
+        return round12({"name": self.name, "description": self.description,
+                        "inputs": self.inputs, "checkpoint_bytes": self.checkpoint_bytes,
+                        "ranks": len(self.ranks), "devices": dict(sorted(per_device.items())),
+                        "outcomes": [o.summary() for o in self.outcomes]})
+
+    def outcome(self, source: str, strategy: str) -> LoadOutcome:
+        """The outcome of ``strategy`` from ``source``."""
+        for o in self.outcomes:
+            if (o.source, o.strategy) == (source, strategy):
+                return o
+        raise KeyError((source, strategy))
+
+
+@dataclass
 class Result:
-    """An experiment's results: one :class:`VariantResult` per variant."""
+    """An experiment's results: one :class:`VariantResult` per simulated variant, and one
+    :class:`LoadResult` per variant with a ``load:`` section."""
 
     name: str
     description: str
     source: str
     variants: list[VariantResult]
+    loads: list[LoadResult] = field(default_factory=list)
 
     def variant(self, name: str) -> VariantResult:
         """The variant called ``name``."""
@@ -290,10 +320,13 @@ class Result:
 
     def summary(self) -> dict[str, Any]:
         """Everything as plain data (floats at 12 significant digits)."""
-        return round12({"simtopo_version": __version__, "experiment": self.name,
-                        "description": self.description,
-                        "variants": [v.summary() for v in self.variants],
-                        "comparisons": self.comparisons()})
+        out = {"simtopo_version": __version__, "experiment": self.name,
+               "description": self.description,
+               "variants": [v.summary() for v in self.variants],
+               "comparisons": self.comparisons()}
+        if self.loads:
+            out["loads"] = [load.summary() for load in self.loads]
+        return round12(out)
 
     def to_json(self) -> str:
         """The summary as JSON with sorted keys (byte-identical for identical inputs)."""
@@ -305,6 +338,37 @@ class Result:
 
         rows = [{"variant": v.name, **v.metrics} for v in self.variants]
         return pd.DataFrame(rows).set_index("variant")
+
+    def loads_dataframe(self) -> pd.DataFrame:
+        """One row per (variant, source, strategy): total and busy time of each phase."""
+        import pandas as pd
+
+        rows = []
+        for load in self.loads:
+            for o in load.outcomes:
+                row = {"variant": load.name, "source": o.source, "strategy": o.strategy,
+                       "total_s": o.total_s, "bottleneck": o.bottleneck}
+                row.update({f"{p}_s": v["busy_s"] for p, v in o.phases.items()})
+                rows.append(row)
+        return pd.DataFrame(rows)
+
+    def plot_load(self, variant: str | None = None) -> Figure:
+        """Load time per strategy and source, split by phase (a matplotlib Figure)."""
+        from .load_plots import load_bars
+
+        return load_bars(self._load(variant))
+
+    def plot_load_timeline(self, variant: str | None = None) -> Figure:
+        """When each phase of each strategy was busy (a matplotlib Figure)."""
+        from .load_plots import load_timeline
+
+        return load_timeline(self._load(variant))
+
+    def _load(self, variant: str | None) -> LoadResult:
+        for load in self.loads:
+            if variant is None or load.name == variant:
+                return load
+        raise KeyError(variant or "no load section")
 
     def links_dataframe(self) -> pd.DataFrame:
         """One row per (variant, directed link) that moved bytes."""
@@ -343,9 +407,13 @@ class Result:
         return comparison(self)
 
     def _repr_html_(self) -> str:
-        return (f"<b>{self.name}</b>: {self.description}<br>"
-                + self.to_dataframe()[[c for c in HEADLINE if c in
-                                       self.to_dataframe().columns]]._repr_html_())
+        html = f"<b>{self.name}</b>: {self.description}<br>"
+        if self.variants:
+            frame = self.to_dataframe()
+            html += frame[[c for c in HEADLINE if c in frame.columns]]._repr_html_()
+        if self.loads:
+            html += self.loads_dataframe()._repr_html_()
+        return html
 
 
 def _without_connection(inputs: dict[str, Any]) -> str:

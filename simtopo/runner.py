@@ -23,7 +23,7 @@ from .memory import HostMemory, MemoryUse, check_fit, host_memory
 from .modelref import ModelRef, resolve_model
 from .opgraph import ACTIVATION_BYTES, Precision, decode_shape, prefill_shapes
 from .plan import ParallelSpec, PartitionPlan, make_plan
-from .result import Result, VariantResult, inference_metrics, llm_metrics
+from .result import LoadResult, Result, VariantResult, inference_metrics, llm_metrics
 from .sim import (
     PassProfile,
     host_round_trip,
@@ -232,6 +232,44 @@ def _run_inference(variant: Variant, link_model: LinkModel, soc_model: SocModel,
                              params)
 
 
+def checkpoint_bytes(ref: ModelRef, precision: str) -> float:
+    """The weights' bytes at ``precision`` (the checkpoint a load reads)."""
+    from .opgraph import WEIGHT_BYTES
+
+    if ref.decoder is not None:
+        return ref.decoder.parameters() * WEIGHT_BYTES[precision]
+    graph = ref.graph_for(None, Precision(weights=precision))
+    return float(sum(graph.nodes[n]["op"].weight_bytes for n in graph))
+
+
+def run_load(variant: Variant, link_model: LinkModel = DEFAULT_MODEL,
+             topology: Topology | None = None) -> LoadResult:
+    """Simulate the variant's ``load:`` section: every strategy from every source."""
+    from .loading import map_ranks, ranks_per_device, simulate_loads
+    from .plan import map_devices
+
+    spec = variant.load
+    assert spec is not None
+    topo = topology if topology is not None else load_topology(variant.topology, link_model)
+    params = _transfer(topo, variant.transfer, str(variant.topology))
+    ref = resolve_model(variant.model)
+    precision = spec.precision or variant.workload.precision
+    tp = spec.tp or variant.plan.tp * variant.plan.pp
+    devices_needed = -(-tp // max(1, ranks_per_device(topo, spec.virtual_core_size)))
+    try:
+        devices = map_devices(topo, ParallelSpec(
+            tp=min(devices_needed, len(topo.socs)) or 1, connection="host",
+            devices=tuple(variant.plan.devices) if variant.plan.devices else None))
+    except PlanError as err:
+        raise ConfigError(f"load: {err}") from None
+    ranks = map_ranks(topo, tp, spec.virtual_core_size, devices)
+    total = checkpoint_bytes(ref, precision)
+    outcomes = simulate_loads(topo, params, spec, ranks, total)
+    return LoadResult(variant.name, variant.inputs(), total,
+                      [{"rank": r.index, "device": r.device, "socket": r.socket}
+                       for r in ranks], outcomes, variant.description)
+
+
 def run(experiment: str | Path | Experiment, variants: Sequence[str] | None = None,
         reduced: bool = False, link_model: LinkModel = DEFAULT_MODEL,
         soc_model: SocModel = DEFAULT_SOC_MODEL,
@@ -251,18 +289,21 @@ def run(experiment: str | Path | Experiment, variants: Sequence[str] | None = No
                 raise ConfigError(f"unknown variant {name!r} (expected one of: "
                                   f"{', '.join(known)})", file=str(exp.source))
         chosen = [v for v in exp.variants if v.name in variants]
-    results = []
+    results, loads = [], []
     choices: Choices = {}
     for variant in chosen:
         if progress:
             progress(variant.name)
         try:
-            results.append(run_variant(variant, link_model, soc_model, choices=choices))
+            if variant.workload.kind != "load":
+                results.append(run_variant(variant, link_model, soc_model, choices=choices))
+            if variant.load is not None:
+                loads.append(run_load(variant, link_model))
         except ConfigError as err:
             raise type(err)(f"variant {variant.name!r}: {err.message}",
                             file=err.file or str(exp.source), path=err.path,
                             line=err.line) from None
         except SimtopoError as err:
             raise type(err)(f"{exp.source}: variant {variant.name!r}: {err}") from None
-    return Result(exp.name, exp.description, str(exp.source), results)
+    return Result(exp.name, exp.description, str(exp.source), results, loads)
 

@@ -21,7 +21,7 @@ BASELINES = ROOT / "reports" / "baselines"
 def test_the_issue_lists_are_shipped():
     names = {p.stem for p in EXPERIMENTS}
     assert {"ultra8", "standard-gptj", "ultra-card-llama2-7b", "mdp-examples",
-            "std8-pipeline"} <= names
+            "std8-pipeline", "load-llama-405b", "load-ultra8"} <= names
 
 
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.stem)

@@ -1,0 +1,168 @@
+"""Weight loading: closed forms on a machine simple enough to time by hand, the vendor's
+ordering of the strategies on the shipped experiments, and bad input.
+
+The hand-made machine: one socket (memory far faster than anything else), one root complex
+with no hop latency, one storage device and one single-SoC card, links with explicit
+bandwidths, no DMA set-up. A rank's shard of W bytes moves in k chunks; with a read stage of
+r = W / read bandwidth and a transfer stage of t = W / link bandwidth, two overlapped stages
+take max(r, t) + min(r, t) / k.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from simtopo.errors import ConfigError, RouteError
+from simtopo.loading import LoadSpec, Rank, map_ranks, simulate_load, simulate_loads
+from simtopo.runner import run
+from simtopo.topofile import topology_from_dict
+
+from .conftest import ROOT
+
+W = 8e9
+K = 8
+SOC = {"cores": 16, "peak_flops": {"fp16": "100TFLOPS"}, "dram": "64GB", "dram_bw": "1TB/s"}
+
+
+def machine(read_Bps: float, link_Bps: float, latency: str = "0s",
+            memory: str = "1TB") -> object:
+    spec = {
+        "name": "loader",
+        "transfer": {"dma_setup": "0s"},
+        "host": {"sockets": [{"id": "cpu0", "cores": 8, "memory": memory,
+                              "memory_bw": "10TB/s",
+                              "root_complexes": [{"id": "rc0", "hop_latency": "0s"}]}]},
+        "card_types": {"one": {"name": "One", "host_link": {"bandwidth": link_Bps},
+                               "soc": SOC}},
+        "cards": [{"type": "one", "parent": "rc0"}],
+        "storage": [{"id": "disk", "kind": "nvme", "parent": "rc0",
+                     "link": {"bandwidth": 1e15}, "read_bw": read_Bps,
+                     "write_bw": read_Bps, "latency": latency}],
+    }
+    return topology_from_dict(spec)
+
+
+def one_rank(topo) -> list[Rank]:
+    return [Rank(0, topo.socs[0], "cpu0")]
+
+
+def load(topo, strategy: str, cache: float = 1e15, **spec) -> object:
+    settings = {"sources": ["disk"], "chunks": K,
+                "host": {"shard_rate": 1e18, "serialize_rate": 1e18, "copy_rate": 1e18,
+                         **spec.pop("host", {})}, **spec}
+    return simulate_load(topo, topo.transfer, LoadSpec(**settings), "disk", strategy,
+                         one_rank(topo), W, cache)
+
+
+def test_bound_by_the_storage_read():
+    topo = machine(read_Bps=2e9, link_Bps=100e9)
+    r, t = W / 2e9, W / 100e9
+    out = load(topo, "shard-on-compile")
+    assert out.total_s == pytest.approx(r + t / K, rel=1e-9)
+    assert out.bottleneck == "storage read"
+    assert out.phases["storage read"]["bytes"] == pytest.approx(W)
+
+
+def test_bound_by_the_host_link():
+    topo = machine(read_Bps=100e9, link_Bps=1e9)
+    r, t = W / 100e9, W / 1e9
+    out = load(topo, "shard-on-compile")
+    assert out.total_s == pytest.approx(t + r / K, rel=1e-9)
+    assert out.bottleneck == "host to device"
+
+
+@pytest.mark.parametrize(("read", "link"), [(3e9, 2e9), (2e9, 3e9), (5e9, 5e9)])
+def test_shard_on_load_overlaps_reading_and_transfer_in_k_chunks(read, link):
+    topo = machine(read_Bps=read, link_Bps=link)
+    r, t = W / read, W / link
+    out = load(topo, "shard-on-load")
+    assert out.total_s == pytest.approx(max(r, t) + min(r, t) / K, rel=1e-9)
+
+
+def test_a_per_request_latency_is_a_fixed_cost_of_every_chunk_read():
+    latency = 2e-3
+    topo = machine(read_Bps=3e9, link_Bps=2e9, latency="2ms")
+    a, b = latency + W / K / 3e9, W / K / 2e9   # one chunk's read and transfer
+    out = load(topo, "shard-on-load")
+    assert out.total_s == pytest.approx(a + b + (K - 1) * max(a, b), rel=1e-9)
+
+
+def test_sharding_on_one_worker_and_serialising_bound_the_first_run():
+    topo = machine(read_Bps=50e9, link_Bps=50e9)
+    shard, serialize = 2e9, 4e9
+    first = load(topo, "shard-on-compile-first",
+                 host={"shard_rate": shard, "serialize_rate": serialize, "compile_workers": 1})
+    # one worker shards and serialises every byte: at least W / shard + W / serialize
+    assert first.total_s >= W / shard + W / serialize
+    later = load(topo, "shard-on-compile")
+    on_load = load(topo, "shard-on-load", host={"shard_rate": shard, "workers": 1})
+    assert later.total_s < on_load.total_s < first.total_s
+    # shard on load with one worker: sharding is the slowest stage, W / shard plus the fill
+    assert on_load.total_s == pytest.approx(W / shard + 2 * (W / 50e9) / K, rel=1e-9)
+
+
+def test_pageable_buffers_add_a_host_copy_per_chunk():
+    topo = machine(read_Bps=100e9, link_Bps=1e9)
+    pinned = load(topo, "shard-on-compile")
+    pageable = load(topo, "shard-on-compile",
+                    host={"buffers": "pageable", "copy_rate": 4e9})
+    # a third stage of W / 4 GB/s overlaps the link-bound transfer except for one chunk
+    assert pageable.total_s == pytest.approx(pinned.total_s + W / K / 4e9, rel=1e-9)
+    assert pageable.phases["pageable copy"]["bytes"] == pytest.approx(W)
+
+
+def test_a_page_cache_smaller_than_the_checkpoint_streams_the_rest():
+    topo = machine(read_Bps=2e9, link_Bps=100e9)
+    cache = 0.3 * W
+    out = simulate_load(topo, topo.transfer, LoadSpec(sources=["disk"], chunks=K, cache="warm",
+                                                 host={"copy_rate": 1e18}),
+                        "disk", "shard-on-compile", one_rank(topo), W, cache)
+    warm = math.floor(K * cache / W)  # whole chunks found in the page cache
+    assert out.phases["storage read"]["bytes"] == pytest.approx(W * (K - warm) / K)
+    assert out.phases["page-cache read"]["bytes"] == pytest.approx(W * warm / K)
+    assert any("streams from storage" in n for n in out.notes)
+
+
+def test_the_shipped_experiments_keep_the_vendors_order():
+    """AWS: a pre-sharded load beats shard on load, and a first shard-on-compile run (which
+    shards and serialises before it loads) is the slowest."""
+    for name in ("load-llama-405b", "load-ultra8"):
+        result = run(ROOT / "experiments" / f"{name}.yaml", variants=["cold"])
+        (load_result,) = result.loads
+        for source in load_result.inputs["load"]["sources"]:
+            first, later, on_load = (load_result.outcome(source, s).total_s for s in (
+                "shard-on-compile-first", "shard-on-compile", "shard-on-load"))
+            assert later < on_load < first, (name, source)
+
+
+def test_ranks_map_onto_devices_by_logical_core_size():
+    topo = topology_from_dict({
+        "name": "n", "host": {"sockets": [{"id": "cpu0", "cores": 8, "memory": "64GB",
+                                           "memory_bw": "100GB/s"}]},
+        "card_types": {"c": {"name": "C", "host_link": {"gen": 5, "lanes": 16},
+                             "soc": dict(SOC, cores=8)}},
+        "cards": [{"type": "c", "parent": "rc0", "count": 4}]})
+    ranks = map_ranks(topo, 16, 2, topo.socs)
+    assert [r.device for r in ranks[:5]] == ["card0.soc0"] * 4 + ["card1.soc0"]
+    with pytest.raises(ConfigError, match=r"load\.tp: 32 ranks of 2 cores need 8 devices "
+                                          r"\(4 ranks each\); the plan has 4"):
+        map_ranks(topo, 32, 2, topo.socs)
+    assert len({r.device for r in map_ranks(topo, 4, None, topo.socs)}) == 4
+
+
+def test_bad_sources_are_one_line_errors(monkeypatch):
+    topo = machine(read_Bps=2e9, link_Bps=2e9)
+    ranks = one_rank(topo)
+    with pytest.raises(ConfigError, match=r"load\.sources\[0\]: 'nope' is not a storage "
+                                          r"device of loader \(storage devices: disk\)"):
+        simulate_loads(topo, topo.transfer, LoadSpec(sources=["nope"]), ranks, W)
+
+    def no_route(*args, **kwargs):
+        raise RouteError("disk is cut off")
+
+    monkeypatch.setattr(type(topo), "route", no_route)
+    with pytest.raises(ConfigError, match=r"load\.sources\[0\]: disk has no route to the "
+                                          r"host memory of cpu0 \(disk is cut off\)"):
+        simulate_loads(topo, topo.transfer, LoadSpec(sources=["disk"]), ranks, W)
