@@ -138,6 +138,8 @@ def _only(summary: Mapping[str, Any], names: Sequence[str]) -> dict[str, Any]:
     out["variants"] = [v for v in summary.get("variants", []) if v.get("name") in keep]
     out["comparisons"] = [c for c in summary.get("comparisons", [])
                           if c.get("p2p") in keep and c.get("host") in keep]
+    if "loads" in summary:
+        out["loads"] = [v for v in summary["loads"] if v.get("name") in keep]
     return out
 
 
@@ -156,7 +158,8 @@ def run_baseline(baseline: Baseline, variants: Sequence[str] | None = None) -> d
 
     names = list(variants or baseline.header.variants or []) or None
     if names:
-        known = [v.get("name") for v in baseline.summary.get("variants", [])]
+        known = list(dict.fromkeys(v.get("name") for key in ("variants", "loads")
+                                   for v in baseline.summary.get(key, [])))
         for name in names:
             if name not in known:
                 raise ConfigError(f"variant {name!r} is not in this baseline (expected one "

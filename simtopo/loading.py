@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import simpy
-from pydantic import Field
+from pydantic import Field, model_validator
 from simpy.events import Event
 
 from .errors import ConfigError, RouteError
@@ -55,10 +55,10 @@ class HostLoadSpec(Spec):
 
     workers: Count = 16
     compile_workers: Count = 1
-    shard_rate: Bandwidth = "2GB/s"
-    serialize_rate: Bandwidth = "2GB/s"
+    shard_rate: Bandwidth = 2e9
+    serialize_rate: Bandwidth = 2e9
     buffers: Literal["pinned", "pageable"] = "pinned"
-    copy_rate: Bandwidth = "8GB/s"
+    copy_rate: Bandwidth = 8e9
 
 
 class LoadSpec(Spec):
@@ -72,8 +72,17 @@ class LoadSpec(Spec):
     virtual_core_size: Count | None = None
     """Physical cores per rank (a logical core, like Neuron's LNC); default a whole device."""
     chunks: Count = 16
-    cache_reserve: Size = "32GB"
+    cache_reserve: Size = 32e9
     host: HostLoadSpec = HostLoadSpec()
+
+    @model_validator(mode="after")
+    def _once_each(self) -> LoadSpec:
+        for name in ("sources", "strategies"):
+            values = getattr(self, name)
+            for value in values:
+                if values.count(value) > 1:
+                    raise ValueError(f"{name} lists {value!r} twice")
+        return self
 
 
 @dataclass(frozen=True)
@@ -115,10 +124,15 @@ def socket_of(topo: Topology, node: str) -> str:
 
 
 def ranks_per_device(topo: Topology, virtual_core_size: int | None) -> int:
-    """``cores // virtual_core_size`` ranks on each device (one without a core size)."""
+    """``cores // virtual_core_size`` ranks on each device (one without a core size); the
+    logical core size must divide a device's cores."""
     if virtual_core_size is None or not topo.socs:
         return 1
-    return topo.node(topo.socs[0])["cores"] // virtual_core_size
+    cores = topo.node(topo.socs[0])["cores"]
+    if virtual_core_size > cores or cores % virtual_core_size:
+        raise ConfigError(f"load.virtual_core_size: {virtual_core_size} does not divide the "
+                          f"{cores} cores of a {topo.name} device")
+    return cores // virtual_core_size
 
 
 def map_ranks(topo: Topology, tp: int, virtual_core_size: int | None,
@@ -126,85 +140,115 @@ def map_ranks(topo: Topology, tp: int, virtual_core_size: int | None,
     """Ranks in order onto ``devices`` (the plan's order): one per device, or
     ``cores // virtual_core_size`` per device (a logical core of ``virtual_core_size``
     physical cores per rank)."""
-    cores = topo.node(devices[0])["cores"] if devices else 0
     per_device = ranks_per_device(topo, virtual_core_size)
-    if per_device < 1:
-        raise ConfigError(f"load.virtual_core_size {virtual_core_size} exceeds the "
-                          f"{cores} cores of a {topo.name} SoC")
     needed = math.ceil(tp / per_device)
     if needed > len(devices):
-        raise ConfigError(f"load.tp: {tp} ranks of {virtual_core_size} cores need {needed} "
-                          f"devices ({per_device} ranks each); the plan has {len(devices)}")
+        each = (f"{per_device} ranks of {virtual_core_size} cores each" if virtual_core_size
+                else "one rank each")
+        raise ConfigError(f"load: {tp} ranks need {needed} devices ({each}); the plan has "
+                          f"{len(devices)}")
     return [Rank(r, devices[r // per_device], socket_of(topo, devices[r // per_device]))
             for r in range(tp)]
 
 
 class _Run:
-    """One strategy from one source on a fresh fabric."""
+    """One strategy from one source on a fresh fabric.
+
+    Work is organised per device: a device's ranks move their pieces together (one flow per
+    piece and device, the ranks' sharding in parallel), so that splitting a device into more
+    logical ranks does not change what its links carry.
+    """
 
     def __init__(self, topo: Topology, params: TransferSpec, spec: LoadSpec, source: str,
-                 ranks: list[Rank], checkpoint_bytes: float, cache_bytes: float) -> None:
+                 ranks: list[Rank], rank_bytes: float, memory_bytes: float) -> None:
         self.fabric = Fabric.create(topo, params)
         self.env = self.fabric.env
-        self.spec, self.source, self.ranks = spec, source, ranks
+        self.net = self.fabric.net
+        self.spec, self.source = spec, source
         self.latency_s = float(topo.node(source).get("latency_s", 0.0))
-        self.rank_bytes = checkpoint_bytes / len(ranks)
-        self.chunk_bytes = self.rank_bytes / spec.chunks
-        self.checkpoint_bytes = checkpoint_bytes
-        self.cache_bytes = cache_bytes
+        self.groups: dict[str, list[Rank]] = {}
+        for rank in ranks:
+            self.groups.setdefault(rank.device, []).append(rank)
+        self.rank_bytes = rank_bytes
         self.spans: list[tuple[str, float, float]] = []
         self.moved: dict[str, float] = dict.fromkeys(PHASES, 0.0)
+        # pieces in flight per device (read, not yet on the device) fit in host memory
+        piece = rank_bytes / spec.chunks * max(len(g) for g in self.groups.values())
+        self.in_flight = max(2, math.floor(memory_bytes / (piece * len(self.groups))))
 
     def _span(self, phase: str, start: float, nbytes: float) -> None:
         self.spans.append((phase, start, self.env.now))
         self.moved[phase] += nbytes
 
-    def _cpu(self, pool: simpy.Resource, phase: str, rate: float,
-             nbytes: float) -> Generator[Event, Any, None]:
+    def _memory(self, socket: str, nbytes: float) -> Event:
+        """A host-side copy's traffic on the socket's memory: read and write, max-min shared."""
+        return self.net.flow((self.net.index[f"mem:{socket}"],), 2 * nbytes)
+
+    def cpu(self, pool: simpy.Resource, phase: str, rate: float, nbytes: float,
+            socket: str, counted: float | None = None) -> Generator[Event, Any, None]:
+        """A host thread's work on ``nbytes``: ``nbytes / rate``, or longer if the socket's
+        memory bandwidth cannot feed it."""
         with pool.request() as turn:
             yield turn
             start = self.env.now
-            yield self.env.timeout(nbytes / rate)
-            self._span(phase, start, nbytes)
+            yield self.env.all_of([self.env.timeout(nbytes / rate),
+                                   self._memory(socket, nbytes)])
+            self._span(phase, start, nbytes if counted is None else counted)
 
-    def read(self, rank: Rank, nbytes: float, warm: bool,
+    def cpu_ranks(self, pool: simpy.Resource, phase: str, rate: float, nbytes: float,
+                  group: list[Rank]) -> Generator[Event, Any, None]:
+        """The same work for each rank of a device, in parallel (threads permitting)."""
+        yield self.env.all_of([self.env.process(self.cpu(pool, phase, rate, nbytes,
+                                                         r.socket)) for r in group])
+
+    def read(self, group: list[Rank], nbytes: float, warm: bool,
              pool: simpy.Resource) -> Generator[Event, Any, None]:
-        """A chunk from storage (cold) or from the page cache (warm: a copy by one of the
-        I/O workers ``pool``)."""
+        """A device's piece from storage (cold) or from the page cache (warm: a copy by one
+        of the I/O threads ``pool``)."""
+        socket = group[0].socket
         if warm:
-            yield from self._cpu(pool, "page-cache read", self.spec.host.copy_rate, nbytes)
+            yield from self.cpu(pool, "page-cache read", self.spec.host.copy_rate, nbytes,
+                                socket)
             return
         start = self.env.now
         if self.latency_s > 0:
             yield self.env.timeout(self.latency_s)
-        yield self.fabric.copy(self.source, rank.socket, nbytes)
+        yield self.fabric.copy(self.source, socket, nbytes)
         self._span("storage read", start, nbytes)
 
-    def write(self, rank: Rank, nbytes: float,
+    def write(self, group: list[Rank], nbytes: float,
               pool: simpy.Resource) -> Generator[Event, Any, None]:
-        """Serialise a chunk (a worker) and write it to the storage device."""
-        yield from self._cpu(pool, "serialization", self.spec.host.serialize_rate, nbytes)
+        """Serialise a piece (threads) and write it to the storage device."""
+        yield from self.cpu_ranks(pool, "serialization", self.spec.host.serialize_rate,
+                                  nbytes / len(group), group)
+        self.moved["serialization"] -= nbytes  # counted once, with the write below
         start = self.env.now
-        yield self.fabric.copy(rank.socket, self.source, nbytes)
+        yield self.fabric.copy(group[0].socket, self.source, nbytes)
         self._span("serialization", start, nbytes)
 
-    def to_device(self, rank: Rank, nbytes: float) -> Generator[Event, Any, None]:
-        """A chunk from host memory into the device."""
+    def to_device(self, group: list[Rank], nbytes: float) -> Generator[Event, Any, None]:
+        """A piece from host memory into the device."""
         start = self.env.now
-        yield self.fabric.copy(rank.socket, rank.device, nbytes)
+        yield self.fabric.copy(group[0].socket, group[0].device, nbytes)
         self._span("host to device", start, nbytes)
 
-    def pipeline(self, rank: Rank, stages: Sequence[Callable[[int], Generator]]) -> Event:
-        """``chunks`` pieces through ``stages`` (each a function of the chunk index)."""
+    def pipeline(self, stages: Sequence[Callable[[int], Generator]]) -> Event:
+        """``chunks`` pieces through ``stages`` (each a function of the piece index), at
+        most ``in_flight`` of them between entering the first stage and leaving the last."""
         env, k = self.env, self.spec.chunks
         left = [[env.event() for _ in range(k)] for _ in stages]
+        slots = simpy.Resource(env, capacity=self.in_flight)
 
         def chunk(i: int) -> Generator[Event, Any, None]:
-            for j, stage in enumerate(stages):
+            with slots.request() as slot:
                 if i > 0:
-                    yield left[j][i - 1]
-                yield env.process(stage(i))
-                left[j][i].succeed()
+                    yield left[0][i - 1]
+                yield slot
+                for j, stage in enumerate(stages):
+                    if i > 0 and j > 0:
+                        yield left[j][i - 1]
+                    yield env.process(stage(i))
+                    left[j][i].succeed()
 
         return env.all_of([env.process(chunk(i)) for i in range(k)])
 
@@ -217,45 +261,61 @@ def _warm_chunks(spec: LoadSpec, read_bytes: float, cache_bytes: float) -> int:
 
 
 def simulate_load(topo: Topology, params: TransferSpec, spec: LoadSpec, source: str,
-                  strategy: str, ranks: list[Rank], checkpoint_bytes: float,
-                  cache_bytes: float) -> LoadOutcome:
-    """Simulate one strategy from one storage device."""
-    run = _Run(topo, params, spec, source, ranks, checkpoint_bytes, cache_bytes)
+                  strategy: str, ranks: list[Rank], rank_bytes: float,
+                  cache_bytes: float, memory_bytes: float | None = None) -> LoadOutcome:
+    """Simulate one strategy from one storage device: each rank gets ``rank_bytes``; the page
+    cache holds ``cache_bytes``; pieces in flight fit in ``memory_bytes`` (default the
+    cache)."""
+    run = _Run(topo, params, spec, source, ranks, rank_bytes,
+               cache_bytes if memory_bytes is None else memory_bytes)
     env, host = run.env, spec.host
     workers = simpy.Resource(env, capacity=host.workers)
     compile_pool = simpy.Resource(env, capacity=host.compile_workers)
     notes: list[str] = []
-    warm = _warm_chunks(spec, checkpoint_bytes, cache_bytes) if spec.cache == "warm" else 0
+    total = rank_bytes * len(ranks)
+    warm = _warm_chunks(spec, total, cache_bytes) if spec.cache == "warm" else 0
     if spec.cache == "warm" and warm < spec.chunks:
         notes.append(f"the page cache holds {cache_bytes / 1e9:.0f} GB of the "
-                     f"{checkpoint_bytes / 1e9:.0f} GB read: the rest streams from storage")
-    c = run.chunk_bytes
+                     f"{total / 1e9:.0f} GB read: the rest streams from storage")
+    if run.in_flight < spec.chunks:
+        notes.append(f"host memory holds {run.in_flight} of each device's {spec.chunks} "
+                     "pieces at a time: reading waits for the slower stages")
+    piece = rank_bytes / spec.chunks
 
-    def load(rank: Rank, warm_chunks: int, shard: bool, pool: simpy.Resource) -> Event:
+    def load(group: list[Rank], warm_chunks: int, shard: bool) -> Event:
+        c = piece * len(group)
         stages: list[Callable[[int], Generator]] = [
-            lambda i: run.read(rank, c, i < warm_chunks, pool)]
+            lambda i: run.read(group, c, i < warm_chunks, workers)]
         if shard:
-            stages.append(lambda i: run._cpu(pool, "sharding", host.shard_rate, c))
+            stages.append(lambda i: run.cpu_ranks(workers, "sharding", host.shard_rate, piece,
+                                                  group))
         if host.buffers == "pageable":  # into a pinned staging buffer, while the last one DMAs
-            stages.append(lambda i: run._cpu(pool, "pageable copy", host.copy_rate, c))
-        stages.append(lambda i: run.to_device(rank, c))
-        return run.pipeline(rank, stages)
+            stages.append(lambda i: run.cpu(workers, "pageable copy", host.copy_rate, c,
+                                            group[0].socket))
+        stages.append(lambda i: run.to_device(group, c))
+        return run.pipeline(stages)
+
+    def first_pass(group: list[Rank]) -> Event:
+        c = piece * len(group)
+        return run.pipeline([
+            lambda i: run.read(group, c, i < warm, workers),
+            lambda i: run.cpu_ranks(compile_pool, "sharding", host.shard_rate, piece, group),
+            lambda i: run.write(group, c, compile_pool)])
+
+    groups = list(run.groups.values())
 
     def main() -> Generator[Event, Any, None]:
         if strategy == "shard-on-compile-first":
-            yield env.all_of([run.pipeline(r, [
-                lambda i, r=r: run.read(r, c, i < warm, workers),
-                lambda i: run._cpu(compile_pool, "sharding", host.shard_rate, c),
-                lambda i, r=r: run.write(r, c, compile_pool)]) for r in ranks])
-            fresh = _warm_chunks(spec, checkpoint_bytes, cache_bytes)
+            yield env.all_of([first_pass(g) for g in groups])
+            fresh = _warm_chunks(spec, total, cache_bytes)
             if fresh < spec.chunks:
                 notes.append("the sharded files do not all fit in the page cache: part of "
                              "the load after serialising reads storage again")
-            yield env.all_of([load(r, fresh, False, workers) for r in ranks])
+            yield env.all_of([load(g, fresh, False) for g in groups])
         elif strategy == "shard-on-compile":
-            yield env.all_of([load(r, warm, False, workers) for r in ranks])
+            yield env.all_of([load(g, warm, False) for g in groups])
         else:
-            yield env.all_of([load(r, warm, True, workers) for r in ranks])
+            yield env.all_of([load(g, warm, True) for g in groups])
 
     try:
         env.run(env.process(main()))
@@ -277,8 +337,8 @@ def simulate_load(topo: Topology, params: TransferSpec, spec: LoadSpec, source: 
 
 
 def simulate_loads(topo: Topology, params: TransferSpec, spec: LoadSpec, ranks: list[Rank],
-                   checkpoint_bytes: float) -> list[LoadOutcome]:
-    """Every strategy from every source of ``spec``."""
+                   rank_bytes: float) -> list[LoadOutcome]:
+    """Every strategy from every source of ``spec`` (each rank gets ``rank_bytes``)."""
     for i, source in enumerate(spec.sources):
         if source not in topo.graph or topo.node(source)["kind"] != "storage":
             known = ", ".join(topo.storage) or "none"
@@ -293,5 +353,5 @@ def simulate_loads(topo: Topology, params: TransferSpec, spec: LoadSpec, ranks: 
     memory = sum(topo.node(s)["memory_bytes"] for s in topo.sockets) \
         if all("memory_bytes" in topo.node(s) for s in topo.sockets) else 0.0
     cache = max(0.0, memory - spec.cache_reserve)
-    return [simulate_load(topo, params, spec, source, strategy, ranks, checkpoint_bytes, cache)
+    return [simulate_load(topo, params, spec, source, strategy, ranks, rank_bytes, cache)
             for source in spec.sources for strategy in spec.strategies]

@@ -59,7 +59,7 @@ class Difference:
     @property
     def variant(self) -> str | None:
         """The variant the difference is in, if any."""
-        match = re.match(r"variants\[([^\]]+)\]", self.path)
+        match = re.match(r"(?:variants|loads)\[([^\]]+)\]", self.path)
         return match.group(1) if match else None
 
     @property

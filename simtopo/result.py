@@ -267,12 +267,15 @@ class LoadResult:
     ranks: list[dict[str, Any]]
     outcomes: list[LoadOutcome]
     description: str = ""
+    loaded_bytes: float = 0.0
+    """What the ranks receive in all (more than the checkpoint when K/V heads replicate)."""
 
     def summary(self) -> dict[str, Any]:
         """Plain data: inputs, checkpoint size, ranks per device, every outcome."""
         per_device: Counter[str] = Counter(r["device"] for r in self.ranks)
         return round12({"name": self.name, "description": self.description,
                         "inputs": self.inputs, "checkpoint_bytes": self.checkpoint_bytes,
+                        "loaded_bytes": self.loaded_bytes,
                         "ranks": len(self.ranks), "devices": dict(sorted(per_device.items())),
                         "outcomes": [o.summary() for o in self.outcomes]})
 
@@ -337,7 +340,7 @@ class Result:
         import pandas as pd
 
         rows = [{"variant": v.name, **v.metrics} for v in self.variants]
-        return pd.DataFrame(rows).set_index("variant")
+        return pd.DataFrame(rows, columns=None if rows else ["variant"]).set_index("variant")
 
     def loads_dataframe(self) -> pd.DataFrame:
         """One row per (variant, source, strategy): total and busy time of each phase."""

@@ -232,42 +232,66 @@ def _run_inference(variant: Variant, link_model: LinkModel, soc_model: SocModel,
                              params)
 
 
-def checkpoint_bytes(ref: ModelRef, precision: str) -> float:
-    """The weights' bytes at ``precision`` (the checkpoint a load reads)."""
-    from .opgraph import WEIGHT_BYTES
-
+def checkpoint_bytes(ref: ModelRef, precision: str) -> tuple[float, float]:
+    """The weights as stored at ``precision`` (the op graph's: embeddings and norms stay 16
+    bits under int8 or mxfp6), and the K/V projections' share of them (replicated when the
+    tensor-parallel degree exceeds the KV heads)."""
     if ref.decoder is not None:
-        return ref.decoder.parameters() * WEIGHT_BYTES[precision]
-    graph = ref.graph_for(None, Precision(weights=precision))
-    return float(sum(graph.nodes[n]["op"].weight_bytes for n in graph))
+        graph = ref.graph_for(decode_shape(1, 1, True, 2), Precision(weights=precision))
+    else:
+        graph = ref.graph_for(None, Precision(weights=precision))
+    ops = [graph.nodes[n]["op"] for n in graph]
+    total = float(sum(op.weight_bytes for op in ops))
+    kv = 0.0
+    if ref.decoder is not None:
+        d = ref.decoder
+        kv_width, q_width = d.n_kv * d.d_head, d.heads * d.d_head
+        for op in ops:  # the K and V columns of each layer's fused qkv projection
+            if op.name.endswith(".attn.qkv"):
+                kv += op.weight_bytes * 2 * kv_width / (q_width + 2 * kv_width)
+    return total, kv
+
+
+def rank_bytes(ref: ModelRef, precision: str, tp: int) -> tuple[float, float]:
+    """(checkpoint bytes, bytes of one rank's shard): 1/tp of the weights, the K/V part
+    whole per KV head when tp exceeds the KV heads."""
+    total, kv = checkpoint_bytes(ref, precision)
+    if ref.decoder is None or tp <= ref.decoder.n_kv:
+        return total, total / tp
+    return total, (total - kv) / tp + kv / ref.decoder.n_kv
 
 
 def run_load(variant: Variant, link_model: LinkModel = DEFAULT_MODEL,
              topology: Topology | None = None) -> LoadResult:
     """Simulate the variant's ``load:`` section: every strategy from every source."""
-    from .loading import map_ranks, ranks_per_device, simulate_loads
+    from .loading import map_ranks, simulate_loads
     from .plan import map_devices
 
     spec = variant.load
     assert spec is not None
+    plan = variant.plan
+    if plan.mdp is not None or plan.replicas > 1:
+        raise ConfigError("load: map ranks from a parallel spec of one replica (plan: {tp: N, "
+                          "pp: M}); MDP plans and replicas are not mapped to ranks yet")
     topo = topology if topology is not None else load_topology(variant.topology, link_model)
     params = _transfer(topo, variant.transfer, str(variant.topology))
     ref = resolve_model(variant.model)
     precision = spec.precision or variant.workload.precision
-    tp = spec.tp or variant.plan.tp * variant.plan.pp
-    devices_needed = -(-tp // max(1, ranks_per_device(topo, spec.virtual_core_size)))
+    tp = spec.tp or plan.tp * plan.pp
     try:
         devices = map_devices(topo, ParallelSpec(
-            tp=min(devices_needed, len(topo.socs)) or 1, connection="host",
-            devices=tuple(variant.plan.devices) if variant.plan.devices else None))
+            tp=plan.tp * plan.pp, connection="host",
+            devices=tuple(plan.devices) if plan.devices else None))
     except PlanError as err:
-        raise ConfigError(f"load: {err}") from None
+        raise ConfigError(f"plan: {err}") from None
     ranks = map_ranks(topo, tp, spec.virtual_core_size, devices)
-    total = checkpoint_bytes(ref, precision)
-    outcomes = simulate_loads(topo, params, spec, ranks, total)
+    total, per_rank = rank_bytes(ref, precision, tp)
+    if total <= 0:
+        raise ConfigError(f"load: {variant.model} has no weights to load")
+    outcomes = simulate_loads(topo, params, spec, ranks, per_rank)
     return LoadResult(variant.name, variant.inputs(), total,
                       [{"rank": r.index, "device": r.device, "socket": r.socket}
-                       for r in ranks], outcomes, variant.description)
+                       for r in ranks], outcomes, variant.description, per_rank * tp)
 
 
 def run(experiment: str | Path | Experiment, variants: Sequence[str] | None = None,

@@ -38,7 +38,7 @@ from .experiment import Experiment, Variant, load_experiment
 if TYPE_CHECKING:
     import pandas as pd
 
-SWEEPABLE = ("workload", "plan", "transfer", "model", "topology")
+SWEEPABLE = ("workload", "plan", "transfer", "load", "model", "topology")
 """The top-level keys a sweep may set (the parts of an experiment a variant may change)."""
 
 LOG = "points.jsonl"
@@ -83,15 +83,17 @@ def _show(value: Any) -> str:
 
 def _check_key(key: str, where: str) -> None:
     from .experiment import PlanSpec, WorkloadSpec
+    from .loading import LoadSpec
     from .spec import TransferSpec
 
-    sections = {"workload": WorkloadSpec, "plan": PlanSpec, "transfer": TransferSpec}
+    sections = {"workload": WorkloadSpec, "plan": PlanSpec, "transfer": TransferSpec,
+                "load": LoadSpec}
     parts = key.split(".")
     if parts[0] not in SWEEPABLE or not all(parts) or (
             parts[0] in ("model", "topology") and len(parts) > 1) or (
             parts[0] in sections and len(parts) != 2):
         raise ConfigError(f"{where}: cannot sweep {key!r} (expected model, topology, or "
-                          "workload.KEY, plan.KEY, transfer.KEY, e.g. plan.tp)")
+                          "workload.KEY, plan.KEY, transfer.KEY, load.KEY, e.g. plan.tp)")
     if parts[0] in sections and parts[1] not in sections[parts[0]].model_fields:
         known = ", ".join(sections[parts[0]].model_fields)
         raise ConfigError(f"{where}: cannot sweep {key!r}: {parts[0]} has no key "
@@ -246,15 +248,26 @@ def evaluate(point: Point, variant: Variant, fingerprint: str,
              topology: str = "") -> dict[str, Any]:
     """Simulate one point; a SimtopoError becomes the record's one-line error. ``topology``
     (its digest) lets points on the same topology share host-routed algorithm choices."""
-    from .runner import run_variant
+    from .runner import run_load, run_variant
 
     choices = _CHOICES.setdefault(topology, {}) if topology else {}
     try:
+        if variant.workload.kind == "load":
+            return record(point, fingerprint, summary=_load_summary(run_load(variant)))
         result = run_variant(variant, choices=choices)
     except SimtopoError as err:
         message = str(err).replace("\n", " ")
         return record(point, fingerprint, error=f"{point.key}: {message}")
     return record(point, fingerprint, summary=result.summary())
+
+
+def _load_summary(load: Any) -> dict[str, Any]:
+    """A loading-only point as a record: ``load_<strategy>@<source>_s`` per outcome."""
+    from .result import round12
+
+    metrics = {f"load_{o.strategy}@{o.source}_s": o.total_s for o in load.outcomes}
+    return {"connection": "", "links": [],
+            "metrics": round12(dict(sorted(metrics.items())))}
 
 
 def read_log(folder: Path) -> dict[tuple[str, str], dict[str, Any]]:

@@ -286,6 +286,10 @@ def whatif(experiment: str | Path, variants: Sequence[str] | None = None,
     if not 0 < step < 1:
         raise ConfigError(f"step must be between 0 and 1, e.g. 0.1 for 10% (got {step:g})")
     exp, chosen = select(experiment, variants, reduced)
+    loads = [v.name for v in chosen if v.workload.kind == "load"]
+    if loads:
+        raise ConfigError(f"variant {loads[0]!r} only loads weights: what-if analysis covers "
+                          "inference (pick other variants with --variant)", file=str(exp.source))
     topologies: dict[Path, Topology] = {}
     bases: dict[str, VariantResult] = {}
     results = []

@@ -27,12 +27,12 @@ SOC = {"cores": 16, "peak_flops": {"fp16": "100TFLOPS"}, "dram": "64GB", "dram_b
 
 
 def machine(read_Bps: float, link_Bps: float, latency: str = "0s",
-            memory: str = "1TB") -> object:
+            memory: str = "1TB", memory_Bps: float = 1e20) -> object:
     spec = {
         "name": "loader",
         "transfer": {"dma_setup": "0s"},
         "host": {"sockets": [{"id": "cpu0", "cores": 8, "memory": memory,
-                              "memory_bw": "10TB/s",
+                              "memory_bw": memory_Bps,
                               "root_complexes": [{"id": "rc0", "hop_latency": "0s"}]}]},
         "card_types": {"one": {"name": "One", "host_link": {"bandwidth": link_Bps},
                                "soc": SOC}},
@@ -146,10 +146,12 @@ def test_ranks_map_onto_devices_by_logical_core_size():
         "cards": [{"type": "c", "parent": "rc0", "count": 4}]})
     ranks = map_ranks(topo, 16, 2, topo.socs)
     assert [r.device for r in ranks[:5]] == ["card0.soc0"] * 4 + ["card1.soc0"]
-    with pytest.raises(ConfigError, match=r"load\.tp: 32 ranks of 2 cores need 8 devices "
-                                          r"\(4 ranks each\); the plan has 4"):
+    with pytest.raises(ConfigError, match=r"load: 32 ranks need 8 devices \(4 ranks of 2 "
+                                          r"cores each\); the plan has 4"):
         map_ranks(topo, 32, 2, topo.socs)
     assert len({r.device for r in map_ranks(topo, 4, None, topo.socs)}) == 4
+    with pytest.raises(ConfigError, match=r"load\.virtual_core_size: 3 does not divide the 8"):
+        map_ranks(topo, 4, 3, topo.socs)
 
 
 def test_bad_sources_are_one_line_errors(monkeypatch):
@@ -166,3 +168,90 @@ def test_bad_sources_are_one_line_errors(monkeypatch):
     with pytest.raises(ConfigError, match=r"load\.sources\[0\]: disk has no route to the "
                                           r"host memory of cpu0 \(disk is cut off\)"):
         simulate_loads(topo, topo.transfer, LoadSpec(sources=["disk"]), ranks, W)
+
+
+def test_host_copies_load_host_memory_bandwidth():
+    """A page-cache read copies its bytes (read and write): at 10 GB/s of host memory, 8 GB
+    take at least 1.6 s of copying, even with threads that could copy faster."""
+    topo = machine(read_Bps=100e9, link_Bps=100e9, memory_Bps=10e9)
+    warm = simulate_load(topo, topo.transfer, LoadSpec(sources=["disk"], chunks=K, cache="warm",
+                                                       host={"copy_rate": 1e18}),
+                         "disk", "shard-on-compile", one_rank(topo), W, 1e15)
+    assert warm.phases["page-cache read"]["busy_s"] >= 2 * W / 10e9 * (1 - 1e-9)
+
+
+def test_more_logical_ranks_on_a_device_move_the_same_bytes_in_the_same_time():
+    topo = topology_from_dict({
+        "name": "n", "transfer": {"dma_setup": "0s"},
+        "host": {"sockets": [{"id": "cpu0", "cores": 8, "memory": "1TB", "memory_bw": 1e20,
+                              "root_complexes": [{"id": "rc0", "hop_latency": "0s"}]}]},
+        "card_types": {"c": {"name": "C", "host_link": {"bandwidth": 1e9},
+                             "soc": dict(SOC, cores=8)}},
+        "cards": [{"type": "c", "parent": "rc0", "count": 2}],
+        "storage": [{"id": "disk", "kind": "nvme", "parent": "rc0", "link": {"bandwidth": 1e15},
+                     "read_bw": 1e12, "write_bw": 1e12}]})
+    spec = LoadSpec(sources=["disk"], chunks=K, host={"copy_rate": 1e18})
+    whole = simulate_load(topo, topo.transfer, spec, "disk", "shard-on-compile",
+                          map_ranks(topo, 2, None, topo.socs), W / 2, 1e15)
+    split = simulate_load(topo, topo.transfer, spec, "disk", "shard-on-compile",
+                          map_ranks(topo, 8, 2, topo.socs), W / 8, 1e15)
+    assert split.total_s == pytest.approx(whole.total_s, rel=1e-9)
+    # each device: W/2 over its own 1 GB/s link; the two share the 1 TB/s drive
+    assert whole.total_s == pytest.approx(W / 2 / 1e9 + W / 2 / 0.5e12 / K, rel=1e-9)
+
+
+def test_host_memory_bounds_the_pieces_in_flight():
+    """With memory for two pieces, reading cannot run ahead of one slow sharding thread."""
+    topo = machine(read_Bps=8e9, link_Bps=100e9)
+    spec = LoadSpec(sources=["disk"], chunks=K, host={"workers": 1, "shard_rate": 1e9,
+                                                      "copy_rate": 1e18})
+    free = simulate_load(topo, topo.transfer, spec, "disk", "shard-on-load", one_rank(topo),
+                         W, 1e15)
+    tight = simulate_load(topo, topo.transfer, spec, "disk", "shard-on-load", one_rank(topo),
+                          W, 1e15, memory_bytes=2 * W / K)
+    assert free.phases["storage read"]["end_s"] == pytest.approx(W / 8e9, rel=1e-9)
+    # the last piece is read only when the piece two before it has reached the device
+    assert tight.phases["storage read"]["end_s"] > (K - 2) * W / K / 1e9
+    assert any("holds 2 of each device's 8 pieces" in n for n in tight.notes)
+
+
+def test_the_cli_refuses_bad_load_sections_in_one_line(tmp_path, capsys):
+    import yaml
+
+    from simtopo.cli import main
+
+    base = yaml.safe_load((ROOT / "experiments" / "load-ultra8.yaml").read_text())
+    base["topology"] = str(ROOT / "topologies" / "ultra8.yaml")
+    base["variants"] = [{"name": "cold", "workload": {"kind": "load"}}]
+    cases = [({"tp": 64}, "load: 64 ranks need 64 devices (one rank each); the plan has 16"),
+             ({"sources": ["card0.soc0"]}, "'card0.soc0' is not a storage device of ultra8"),
+             ({"sources": ["nvme0", "nvme0"]}, "sources lists 'nvme0' twice"),
+             ({"virtual_core_size": 3}, "load.virtual_core_size: 3 does not divide the 16")]
+    for change, message in cases:
+        spec = dict(base, load={**base["load"], **change})
+        path = tmp_path / "bad.yaml"
+        path.write_text(yaml.safe_dump(spec))
+        assert main(["run", str(path), "--no-report"]) == 2, change
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err, err
+
+
+def test_a_sweep_of_a_loading_only_variant_records_its_load_times(tmp_path):
+    from simtopo.sweep import parse_set
+    from simtopo.sweep_exec import run_sweep
+
+    result = run_sweep(ROOT / "experiments" / "load-ultra8.yaml", [parse_set("load.chunks=4,8")],
+                       ["warm"], folder=tmp_path, executor="serial", figures=False)
+    from simtopo.experiment import load_experiment
+    from simtopo.runner import run_load
+
+    (variant,) = load_experiment(ROOT / "experiments" / "load-ultra8.yaml",
+                                 overrides={"load": {"chunks": 8}}, only="warm").variants
+    alone = run_load(variant)
+    rec = result.records[1]  # chunks 8
+    assert rec["status"] == "ok"
+    for o in alone.outcomes:
+        assert rec["metrics"][f"load_{o.strategy}@{o.source}_s"] == \
+            pytest.approx(o.total_s, rel=1e-11)
+    assert set(rec["metrics"]) == {f"load_{s}@{src}_s" for s in (
+        "shard-on-compile-first", "shard-on-compile", "shard-on-load") for src in ("nvme0", "vol0")}
