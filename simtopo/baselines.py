@@ -26,7 +26,7 @@ from typing import Any
 from pydantic import Field
 
 from .errors import ConfigError
-from .io import Document, display_path, validate_document, write_text_atomic
+from .io import Document, display_path, is_file, validate_document, write_text_atomic
 from .regress import DEFAULT_RELATIVE, Difference, compare_summaries
 from .spec import Spec
 
@@ -107,7 +107,7 @@ def read_baseline(path: str | Path) -> Baseline:
         raise doc.error("expected a list of variant summaries, each with a 'name' (the "
                         "'variants' of a summary.json)", ("summary", "variants"))
     baseline = Baseline(path, spec.baseline, spec.summary)
-    if not baseline.experiment.is_file():
+    if not is_file(baseline.experiment):
         raise doc.error(f"experiment file {spec.baseline.experiment!r} not found (looked for "
                         f"{display_path(baseline.experiment)})", ("baseline", "experiment"))
     return baseline

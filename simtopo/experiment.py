@@ -26,7 +26,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from .errors import ConfigError, KeyPath
-from .io import Document, read_yaml, validate_document
+from .io import Document, is_file, read_yaml, validate_document
 from .loading import LoadSpec
 from .spec import Count, Duration, Spec, TransferSpec
 
@@ -174,7 +174,7 @@ def _merge(base: Any, change: Any) -> Any:
 
 def _model_path(text: str, base: Path) -> str:
     candidate = base / text
-    if text.endswith((".yaml", ".yml", ".onnx", ".json")) and candidate.exists():
+    if text.endswith((".yaml", ".yml", ".onnx", ".json")) and is_file(candidate):
         return str(candidate.resolve())
     return text
 
@@ -213,14 +213,14 @@ def load_experiment(path: str | Path, reduced: bool = False,
             raise ConfigError(err.message, file=doc.file,
                               path=(*where, *err.path), line=err.line) from None
         topology = (base_dir / resolved.topology).resolve()
-        if not topology.is_file():
+        if not is_file(topology):
             raise doc.error(f"topology file {resolved.topology!r} not found (looked for "
                             f"{topology})", (*where, "topology") if "topology" in variant
                             else ("topology",))
         plan = resolved.plan
         if plan.mdp is not None:
             mdp = (base_dir / plan.mdp).resolve()
-            if not mdp.is_file():
+            if not is_file(mdp):
                 raise doc.error(f"MDP file {plan.mdp!r} not found (looked for {mdp})",
                                 (*where, "plan", "mdp"))
             plan = plan.model_copy(update={"mdp": str(mdp)})

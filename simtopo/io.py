@@ -130,6 +130,15 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     return write_atomic(path, lambda handle: handle.write(text.encode("utf-8")))
 
 
+def is_file(path: str | Path) -> bool:
+    """Whether ``path`` names a file; False, not an exception, for a name the system cannot
+    even look up (too long, a NUL byte)."""
+    try:
+        return Path(path).is_file()
+    except (OSError, ValueError):
+        return False
+
+
 def display_path(path: Path) -> str:
     """A path as the user would type it: relative to the working directory when inside it."""
     try:

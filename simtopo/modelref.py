@@ -13,6 +13,7 @@ import yaml
 
 from .errors import ConfigError
 from .graphfile import load_graph
+from .io import is_file
 from .models import DecoderSpec, load_model, preset_names
 from .opgraph import Precision, Shape, build_graph, decode_shape
 
@@ -47,7 +48,7 @@ def resolve_model(name_or_path: str | Path, dims: dict[str, int] | None = None) 
         from .onnx_import import load_onnx
 
         return ModelRef(path.stem, graph=load_onnx(path, dims))
-    if path.suffix in (".yaml", ".yml") and path.is_file():
+    if path.suffix in (".yaml", ".yml") and is_file(path):
         try:
             head = yaml.safe_load(path.read_text(encoding="utf-8"))
         except (yaml.YAMLError, UnicodeDecodeError):

@@ -15,7 +15,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from .errors import ConfigError
-from .io import Document, read_yaml, validate_document
+from .io import Document, is_file, read_yaml, validate_document
 from .spec import Spec
 
 PRESETS = Path(__file__).resolve().parent / "presets" / "models.yaml"
@@ -126,7 +126,7 @@ def load_model(name_or_path: str | Path) -> DecoderSpec:
     if str(name_or_path) in presets:
         return presets[str(name_or_path)]
     path = Path(name_or_path)
-    if path.suffix not in (".yaml", ".yml") or not path.exists():
+    if path.suffix not in (".yaml", ".yml") or not is_file(path):
         raise ConfigError(f"unknown model {str(name_or_path)!r} (expected a preset: "
                           f"{', '.join(presets)}, or a YAML file with a 'decoder:' mapping)")
     doc = read_yaml(path)

@@ -16,7 +16,7 @@ from typing import Any
 
 from .calibrated import DEFAULT_MODEL, LinkModel
 from .errors import ConfigError, KeyPath
-from .io import Document, Origin, display_path, read_yaml, validate_document
+from .io import Document, Origin, display_path, is_file, read_yaml, validate_document
 from .spec import CardLibrarySpec, CardTypeSpec, TopologySpec
 from .topology import Topology, build_topology
 
@@ -93,7 +93,7 @@ def _follow(doc: Document, path: Path, rel: str, key: KeyPath,
     target = (path.parent / rel).resolve()
     if target in stack or target == path.resolve():
         raise doc.error(f"{rel!r} leads back to this file (a cycle of includes or extends)", key)
-    if not target.is_file():
+    if not is_file(target):
         raise doc.error(f"file {rel!r} not found (looked for {display_path(target)})", key)
     return _resolve(target, (*stack, path.resolve()))
 
