@@ -683,6 +683,9 @@ def build_parser() -> argparse.ArgumentParser:
     cli_sweep.register(sub)
     cli_advisor.register(sub)
     cli_whatif.register(sub)
+    p = sub.add_parser("errors", help="every error class with example messages (docs)")
+    p.add_argument("-o", "--output", metavar="MARKDOWN", help="write here (docs/errors.md)")
+    p.set_defaults(func=cmd_errors)
 
     p = topo.add_parser("route", help="the route of one transfer")
     p.add_argument("file", metavar="FILE")
@@ -692,6 +695,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--staging", help="host mode: 'src', 'dst' or a socket id")
     p.set_defaults(func=cmd_route)
     return parser
+
+
+def cmd_errors(args: argparse.Namespace) -> int:
+    from .error_catalog import markdown
+    from .io import write_text_atomic
+
+    text = markdown()
+    if args.output:
+        write_text_atomic(args.output, text)
+        _out(f"wrote {args.output}")
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -26,7 +26,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from .errors import ConfigError, KeyPath
-from .io import Document, is_file, read_yaml, validate_document
+from .io import Document, display_path, is_file, read_yaml, validate_document
 from .loading import LoadSpec
 from .spec import Count, Duration, Spec, TransferSpec
 
@@ -214,14 +214,15 @@ def load_experiment(path: str | Path, reduced: bool = False,
                               path=(*where, *err.path), line=err.line) from None
         topology = (base_dir / resolved.topology).resolve()
         if not is_file(topology):
+            where_key = (*where, "topology") if "topology" in variant else ("topology",)
             raise doc.error(f"topology file {resolved.topology!r} not found (looked for "
-                            f"{topology})", (*where, "topology") if "topology" in variant
-                            else ("topology",))
+                            f"{display_path(topology)})", where_key)
         plan = resolved.plan
         if plan.mdp is not None:
             mdp = (base_dir / plan.mdp).resolve()
             if not is_file(mdp):
-                raise doc.error(f"MDP file {plan.mdp!r} not found (looked for {mdp})",
+                raise doc.error(f"MDP file {plan.mdp!r} not found (looked for "
+                                f"{display_path(mdp)})",
                                 (*where, "plan", "mdp"))
             plan = plan.model_copy(update={"mdp": str(mdp)})
         transfer = dict(resolved.transfer)
