@@ -11,6 +11,7 @@ import functools
 import math
 import os
 import shutil
+import sys
 import tempfile
 import types
 import typing
@@ -91,11 +92,27 @@ def write_atomic(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
     return path
 
 
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically (Linux ``renameat2(RENAME_EXCHANGE)``); False where the
+    system cannot, and the caller falls back to two renames."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
+
+
 def write_directory_atomic(path: str | Path, fill: Callable[[Path], object]) -> Path:
     """Call ``fill`` on an empty temporary folder beside ``path``, then put it in place of
-    ``path``: the previous folder is renamed aside, the new one renamed in, the old one removed.
-    If ``fill`` fails, the temporary folder goes and ``path`` is untouched. (Between the two
-    renames ``path`` is briefly absent: POSIX has no portable atomic swap of folders.)"""
+    ``path``: on Linux the two folders are swapped in one atomic step and the old one removed;
+    elsewhere the previous folder is renamed aside and the new one renamed in (``path`` is
+    then briefly absent: POSIX has no portable atomic swap of folders). If ``fill`` fails, the
+    temporary folder goes and ``path`` is untouched."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -109,13 +126,16 @@ def write_directory_atomic(path: str | Path, fill: Callable[[Path], object]) -> 
         os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; give the folder the usual mode
         for child in tmp.iterdir():
             os.chmod(child, 0o666 & ~umask)
-        old = None
-        if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
-            os.replace(path, old / path.name)
-        os.replace(tmp, path)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        if path.exists() and _exchange(tmp, path):
+            shutil.rmtree(tmp, ignore_errors=True)  # tmp now holds the previous folder
+        else:
+            old = None
+            if path.exists():
+                old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
+                os.replace(path, old / path.name)
+            os.replace(tmp, path)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         raise ConfigError(f"cannot write {path} ({exc.strerror or exc})") from None

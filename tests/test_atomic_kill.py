@@ -39,3 +39,19 @@ def test_killing_a_run_midway_keeps_the_previous_report(tmp_path):
         assert _digest(report) == before, f"killed at {fraction:.0%} of a run"
     # temporary folders are hidden (dot-named); nothing else appeared next to the report
     assert [p.name for p in reports.iterdir() if not p.name.startswith(".")] == ["ultra8"]
+
+
+def test_a_folder_is_replaced_in_one_step_and_nothing_is_left_beside_it(tmp_path):
+    from simtopo.io import _exchange, write_directory_atomic
+
+    target = tmp_path / "report"
+    write_directory_atomic(target, lambda d: (d / "a.txt").write_text("one"))
+    write_directory_atomic(target, lambda d: (d / "b.txt").write_text("two"))
+    assert sorted(p.name for p in target.iterdir()) == ["b.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["report"]
+    if sys.platform.startswith("linux"):  # the atomic swap is what ran
+        a, b = tmp_path / "x", tmp_path / "y"
+        a.mkdir()
+        b.mkdir()
+        (a / "in-a").touch()
+        assert _exchange(a, b) and (b / "in-a").exists() and not (a / "in-a").exists()
