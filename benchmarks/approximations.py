@@ -27,9 +27,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from simtopo.experiment import load_experiment
-from simtopo.fullsim import simulate_full
-from simtopo.runner import run_variant, setup_llm
+from simtopo.results.run import run_variant
+from simtopo.sim.fullsim import simulate_full
+from simtopo.sim.setup import setup_llm
+from simtopo.spec.experiment import load_experiment
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPERIMENTS = ROOT / "experiments"

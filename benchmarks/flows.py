@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import simtopo
-from simtopo.collectives import Collectives
-from simtopo.transfers import Fabric
+from simtopo.engine.collectives import Collectives
+from simtopo.engine.transfers import Fabric
 
 ROOT = Path(__file__).resolve().parent.parent
 

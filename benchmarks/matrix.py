@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import simtopo
-from simtopo.topofile import load_card_library
+from simtopo.topology.files import load_card_library
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -21,8 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from simtopo.sweep import parse_set
-from simtopo.sweep_exec import run_sweep
+from simtopo.analysis.executors import run_sweep
+from simtopo.analysis.sweep import parse_set
 
 ROOT = Path(__file__).resolve().parent.parent
 SETS = ["model=llama-2-7b,mistral-7b,llama-3-8b,llama-2-13b,llama-2-70b",

@@ -22,20 +22,46 @@ Sweep settings, and ask the advisor for a layout::
     s.frame                                    # one row per point
     s.plot_scaling()
     simtopo.advise("llama-2-70b", "topologies/ultra8.yaml", objective="throughput")
+
+The names below are imported on first use (PEP 562), so that ``import simtopo`` and the
+command line start without numpy, pandas, matplotlib or SimPy.
 """
 
-__version__ = "0.1.0"
+from __future__ import annotations
 
-from .advisor import advise_table as advise
-from .errors import ConfigError, PlanError, RouteError, SimtopoError, TopologyError
-from .experiment import Experiment, load_experiment
-from .matrix import PATH_CLASSES, PathMatrix, path_matrix
-from .result import Result, VariantResult
-from .routing import BounceRoute, Route, route
-from .runner import run
-from .sweep_exec import SweepResult, sweep
-from .topofile import load_card_library, load_topology, topology_from_dict
-from .topology import Card, Topology, build_topology
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from .version import __version__
+
+_EXPORTS: dict[str, tuple[str, str]] = {
+    "PATH_CLASSES": ("topology.matrix", "PATH_CLASSES"),
+    "BounceRoute": ("topology.routing", "BounceRoute"),
+    "Card": ("topology.graph", "Card"),
+    "ConfigError": ("errors", "ConfigError"),
+    "Experiment": ("spec.experiment", "Experiment"),
+    "PathMatrix": ("topology.matrix", "PathMatrix"),
+    "PlanError": ("errors", "PlanError"),
+    "Result": ("results.result", "Result"),
+    "Route": ("topology.routing", "Route"),
+    "RouteError": ("errors", "RouteError"),
+    "SimtopoError": ("errors", "SimtopoError"),
+    "SweepResult": ("analysis.executors", "SweepResult"),
+    "Topology": ("topology.graph", "Topology"),
+    "TopologyError": ("errors", "TopologyError"),
+    "VariantResult": ("results.result", "VariantResult"),
+    "advise": ("analysis.advisor", "advise_table"),
+    "build_topology": ("topology.build", "build_topology"),
+    "load_card_library": ("topology.files", "load_card_library"),
+    "load_experiment": ("spec.experiment", "load_experiment"),
+    "load_topology": ("topology.files", "load_topology"),
+    "path_matrix": ("topology.matrix", "path_matrix"),
+    "route": ("topology.routing", "route"),
+    "run": ("results.run", "run"),
+    "sweep": ("analysis.executors", "sweep"),
+    "topology_from_dict": ("topology.files", "topology_from_dict"),
+}
+"""Public name -> (module under simtopo, attribute)."""
 
 __all__ = [
     "PATH_CLASSES",
@@ -66,3 +92,31 @@ __all__ = [
     "topology_from_dict",
 ]
 
+
+def __getattr__(name: str) -> Any:
+    """Import a public name's module on first use."""
+    target = _EXPORTS.get(name)
+    if target is None:
+        raise AttributeError(f"module 'simtopo' has no attribute {name!r}")
+    module, attribute = target
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), attribute)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
+
+
+if TYPE_CHECKING:  # what type checkers and IDEs see
+    from .analysis.advisor import advise_table as advise
+    from .analysis.executors import SweepResult, sweep
+    from .errors import ConfigError, PlanError, RouteError, SimtopoError, TopologyError
+    from .results.result import Result, VariantResult
+    from .results.run import run
+    from .spec.experiment import Experiment, load_experiment
+    from .topology.build import build_topology
+    from .topology.files import load_card_library, load_topology, topology_from_dict
+    from .topology.graph import Card, Topology
+    from .topology.matrix import PATH_CLASSES, PathMatrix, path_matrix
+    from .topology.routing import BounceRoute, Route, route

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from simtopo.advisor import Layout, advise, layouts
+from simtopo.analysis.advisor import Layout, advise, layouts
 from simtopo.cli import main
 from simtopo.errors import PlanError
-from simtopo.experiment import WorkloadSpec
-from simtopo.mdp import read_mdp
-from simtopo.models import load_model as preset
-from simtopo.runner import run
+from simtopo.plan.mdp import read_mdp
+from simtopo.results.run import run
+from simtopo.spec.experiment import WorkloadSpec
+from simtopo.workload.decoders import load_model as preset
 
 from .conftest import ROOT
 
@@ -105,7 +105,7 @@ def test_cli_ranks_and_writes_the_best_as_mdp(tmp_path, capsys):
 def test_a_row_of_docs_sizing_is_what_the_tool_prints_now():
     """docs/sizing.md takes 16 minutes to regenerate (`simtopo sizing -o docs/sizing.md`);
     one row of it is recomputed here so that the table cannot drift unnoticed."""
-    from simtopo.sizing import sizing_markdown
+    from simtopo.analysis.sizing import sizing_markdown
 
     text = sizing_markdown(["llama-2-7b"], [str(ROOT / "topologies" / "std8.yaml")], jobs=2)
     row = next(line for line in text.splitlines() if line.startswith("| llama-2-7b |"))

@@ -42,7 +42,7 @@ def test_killing_a_run_midway_keeps_the_previous_report(tmp_path):
 
 
 def test_a_folder_is_replaced_in_one_step_and_nothing_is_left_beside_it(tmp_path):
-    from simtopo.io import _exchange, write_directory_atomic
+    from simtopo.io.atomic import _exchange, write_directory_atomic
 
     target = tmp_path / "report"
     write_directory_atomic(target, lambda d: (d / "a.txt").write_text("one"))

@@ -13,10 +13,10 @@ import shutil
 
 import pytest
 
-from simtopo.baselines import check, read_baseline
+from simtopo.analysis.baselines import check, read_baseline
 from simtopo.cli import main
 from simtopo.errors import ConfigError
-from simtopo.topofile import load_topology
+from simtopo.topology.files import load_topology
 
 from .conftest import ROOT
 

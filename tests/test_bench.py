@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import simtopo
-from simtopo import bench
-from simtopo.bench_report import bench_json, collect_bench
+from simtopo.calibration import bench
+from simtopo.calibration.bench_report import bench_json, collect_bench
 from simtopo.cli import main
 
 from .conftest import TOPOLOGIES, tiny_spec

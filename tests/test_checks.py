@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import simtopo
-from simtopo.checks import check_acs, check_bar_space, check_p2p_domains, check_uplinks
+from simtopo.topology.checks import check_acs, check_bar_space, check_p2p_domains, check_uplinks
 
 from .conftest import tiny_spec
 

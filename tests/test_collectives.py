@@ -11,8 +11,8 @@ import random
 
 import pytest
 
-from simtopo.collectives import CollectiveResult, ring_order, run_collective
-from simtopo.spec import TransferSpec
+from simtopo.engine.collectives import CollectiveResult, ring_order, run_collective
+from simtopo.spec.topology import TransferSpec
 
 CARD = ["card0.soc0", "card0.soc1", "card0.soc2", "card0.soc3"]
 S = 64e6

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from simtopo.calibrated import SocModel
-from simtopo.cost import Work, dram_bandwidth, op_cost, peak_flops
+from simtopo.constants import SocModel
+from simtopo.workload.cost import Work, dram_bandwidth, op_cost, peak_flops
 
 IDEAL = SocModel(compute_efficiency=1.0, dram_efficiency=1.0, op_launch_s=0.0,
                  mxfp6_expand_ops_per_weight=0.0)

@@ -10,7 +10,7 @@ import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
 import simtopo
-from simtopo.draw import DPI, draw_topology, layout
+from simtopo.report.draw import DPI, draw_topology, layout
 
 from .conftest import BUILTIN, ROOT, tiny_spec
 
@@ -60,7 +60,7 @@ def test_wide_ids_do_not_overlap():
 
 @pytest.mark.parametrize("suffix", [".svg", ".pdf", ".png"])
 def test_drawings_are_byte_identical(ultra8, tmp_path, suffix):
-    from simtopo.draw import save_figure
+    from simtopo.report.draw import save_figure
 
     first, second = tmp_path / f"a{suffix}", tmp_path / f"b{suffix}"
     save_figure(draw_topology(ultra8), first)

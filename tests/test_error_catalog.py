@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from simtopo.error_catalog import EXAMPLES, markdown, messages
+from simtopo.analysis.error_catalog import EXAMPLES, markdown, messages
 
 from .conftest import ROOT
 

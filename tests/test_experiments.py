@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from simtopo.baselines import check, read_baseline
-from simtopo.regress import compare_summaries, read_golden
+from simtopo.analysis.baselines import check, read_baseline
+from simtopo.analysis.regress import compare_summaries, read_golden
 
 from .conftest import ROOT
 

@@ -26,13 +26,13 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from simtopo.baselines import read_baseline
+from simtopo.analysis.baselines import read_baseline
 from simtopo.cli import main
 from simtopo.errors import SimtopoError
-from simtopo.experiment import load_experiment
-from simtopo.graphfile import load_graph
-from simtopo.mdp import read_mdp
-from simtopo.topofile import load_card_library, load_topology
+from simtopo.plan.mdp import read_mdp
+from simtopo.spec.experiment import load_experiment
+from simtopo.topology.files import load_card_library, load_topology
+from simtopo.workload.graphfile import load_graph
 
 from .conftest import ROOT
 
@@ -146,7 +146,7 @@ def _load(kind: str, loader: Any, path: Path) -> None:
     try:
         result = loader(path)
         if kind == "experiment":  # resolving a variant also builds its topology and model
-            from simtopo.modelref import resolve_model
+            from simtopo.workload.modelref import resolve_model
 
             for v in result.variants[:2]:
                 load_topology(v.topology)
@@ -218,7 +218,7 @@ def test_run_exits_0_or_2_on_mutated_small_experiments(tree, capsys):
 
 def test_onnx_import_raises_only_the_projects_errors(tmp_path):
     """Byte-level mutations of a small ONNX model (the ONNX loader is protobuf, not YAML)."""
-    from simtopo.modelref import resolve_model
+    from simtopo.workload.modelref import resolve_model
 
     from .test_onnx import mlp
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from simtopo import ConfigError
-from simtopo.graphfile import load_graph
+from simtopo.workload.graphfile import load_graph
 
 from .conftest import ROOT
 

@@ -15,9 +15,11 @@ import math
 import pytest
 
 from simtopo.errors import ConfigError, RouteError
-from simtopo.loading import LoadSpec, Rank, map_ranks, simulate_load, simulate_loads
-from simtopo.runner import run
-from simtopo.topofile import topology_from_dict
+from simtopo.results.run import run
+from simtopo.sim.loading import Rank, map_ranks, simulate_load, simulate_loads
+from simtopo.spec.load import LoadSpec
+from simtopo.topology import routing
+from simtopo.topology.files import topology_from_dict
 
 from .conftest import ROOT
 
@@ -164,7 +166,7 @@ def test_bad_sources_are_one_line_errors(monkeypatch):
     def no_route(*args, **kwargs):
         raise RouteError("disk is cut off")
 
-    monkeypatch.setattr(type(topo), "route", no_route)
+    monkeypatch.setattr(routing, "route", no_route)
     with pytest.raises(ConfigError, match=r"load\.sources\[0\]: disk has no route to the "
                                           r"host memory of cpu0 \(disk is cut off\)"):
         simulate_loads(topo, topo.transfer, LoadSpec(sources=["disk"]), ranks, W)
@@ -237,13 +239,13 @@ def test_the_cli_refuses_bad_load_sections_in_one_line(tmp_path, capsys):
 
 
 def test_a_sweep_of_a_loading_only_variant_records_its_load_times(tmp_path):
-    from simtopo.sweep import parse_set
-    from simtopo.sweep_exec import run_sweep
+    from simtopo.analysis.executors import run_sweep
+    from simtopo.analysis.sweep import parse_set
 
     result = run_sweep(ROOT / "experiments" / "load-ultra8.yaml", [parse_set("load.chunks=4,8")],
                        ["warm"], folder=tmp_path, executor="serial", figures=False)
-    from simtopo.experiment import load_experiment
-    from simtopo.runner import run_load
+    from simtopo.results.run import run_load
+    from simtopo.spec.experiment import load_experiment
 
     (variant,) = load_experiment(ROOT / "experiments" / "load-ultra8.yaml",
                                  overrides={"load": {"chunks": 8}}, only="warm").variants

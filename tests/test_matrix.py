@@ -10,9 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import simtopo
-from simtopo import calibrated
-from simtopo.matrix import PATH_CLASSES
-from simtopo.render import matrix_json, render_matrix
+from simtopo import constants as calibrated
+from simtopo.report.text import matrix_json, render_matrix
+from simtopo.topology.matrix import PATH_CLASSES
 
 from .conftest import BUILTIN, payload_rate
 

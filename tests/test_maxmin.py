@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simtopo.maxmin import max_min_rates
+from simtopo.engine.maxmin import max_min_rates
 
 
 def solve(capacity, flows, weight=None):

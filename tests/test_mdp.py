@@ -7,9 +7,8 @@ import json
 import pytest
 
 from simtopo import ConfigError, PlanError
-from simtopo.graphfile import load_graph
-from simtopo.io import Document
-from simtopo.mdp import (
+from simtopo.io.documents import Document
+from simtopo.plan.mdp import (
     dump_mdp,
     mdp_from_plan,
     mdp_json,
@@ -18,9 +17,10 @@ from simtopo.mdp import (
     read_mdp,
     validate_mdp,
 )
-from simtopo.models import load_model
-from simtopo.opgraph import build_graph, decode_shape
-from simtopo.plan import ParallelSpec, make_plan
+from simtopo.plan.stages import ParallelSpec, make_plan
+from simtopo.workload.decoders import load_model
+from simtopo.workload.graphfile import load_graph
+from simtopo.workload.opgraph import build_graph, decode_shape
 
 from .conftest import ROOT
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from simtopo import PlanError
-from simtopo.memory import RUNTIME_RESERVE_BYTES, check_fit, memory_use, minimum_socs
-from simtopo.models import load_model
-from simtopo.opgraph import build_graph, decode_shape
-from simtopo.plan import ParallelSpec, make_plan
+from simtopo.plan.memory import RUNTIME_RESERVE_BYTES, check_fit, memory_use, minimum_socs
+from simtopo.plan.stages import ParallelSpec, make_plan
+from simtopo.workload.decoders import load_model
+from simtopo.workload.opgraph import build_graph, decode_shape
 
 
 @pytest.fixture(scope="module")

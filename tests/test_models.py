@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from simtopo import ConfigError
-from simtopo.models import decoder_from_dict, load_model, preset_names
+from simtopo.workload.decoders import decoder_from_dict, load_model, preset_names
 
 PUBLISHED = {
     # total parameters as the model cards or checkpoint indexes state them

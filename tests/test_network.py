@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import simtopo
-from simtopo.transfers import Fabric
+from simtopo.engine.transfers import Fabric
 
 
 def line(uplink="10GB/s", card_link="100GB/s", a0_link=None, memory="1000GB/s",

@@ -11,9 +11,9 @@ onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from simtopo import ConfigError  # noqa: E402
-from simtopo.io import Document  # noqa: E402
-from simtopo.mdp import parse_mdp_text, plan_from_mdp  # noqa: E402
-from simtopo.onnx_import import load_onnx  # noqa: E402
+from simtopo.io.documents import Document  # noqa: E402
+from simtopo.plan.mdp import parse_mdp_text, plan_from_mdp  # noqa: E402
+from simtopo.workload.onnx_import import load_onnx  # noqa: E402
 
 
 def save(model, tmp_path, name="m.onnx"):

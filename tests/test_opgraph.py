@@ -7,14 +7,8 @@ import math
 import networkx as nx
 import pytest
 
-from simtopo.models import load_model
-from simtopo.opgraph import (
-    Precision,
-    build_graph,
-    decode_shape,
-    ops,
-    prefill_shapes,
-)
+from simtopo.workload.decoders import load_model
+from simtopo.workload.opgraph import Precision, build_graph, decode_shape, ops, prefill_shapes
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ Hand calculation, per direction, MPS 256 B and 24 B of TLP overhead (payload 256
 
 import pytest
 
-from simtopo import pcie
+from simtopo.topology import pcie
 
 
 @pytest.mark.parametrize(("gen", "lanes", "gbps"), [

@@ -8,9 +8,9 @@ import pytest
 
 import simtopo
 from simtopo import PlanError
-from simtopo.models import load_model
-from simtopo.opgraph import build_graph, decode_shape, ops, prefill_shapes
-from simtopo.plan import ParallelSpec, make_plan, split_layers
+from simtopo.plan.stages import ParallelSpec, make_plan, split_layers
+from simtopo.workload.decoders import load_model
+from simtopo.workload.opgraph import build_graph, decode_shape, ops, prefill_shapes
 
 from .conftest import TOPOLOGIES
 

@@ -8,13 +8,14 @@ import pytest
 
 from simtopo import ConfigError, PlanError
 from simtopo.cli import main
-from simtopo.graphfile import GraphSpec, graph_from_spec
-from simtopo.io import Document
-from simtopo.mdp import mdp_from_plan, parse_mdp_text, validate_mdp
-from simtopo.memory import check_fit, memory_use
-from simtopo.models import decoder_from_dict, load_model
-from simtopo.opgraph import Precision, build_graph, decode_shape, prefill_shapes
-from simtopo.plan import ParallelSpec, make_plan, split_layers
+from simtopo.io.documents import Document
+from simtopo.plan.mdp import mdp_from_plan, parse_mdp_text, validate_mdp
+from simtopo.plan.memory import check_fit, memory_use
+from simtopo.plan.stages import ParallelSpec, make_plan, split_layers
+from simtopo.spec.model import GraphSpec
+from simtopo.workload.decoders import decoder_from_dict, load_model
+from simtopo.workload.graphfile import graph_from_spec
+from simtopo.workload.opgraph import Precision, build_graph, decode_shape, prefill_shapes
 
 from .conftest import TOPOLOGIES
 
@@ -103,7 +104,7 @@ def test_graph_gemms_split_by_rules_and_oversized_graphs_are_refused(ultra8):
     graph = graph_from_spec(spec)
     config = parse_mdp_text(json.dumps({"partitions": [{"name": "P", "devices": [
         {"deviceId": i, "numCores": 16} for i in range(4)]}]}))
-    from simtopo.mdp import plan_from_mdp
+    from simtopo.plan.mdp import plan_from_mdp
 
     plan = plan_from_mdp(config, Document(None, "x"), graph, None, ultra8,
                          rules=(("MatMul_*", "M"),))
@@ -174,7 +175,7 @@ def test_onnx_unknown_dimension_and_names(tmp_path):
     import numpy as np
     from onnx import TensorProto, helper, numpy_helper
 
-    from simtopo.onnx_import import load_onnx
+    from simtopo.workload.onnx_import import load_onnx
 
     w = numpy_helper.from_array(np.ones((128, 8), np.float32), "w")
     shape = numpy_helper.from_array(np.array([-1, 128], np.int64), "shape")

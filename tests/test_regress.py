@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from simtopo.regress import compare_summaries
+from simtopo.analysis.regress import compare_summaries
 
 GOLDEN = {
     "simtopo_version": "0.1.0",
@@ -72,7 +72,7 @@ def test_list_lengths_are_compared():
 
 
 def test_a_difference_knows_its_variant_key_and_which_way_is_better():
-    from simtopo.regress import Difference, better_when
+    from simtopo.analysis.regress import Difference, better_when
 
     slower = Difference("variants[tp16-host].metrics.ttft_s", 1.0, 1.05, 1e-6)
     assert (slower.variant, slower.key, slower.verdict) == ("tp16-host", "ttft_s", "worse")

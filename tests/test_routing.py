@@ -10,7 +10,8 @@ from __future__ import annotations
 import pytest
 
 import simtopo
-from simtopo import RouteError, calibrated
+from simtopo import RouteError
+from simtopo import constants as calibrated
 
 from .conftest import payload_rate, tiny_spec
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 import simtopo
-from simtopo import report as report_module
 from simtopo.cli import main
+from simtopo.report import markdown as report_module
 
 from .conftest import ROOT
 
@@ -78,7 +78,7 @@ def test_a_failed_run_leaves_the_previous_report(tmp_path, monkeypatch):
     def broken(result):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(report_module.plots, "link_utilization", broken)
+    monkeypatch.setattr(report_module.figures, "link_utilization", broken)
     assert main(["run", str(CARD), *FAST, "--reports", str(tmp_path)]) == 2
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ultra-card-llama2-7b"]  # no temp

@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from simtopo.calibrated import SocModel
-from simtopo.runner import run
-from simtopo.sim import PassProfile, StagePass, simulate_inference, simulate_llm
+from simtopo.constants import SocModel
+from simtopo.results.run import run
+from simtopo.sim.blocks import PassProfile, StagePass
+from simtopo.sim.driver import simulate_inference, simulate_llm
 
 DRAM_BW = 100e9
 IDEAL_SOC = SocModel(compute_efficiency=1.0, dram_efficiency=1.0, op_launch_s=0.0,
@@ -207,9 +208,10 @@ def test_memoized_simulation_matches_the_full_one(variant, changes):
     they part, with benchmarks/approximations.py's measurements)."""
     from dataclasses import replace
 
-    from simtopo.experiment import load_experiment
-    from simtopo.fullsim import simulate_full
-    from simtopo.runner import run_variant, setup_llm
+    from simtopo.results.run import run_variant
+    from simtopo.sim.fullsim import simulate_full
+    from simtopo.sim.setup import setup_llm
+    from simtopo.spec.experiment import load_experiment
 
     root = Path(__file__).resolve().parent.parent
     (chosen,) = [v for v in load_experiment(root / "experiments" / "ultra-card-llama2-7b.yaml")

@@ -12,13 +12,13 @@ import time
 import pytest
 import yaml
 
+from simtopo.analysis.executors import run_sweep
+from simtopo.analysis.sweep import Axis, parse_set, plan_points, read_log
+from simtopo.analysis.sweep_figures import pareto_front
 from simtopo.cli import main
 from simtopo.errors import ConfigError
-from simtopo.experiment import load_experiment
-from simtopo.runner import run
-from simtopo.sweep import Axis, parse_set, plan_points, read_log
-from simtopo.sweep_exec import run_sweep
-from simtopo.sweep_plots import pareto_front
+from simtopo.results.run import run
+from simtopo.spec.experiment import load_experiment
 
 from .conftest import ROOT
 

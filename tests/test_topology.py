@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 import simtopo
-from simtopo import pcie
-from simtopo.calibrated import TLP_OVERHEAD_BYTES
+from simtopo.constants import TLP_OVERHEAD_BYTES
+from simtopo.topology import pcie
 
 from .conftest import BUILTIN, TOPOLOGIES, payload_rate, tiny_spec
 

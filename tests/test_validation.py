@@ -7,11 +7,11 @@ from statistics import median
 import pytest
 import yaml
 
-from simtopo.calibrated import DEFAULT_MODEL, DEFAULT_SOC_MODEL
-from simtopo.calibration import BOUNDS, DATA, all_points, base_machine
-from simtopo.calibration_report import read_fit_record, validation_document
-from simtopo.runner import run
-from simtopo.soc_calibration import breakdown, measured_tokens_per_s
+from simtopo.calibration.links import BOUNDS, DATA, all_points, base_machine
+from simtopo.calibration.soc import breakdown, measured_tokens_per_s
+from simtopo.calibration.validation import read_fit_record, validation_document
+from simtopo.constants import DEFAULT_MODEL, DEFAULT_SOC_MODEL
+from simtopo.results.run import run
 
 from .conftest import ROOT
 
@@ -78,7 +78,7 @@ def test_soc_fit_recovers_a_known_model():
     """Fit against the model's own predictions for other parameters: the fit must find them."""
     from dataclasses import replace
 
-    from simtopo import soc_calibration
+    from simtopo.calibration import soc as soc_calibration
 
     truth = replace(DEFAULT_SOC_MODEL, dram_efficiency=0.6, mxfp6_expand_ops_per_weight=500.0)
     predicted = soc_calibration.predict_soc(truth)

@@ -18,11 +18,11 @@ import yaml
 
 import simtopo
 from simtopo import cli
-from simtopo.calibrated import DEFAULT_SOC_MODEL, LinkModel
+from simtopo.analysis.whatif import BAND, whatif
+from simtopo.analysis.whatif_settings import extra_switch, gen5_uplinks
+from simtopo.constants import DEFAULT_SOC_MODEL, LinkModel
 from simtopo.errors import ConfigError
-from simtopo.topofile import load_topology
-from simtopo.whatif import BAND, whatif
-from simtopo.whatif_settings import extra_switch, gen5_uplinks
+from simtopo.topology.files import load_topology
 
 from .conftest import ROOT
 

@@ -1,0 +1,259 @@
+"""Running a sweep: resume from the log, evaluate the rest in parallel, write the table.
+
+Executors: ``serial`` (this process), ``local`` (a pool of local processes, the default) and
+``dask`` (an existing dask.distributed cluster, ``pip install 'simtopo[dask]'``). All give
+the same records: a point's result depends only on its inputs. Points are handed out grouped
+by what they share (topology, model, precision, plan), so that a process's caches of parsed
+files and host-algorithm choices serve its neighbours.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ConfigError
+from ..io.atomic import write_atomic
+from ..io.paths import display_path
+from ..spec.experiment import Variant, load_experiment
+from ..version import __version__
+from .sweep import (
+    TABLE,
+    Axis,
+    Log,
+    Point,
+    axes_from_block,
+    evaluate,
+    plan_points,
+    read_log,
+    record,
+    resolve,
+    table,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.figure import Figure
+
+EXECUTORS = ("local", "serial", "dask")
+
+Task = tuple[Point, Variant, str, str]
+"""A point, its variant, the fingerprint of its inputs, the digest of its topology."""
+Progress = Callable[[int, int, Mapping[str, Any]], None]
+"""Called after each point with (points done, points in the sweep, its record)."""
+
+
+@dataclass
+class SweepResult:
+    """A finished (or resumed) sweep: its records in the sweep's order."""
+
+    name: str
+    folder: Path
+    axes: list[Axis]
+    points: list[Point]
+    records: list[dict[str, Any]]
+    computed: int
+    reused: int
+    figures: list[Path] = field(default_factory=list)
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        """One row per point: the axes, status, error and every metric."""
+        return table(self.records, self.axes)
+
+    @property
+    def failed(self) -> list[dict[str, Any]]:
+        """The records of points that failed."""
+        return [r for r in self.records if r["status"] != "ok"]
+
+    def _ok(self) -> pd.DataFrame:
+        frame = self.frame
+        return frame[frame["status"] == "ok"].reset_index(drop=True)
+
+    def plot_scaling(self) -> Figure:
+        """Latency and throughput against the SoC count, per connection."""
+        from .sweep_figures import scaling
+
+        return scaling(self._ok())
+
+    def plot_pareto(self) -> Figure:
+        """Latency against throughput per SoC, with the Pareto front."""
+        from .sweep_figures import pareto
+
+        return pareto(self._ok())
+
+    def plot_p2p_vs_host(self) -> Figure | None:
+        """P2P-over-host speed-up per point pair (None without a plan.connection axis)."""
+        from .sweep_figures import p2p_vs_host
+
+        return p2p_vs_host(self._ok(), self.axes)
+
+    def _repr_html_(self) -> str:
+        return f"<p>{describe(self)}</p>" + self.frame.to_html(index=False, max_rows=60)
+
+
+def _share_key(task: Task) -> str:
+    variant = task[1]
+    return json.dumps([task[3], variant.model, variant.workload.precision,
+                       variant.plan.model_dump(mode="json"), variant.transfer], sort_keys=True,
+                      default=str)
+
+
+def _serial(tasks: Sequence[Task]) -> Iterator[dict[str, Any]]:
+    for task in tasks:
+        yield evaluate(*task)
+
+
+def _local(tasks: Sequence[Task], jobs: int) -> Iterator[dict[str, Any]]:
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    pool = ProcessPoolExecutor(max_workers=jobs)
+    try:
+        futures = [pool.submit(evaluate, *task) for task in tasks]
+        for future in as_completed(futures):
+            yield future.result()
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _client(scheduler: str | None) -> Any:
+    """A dask.distributed client of ``scheduler`` (checked before anything is written)."""
+    try:
+        from distributed import Client
+    except ImportError:
+        raise ConfigError("--executor dask needs dask.distributed: pip install "
+                          "'simtopo[dask]'") from None
+    if not scheduler:
+        raise ConfigError("--executor dask needs --scheduler ADDRESS (e.g. tcp://host:8786)")
+    try:
+        return Client(scheduler, timeout="20s")
+    except (OSError, TimeoutError) as exc:
+        raise ConfigError(f"--scheduler {scheduler}: cannot reach the dask scheduler "
+                          f"({exc})") from None
+
+
+def _dask(tasks: Sequence[Task], client: Any) -> Iterator[dict[str, Any]]:
+    from distributed import as_completed
+
+    try:
+        futures = client.map(evaluate, *zip(*tasks, strict=True), pure=False) if tasks else []
+        for future in as_completed(futures):
+            yield future.result()
+    finally:
+        client.close()
+
+
+def execute(tasks: Sequence[Task], executor: str = "local", jobs: int | None = None,
+            scheduler: str | None = None) -> Iterator[dict[str, Any]]:
+    """Evaluate ``tasks`` with ``executor``; records come as points finish (in any order)."""
+    if executor not in EXECUTORS:
+        raise ConfigError(f"--executor: expected one of {', '.join(EXECUTORS)} (got "
+                          f"{executor!r})")
+    if jobs is not None and jobs < 1:
+        raise ConfigError(f"--jobs: expected at least 1 process (got {jobs})")
+    if scheduler and executor != "dask":
+        raise ConfigError("--scheduler applies to --executor dask only")
+    jobs = jobs or os.cpu_count() or 1
+    if executor == "dask":
+        return _dask(tasks, _client(scheduler))
+    if executor == "serial" or jobs == 1 or len(tasks) <= 1:
+        return _serial(tasks)
+    return _local(tasks, jobs)
+
+
+def run_sweep(experiment: str | Path, axes: Sequence[Axis] | None = None,
+              variants: Sequence[str] | None = None, reduced: bool = False,
+              folder: str | Path | None = None, executor: str = "local",
+              jobs: int | None = None, scheduler: str | None = None,
+              progress: Progress | None = None, figures: bool = True) -> SweepResult:
+    """Run (or resume) a sweep of ``experiment`` and write ``folder`` (default
+    ``reports/<name>-sweep/``): ``points.jsonl``, ``sweep.csv`` and the figures.
+
+    ``axes`` default to the file's ``sweep:`` block (so do ``variants``).
+    """
+    exp = load_experiment(experiment, reduced)
+    if axes is None:
+        block_variants, axes = axes_from_block(exp.sweep, str(exp.source))
+        variants = variants or block_variants
+    if not axes:
+        raise ConfigError("nothing to sweep: give --set KEY=VALUE,... or a 'sweep:' block",
+                          file=str(exp.source))
+    points = plan_points(exp, axes, variants)
+    out = Path(folder) if folder is not None else Path("reports") / f"{exp.name}-sweep"
+    done = read_log(out)
+    records: dict[str, dict[str, Any]] = {}
+    todo: list[Task] = []
+    fresh: list[dict[str, Any]] = []
+    topologies: dict[Path, str] = {}
+    for point in points:
+        try:
+            variant, fingerprint = resolve(exp.source, point, reduced, topologies)
+        except ConfigError as err:
+            fresh.append(record(point, f"invalid-{__version__}", error=str(err)))
+            continue
+        previous = done.get((point.key, fingerprint))
+        if previous is not None:
+            records[point.key] = previous
+        else:
+            todo.append((point, variant, fingerprint, topologies[variant.topology]))
+    reused = len(records)
+    todo.sort(key=_share_key)
+    stream = execute(todo, executor, jobs, scheduler)  # checks its options first
+    log = Log(out)
+    count = reused
+    try:
+        for rec in fresh:
+            if (rec["key"], rec["fingerprint"]) not in done:
+                log.write(rec)
+            records[rec["key"]] = rec
+            count += 1
+        for rec in stream:
+            log.write(rec)
+            records[rec["key"]] = rec
+            count += 1
+            if progress:
+                progress(count, len(points), rec)
+    finally:
+        log.close()
+    result = SweepResult(exp.name, out, list(axes), points, [records[p.key] for p in points],
+                         computed=len(todo), reused=reused)
+    frame = result.frame
+    write_atomic(out / TABLE, lambda f: f.write(
+        frame.to_csv(index=False, float_format="%.12g", lineterminator="\n").encode()))
+    if figures:
+        from .sweep_figures import write_figures
+
+        result.figures = write_figures(frame, result.axes, out)
+    return result
+
+
+def sweep(experiment: str | Path, settings: Mapping[str, Sequence[Any]] | None = None,
+          variants: Sequence[str] | None = None, reduced: bool = False,
+          folder: str | Path | None = None, executor: str = "local", jobs: int | None = None,
+          scheduler: str | None = None, figures: bool = True) -> SweepResult:
+    """A sweep from Python: ``settings`` maps dotted keys to their values, e.g.
+    ``{"plan.tp": [8, 16], "plan.connection": ["p2p", "host"]}`` (default: the file's
+    ``sweep:`` block). See :func:`run_sweep`."""
+    from .sweep import _check_key, make_axis
+
+    axes = None
+    if settings is not None:
+        axes = []
+        for key, values in settings.items():
+            _check_key(key, "sweep")
+            many = hasattr(values, "__iter__") and not isinstance(values, str | bytes | dict)
+            axes.append(make_axis(key, values if many else [values], "sweep"))
+    return run_sweep(experiment, axes, variants, reduced, folder, executor, jobs, scheduler,
+                     figures=figures)
+
+
+def describe(result: SweepResult) -> str:
+    """One line: how many points, computed and reused, failed, and where the table is."""
+    failed = len(result.failed)
+    return (f"{len(result.points)} points ({result.computed} computed, {result.reused} "
+            f"reused{f', {failed} failed' if failed else ''}): "
+            f"{display_path(result.folder / TABLE)}")

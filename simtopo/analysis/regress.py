@@ -1,0 +1,160 @@
+"""Compare a summary with a golden one: relative tolerance per metric, exact for the rest.
+
+Summaries are plain data (see :meth:`simtopo.result.Result.summary`). Numbers compare by
+relative error against a tolerance chosen by their key (a metric name, ``bytes``,
+``utilization``...), falling back to a default; strings, booleans and the shape of the data
+(keys, list lengths) compare exactly. ``simtopo_version`` is ignored, so a release does not
+invalidate every golden file.
+
+    differences = compare_summaries(golden, result.summary())
+    for d in differences:
+        print(d)      # variants[tp16-p2p].metrics.tpot_mean_s: 0.0911 -> 0.0934 (+2.5%, ...)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..io.atomic import write_text_atomic
+
+DEFAULT_RELATIVE = 1e-6
+"""Relative tolerance of a number without its own: predictions are deterministic, so any
+drift beyond float noise (across numpy versions, platforms) is a change to look at."""
+
+ABSOLUTE_FLOOR = 1e-12
+"""Numbers this close to zero compare equal whatever their relative error (float noise around
+zero, such as a bubble of 1e-15 s)."""
+
+IGNORED = frozenset({"simtopo_version"})
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One place where the actual summary departs from the golden one."""
+
+    path: str
+    expected: Any
+    actual: Any
+    tolerance: float | None = None
+
+    @property
+    def relative(self) -> float | None:
+        """Relative error of a number (None for other values)."""
+        if not _is_number(self.expected) or not _is_number(self.actual):
+            return None
+        scale = max(abs(self.expected), abs(self.actual))
+        return abs(self.actual - self.expected) / scale if scale else 0.0
+
+    @property
+    def key(self) -> str:
+        """The last key of the path (``ttft_s``), the one tolerances are chosen by."""
+        return re.split(r"[.\[]", self.path.removesuffix(" (length)"))[-1].rstrip("]")
+
+    @property
+    def variant(self) -> str | None:
+        """The variant the difference is in, if any."""
+        match = re.match(r"(?:variants|loads)\[([^\]]+)\]", self.path)
+        return match.group(1) if match else None
+
+    @property
+    def verdict(self) -> str:
+        """``better`` or ``worse`` for a metric with a direction, else ``up``, ``down`` or
+        ``changed``."""
+        if self.relative is None or self.actual == self.expected:
+            return "changed"
+        up = self.actual > self.expected
+        good = better_when(self.key)
+        if good is None:
+            return "up" if up else "down"
+        return "better" if up == (good == "higher") else "worse"
+
+    def __str__(self) -> str:
+        if self.relative is not None and self.tolerance is not None:
+            sign = "+" if self.actual >= self.expected else "-"
+            return (f"{self.path}: {self.expected:.6g} -> {self.actual:.6g} "
+                    f"({sign}{100 * self.relative:.3g}%, tolerance {100 * self.tolerance:.3g}%)")
+        return f"{self.path}: expected {_show(self.expected)}, got {_show(self.actual)}"
+
+
+def better_when(key: str) -> str | None:
+    """``lower`` for a time (``*_s``), ``higher`` for a rate (``*_per_s``), else None."""
+    if key.endswith("_per_s") or key.endswith("_speedup"):
+        return "higher"
+    if key.endswith("_s"):
+        return "lower"
+    return None
+
+
+def _show(value: Any) -> str:
+    return "nothing" if value is _MISSING else json.dumps(value, sort_keys=True)[:80]
+
+
+_MISSING = object()
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _label(item: Any, index: int) -> str:
+    """A list item's name in a path: its ``name``, ``link`` or ``soc`` if it has one."""
+    if isinstance(item, Mapping):
+        for key in ("name", "link", "soc"):
+            if isinstance(item.get(key), str):
+                return item[key]
+    return str(index)
+
+
+def compare_summaries(expected: Any, actual: Any, tolerances: Mapping[str, float] | None = None,
+                      default: float = DEFAULT_RELATIVE) -> list[Difference]:
+    """Every difference between ``expected`` and ``actual`` beyond tolerance.
+
+    ``tolerances`` maps a key (the last part of a path: ``ttft_s``, ``utilization``) to a
+    relative tolerance; other numbers use ``default``.
+    """
+    tolerances = dict(tolerances or {})
+    out: list[Difference] = []
+
+    def walk(a: Any, b: Any, path: str, key: str) -> None:
+        if key in IGNORED:
+            return
+        if _is_number(a) and _is_number(b):
+            tol = tolerances.get(key, default)
+            if math.isclose(a, b, rel_tol=tol, abs_tol=ABSOLUTE_FLOOR):
+                return
+            out.append(Difference(path, a, b, tol))
+        elif isinstance(a, Mapping) and isinstance(b, Mapping):
+            for k in sorted(set(a) | set(b), key=str):
+                sub = f"{path}.{k}" if path else str(k)
+                if k in IGNORED:
+                    continue
+                if k not in a or k not in b:
+                    out.append(Difference(sub, a.get(k, _MISSING), b.get(k, _MISSING)))
+                else:
+                    walk(a[k], b[k], sub, str(k))
+        elif isinstance(a, list) and isinstance(b, list):
+            if len(a) != len(b):
+                out.append(Difference(f"{path} (length)", len(a), len(b), 0.0))
+            for i, (x, y) in enumerate(zip(a, b, strict=False)):
+                walk(x, y, f"{path}[{_label(x, i)}]", key)
+        elif a != b:
+            out.append(Difference(path, a, b))
+
+    walk(expected, actual, "", "")
+    return out
+
+
+def read_golden(path: str | Path) -> dict[str, Any]:
+    """A golden summary file."""
+    return json.loads(Path(path).read_text())
+
+
+def write_golden(summary: Mapping[str, Any], path: str | Path) -> Path:
+    """Write a golden summary (sorted keys, one file per experiment), atomically."""
+    return write_text_atomic(path, json.dumps(summary, indent=1, sort_keys=True) + "\n")

@@ -1,0 +1,70 @@
+"""The ``simtopo`` command: one module per command, each a thin wrapper over the functions a
+notebook calls.
+
+Errors the user can cause print one line and exit 2; ``--debug`` adds the traceback. The
+command modules import nothing heavy at module level (``simtopo --help`` stays fast): each
+command imports what it needs when it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from collections.abc import Sequence
+
+from ..errors import SimtopoError
+from ..version import __version__
+from . import (
+    bench,
+    calibrate,
+    check,
+    errors,
+    mdp,
+    model,
+    plan,
+    run,
+    sizing,
+    sweep,
+    topo,
+    validate,
+    whatif,
+)
+from .common import EXIT_BAD_INPUT, EXIT_OK
+
+COMMANDS = (validate, topo, bench, calibrate, model, mdp, run, plan, check, sweep, sizing,
+            whatif, errors)
+"""Command modules, in the order ``simtopo --help`` lists them."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for documentation and tests)."""
+    parser = argparse.ArgumentParser(
+        prog="simtopo",
+        description="Topology-aware simulator and cost model for multi-accelerator PCIe "
+                    "servers.")
+    parser.add_argument("--version", action="version", version=f"simtopo {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show tracebacks for errors in input files")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in COMMANDS:
+        command.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except SimtopoError as err:
+        if args.debug:
+            traceback.print_exc()
+        sys.stderr.write(f"error: {err}\n")
+        return EXIT_BAD_INPUT
+    except BrokenPipeError:
+        sys.stderr.close()  # the reader went away (| head): not an error
+        return EXIT_OK
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return 130

@@ -1,0 +1,70 @@
+"""``simtopo bench``: simulated p2pBandwidthLatencyTest, nccl-tests and bandwidthTest output."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ..errors import ConfigError
+from .common import EXIT_OK, echo, select_devices
+from .topo import load_topology_arg
+
+
+def _int_list(text: str, option: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"{option}: expected comma-separated integers (got {text!r})") from None
+    if not values or min(values) < 1:
+        raise ConfigError(f"{option}: expected positive integers (got {text!r})")
+    return values
+
+
+def _size_list(text: str, option: str) -> list[float]:
+    from ..units import parse_bytes
+
+    try:
+        values = [parse_bytes(v.strip()) for v in text.split(",") if v.strip()]
+    except ValueError as exc:
+        raise ConfigError(f"{option}: {exc}") from None
+    if not values or min(values) <= 0:
+        raise ConfigError(f"{option}: expected positive sizes such as 16KiB,64MiB (got {text!r})")
+    return values
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from ..calibration import bench
+    from ..calibration.bench_report import bench_json, collect_bench
+
+    topo = load_topology_arg(args)
+    devices = select_devices(topo, args.devices)
+    groups = _int_list(args.groups, "--groups")
+    sizes = _size_list(args.sizes, "--sizes") if args.sizes else list(bench.COLLECTIVE_SIZES)
+    modes = {"on": [True], "off": [False], "both": [True, False]}[args.p2p]
+    parts = [p.strip() for p in args.what.split(",")]
+    unknown = sorted(set(parts) - {"matrices", "collectives", "copies"})
+    if unknown:
+        raise ConfigError(f"--what: unknown part {unknown[0]!r} (expected matrices, "
+                          "collectives, copies)")
+    result = collect_bench(topo, devices, modes, groups, sizes, parts)
+    echo(bench_json(result) if args.json else result.text())
+    return EXIT_OK
+
+
+def register(sub: Any) -> None:
+    """Add ``bench`` to the ``simtopo`` sub-commands."""
+    p = sub.add_parser("bench", help="simulated p2pBandwidthLatencyTest, nccl-tests and "
+                       "bandwidthTest output for a topology")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--devices", metavar="PATTERNS",
+                   help="comma-separated globs (default: every SoC)")
+    p.add_argument("--p2p", choices=("on", "off", "both"), default="both",
+                   help="P2P enabled, disabled (host-staged), or both (default)")
+    p.add_argument("--groups", default="2,4,8,16", metavar="N,...",
+                   help="collective group sizes, the first N devices (default 2,4,8,16)")
+    p.add_argument("--sizes", metavar="SIZES",
+                   help="collective message sizes such as 16KiB,64MiB (default 1KiB..64MiB)")
+    p.add_argument("--what", default="matrices,collectives,copies",
+                   help="which parts: matrices, collectives, copies (default all)")
+    p.add_argument("--json", action="store_true", help="JSON instead of text")
+    p.set_defaults(func=cmd_bench)

@@ -1,0 +1,81 @@
+"""``simtopo calibrate``: the link and SoC models against the calibration measurements."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from .common import EXIT_OK, echo
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from ..calibration.links import all_points
+    from ..calibration.validation import (
+        FIT_RECORD,
+        MEANING,
+        SCALE,
+        read_fit_record,
+        run_fit,
+        validation_document,
+        write_fit_record,
+    )
+
+    points = all_points()
+    if args.fit in ("all", "links"):
+        record = run_fit(points, args.max_evaluations)
+        if FIT_RECORD.is_file():
+            record["soc"] = read_fit_record().get("soc")
+        write_fit_record(record)
+        echo(f"link fit: objective {record['objective']:.4f} after {record['evaluations']} "
+             "evaluations; suggested constants for simtopo/calibrated.py:")
+        from ..calibration.links import BOUNDS
+
+        for name in BOUNDS:
+            value = record["model"][name]
+            unit = MEANING[name][0]
+            shown = f"  # {value * SCALE[unit]:.3g} {unit}" if unit in ("us", "ns") else ""
+            echo(f"  {name.upper()} = {value:.3g}{shown}")
+    if args.fit in ("all", "soc"):
+        from ..calibration.soc import fit_record, fit_soc
+
+        soc = fit_soc()
+        record = read_fit_record()
+        record["soc"] = fit_record(soc)
+        write_fit_record(record)
+        capped = " (capped at 1: the data wanted more)" if soc.capped else ""
+        echo("SoC fit on GPT-J decode; suggested constants for simtopo/calibrated.py:")
+        echo(f"  DRAM_EFFICIENCY = {soc.model.dram_efficiency:.4g}{capped}")
+        echo(f"  MXFP6_EXPAND_OPS_PER_WEIGHT = {soc.model.mxfp6_expand_ops_per_weight:.4g}")
+    if args.output:
+        from ..io.atomic import write_text_atomic
+
+        write_text_atomic(args.output, validation_document(points, read_fit_record()))
+        echo(f"wrote {args.output}")
+    if not args.fit and not args.output:
+        from ..calibration.links import predict, relative_error
+
+        for point, value in zip(points, predict(points), strict=True):
+            echo(f"{100 * relative_error(value, point.measured):+7.1f}%  {point.machine}: "
+                 f"{point.name}")
+        from ..calibration.soc import measured_tokens_per_s, predict_soc
+
+        measured = measured_tokens_per_s()
+        for precision, got in predict_soc().items():
+            value = got["decode_tokens_per_s"]
+            echo(f"{100 * relative_error(value, measured[precision]):+7.1f}%  ai100-standard: "
+                 f"gpt-j-6b decode {precision} tok/s")
+    return EXIT_OK
+
+
+def register(sub: Any) -> None:
+    """Add ``calibrate`` to the ``simtopo`` sub-commands."""
+    p = sub.add_parser("calibrate",
+                       help="link and SoC models against the calibration measurements")
+    p.add_argument("--fit", nargs="?", const="all", choices=("all", "links", "soc"),
+                   help="refit (writes reports/calibration/fit.json): the link model with each "
+                        "machine left out in turn (minutes), the SoC model on GPT-J decode "
+                        "(seconds), or both (the default)")
+    p.add_argument("-o", "--output", metavar="MARKDOWN",
+                   help="write the validation document (docs/validation.md)")
+    p.add_argument("--max-evaluations", type=int, default=400, metavar="N")
+    p.set_defaults(func=cmd_calibrate)

@@ -1,0 +1,129 @@
+"""``simtopo run``: simulate an experiment, print a table, write reports/<name>/."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .common import EXIT_OK, console
+
+if TYPE_CHECKING:
+    from ..results.result import Result
+
+
+def _results_table(result: Result) -> object:
+    from rich.table import Table
+
+    llm = any("tpot_mean_s" in v.metrics for v in result.variants)
+    table = Table(title=f"{result.name}: {result.description}" if result.description
+                  else result.name, title_justify="left")
+    table.add_column("variant")
+    table.add_column("SoCs", justify="right")
+    columns = []
+    if llm:
+        columns += [("TTFT ms", "ttft_s", 1e3), ("TPOT ms", "tpot_mean_s", 1e3),
+                    ("tok/s", "tokens_per_s", 1.0), ("e2e s", "e2e_s", 1.0)]
+    if any("latency_s" in v.metrics for v in result.variants):
+        columns += [("latency ms", "latency_s", 1e3), ("inf/s", "inferences_per_s", 1.0)]
+    for label, _, _ in columns:
+        table.add_column(label, justify="right")
+    table.add_column("busiest link")
+    comparisons = result.comparisons()
+    if comparisons:
+        table.add_column("P2P speed-up", justify="right")
+    speedups: dict[str, str] = {}
+    pairs = []
+    for c in comparisons:
+        parts = [f"{c[key]:.3g}x {label}" for key, label in
+                 (("ttft_s_speedup", "TTFT"), ("tpot_mean_s_speedup", "TPOT"),
+                  ("latency_s_speedup", "latency")) if key in c]
+        speedups.setdefault(c["host"], ", ".join(parts))
+        pairs.append(f"{c['host']} vs {c['p2p']}")
+    if pairs:
+        table.caption = ("P2P speed-up: host-routed time / P2P time, " + "; ".join(pairs))
+        table.caption_justify = "left"
+    for v in result.variants:
+        cells = [v.name, f"{v.metrics['socs']:.0f}"]
+        for _, key, scale in columns:
+            value = v.metrics.get(key)
+            cells.append("-" if value is None else f"{value * scale:.4g}")
+        top = v.links[0] if v.links else None
+        cells.append(f"{top['link']} {100 * top['utilization']:.2g}%" if top else "-")
+        if comparisons:
+            cells.append(speedups.get(v.name, ""))
+        table.add_row(*cells)
+    return table
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from ..io.paths import display_path
+    from ..results.run import run
+    from ..spec.experiment import load_experiment
+
+    exp = load_experiment(args.file, reduced=args.ci)
+    names = args.variant or None
+    count = len(names) if names else len(exp.variants)
+    err = console(sys.stderr)
+    if sys.stderr.isatty() and not args.quiet:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn(
+                "{task.completed}/{task.total}"), TimeElapsedColumn(), console=err,
+                transient=True) as bar:
+            task = bar.add_task(f"simulating {exp.name}", total=count)
+            seen: list[str] = []
+
+            def progress(name: str) -> None:
+                if seen:
+                    bar.advance(task)
+                seen.append(name)
+                bar.update(task, description=f"simulating {exp.name}: {name}")
+
+            result = run(exp, names, progress=progress)
+    else:
+        result = run(exp, names)
+    out = console(sys.stdout)
+    if args.json:
+        sys.stdout.write(result.to_json())
+    elif not args.quiet:
+        if result.variants:
+            out.print(_results_table(result))
+        if result.loads:
+            from ..report.load_section import loads_table
+
+            out.print(loads_table(result))
+    for v in result.variants:
+        for warning in v.warnings:
+            sys.stderr.write(f"warning: {v.name}: {warning}\n")
+    if not args.no_report:
+        name = exp.name + ("-ci" if args.ci else "")
+        folder = Path(args.reports) / name
+        command = "simtopo run " + " ".join(
+            [display_path(Path(args.file))] + (["--ci"] if args.ci else [])
+            + [f"--variant {n}" for n in (names or [])])
+        written = result.write_report(folder, command=command, all_figures=args.all_figures)
+        if not args.quiet and not args.json:
+            out.print(f"report: {display_path(written)}/report.md")
+    return EXIT_OK
+
+
+def register(sub: Any) -> None:
+    """Add ``run`` to the ``simtopo`` sub-commands."""
+    p = sub.add_parser("run", help="simulate an experiment: a table, then reports/<name>/")
+    p.add_argument("file", metavar="EXPERIMENT", help="an experiment YAML file")
+    p.add_argument("--variant", action="append", metavar="NAME",
+                   help="run only this variant (repeat for more)")
+    p.add_argument("--ci", action="store_true",
+                   help="the experiment's reduced CI size (its 'ci:' block); the report goes "
+                        "to reports/<name>-ci/")
+    p.add_argument("--reports", default="reports", metavar="DIR",
+                   help="where reports/<name>/ goes (default: reports)")
+    p.add_argument("--no-report", action="store_true", help="print the table only")
+    p.add_argument("--all-figures", action="store_true",
+                   help="figures and trace for every variant (default: the first and the "
+                        "first P2P/host pair)")
+    p.add_argument("--json", action="store_true", help="print summary.json instead of a table")
+    p.add_argument("-q", "--quiet", action="store_true", help="no table, no progress")
+    p.set_defaults(func=cmd_run)

@@ -1,0 +1,118 @@
+"""``simtopo sweep``: the cross product of settings, in parallel, resumable."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from .common import console
+
+SHOWN = 25
+"""Points listed in the terminal table when the sweep has more (the best by latency)."""
+
+
+def _table(result: Any) -> Any:
+    from rich.table import Table
+
+    frame = result.frame
+    ok = frame[frame["status"] == "ok"]
+    llm = "tpot_mean_s" in ok
+    lat, thr = ("tpot_mean_s", "tokens_per_s") if llm else ("latency_s", "inferences_per_s")
+    if len(ok) > SHOWN:
+        ok = ok.sort_values([lat, "point"]).head(SHOWN)
+        title = f"{result.name} sweep: the {SHOWN} lowest-latency of {len(frame)} points"
+    else:
+        title = f"{result.name} sweep"
+    table = Table(title=title, title_justify="left")
+    table.add_column("variant")
+    for axis in result.axes:
+        table.add_column(axis.key.split(".")[-1], justify="right")
+    table.add_column("SoCs", justify="right")
+    labels = (["TTFT ms", "TPOT ms", "tok/s", "tok/s/SoC"] if llm
+              else ["latency ms", "inf/s", "inf/s/SoC"])
+    for label in labels:
+        table.add_column(label, justify="right")
+    table.add_column("busiest link")
+    for _, row in ok.iterrows():
+        cells = [row["variant"], *(str(row[a.key]) for a in result.axes),
+                 f"{row['socs']:.0f}"]
+        if llm:
+            cells.append(f"{1e3 * row['ttft_s']:.4g}")
+        cells += [f"{1e3 * row[lat]:.4g}", f"{row[thr]:.4g}",
+                  f"{row[thr] / row['socs']:.4g}", row["busiest_link"]]
+        table.add_row(*cells)
+    return table
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from ..analysis.executors import describe, run_sweep
+    from ..analysis.sweep import parse_set
+    from ..io.paths import display_path
+
+    axes = [parse_set(s) for s in args.set] if args.set else None
+    err = console(sys.stderr)
+    kwargs = dict(axes=axes, variants=args.variant, reduced=args.ci, folder=args.out,
+                  executor=args.executor, jobs=args.jobs, scheduler=args.scheduler,
+                  figures=not args.no_figures)
+    if sys.stderr.isatty() and not args.quiet:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        with Progress(TextColumn("sweep"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), TimeRemainingColumn(), console=err,
+                      transient=True) as bar:
+            task = bar.add_task("sweep", total=None)
+
+            def progress(done: int, total: int, rec: Any) -> None:
+                bar.update(task, completed=done, total=total)
+
+            result = run_sweep(args.file, progress=progress, **kwargs)
+    else:
+        result = run_sweep(args.file, **kwargs)
+    if not args.quiet and len(result.failed) < len(result.points):
+        console(sys.stdout).print(_table(result))
+    for rec in result.failed[:10]:
+        sys.stderr.write(f"failed: {rec['error']}\n")
+    if len(result.failed) > 10:
+        sys.stderr.write(f"... and {len(result.failed) - 10} more failed points (see the "
+                         "table's error column)\n")
+    print(describe(result))
+    for path in result.figures:
+        if not args.quiet:
+            print(f"figure: {display_path(path)}")
+    if result.points and len(result.failed) == len(result.points):
+        sys.stderr.write("error: every point failed (see above)\n")
+        return 1
+    return 0
+
+
+def register(sub: Any) -> None:
+    """Add ``sweep`` to the ``simtopo`` sub-commands."""
+    p = sub.add_parser("sweep", help="run an experiment over the cross product of settings "
+                                     "(parallel, resumable)")
+    p.add_argument("file", metavar="EXPERIMENT")
+    p.add_argument("--set", action="append", metavar="KEY=V1,V2,...",
+                   help="a key and its values, e.g. plan.tp=1,2,4,8 (repeatable; default: "
+                        "the file's sweep: block)")
+    p.add_argument("--variant", action="append", metavar="NAME",
+                   help="sweep this variant (repeatable; default all, or the block's)")
+    p.add_argument("--ci", action="store_true", help="at the experiment's reduced ci: size")
+    p.add_argument("--out", metavar="DIR",
+                   help="where points.jsonl, sweep.csv and figures go "
+                        "(default reports/<experiment>-sweep)")
+    p.add_argument("--executor", choices=("local", "serial", "dask"), default="local",
+                   help="local processes (default), this process, or a dask cluster")
+    p.add_argument("-j", "--jobs", type=int, metavar="N",
+                   help="local processes (default: the CPU count)")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="with --executor dask: the scheduler, e.g. tcp://host:8786")
+    p.add_argument("--no-figures", action="store_true", help="the table only")
+    p.add_argument("-q", "--quiet", action="store_true", help="no table, no progress")
+    p.set_defaults(func=cmd_sweep)

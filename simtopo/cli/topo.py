@@ -1,0 +1,124 @@
+"""``simtopo topo``: show, matrix, draw, check and route a topology."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ConfigError
+from .common import EXIT_FAILED_CHECK, EXIT_OK, echo, select_devices
+
+if TYPE_CHECKING:
+    from ..topology.graph import Topology
+
+
+def load_topology_arg(args: argparse.Namespace) -> Topology:
+    from ..topology.files import load_topology
+
+    return load_topology(args.file)
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    echo(load_topology_arg(args).show(brief=args.brief))
+    return EXIT_OK
+
+
+def cmd_matrix(args: argparse.Namespace) -> int:
+    from ..report.text import matrix_json, render_matrix
+
+    topo = load_topology_arg(args)
+    matrix = topo.path_matrix(select_devices(topo, args.devices))
+    if args.format == "json":
+        echo(matrix_json(matrix))
+    elif args.format == "csv":
+        frame = matrix.to_dataframe(args.value)
+        if args.value != "class":
+            frame = frame.map(lambda x: float(f"{x:.12g}"))
+        echo(frame.to_csv())
+    else:
+        echo(render_matrix(matrix, args.value))
+    return EXIT_OK
+
+
+def cmd_draw(args: argparse.Namespace) -> int:
+    from ..report.draw import save_figure
+
+    topo = load_topology_arg(args)
+    out = Path(args.output or f"{topo.name}.png")
+    if out.suffix.lower() not in (".png", ".svg", ".pdf"):
+        raise ConfigError(f"-o: {str(out)!r} has no known image suffix (expected .png, .svg or "
+                          ".pdf)")
+    save_figure(topo.draw(), out)
+    echo(f"wrote {out}")
+    return EXIT_OK
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    findings = load_topology_arg(args).checks()
+    for finding in findings:
+        echo(str(finding))
+    return EXIT_FAILED_CHECK if any(f.level == "error" for f in findings) else EXIT_OK
+
+
+def cmd_route(args: argparse.Namespace) -> int:
+    from ..topology import routing
+    from ..topology.routing import BounceRoute
+    from ..units import format_bandwidth, format_time
+
+    topo = load_topology_arg(args)
+    if args.staging is not None and args.mode != "host":
+        raise ConfigError("--staging applies only to --mode host")
+    route = routing.route(topo, args.src, args.dst, mode=args.mode, staging=args.staging)
+    legs = [("to host", route.to_host), ("from host", route.from_host)] \
+        if isinstance(route, BounceRoute) else [("", route)]
+    echo(f"{route.src} -> {route.dst}: {route.path_class}, bottleneck "
+         f"{format_bandwidth(route.bottleneck_Bps)}, latency {format_time(route.latency_s)}")
+    for name, leg in legs:
+        if name:
+            echo(f"  {name} (memory of {leg.memory}):")
+        for (u, v), bw in zip(leg.links, leg.link_bw_Bps, strict=True):
+            edge = topo.graph.edges[u, v]
+            echo(f"    {u} -> {v}  {edge['link']}, {format_bandwidth(bw)}")
+    if isinstance(route, BounceRoute):
+        echo(f"  hand-off {format_time(route.handoff_s)} on {route.handoff_threads} host "
+             f"threads; staging in {route.staging} memory "
+             f"({format_bandwidth(route.memory_bw_Bps)}, written and read)")
+    return EXIT_OK
+
+
+def register(sub: Any) -> None:
+    """Add ``topo show|matrix|draw|check|route`` to the ``simtopo`` sub-commands."""
+    topo = sub.add_parser("topo", help="inspect a topology").add_subparsers(
+        dest="topo_command", required=True, metavar="SUBCOMMAND")
+    p = topo.add_parser("show", help="the tree as text with link bandwidths")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--brief", action="store_true", help="one line for the SoCs of each card")
+    p.set_defaults(func=cmd_show)
+
+    p = topo.add_parser("matrix", help="device-by-device path class, bottleneck or latency")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--devices", metavar="PATTERNS",
+                   help="comma-separated globs such as 'card0.*,card4.*', or 'all' to add "
+                        "storage (default: every SoC)")
+    p.add_argument("--value", choices=("class", "bandwidth", "latency"), default="class")
+    p.add_argument("--format", choices=("text", "csv", "json"), default="text")
+    p.set_defaults(func=cmd_matrix)
+
+    p = topo.add_parser("draw", help="draw the hierarchy to an image")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("-o", "--output", metavar="IMAGE",
+                   help="output .png, .svg or .pdf (default: <name>.png)")
+    p.set_defaults(func=cmd_draw)
+
+    p = topo.add_parser("check", help="platform checks before compiling (BAR space, ACS, ...)")
+    p.add_argument("file", metavar="FILE")
+    p.set_defaults(func=cmd_check)
+
+    p = topo.add_parser("route", help="the route of one transfer")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("src", help="SoC or storage id, socket id, or 'host'")
+    p.add_argument("dst", help="SoC or storage id, socket id, or 'host'")
+    p.add_argument("--mode", choices=("p2p", "host"), default="p2p")
+    p.add_argument("--staging", help="host mode: 'src', 'dst' or a socket id")
+    p.set_defaults(func=cmd_route)

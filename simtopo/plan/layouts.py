@@ -1,0 +1,370 @@
+"""Partition plans: which op runs where, on how many cores, with which communication.
+
+A plan is a list of pipeline stages, each a group of devices that tensor-slices the stage's ops
+(weight mode, by GEMM splits) or splits the batch (batch mode); replicas are copies of the plan
+on disjoint SoCs. Communication is derived, not listed: every tensor carries a layout
+
+- ``R`` replicated (each device has all of it),
+- ``S`` sharded along features (an M-split GEMM's output, attention heads),
+- ``P`` partial sums (a K-split GEMM's output: the devices' tensors add up to the result),
+- ``B`` split by batch (batch mode),
+
+each op states the layout it needs and the one it produces, and a collective appears exactly
+where a consumer needs ``R`` and gets ``P`` (all-reduce) or ``S`` (all-gather). Partial sums
+that meet in one add are summed locally first, so GPT-J's parallel block has one all-reduce.
+
+GEMM splits use SambaNova's vocabulary for W[K_in, N_out]: ``M`` divides the output features
+(no reduction), ``K`` the input features (partial sums, then an all-reduce). Default rules:
+QKV on M, attention output on K, FFN up/gate on M, FFN down on K, the LM head on K; the token
+embedding is split by vocabulary rows (its partial rows need one all-reduce). With more devices
+than KV heads, each KV head (its K/V projection columns and cache) is replicated on
+``tp / kv_heads`` devices.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+import networkx as nx
+
+from ..errors import PlanError
+from ..spec.model import DecoderSpec
+from ..workload.opgraph import ACTIVATION_BYTES, Op, Precision
+
+DEFAULT_RULES: tuple[tuple[str, str], ...] = (
+    ("*.attn.qkv", "M"),
+    ("*.attn.o", "K"),
+    ("*.mlp.up", "M"),
+    ("*.mlp.down", "K"),
+    ("lm_head", "K"),
+)
+"""GEMM splits (SambaNova's usual LLM rule; the LM head K-split keeps its weights sharded)."""
+
+SPLITS = ("M", "K", "replicate")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One pipeline stage: its devices (physical SoC ids, logical ids, cores) and ops."""
+
+    index: int
+    name: str
+    devices: tuple[str, ...]
+    logical: tuple[int, ...]
+    cores: tuple[int, ...]
+    ops: tuple[str, ...]
+    mode: str = "weight"
+
+    @property
+    def tp(self) -> int:
+        """Devices slicing this stage."""
+        return len(self.devices)
+
+
+@dataclass(frozen=True)
+class Shard:
+    """What each device of a stage does for one op (identical across the stage's devices)."""
+
+    op: str
+    split: str
+    layout_in: str
+    layout_out: str
+    flops: float
+    bytes: float
+    stored_bytes: float
+    mxfp6_weights: float = 0.0
+    kv_bytes_per_position: float = 0.0
+    """KV-cache bytes this device keeps per position of one sequence (attention ops)."""
+    activation_bytes: float = 0.0
+    """Bytes of activations this device reads and writes for the op (its working set)."""
+
+
+@dataclass(frozen=True)
+class Comm:
+    """A collective the layouts require: ``op`` on the output of ``after`` within ``stage``."""
+
+    stage: int
+    after: str
+    before: str
+    kind: str  # all_reduce | all_gather
+    bytes: float
+
+
+@dataclass(frozen=True)
+class Handoff:
+    """Activations passed from one stage to the next (rank i to rank i)."""
+
+    stage: int
+    after: str
+    bytes: float
+
+
+# -- splitting one op -------------------------------------------------------------------------
+
+def split_of(name: str, rules: Sequence[tuple[str, str]]) -> str:
+    """The split the first matching rule (user rules, then the defaults) gives a GEMM."""
+    for pattern, split in (*rules, *DEFAULT_RULES):
+        if fnmatch.fnmatchcase(name, pattern):
+            return split
+    return "replicate"
+
+
+def _kv_share(model: DecoderSpec, n: int) -> float:
+    """Fraction of the KV heads each of ``n`` devices holds (replicated beyond kv_heads)."""
+    return 1.0 / n if n <= model.n_kv else 1.0 / model.n_kv
+
+
+def check_tp(model: DecoderSpec, n: int) -> None:
+    """Tensor-parallel size rules: query heads divide by n; KV heads divide by n, or n is a
+    multiple of them (each KV head then lives whole on n / kv_heads devices)."""
+    if model.heads % n:
+        raise PlanError(f"{model.name} has {model.heads} query heads, which do not divide over "
+                        f"{n} devices (the tensor-parallel size must divide the heads)")
+    kv = model.n_kv
+    if n > kv and n % kv:
+        raise PlanError(f"{model.name} has {kv} KV heads: {n} devices cannot hold whole "
+                        "copies of them (the tensor-parallel size must be a multiple of the KV "
+                        "heads when it exceeds them)")
+    if n <= kv and kv % n:
+        raise PlanError(f"{model.name} has {kv} KV heads, which do not divide over {n} "
+                        "devices (each device's query heads would share a fraction of a KV "
+                        "head)")
+
+
+def _gemm_shard(op: Op, split: str, n: int, model: DecoderSpec | None, act: float) -> tuple[
+        float, float, float, float, float]:
+    """(flops, bytes, stored bytes, weights (no biases), activation bytes) of one device's
+    part of a GEMM."""
+    weights_full = float(op.k_in * op.n_out)
+    if split == "replicate" or n == 1:
+        return (op.flops, op.bytes, op.stored_bytes, weights_full,
+                op.bytes - op.weight_bytes)
+    per_weight = op.weight_bytes / max(op.k_in * op.n_out, 1)
+    if split == "M":
+        if op.parts and model is not None:  # QKV: q columns n ways; K/V as heads allow
+            widths = dict(op.parts)
+            cols = widths["q"] / n + (widths["k"] + widths["v"]) * _kv_share(model, n)
+        else:
+            cols = op.n_out / n
+        frac = cols / op.n_out
+        weights = op.k_in * cols
+        activations = op.rows * op.k_in * act + op.rows * cols * act
+    else:  # K: a slice of the input features, a full-width partial output
+        frac = 1.0 / n
+        weights = op.k_in * op.n_out / n
+        activations = op.rows * op.k_in / n * act + op.rows * op.n_out * act
+    stored = op.stored_bytes * frac
+    return op.flops * frac, weights * per_weight + activations, stored, weights, activations
+
+
+# -- layouts ----------------------------------------------------------------------------------
+
+@dataclass
+class _Sharder:
+    graph: nx.DiGraph
+    model: DecoderSpec | None
+    precision: Precision
+    rules: Sequence[tuple[str, str]]
+    shards: dict[str, Shard] = field(default_factory=dict)
+    comms: list[Comm] = field(default_factory=list)
+    layout: dict[str, str] = field(default_factory=dict)
+
+    def need(self, stage: int, producer: str, consumer: str, want: str) -> None:
+        """Bring ``producer``'s output to layout ``want`` for ``consumer``. A collective makes
+        the tensor whole once: later consumers read that copy."""
+        have = self.layout[producer]
+        size = self.graph.edges[producer, consumer]["bytes"]
+        if want == "R" and have in ("P", "S"):
+            kind = "all_reduce" if have == "P" else "all_gather"
+            self.comms.append(Comm(stage, producer, consumer, kind, size))
+            self.layout[producer] = "R"
+
+    def user_split(self, name: str) -> str | None:
+        """The split a user rule gives ``name``, if any."""
+        return next((split for pattern, split in self.rules
+                     if fnmatch.fnmatchcase(name, pattern)), None)
+
+    def gemm_split(self, op: Op) -> str:
+        """User rules first; then, for decoders, the defaults (a tied LM head splits by
+        vocabulary, like the embedding whose rows it shares); other graphs replicate."""
+        chosen = self.user_split(op.name)
+        if chosen is not None:
+            return chosen
+        if self.model is None:
+            return "replicate"
+        if op.kind == "lm_head" and op.extra.get("tied"):
+            return "M"
+        return split_of(op.name, ())
+
+    def run(self, stage: Stage, names: Sequence[str]) -> None:
+        n, mode = stage.tp, stage.mode
+        kv_bytes = ACTIVATION_BYTES[self.precision.kv_cache]
+        for name in names:
+            op: Op = self.graph.nodes[name]["op"]
+            inputs = list(self.graph.predecessors(name))
+            if n == 1 or mode == "batch":
+                frac = 1.0 / n
+                kv = (2 * self.model.kv_width * kv_bytes * frac
+                      if op.kind == "attention" and self.model is not None else 0.0)
+                act = op.activation_bytes * frac
+                kv_traffic = (op.kv_read_bytes + op.kv_write_bytes) * frac
+                mx = (float(op.k_in * op.n_out) if self.precision.weights == "mxfp6"
+                      and op.is_gemm and not op.extra.get("tied") else 0.0)
+                split = "batch" if n > 1 else "none"
+                layout = "B" if n > 1 else "R"
+                self._set(op, split, layout, layout, op.flops * frac,
+                          op.weight_bytes + kv_traffic + act, op.stored_bytes, mx, kv, act)
+                continue
+            self.weight_mode(stage.index, op, inputs, n, kv_bytes)
+
+    def weight_mode(self, stage: int, op: Op, inputs: list[str], n: int,
+                    kv_bytes: float) -> None:
+        name = op.name
+        act_bytes = ACTIVATION_BYTES[self.precision.activations]
+        if op.kind == "embedding":
+            if name == "embed":  # vocabulary-parallel: each device owns vocab / n rows and
+                # writes a full-size partial (zeros where another device owns the row)
+                nbytes = op.bytes_read / n + op.bytes_written
+                self._set(op, "vocab", "R", "P", op.flops, nbytes, op.stored_bytes / n,
+                          activations=nbytes)
+                return
+            for source in inputs:
+                self.need(stage, source, name, "R")
+            self._set(op, "replicate", "R", "R", op.flops, op.bytes, op.stored_bytes,
+                      activations=op.activation_bytes)
+            return
+        if op.is_gemm and op.k_in and op.n_out and len(inputs) == 1:
+            split = self.gemm_split(op)
+            (source,) = inputs
+            want = "R" if split in ("M", "replicate") else "S"
+            have = self.layout[source]
+            if want == "R" or have == "P":
+                self.need(stage, source, name, "R")
+            elif have == "S" and split == "K" and not self._aligned(source):
+                self.need(stage, source, name, "R")  # a sharded input of another width
+            flops, nbytes, stored, weights, act = _gemm_shard(op, split, n, self.model,
+                                                              act_bytes)
+            mx = weights if self.precision.weights == "mxfp6" and not op.extra.get("tied") \
+                else 0.0
+            out = {"M": "S", "K": "P", "replicate": "R"}[split]
+            self._set(op, split, want, out, flops, nbytes, stored, mx, activations=act)
+            return
+        if op.kind == "attention" and self.model is not None:
+            (source,) = inputs
+            have = self.layout[source]
+            if have == "P":
+                self.need(stage, source, name, "R")
+                have = "R"
+            kv_traffic = op.kv_read_bytes + op.kv_write_bytes
+            if have == "S":  # heads split: queries / n, KV heads as replicated
+                share_kv = _kv_share(self.model, n)
+                act = op.activation_bytes / n
+                self._set(op, "heads", "S", "S", op.flops / n, act + kv_traffic * share_kv,
+                          0.0, kv_per_position=2 * self.model.kv_width * kv_bytes * share_kv,
+                          activations=act)
+            else:
+                self._set(op, "replicate", "R", "R", op.flops, op.bytes, 0.0,
+                          kv_per_position=2 * self.model.kv_width * kv_bytes,
+                          activations=op.activation_bytes)
+            return
+        layouts = [self.layout[s] for s in inputs]
+        if not inputs:
+            self._set(op, "replicate", "R", "R", op.flops, op.bytes, op.stored_bytes,
+                      activations=op.activation_bytes)
+            return
+        if op.kind == "elementwise" and len(inputs) == 1 and layouts[0] in ("S", "R"):
+            frac = 1.0 / n if layouts[0] == "S" else 1.0
+            self._set(op, "follow", layouts[0], layouts[0], op.flops * frac, op.bytes * frac,
+                      op.stored_bytes, activations=op.activation_bytes * frac)
+            return
+        partial = [s for s, lay in zip(inputs, layouts, strict=True) if lay == "P"]
+        if partial:  # partial sums meeting here are added locally, then reduced once
+            self.need(stage, partial[-1], name, "R")
+        for s, lay in zip(inputs, layouts, strict=True):
+            if lay == "S":
+                self.need(stage, s, name, "R")
+        self._set(op, "replicate", "R", "R", op.flops, op.bytes, op.stored_bytes,
+                  activations=op.activation_bytes)
+
+    def _aligned(self, source: str) -> bool:
+        """Is ``source``'s sharded output laid out along the K of the GEMM that follows?
+        (an M-split GEMM or attention heads feeding the K-split GEMM of the same block)."""
+        return self.shards[source].split in ("M", "heads", "follow")
+
+    def _set(self, op: Op, split: str, lin: str, lout: str, flops: float, nbytes: float,
+             stored: float, mxfp6: float = 0.0, kv_per_position: float = 0.0,
+             activations: float = 0.0) -> None:
+        self.shards[op.name] = Shard(op.name, split, lin, lout, flops, nbytes, stored, mxfp6,
+                                     kv_per_position, activations)
+        self.layout[op.name] = lout
+
+
+def _final_comms(sharder: _Sharder, stage: Stage, output: str) -> None:
+    """The host needs the logits whole: reduce or gather them at the end of the last stage."""
+    have = sharder.layout[output]
+    op: Op = sharder.graph.nodes[output]["op"]
+    if have == "P":
+        sharder.comms.append(Comm(stage.index, output, "<host>", "all_reduce", op.out_bytes))
+    elif have == "S":
+        sharder.comms.append(Comm(stage.index, output, "<host>", "all_gather", op.out_bytes))
+
+
+def _tied_head_storage(graph: nx.DiGraph, stages: Sequence[Stage],
+                       shards: dict[str, Shard]) -> None:
+    """A tied LM head in another stage than the embedding must hold the table itself."""
+    if "lm_head" not in graph or "embed" not in graph:
+        return
+    head = graph.nodes["lm_head"]["op"]
+    if not head.extra.get("tied"):
+        return
+    stage_of = {name: s for s in stages for name in s.ops}
+    if stage_of["lm_head"] is stage_of["embed"]:
+        return
+    stage = stage_of["lm_head"]
+    table = graph.nodes["embed"]["op"].stored_bytes
+    shard = shards["lm_head"]
+    share = 1.0 if shard.split in ("none", "replicate", "batch") else 1.0 / stage.tp
+    shards["lm_head"] = replace(shard, stored_bytes=shard.stored_bytes + table * share)
+
+
+def shard_stages(graph: nx.DiGraph, model: DecoderSpec | None, stages: Sequence[Stage],
+                 precision: Precision, rules: Sequence[tuple[str, str]] = ()) -> tuple[
+                     dict[str, Shard], list[Comm], list[Handoff]]:
+    """Shards, collectives and stage hand-offs for ``graph`` laid out over ``stages``.
+
+    ``model`` is the decoder the graph came from (for heads); ``None`` for other graphs,
+    whose GEMMs split only by the user's rules and whose other ops are replicated.
+    """
+    for stage in stages:
+        if stage.mode == "weight" and stage.tp > 1 and model is not None:
+            check_tp(model, stage.tp)
+    sharder = _Sharder(graph, model, precision, rules)
+    handoffs: list[Handoff] = []
+    stage_of = {name: s.index for s in stages for name in s.ops}
+    for stage in stages:
+        for name in stage.ops:  # inputs from an earlier stage arrive whole (R)
+            for source in graph.predecessors(name):
+                if stage_of[source] != stage.index and source not in sharder.layout:
+                    raise PlanError(f"op {name} in {stage.name} needs {source}, which no "
+                                    "earlier stage computes")
+        for name in stage.ops:
+            for source in graph.predecessors(name):
+                if stage_of[source] != stage.index:
+                    sharder.need(stage_of[source], source, name, "R")
+                    handoffs.append(Handoff(stage.index, source,
+                                            graph.edges[source, name]["bytes"]))
+        sharder.run(stage, stage.ops)
+    last = [n for n in graph if graph.out_degree(n) == 0]
+    by_index = {s.index: s for s in stages}
+    for output in last:
+        _final_comms(sharder, by_index[stage_of[output]], output)
+    _tied_head_storage(graph, stages, sharder.shards)
+    unique_handoffs = list(dict.fromkeys(handoffs))
+    return sharder.shards, sharder.comms, unique_handoffs
+
+
+# -- stages from a parallel spec --------------------------------------------------------------
+
+

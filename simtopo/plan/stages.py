@@ -1,0 +1,263 @@
+"""Partition plans from a layout spec: pipeline stages balanced by the cost function, devices
+mapped onto the topology, declared P2P connections checked against it."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import networkx as nx
+
+from ..constants import DEFAULT_SOC_MODEL, SocModel
+from ..errors import PlanError, RouteError
+from ..spec.model import DecoderSpec
+from ..topology import routing
+from ..topology.graph import Topology
+from ..topology.routing import BounceRoute
+from ..workload.cost import Work, op_cost
+from ..workload.opgraph import Precision
+from .layouts import SPLITS, Comm, Handoff, Shard, Stage, check_tp, shard_stages
+
+
+@dataclass(frozen=True)
+class ParallelSpec:
+    """How to lay a model out: tensor-parallel size and mode, pipeline stages, replicas."""
+
+    tp: int = 1
+    mode: str = "weight"
+    pp: int = 1
+    replicas: int = 1
+    cores: int | None = None
+    connection: str = "p2p"
+    rules: tuple[tuple[str, str], ...] = ()
+    devices: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("tp", "pp", "replicas"):
+            if getattr(self, name) < 1:
+                raise PlanError(f"{name} must be at least 1 (got {getattr(self, name)})")
+        if self.mode not in ("weight", "batch"):
+            raise PlanError(f"tensor-parallel mode must be 'weight' or 'batch' (got "
+                            f"{self.mode!r})")
+        if self.connection not in ("p2p", "host"):
+            raise PlanError(f"connection must be 'p2p' or 'host' (got {self.connection!r})")
+        for pattern, split in self.rules:
+            if split not in SPLITS:
+                raise PlanError(f"rule {pattern!r}: split must be one of "
+                                f"{', '.join(SPLITS)} (got {split!r})")
+
+    @property
+    def socs_needed(self) -> int:
+        """SoCs the plan occupies."""
+        return self.tp * self.pp * self.replicas
+
+
+@dataclass(frozen=True)
+class PartitionPlan:
+    """A laid-out model: stages (per replica), shards, collectives and stage hand-offs."""
+
+    model: str
+    stages: tuple[Stage, ...]
+    replicas: tuple[tuple[Stage, ...], ...]
+    shards: dict[str, Shard]
+    comms: tuple[Comm, ...]
+    handoffs: tuple[Handoff, ...]
+    p2p_pairs: frozenset[frozenset[int]] = field(default_factory=frozenset)
+    """Pairs of logical devices declared peer-to-peer; every other pair goes through the host."""
+    decoder: DecoderSpec | None = field(default=None, compare=False)
+    rules: tuple[tuple[str, str], ...] = ()
+    mode: str = "weight"
+
+    def layout(self, graph: nx.DiGraph) -> tuple[dict[str, Shard], list[Comm], list[Handoff]]:
+        """Shards, collectives and hand-offs of the same layout applied to another pass of the
+        model (a prefill chunk, a decode step at another context), at that pass's sizes."""
+        precision = graph.graph.get("precision") or Precision()
+        return shard_stages(graph, self.decoder, self.stages, precision, self.rules)
+
+    def reshard(self, graph: nx.DiGraph) -> dict[str, Shard]:
+        """The shards of :meth:`layout`."""
+        return self.layout(graph)[0]
+
+    def stage_of(self, op: str) -> int:
+        """Index of the stage that runs ``op``."""
+        for stage in self.stages:
+            if op in stage.ops:
+                return stage.index
+        raise KeyError(op)
+
+    def connection(self, a: int, b: int) -> str:
+        """``p2p`` or ``host`` between two logical devices."""
+        return "p2p" if frozenset((a, b)) in self.p2p_pairs else "host"
+
+    def group_connection(self, logical: Sequence[int]) -> str:
+        """``p2p`` if every pair of the group is declared P2P (or it has one device), else
+        ``host``: a collective over the group goes through the host if any pair does."""
+        pairs = [(a, b) for i, a in enumerate(logical) for b in logical[i + 1:]]
+        return "host" if any(self.connection(a, b) == "host" for a, b in pairs) else "p2p"
+
+
+def layer_groups(graph: nx.DiGraph) -> tuple[list[str], list[list[str]], list[str]]:
+    """(ops before the first layer, ops of each layer, ops after the last) in order."""
+    order = list(nx.topological_sort(graph))
+    head: list[str] = []
+    tail: list[str] = []
+    layers: dict[int, list[str]] = {}
+    seen_layer = False
+    for name in order:
+        layer = graph.nodes[name]["op"].layer
+        if layer is None:
+            (tail if seen_layer else head).append(name)
+        else:
+            seen_layer = True
+            layers.setdefault(layer, []).append(name)
+    return head, [layers[k] for k in sorted(layers)], tail
+
+
+def split_layers(weights: Sequence[float], stages: int, first: float = 0.0,
+                 last: float = 0.0) -> list[int]:
+    """Contiguous layer counts per stage minimising the heaviest stage (first and last carry
+    extra weight: the embedding and the head). Exact dynamic programme."""
+    n = len(weights)
+    if not 1 <= stages <= n:
+        raise PlanError(f"a pipeline of {stages} stages needs at least {stages} layers "
+                        f"(the model has {n})")
+    prefix = [0.0]
+    for w in weights:
+        prefix.append(prefix[-1] + w)
+
+    def cost(i: int, j: int, s: int) -> float:  # layers i..j-1 as stage s
+        return prefix[j] - prefix[i] + (first if s == 0 else 0) + (last if s == stages - 1
+                                                                     else 0)
+
+    best = [[math.inf] * (n + 1) for _ in range(stages + 1)]
+    cut = [[0] * (n + 1) for _ in range(stages + 1)]
+    best[0][0] = 0.0
+    for s in range(1, stages + 1):
+        for j in range(s, n + 1):
+            for i in range(s - 1, j):
+                value = max(best[s - 1][i], cost(i, j, s - 1))
+                if value < best[s][j] - 1e-15:
+                    best[s][j], cut[s][j] = value, i
+    counts, j = [], n
+    for s in range(stages, 0, -1):
+        i = cut[s][j]
+        counts.append(j - i)
+        j = i
+    return counts[::-1]
+
+
+def map_devices(topo: Topology, spec: ParallelSpec) -> list[str]:
+    """Physical SoCs in logical order: explicit, or filling a card, then a switch, then the
+    next switch (the topology's depth-first order), so that tensor-parallel groups stay local."""
+    pool = list(spec.devices) if spec.devices is not None else list(topo.socs)
+    for dev in pool:
+        if topo.node(dev)["kind"] != "soc":
+            raise PlanError(f"device {dev} is a {topo.node(dev)['kind']}, not a SoC")
+    need = spec.socs_needed
+    if need > len(pool):
+        source = "the device list gives" if spec.devices else f"{topo.name} has"
+        raise PlanError(f"the plan needs {need} SoCs (tp {spec.tp} x pp {spec.pp} x replicas "
+                        f"{spec.replicas}); {source} {len(pool)}")
+    if len(set(pool[:need])) != need:
+        raise PlanError("a device is listed twice")
+    return pool[:need]
+
+
+def check_connections(topo: Topology, devices: Sequence[str] | Mapping[int, str],
+                      p2p_pairs: frozenset[frozenset[int]], where: str = "") -> None:
+    """Every pair declared P2P must have a P2P route with ACS off on its common switch.
+    ``devices`` maps logical ids (indices or keys) to SoCs."""
+    for pair in sorted(p2p_pairs, key=sorted):
+        a, b = sorted(pair)
+        src, dst = devices[a], devices[b]
+        try:
+            route = routing.route(topo, src, dst)
+        except RouteError as err:
+            raise PlanError(f"{where}p2p between devices {a} ({src}) and {b} ({dst}) is "
+                            f"impossible: {err}") from None
+        assert not isinstance(route, BounceRoute)
+        if route.path_class == "acs":
+            up, down = topo.ancestors(src), topo.ancestors(dst)
+            common = next(n for n in up if n in set(down))
+            raise PlanError(f"{where}p2p between devices {a} ({src}) and {b} ({dst}) crosses "
+                            f"switch {common} with ACS on; Qualcomm MDP P2P needs ACS off "
+                            "(host-routed is the alternative)")
+
+
+def op_times(graph: nx.DiGraph, model: DecoderSpec | None, stage: Stage,
+             precision: Precision, rules: Sequence[tuple[str, str]] = (),
+             soc_model: SocModel = DEFAULT_SOC_MODEL, soc: dict | None = None
+             ) -> dict[str, float]:
+    """Seconds each op's shard takes on one device of ``stage`` (the cost function)."""
+    shards, _, _ = shard_stages(graph, model, [stage], precision, rules)
+    attrs = soc if soc is not None else {}
+    return {name: op_cost(Work(s.flops, s.bytes, graph.nodes[name]["op"].precision,
+                               s.mxfp6_weights), attrs, stage.cores[0], soc_model).time_s
+            for name, s in shards.items()}
+
+
+def make_plan(graph: nx.DiGraph, model: DecoderSpec, topo: Topology, spec: ParallelSpec,
+              precision: Precision | None = None, soc_model: SocModel = DEFAULT_SOC_MODEL
+              ) -> PartitionPlan:
+    """Lay ``graph`` out by ``spec`` on ``topo``; pipeline stages hold contiguous layers,
+    balanced by the cost function (each op's shard priced on the stage's SoC and cores)."""
+    precision = precision or graph.graph.get("precision") or Precision()
+    if spec.mode == "weight" and spec.tp > 1:
+        check_tp(model, spec.tp)
+    shape = graph.graph.get("shape")
+    if spec.mode == "batch" and shape is not None and shape.batch % spec.tp:
+        raise PlanError(f"batch mode splits the batch: a batch of {shape.batch} does not "
+                        f"divide over {spec.tp} devices")
+    devices = map_devices(topo, spec)
+    cores_total = topo.node(devices[0])["cores"]
+    cores = spec.cores if spec.cores is not None else cores_total
+    if not 1 <= cores <= cores_total:
+        raise PlanError(f"cores must be between 1 and {cores_total} (got {cores})")
+    head, layers, tail = layer_groups(graph)
+    if spec.pp > len(layers):
+        raise PlanError(f"a pipeline of {spec.pp} stages needs at least {spec.pp} layers "
+                        f"({model.name} has {len(layers)})")
+    whole = Stage(index=0, name="all", devices=tuple(devices[:spec.tp]),
+                  logical=tuple(range(spec.tp)), cores=(cores,) * spec.tp,
+                  ops=tuple(nx.topological_sort(graph)), mode=spec.mode)
+    times = op_times(graph, model, whole, precision, spec.rules, soc_model,
+                     topo.node(devices[0]))
+    weight = [sum(times[n] for n in group) for group in layers]
+    counts = split_layers(weight, spec.pp, sum(times[n] for n in head),
+                          sum(times[n] for n in tail))
+    groups, start = [], 0
+    for s, count in enumerate(counts):
+        ops = [n for group in layers[start:start + count] for n in group]
+        if s == 0:
+            ops = head + ops
+        if s == spec.pp - 1:
+            ops = ops + tail
+        groups.append(tuple(ops))
+        start += count
+    replicas = []
+    for r in range(spec.replicas):
+        stages = []
+        for s in range(spec.pp):
+            lo = (r * spec.pp + s) * spec.tp
+            stages.append(Stage(index=s, name=f"Partition{s}",
+                                devices=tuple(devices[lo:lo + spec.tp]),
+                                logical=tuple(range(s * spec.tp, (s + 1) * spec.tp)),
+                                cores=(cores,) * spec.tp, ops=groups[s], mode=spec.mode))
+        replicas.append(tuple(stages))
+    n_logical = spec.tp * spec.pp
+    pairs = frozenset(frozenset((a, b)) for a in range(n_logical) for b in range(a + 1,
+                                                                                n_logical)
+                      ) if spec.connection == "p2p" else frozenset()
+    limit = topo.platform.max_p2p_group
+    if spec.connection == "p2p" and limit is not None and spec.mode == "weight" \
+            and spec.tp > limit:
+        raise PlanError(f"tensor slicing over {spec.tp} SoCs exceeds {topo.name}'s P2P limit "
+                        f"of {limit} (platform.max_p2p_group)")
+    for stages in replicas:
+        check_connections(topo, [d for s in stages for d in s.devices], pairs)
+    shards, comms, handoffs = shard_stages(graph, model, replicas[0], precision, spec.rules)
+    return PartitionPlan(model=model.name, stages=replicas[0], replicas=tuple(replicas),
+                         shards=shards, comms=tuple(comms), handoffs=tuple(handoffs),
+                         p2p_pairs=pairs, decoder=model, rules=tuple(spec.rules),
+                         mode=spec.mode)

@@ -1,0 +1,230 @@
+"""A hierarchical drawing of a topology: sockets at the top, SoCs at the bottom.
+
+Nodes are layered by depth; each subtree gets at least the width of its own label, so labels
+on one layer cannot overlap. Links are drawn with a width and colour per bandwidth class and
+named in the legend. Coordinates are in inches (the axes span the figure), which lets the
+layout size the figure from the labels.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import BinaryIO
+
+from matplotlib import colormaps, rc_context
+from matplotlib.figure import Figure
+from matplotlib.font_manager import FontProperties
+from matplotlib.lines import Line2D
+from matplotlib.textpath import TextToPath
+
+from ..io.atomic import write_atomic
+from ..topology.graph import Topology
+from ..units import format_bandwidth, format_bytes
+
+FONT_PT = 7.5
+LINE_IN = 1.3 * FONT_PT / 72
+BOX_PAD_IN = 0.05  # box padding each side, plus a margin
+LEAF_GAP_IN = 0.06  # between sibling leaves (the SoCs of a card)
+GAP_IN = 0.3  # between sibling subtrees (cards, switches)
+SOCKET_GAP_IN = 0.8
+LEVEL_IN = 0.95
+TOP_IN = 0.55
+BOTTOM_IN = 0.6
+DPI = 130
+
+NODE_COLOURS = {
+    "socket": "#d6e4f5", "root_complex": "#dcefd2", "switch": "#fff0c2", "card": "#fbe0cc",
+    "soc": "#ececec", "storage": "#e6ddf0",
+}
+LINK_COLOURS = ("#1f4e79", "#2e86c1", "#48a868", "#e0a100", "#c0392b", "#7d3c98", "#5d6d7e")
+LOAD_COLOURS = colormaps["YlOrRd"]
+LAYER_NAMES = {"socket": "CPU sockets", "root_complex": "root complexes", "switch": "switches",
+               "card": "card switches", "soc": "SoCs", "storage": "storage"}
+
+
+def _role(topo: Topology, node: str) -> str:
+    data = topo.graph.nodes[node]
+    if data["kind"] == "switch" and data["card"] is not None:
+        return "card"
+    return data["kind"]
+
+
+def node_label(topo: Topology, node: str) -> str:
+    """The text in a node's box: its id and the few numbers that matter at a glance."""
+    data = topo.graph.nodes[node]
+    role = _role(topo, node)
+    if role == "socket":
+        return (f"{node}\n{data['cores']} cores, {format_bytes(data['memory_bytes'])}\n"
+                f"{format_bandwidth(data['memory_bw_Bps'])}")
+    if role == "root_complex":
+        return f"{node}\nroot complex\nP2P {'on' if data['p2p'] else 'off'}"
+    if role == "switch":
+        return f"{node}\nswitch\nACS {'on' if data['acs'] else 'off'}"
+    if role == "card":
+        card = topo.cards[data["card"]]
+        return f"{card.id}\n{card.name}\nACS {'on' if data['acs'] else 'off'}"
+    if role == "soc":
+        card = topo.cards[data["card"]]
+        if card.switch is None:
+            return f"{card.id}\n{card.name}"
+        return node.rsplit(".", 1)[1]
+    kind = "NVMe" if data["storage_kind"] == "nvme" else "network"
+    return f"{node}\n{kind}\n{format_bandwidth(data['read_bw_Bps'])}"
+
+
+_FONT = FontProperties(size=FONT_PT)
+_TEXT = TextToPath()
+
+
+def _text_size(text: str) -> tuple[float, float]:
+    """Width and height in inches of a node's boxed label, measured with the font itself."""
+    lines = text.split("\n")
+    widest = max(_TEXT.get_text_width_height_descent(line, _FONT, ismath=False)[0]
+                 for line in lines)
+    return (widest / 72 + 2 * BOX_PAD_IN + 0.08, len(lines) * LINE_IN + 2 * BOX_PAD_IN)
+
+
+def layout(topo: Topology) -> dict[str, tuple[float, float]]:
+    """Node centres in inches, before margins: x across the tree, y = -depth x level height."""
+    widths: dict[str, float] = {}
+    gaps: dict[str, float] = {}
+
+    def measure(node: str) -> float:
+        kids = topo.children(node)
+        own = _text_size(node_label(topo, node))[0]
+        if not kids:
+            widths[node] = own
+            return own
+        inner = sum(measure(k) for k in kids)
+        gaps[node] = LEAF_GAP_IN if all(not topo.children(k) for k in kids) else GAP_IN
+        widths[node] = max(own, inner + gaps[node] * (len(kids) - 1))
+        return widths[node]
+
+    pos: dict[str, tuple[float, float]] = {}
+
+    def place(node: str, left: float) -> None:
+        pos[node] = (left + widths[node] / 2, -topo.graph.nodes[node]["depth"] * LEVEL_IN)
+        kids = topo.children(node)
+        if not kids:
+            return
+        block = sum(widths[k] for k in kids) + gaps[node] * (len(kids) - 1)
+        start = left + (widths[node] - block) / 2
+        for kid in kids:
+            place(kid, start)
+            start += widths[kid] + gaps[node]
+
+    left = 0.0
+    for socket in topo.sockets:
+        measure(socket)
+        place(socket, left)
+        left += widths[socket] + SOCKET_GAP_IN
+    return pos
+
+
+def _link_classes(topo: Topology) -> list[tuple[str, float]]:
+    classes = {(d["link"], d["bw_Bps"]) for _, _, d in topo.graph.edges(data=True)
+               if d["direction"] == "down"}
+    return sorted(classes, key=lambda c: (-c[1], c[0]))
+
+
+def draw_topology(topo: Topology, link_load: dict[str, float] | None = None,
+                  title: str | None = None) -> Figure:
+    """Draw ``topo`` as a layered tree; returns a matplotlib Figure (no pyplot state).
+
+    ``link_load`` maps directed links (``"u->v"``) to their utilisation (0..1): each link is
+    then coloured by the busier of its two directions instead of by its bandwidth class.
+    """
+    pos = layout(topo)
+    graph = topo.graph
+    depth = max(d["depth"] for _, d in graph.nodes(data=True))
+    layer_text = {}
+    for level in range(depth + 1):
+        roles = dict.fromkeys(_role(topo, n) for n, d in graph.nodes(data=True)
+                              if d["depth"] == level)
+        layer_text[level] = " / ".join(LAYER_NAMES[r] for r in roles)
+    margin = max(_text_size(t)[0] for t in layer_text.values()) + 0.2
+    if title is None:
+        title = f"{topo.name}: {topo.spec.description}" if topo.spec.description else topo.name
+    tree_w = max(x for x, _ in pos.values()) + max(
+        _text_size(node_label(topo, n))[0] for n in pos) / 2
+    title_w = _TEXT.get_text_width_height_descent(
+        title, FontProperties(size=FONT_PT * 1.4, weight="bold"), ismath=False)[0] / 72
+    width = max(margin + tree_w + 0.3, title_w + 0.5, 6.0)
+    height = TOP_IN + (depth + 1) * LEVEL_IN + BOTTOM_IN
+
+    fig = Figure(figsize=(width, height))
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.set_xlim(0, width)
+    ax.set_ylim(0, height)
+    ax.set_axis_off()
+
+    def at(node: str) -> tuple[float, float]:
+        x, y = pos[node]
+        return margin + x, height - TOP_IN - LEVEL_IN / 2 + y
+
+    ax.text(0.15, height - 0.28, title, fontsize=FONT_PT * 1.4, ha="left", va="center",
+            fontweight="bold")
+    for level, text in layer_text.items():
+        y = height - TOP_IN - LEVEL_IN / 2 - level * LEVEL_IN
+        ax.text(margin - 0.2, y, text, fontsize=FONT_PT, ha="right", va="center",
+                color="#666666", style="italic")
+
+    classes = _link_classes(topo)
+    top_bw = max(bw for _, bw in classes)
+    style = {c: (LINK_COLOURS[min(k, len(LINK_COLOURS) - 1)],
+                 0.8 + 3.2 * math.sqrt(c[1] / top_bw)) for k, c in enumerate(classes)}
+    for u, v, data in graph.edges(data=True):
+        if data["direction"] == "internal" and graph.nodes[u]["kind"] == "socket":
+            (x0, y0), (x1, y1) = at(u), at(v)
+            ax.plot([x0, x1], [y0, y1], color="#999999", lw=1.0, zorder=1)
+        if data["direction"] == "down":
+            colour, lw = style[(data["link"], data["bw_Bps"])]
+            if link_load is not None:
+                load = max(link_load.get(f"{u}->{v}", 0.0), link_load.get(f"{v}->{u}", 0.0))
+                colour = LOAD_COLOURS(min(load, 1.0))
+            (x0, y0), (x1, y1) = at(u), at(v)
+            ax.plot([x0, x1], [y0, y1], color=colour, lw=lw, solid_capstyle="butt", zorder=1)
+    handles = [Line2D([], [], color="#777777" if link_load is not None else style[c][0],
+                      lw=style[c][1],
+                      label=(f"{c[0]}: {format_bandwidth(c[1])}" if c[0] != "explicit"
+                             else format_bandwidth(c[1]))) for c in classes]
+    if link_load is not None:
+        handles += [Line2D([], [], color=LOAD_COLOURS(x), lw=3,
+                           label=f"{int(x * 100)}% of the busiest") for x in (0.0, 0.5, 1.0)]
+    socket_edges = [(u, v, d) for u, v, d in graph.edges(data=True)
+                    if d["direction"] == "socket" and u < v]
+    for u, v, _ in socket_edges:
+        (x0, y0), (x1, y1) = at(u), at(v)
+        ax.plot([x0, x1], [y0, y1], color="#333333", lw=2.0, ls="--", zorder=1)
+    if socket_edges:
+        bw = socket_edges[0][2]["bw_Bps"]
+        handles.append(Line2D([], [], color="#333333", lw=2.0, ls="--",
+                              label=f"socket link: {format_bandwidth(bw)}"))
+
+    for node in pos:
+        x, y = at(node)
+        ax.text(x, y, node_label(topo, node), fontsize=FONT_PT, ha="center", va="center",
+                zorder=3, linespacing=1.15,
+                bbox={"boxstyle": "round,pad=0.3", "fc": NODE_COLOURS[_role(topo, node)],
+                      "ec": "#555555", "lw": 0.6})
+    legend_title = ("links (width: bandwidth; colour: load of the busier direction)"
+                    if link_load is not None else "links, payload bandwidth per direction")
+    ax.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 0.0),
+              bbox_transform=ax.transAxes, ncol=min(len(handles), 8 if link_load else 4),
+              fontsize=FONT_PT, frameon=False, title=legend_title, title_fontsize=FONT_PT)
+    return fig
+
+
+def save_figure(fig: Figure, path: str | Path, dpi: int = DPI) -> Path:
+    """Write ``fig`` atomically (a temporary file, then a rename) without a timestamp."""
+    path = Path(path)
+    fmt = path.suffix.lstrip(".").lower() or "png"
+    metadata = {"png": {"Software": None}, "svg": {"Date": None},
+                "pdf": {"CreationDate": None}}.get(fmt)
+
+    def write(handle: BinaryIO) -> None:
+        with rc_context({"svg.hashsalt": "simtopo"}):
+            fig.savefig(handle, format=fmt, dpi=dpi, metadata=metadata)
+
+    return write_atomic(path, write)

@@ -1,0 +1,165 @@
+"""Plain-text views of a topology: the tree with link bandwidths, and the path matrix.
+
+Plain strings (no terminal styling) so that output is identical in a terminal, a pipe, a
+notebook and a golden file.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ..topology.graph import Topology
+from ..topology.matrix import CODES, MEANING, PATH_CLASSES, PathMatrix
+from ..units import format_bandwidth, format_bytes, format_flops, format_time
+
+
+def _link_text(topo: Topology, parent: str, child: str) -> str:
+    down = topo.graph.edges[parent, child]
+    up = topo.graph.edges[child, parent]
+    rate = format_bandwidth(down["bw_Bps"])
+    if up["bw_Bps"] != down["bw_Bps"]:
+        rate = f"up {format_bandwidth(up['bw_Bps'])} / down {rate}"
+    label = "" if down["link"] == "explicit" else f"{down['link']}: "
+    latency = f", {format_time(down['latency_s'])}" if down["latency_s"] else ""
+    return f"[{label}{rate}{latency}]"
+
+
+def describe_node(topo: Topology, node: str) -> str:
+    """One-line description of a node's kind and numbers."""
+    data = topo.graph.nodes[node]
+    kind = data["kind"]
+    if kind == "socket":
+        return (f"socket: {data['cores']} cores, {format_bytes(data['memory_bytes'])} memory "
+                f"at {format_bandwidth(data['memory_bw_Bps'])}")
+    if kind == "root_complex":
+        p2p = "carries P2P between root ports" if data["p2p"] else "no P2P between root ports"
+        return f"root complex: {p2p}, hop {format_time(data['hop_latency_s'])}"
+    if kind == "switch":
+        acs = f"ACS {'on' if data['acs'] else 'off'}, hop {format_time(data['hop_latency_s'])}"
+        if data["card"] is not None:
+            card = topo.cards[data["card"]]
+            return f"on-card switch of {card.id} ({card.name}): {acs}"
+        model = f" ({data['model']})" if data["model"] else ""
+        return f"switch{model}: {acs}"
+    if kind == "soc":
+        fp16 = data["peak_flops_per_core"].get("fp16")
+        compute = f", {format_flops(fp16 * data['cores'])} fp16" if fp16 else ""
+        owner = topo.cards[data["card"]]
+        where = f" of {owner.id} ({owner.name})" if owner.switch is None else ""
+        return (f"SoC{where}: {data['cores']} cores{compute}, "
+                f"{format_bytes(data['dram_bytes'])} at {format_bandwidth(data['dram_bw_Bps'])}")
+    if kind == "storage":
+        what = "NVMe drive" if data["storage_kind"] == "nvme" else "network volume"
+        return (f"{what}: read {format_bandwidth(data['read_bw_Bps'])}, write "
+                f"{format_bandwidth(data['write_bw_Bps'])}, {format_time(data['latency_s'])}")
+    return kind
+
+
+def render_tree(topo: Topology, brief: bool = False) -> str:
+    """The topology as an indented tree; ``brief`` folds the SoCs of each card into one line."""
+    platform = topo.platform
+    lines = [f"{topo.name}: {topo.spec.description}" if topo.spec.description else topo.name]
+    limit = (f"{platform.max_p2p_group} SoCs" if platform.max_p2p_group is not None
+             else "not declared")
+    bar = format_bytes(platform.bar_space) if platform.bar_space is not None else "not declared"
+    lines.append(
+        f"platform: root-complex P2P {'on' if platform.root_complex_p2p else 'off'}, "
+        f"cross-socket P2P {'on' if platform.cross_socket_p2p else 'off'}, "
+        f"ACS default {'on' if platform.acs else 'off'}, tensor-slicing P2P limit {limit}, "
+        f"BAR space {bar}"
+    )
+    lines.append(f"host: hand-off {format_time(topo.handoff_latency_s)} on "
+                 f"{topo.handoff_threads} thread{'s' if topo.handoff_threads != 1 else ''}")
+    lines.append(topo.summary())
+    lines.append("")
+
+    def walk(node: str, prefix: str, last: bool, top: bool) -> None:
+        branch = "" if top else ("└─ " if last else "├─ ")
+        link = "" if top or topo.graph.nodes[node]["kind"] == "root_complex" else \
+            "  " + _link_text(topo, topo.graph.nodes[node]["parent"], node)
+        lines.append(f"{prefix}{branch}{node}  {describe_node(topo, node)}{link}")
+        children = topo.children(node)
+        child_prefix = prefix if top else prefix + ("   " if last else "│  ")
+        card = topo.graph.nodes[node].get("card")
+        if brief and children and all(topo.graph.nodes[c]["kind"] == "soc" for c in children) \
+                and card is not None:
+            first, rest = children[0], children[-1].rsplit(".", 1)[1]
+            lines.append(f"{child_prefix}└─ {first} .. {rest}  {len(children)} x "
+                         f"{describe_node(topo, first)}  "
+                         f"{_link_text(topo, node, first)} each")
+            return
+        for k, child in enumerate(children):
+            walk(child, child_prefix, k == len(children) - 1, False)
+
+    for socket in topo.sockets:
+        walk(socket, "", True, True)
+    graph = topo.graph
+    for u, v, data in graph.edges(data=True):
+        if data["direction"] == "socket" and u < v:
+            back = graph.edges[v, u]
+            rate = format_bandwidth(data["bw_Bps"])
+            if back["bw_Bps"] != data["bw_Bps"]:
+                rate = f"{u}->{v} {rate} / {v}->{u} {format_bandwidth(back['bw_Bps'])}"
+            lines.append(f"{u} <-> {v}  socket link: {rate} per direction, "
+                         f"{format_time(data['latency_s'])}")
+    return "\n".join(lines) + "\n"
+
+
+def _cell(matrix: PathMatrix, value: str, i: int, j: int) -> str:
+    if value == "class":
+        return CODES[PATH_CLASSES[matrix.path_class[i, j]]]
+    if i == j:
+        return "-"
+    if value == "bandwidth":
+        return f"{matrix.bottleneck_Bps[i, j] / 1e9:.3g}"
+    return f"{matrix.latency_s[i, j] * 1e6:.3g}"
+
+
+def _span(values: np.ndarray, fmt: Callable[[float], str]) -> str:
+    low, high = float(values.min()), float(values.max())
+    return fmt(low) if np.isclose(low, high, rtol=1e-9, atol=0) else f"{fmt(low)} .. {fmt(high)}"
+
+
+def render_matrix(matrix: PathMatrix, value: str = "class") -> str:
+    """A device-by-device table (columns numbered like the rows), then a legend and summary.
+
+    ``value`` is ``"class"`` (path class codes), ``"bandwidth"`` (GB/s) or ``"latency"`` (us).
+    """
+    n = len(matrix.devices)
+    cells = [[_cell(matrix, value, i, j) for j in range(n)] for i in range(n)]
+    width = max([len(str(n - 1)), *(len(c) for row in cells for c in row)]) + 1
+    label = max(len(d) for d in matrix.devices) + len(str(n - 1)) + 3
+    unit = {"class": "path class", "bandwidth": "bottleneck, GB/s", "latency": "latency, us"}
+    out = [f"{unit[value]:<{label}}" + "".join(f"{j:>{width}}" for j in range(n))]
+    for i, device in enumerate(matrix.devices):
+        out.append(f"{f'{device} [{i}]':<{label}}" + "".join(f"{c:>{width}}" for c in cells[i]))
+    out.append("")
+    summary = [("class", "meaning", "pairs", "bottleneck", "latency")]
+    for name, count in matrix.counts().items():
+        mask = matrix.path_class == PATH_CLASSES.index(name)
+        summary.append((CODES[name], MEANING[name], str(count),
+                        _span(matrix.bottleneck_Bps[mask], format_bandwidth),
+                        _span(matrix.latency_s[mask], format_time)))
+    widths = [max(len(row[k]) for row in summary) for k in range(5)]
+    for row in summary:
+        out.append("  ".join([row[0].ljust(widths[0]), row[1].ljust(widths[1]),
+                              row[2].rjust(widths[2]), row[3].ljust(widths[3]), row[4]]).rstrip())
+    return "\n".join(out) + "\n"
+
+
+def matrix_json(matrix: PathMatrix) -> str:
+    """The matrix as JSON: devices, class names, bottlenecks (B/s, null on the diagonal) and
+    latencies (s)."""
+    bw: list[list[Any]] = [[None if np.isinf(x) else float(f"{x:.12g}") for x in row]
+                           for row in matrix.bottleneck_Bps]
+    data = {
+        "devices": list(matrix.devices),
+        "path_class": [[PATH_CLASSES[c] for c in row] for row in matrix.path_class],
+        "bottleneck_Bps": bw,
+        "latency_s": [[float(f"{x:.12g}") for x in row] for row in matrix.latency_s],
+    }
+    return json.dumps(data, indent=1) + "\n"

@@ -1,0 +1,167 @@
+"""Metrics of a simulated variant (every one defined in ``docs/metrics.md``)."""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+from typing import Any
+
+import numpy as np
+
+from ..plan.memory import HostMemory, MemoryUse
+from ..plan.stages import PartitionPlan
+from ..sim.blocks import PassProfile
+from ..sim.driver import Timeline
+from ..spec.experiment import Variant
+from ..spec.topology import TransferSpec
+from ..topology.graph import Topology
+from .result import VariantResult
+
+
+def _bubble(step: float, compute: float, comm: float) -> float:
+    """Waiting in a step besides compute and exposed communication (float noise is zero)."""
+    bubble = step - compute - comm
+    return bubble if bubble > 1e-9 * step else 0.0
+
+
+def _percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values, dtype=float), q)) if values else 0.0
+
+
+def _links(topo: Topology, moved: Counter[str], makespan: float) -> list[dict[str, Any]]:
+    rows = []
+    for name, size in moved.items():
+        u, v = name.split("->")
+        capacity = topo.graph.edges[u, v]["bw_Bps"]
+        rows.append({"link": name, "bytes": float(size), "capacity_Bps": capacity,
+                     "utilization": float(size / (capacity * makespan)) if makespan else 0.0})
+    rows.sort(key=lambda r: (-r["utilization"], r["link"]))
+    return rows
+
+
+def _socs(plan: PartitionPlan, timeline: Timeline, compute_by_stage: list[float],
+          memory: list[MemoryUse], step: PassProfile) -> list[dict[str, Any]]:
+    """One row per SoC; ``step`` is the representative pass whose DRAM bytes are shown."""
+    used = {u.device: u for u in memory}
+    rows = []
+    for r, stages in enumerate(plan.replicas):
+        for stage in stages:
+            busy = timeline.stage_busy[r][stage.index]
+            compute = compute_by_stage[stage.index]
+            for device in stage.devices:
+                mem = used.get(device)
+                rows.append({
+                    "soc": device, "replica": r, "stage": stage.index,
+                    "compute_s": compute, "comm_s": max(busy - compute, 0.0),
+                    "idle_s": max(timeline.makespan - busy, 0.0),
+                    "step_dram_bytes": step.stages[stage.index].bytes,
+                    "memory_bytes": mem.total if mem else 0.0,
+                    "memory_capacity_bytes": mem.capacity if mem else 0.0,
+                })
+    return rows
+
+
+def _algorithms(profiles: dict[str, PassProfile]) -> dict[str, int]:
+    found: Counter[str] = Counter()
+    for profile in profiles.values():
+        for stage in profile.stages:
+            for _, run, times in stage.blocks:
+                for name, count in run.algorithms.items():
+                    found[name] += count * times
+    return dict(found)
+
+
+def llm_metrics(variant: Variant, topo: Topology, plan: PartitionPlan,
+                memory: list[MemoryUse], host: HostMemory, prefill: PassProfile,
+                decode: dict[int, PassProfile],
+                timeline: Timeline, logits_s: float, token_s: float,
+                host_links: Counter[str], chunks: int, params: TransferSpec) -> VariantResult:
+    """Metrics of an LLM run (definitions in docs/metrics.md)."""
+    w = variant.workload
+    firsts = [times[0] for per_replica in timeline.token_times for times in per_replica]
+    lasts = [times[-1] for per_replica in timeline.token_times for times in per_replica]
+    gaps = [b - a for per_replica in timeline.token_times for times in per_replica
+            for a, b in itertools.pairwise(times)]
+    sequences = len(plan.replicas) * w.groups * w.batch
+    tokens = sequences * w.generate
+    last_decode = decode[max(decode)]
+    steps = sorted(e - s for s, e in timeline.decode_steps)
+    step = steps[len(steps) // 2] if steps else 0.0
+    compute = sum(s.compute_s for s in last_decode.stages)
+    comm = sum(s.comm_s for s in last_decode.stages) + sum(last_decode.handoff_s) + \
+        logits_s + token_s
+    tpot = float(np.mean(gaps)) if gaps else 0.0
+    metrics = {
+        "ttft_s": float(np.mean(firsts)),
+        "ttft_max_s": float(np.max(firsts)),
+        "tpot_mean_s": tpot,
+        "tpot_p50_s": _percentile(gaps, 50),
+        "tpot_p99_s": _percentile(gaps, 99),
+        "e2e_s": float(np.mean(lasts)),
+        "makespan_s": timeline.makespan,
+        "tokens_per_s": tokens / timeline.makespan if timeline.makespan else 0.0,
+        "decode_tokens_per_s": sequences / tpot if tpot else 0.0,
+        "prefill_s": float(np.mean([e for r in timeline.prefill_end for e in r])),
+        "step_s": step,
+        "step_compute_s": compute,
+        "step_comm_s": comm,
+        "step_bubble_s": _bubble(step, compute, comm),
+        "host_round_trip_s": logits_s + token_s,
+        "socs": float(sum(s.tp for s in plan.stages) * len(plan.replicas)),
+        "memory_max_bytes": max(u.total for u in memory),
+    }
+    moved: Counter[str] = Counter()
+    groups = w.groups
+    for key, value in prefill.link_bytes.items():
+        moved[key] += value * chunks * groups
+    contexts = sorted(decode)
+    per_step = w.generate - 1
+    for key in {k for p in decode.values() for k in p.link_bytes}:
+        mean = float(np.mean([decode[c].link_bytes.get(key, 0.0) for c in contexts]))
+        moved[key] += mean * per_step * groups
+    for key, value in host_links.items():
+        moved[key] += value * w.generate * groups
+    links = _links(topo, moved, timeline.makespan)
+    if links:
+        metrics["busiest_link_utilization"] = links[0]["utilization"]
+    compute_by_stage = [prefill.stages[s].compute_s * chunks * groups
+                        + float(np.mean([decode[c].stages[s].compute_s for c in contexts]))
+                        * per_step * groups for s in range(len(plan.stages))]
+    profiles = {"prefill": prefill, **{f"decode@{c}": decode[c] for c in contexts}}
+    connection = "p2p" if plan.p2p_pairs else "host"
+    inputs = variant.inputs()
+    inputs["transfer"] = {**inputs["transfer"], "host_allreduce": params.host_allreduce}
+    return VariantResult(variant.name, inputs, metrics,
+                         _socs(plan, timeline, compute_by_stage, memory, last_decode), links,
+                         _algorithms(profiles), memory, host, plan, topo, timeline, profiles,
+                         connection, variant.description)
+
+
+def inference_metrics(variant: Variant, topo: Topology, plan: PartitionPlan,
+                      memory: list[MemoryUse], host: HostMemory, profile: PassProfile,
+                      timeline: Timeline,
+                      micro_batches: int, params: TransferSpec) -> VariantResult:
+    """Metrics of one forward pass of a batch (definitions in docs/metrics.md)."""
+    w = variant.workload
+    latency = timeline.makespan
+    metrics = {
+        "latency_s": latency,
+        "inferences_per_s": len(plan.replicas) * w.batch / latency if latency else 0.0,
+        "stage_max_s": max(s.seconds for s in profile.stages),
+        "pipeline_throughput_per_s": (w.batch / micro_batches) /
+        max(s.seconds for s in profile.stages) if profile.stages else 0.0,
+        "makespan_s": latency,
+        "socs": float(sum(s.tp for s in plan.stages) * len(plan.replicas)),
+        "memory_max_bytes": max(u.total for u in memory),
+    }
+    moved = Counter({k: v * micro_batches for k, v in profile.link_bytes.items()})
+    links = _links(topo, moved, latency)
+    if links:
+        metrics["busiest_link_utilization"] = links[0]["utilization"]
+    compute = [s.compute_s * micro_batches for s in profile.stages]
+    inputs = variant.inputs()
+    socs = _socs(plan, timeline, compute, memory, profile)
+    return VariantResult(variant.name, inputs, metrics, socs, links,
+                         _algorithms({"forward": profile}), memory, host, plan, topo, timeline,
+                         {"forward": profile}, "p2p" if plan.p2p_pairs else "host",
+                         variant.description)

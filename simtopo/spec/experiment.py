@@ -1,0 +1,250 @@
+"""Experiment files: a topology, a model, a workload and a plan, with variants to compare.
+
+```yaml
+name: ultra8
+topology: ../topologies/ultra8.yaml      # relative to this file
+model: llama-2-70b                       # a preset, or a decoder / graph YAML, or .onnx
+workload: {kind: llm, batch: 1, prompt: 1024, generate: 1024, context: 2048,
+           precision: fp16}
+plan: {tp: 16, connection: p2p}          # a parallel spec, or {mdp: file.json}
+variants:                                # each deep-merges onto the base
+  - {name: tp16-p2p}
+  - {name: tp16-host, plan: {connection: host}}
+ci: {workload: {generate: 32}}           # a reduced size for CI (deep-merged too)
+```
+
+Loading resolves every path, validates every variant (a bad one is reported with its key
+path, e.g. ``variants[2].plan.tp``), and builds nothing yet.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from ..errors import ConfigError, KeyPath
+from ..io.documents import Document, read_yaml, validate_document
+from ..io.paths import display_path, is_file
+from .load import LoadSpec
+from .topology import TransferSpec
+from .types import Count, Duration, Spec
+
+
+class WorkloadSpec(Spec):
+    """What to run: LLM inference (prefill then decode) or one pass of a graph."""
+
+    kind: Literal["llm", "inference", "load"] = "llm"
+    batch: Count = 1
+    prompt: Count = 128
+    generate: Count = 128
+    context: Count | None = None
+    compiled_prompt: Count | None = None
+    shapes: Literal["compiled", "dynamic"] = "compiled"
+    precision: Literal["fp32", "fp16", "bf16", "int8", "mxfp6"] = "fp16"
+    activations: Literal["fp32", "fp16", "bf16"] = "fp16"
+    groups: Count = 1
+    micro_batches: Count = 1
+    sample_time: Duration | None = None
+
+    @model_validator(mode="after")
+    def _lengths(self) -> WorkloadSpec:
+        if self.kind in ("llm", "load"):
+            context = self.context if self.context is not None else self.prompt + self.generate
+            if self.prompt + self.generate > context and self.shapes == "compiled":
+                raise ValueError(f"prompt {self.prompt} + generate {self.generate} exceeds the "
+                                 f"compiled context {context}")
+            chunk = self.compiled_prompt or self.prompt
+            if chunk > context:
+                raise ValueError(f"compiled_prompt {chunk} exceeds the context {context}")
+        if self.kind == "inference" and self.batch % self.micro_batches:
+            raise ValueError(f"batch {self.batch} does not split into {self.micro_batches} "
+                             "micro-batches")
+        return self
+
+    @property
+    def context_length(self) -> int:
+        """The compiled (or largest) context length."""
+        return self.context if self.context is not None else self.prompt + self.generate
+
+
+class PlanSpec(Spec):
+    """A parallel spec, or an MDP partition config."""
+
+    tp: Count = 1
+    mode: Literal["weight", "batch"] = "weight"
+    pp: Count = 1
+    replicas: Count = 1
+    cores: Count | None = None
+    connection: Literal["p2p", "host"] = "p2p"
+    rules: dict[str, Literal["M", "K", "replicate"]] = Field(default_factory=dict)
+    devices: list[str] | None = None
+    mdp: str | None = None
+
+    @model_validator(mode="after")
+    def _mdp_alone(self) -> PlanSpec:
+        if self.mdp is not None and (self.tp, self.pp, self.mode) != (1, 1, "weight"):
+            raise ValueError("an 'mdp' plan takes its partitions from the file; drop tp, pp "
+                             "and mode (replicas, devices and connection still apply)")
+        return self
+
+
+class VariantFields(Spec):
+    """What a variant may change (everything but the name is optional)."""
+
+    name: str = Field(min_length=1)
+    description: str = ""
+    topology: str | None = None
+    model: str | None = None
+    workload: dict[str, Any] = Field(default_factory=dict)
+    plan: dict[str, Any] = Field(default_factory=dict)
+    transfer: dict[str, Any] = Field(default_factory=dict)
+    load: dict[str, Any] = Field(default_factory=dict)
+
+
+class ExperimentSpec(Spec):
+    """A whole experiment file."""
+
+    name: str = Field(min_length=1)
+    description: str = ""
+    topology: str
+    model: str
+    workload: WorkloadSpec = WorkloadSpec()
+    plan: PlanSpec = PlanSpec()
+    transfer: dict[str, Any] = Field(default_factory=dict)
+    variants: list[VariantFields] = Field(default_factory=list)
+    ci: dict[str, Any] = Field(default_factory=dict)
+    sweep: dict[str, Any] = Field(default_factory=dict)
+    load: LoadSpec | None = None
+
+    @model_validator(mode="after")
+    def _load_needs_a_section(self) -> ExperimentSpec:
+        if self.workload.kind == "load" and self.load is None:
+            raise ValueError("workload kind 'load' needs a 'load:' section (sources, "
+                             "strategies)")
+        return self
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One resolved run: absolute paths, validated workload, plan and transfer overrides."""
+
+    name: str
+    description: str
+    topology: Path
+    model: str
+    workload: WorkloadSpec
+    plan: PlanSpec
+    transfer: dict[str, Any]
+    load: LoadSpec | None = None
+
+    def inputs(self) -> dict[str, Any]:
+        """The resolved inputs as plain data (for summaries)."""
+        plan = self.plan.model_dump(exclude_none=True, exclude_defaults=True)
+        if "mdp" in plan:  # the file's name: summaries must not depend on where a checkout is
+            plan["mdp"] = Path(plan["mdp"]).name
+        out = {"topology": self.topology.name, "model": Path(self.model).name,
+               "workload": self.workload.model_dump(exclude_none=True),
+               "plan": plan, "transfer": dict(sorted(self.transfer.items()))}
+        if self.load is not None:  # only then, so that other summaries keep their shape
+            out["load"] = self.load.model_dump(mode="json")
+        return out
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """An experiment file, resolved into its variants."""
+
+    name: str
+    description: str
+    source: Path
+    variants: tuple[Variant, ...]
+    sweep: dict[str, Any] = field(default_factory=dict)
+    """The file's ``sweep:`` block, as written (see :mod:`simtopo.sweep`)."""
+
+
+def _merge(base: Any, change: Any) -> Any:
+    if isinstance(base, dict) and isinstance(change, dict):
+        out = dict(base)
+        for key, value in change.items():
+            out[key] = _merge(base[key], value) if key in base else value
+        return out
+    return change
+
+
+def _model_path(text: str, base: Path) -> str:
+    candidate = base / text
+    if text.endswith((".yaml", ".yml", ".onnx", ".json")) and is_file(candidate):
+        return str(candidate.resolve())
+    return text
+
+
+def load_experiment(path: str | Path, reduced: bool = False,
+                    overrides: dict[str, Any] | None = None,
+                    only: str | None = None) -> Experiment:
+    """Read an experiment file; ``reduced`` applies its ``ci:`` block (the CI size).
+
+    ``overrides`` deep-merge onto every variant last (a sweep point's values); ``only``
+    resolves just that variant.
+    """
+    path = Path(path)
+    doc = read_yaml(path)
+    spec = validate_document(doc, ExperimentSpec)
+    base_dir = path.resolve().parent
+    raw: dict[str, Any] = dict(doc.data)
+    variants_raw = raw.pop("variants", None) or [{"name": spec.name}]
+    ci = raw.pop("ci", {}) if reduced else {}
+    raw.pop("ci", None)
+    raw.pop("sweep", None)
+    out = []
+    for i, variant in enumerate(variants_raw):
+        if only is not None and variant.get("name", spec.name) != only:
+            continue
+        merged = _merge(raw, {k: v for k, v in variant.items() if k not in ("name",
+                                                                           "description")})
+        merged = _merge(_merge(merged, ci), overrides or {})
+        where: KeyPath = ("variants", i) if "variants" in doc.data else ()
+        vdoc = Document(data=merged, file=doc.file, origins={
+            p[len(where):] if p[:len(where)] == where else p: o
+            for p, o in doc.origins.items()})
+        try:
+            resolved = validate_document(vdoc, ExperimentSpec)
+        except ConfigError as err:
+            raise ConfigError(err.message, file=doc.file,
+                              path=(*where, *err.path), line=err.line) from None
+        topology = (base_dir / resolved.topology).resolve()
+        if not is_file(topology):
+            where_key = (*where, "topology") if "topology" in variant else ("topology",)
+            raise doc.error(f"topology file {resolved.topology!r} not found (looked for "
+                            f"{display_path(topology)})", where_key)
+        plan = resolved.plan
+        if plan.mdp is not None:
+            mdp = (base_dir / plan.mdp).resolve()
+            if not is_file(mdp):
+                raise doc.error(f"MDP file {plan.mdp!r} not found (looked for "
+                                f"{display_path(mdp)})",
+                                (*where, "plan", "mdp"))
+            plan = plan.model_copy(update={"mdp": str(mdp)})
+        transfer = dict(resolved.transfer)
+        try:
+            TransferSpec.model_validate(transfer)
+        except Exception as exc:  # reported with its key path below
+            bad = validate_document(Document(transfer, doc.file), TransferSpec) \
+                if not isinstance(exc, ConfigError) else None
+            raise doc.error(f"bad transfer settings ({exc})", (*where, "transfer")) from bad
+        out.append(Variant(name=variant.get("name", spec.name),
+                           description=variant.get("description", ""), topology=topology,
+                           model=_model_path(resolved.model, base_dir),
+                           workload=resolved.workload, plan=plan, transfer=transfer,
+                           load=resolved.load))
+    names = [str(v.get("name", spec.name)) for v in variants_raw]
+    for i, name in enumerate(names):
+        if names.index(name) != i:
+            raise doc.error(f"duplicate variant name {name!r}", ("variants", i, "name"))
+    if only is not None and only not in names:
+        raise ConfigError(f"unknown variant {only!r} (expected one of: {', '.join(names)})",
+                          file=doc.file)
+    return Experiment(name=spec.name, description=spec.description, source=path,
+                      variants=tuple(out), sweep=dict(spec.sweep))

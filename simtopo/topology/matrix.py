@@ -1,0 +1,217 @@
+"""Device-by-device path class, bottleneck bandwidth and latency, for all pairs at once.
+
+The spirit of ``nvidia-smi topo -m``, computed from the tree with arrays rather than one route
+object per pair, so that a 1,024-SoC topology stays cheap. For every device and every depth we
+hold its ancestor there and the bottleneck and latency of the way up (and down) to it; a pair's
+lowest common ancestor and the platform's rules then pick where the route turns.
+
+The rules are those of :mod:`simtopo.routing`; pairs that cannot use P2P get class ``host`` and
+the figures of a bounce through the source socket's memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import pairwise
+from typing import TYPE_CHECKING
+
+import networkx as nx
+import numpy as np
+
+from ..errors import RouteError
+from .graph import Topology
+from .routing import ENDPOINT_KINDS
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+PATH_CLASSES = ("self", "card", "switch", "acs", "rc", "socket", "host")
+"""Path classes, from nearest to farthest."""
+
+CODES = {"self": "X", "card": "CARD", "switch": "SW", "acs": "ACS", "rc": "RC", "socket": "XS",
+         "host": "HOST"}
+"""Short codes used in matrix tables."""
+
+MEANING = {
+    "self": "the device itself",
+    "card": "same card: through the on-card switch",
+    "switch": "same server switch (ACS off)",
+    "acs": "ACS on at the common switch: hairpin through the root port",
+    "rc": "through the root complex (between root ports or switches)",
+    "socket": "across sockets over the socket link (cross-socket P2P on)",
+    "host": "no P2P path: bounced through host memory",
+}
+
+_SELF, _CARD, _SWITCH, _ACS, _RC, _SOCKET, _HOST = range(len(PATH_CLASSES))
+
+
+@dataclass(frozen=True, eq=False)
+class PathMatrix:
+    """All-pairs path class, bottleneck bandwidth and latency between ``devices``.
+
+    ``path_class[i, j]`` indexes :data:`PATH_CLASSES`; ``bottleneck_Bps`` and ``latency_s`` are
+    those of the P2P route, or of the host bounce for class ``host`` (diagonal: inf and 0).
+    """
+
+    devices: tuple[str, ...]
+    path_class: np.ndarray
+    bottleneck_Bps: np.ndarray
+    latency_s: np.ndarray
+
+    def index(self, device: str) -> int:
+        """Row of ``device``."""
+        try:
+            return self.devices.index(device)
+        except ValueError:
+            raise RouteError(f"{device!r} is not in this matrix") from None
+
+    def class_of(self, a: str, b: str) -> str:
+        """Path class between two devices."""
+        return PATH_CLASSES[self.path_class[self.index(a), self.index(b)]]
+
+    def counts(self) -> dict[str, int]:
+        """Ordered pairs per path class (excluding the diagonal)."""
+        values, counts = np.unique(self.path_class, return_counts=True)
+        found = dict(zip(values.tolist(), counts.tolist(), strict=True))
+        return {PATH_CLASSES[v]: found[v] for v in sorted(found) if v != _SELF}
+
+    def to_dataframe(self, value: str = "class") -> pd.DataFrame:
+        """A device-by-device table of ``"class"`` codes, ``"bandwidth"`` (B/s) or ``"latency"``
+        (s)."""
+        import pandas as pd
+
+        if value == "class":
+            data = np.array([CODES[c] for c in PATH_CLASSES], dtype=object)[self.path_class]
+        elif value == "bandwidth":
+            data = self.bottleneck_Bps
+        elif value == "latency":
+            data = self.latency_s
+        else:
+            raise ValueError(f"value must be 'class', 'bandwidth' or 'latency' (got {value!r})")
+        return pd.DataFrame(data, index=list(self.devices), columns=list(self.devices))
+
+    def __repr__(self) -> str:
+        counts = ", ".join(f"{k} {v}" for k, v in self.counts().items())
+        return f"<PathMatrix {len(self.devices)} devices: {counts}>"
+
+    def _repr_html_(self) -> str:
+        return self.to_dataframe("class")._repr_html_()
+
+
+def _socket_paths(topo: Topology) -> tuple[np.ndarray, np.ndarray]:
+    """Bottleneck and latency (links plus intermediate hops) between every pair of sockets."""
+    sockets = topo.sockets
+    n = len(sockets)
+    bw = np.full((n, n), np.inf)
+    lat = np.zeros((n, n))
+    graph = topo.graph
+    sub = graph.subgraph(sockets)
+    for a in range(n):
+        for b in range(n):
+            if a == b:
+                continue
+            path = nx.shortest_path(sub, sockets[a], sockets[b])
+            edges = [graph.edges[u, v] for u, v in pairwise(path)]
+            bw[a, b] = min(e["bw_Bps"] for e in edges)
+            lat[a, b] = sum(e["latency_s"] for e in edges) + sum(
+                graph.nodes[s]["hop_latency_s"] for s in path[1:-1])
+    return bw, lat
+
+
+def path_matrix(topo: Topology, devices: Sequence[str] | None = None) -> PathMatrix:
+    """Compute the :class:`PathMatrix` of ``devices`` (default: every SoC)."""
+    devices = tuple(topo.socs if devices is None else devices)
+    graph = topo.graph
+    for device in devices:
+        if topo.node(device)["kind"] not in ENDPOINT_KINDS:
+            raise RouteError(f"{device} is a {topo.node(device)['kind']}; the matrix is over "
+                             "SoCs and storage devices")
+    nodes = list(graph.nodes)
+    index = {n: i for i, n in enumerate(nodes)}
+    attrs = [graph.nodes[n] for n in nodes]
+    kind = np.array([a["kind"] for a in attrs], dtype=object)
+    is_switch = kind == "switch"
+    acs = np.array([bool(a.get("acs")) for a in attrs])
+    on_card = np.array([a.get("card") is not None for a in attrs]) & is_switch
+    p2p = np.array([bool(a.get("p2p")) for a in attrs])
+    hop = np.array([a["hop_latency_s"] for a in attrs])
+    socket_index = {s: k for k, s in enumerate(topo.sockets)}
+    memory_bw = np.array([graph.nodes[s]["memory_bw_Bps"] for s in topo.sockets])
+
+    n, depth = len(devices), 1 + max(a["depth"] for a in attrs)
+    anc = np.full((n, depth), -1)
+    up_bw = np.full((n, depth), np.inf)
+    down_bw = np.full((n, depth), np.inf)
+    up_lat = np.zeros((n, depth))
+    down_lat = np.zeros((n, depth))
+    for e, device in enumerate(devices):
+        node, d = device, graph.nodes[device]["depth"]
+        anc[e, d] = index[node]
+        while (parent := graph.nodes[node]["parent"]) is not None:
+            up, down = graph.edges[node, parent], graph.edges[parent, node]
+            between = hop[index[node]] if node != device else 0.0
+            up_bw[e, d - 1] = min(up_bw[e, d], up["bw_Bps"])
+            down_bw[e, d - 1] = min(down_bw[e, d], down["bw_Bps"])
+            up_lat[e, d - 1] = up_lat[e, d] + up["latency_s"] + between
+            down_lat[e, d - 1] = down_lat[e, d] + down["latency_s"] + between
+            node, d = parent, d - 1
+            anc[e, d] = index[node]
+
+    # depth of the lowest common ancestor; -1 when the devices hang off different sockets
+    lca_depth = np.full((n, n), -1)
+    for d in range(depth):
+        col = anc[:, d]
+        same = (col[:, None] == col[None, :]) & (col[:, None] >= 0)
+        lca_depth = np.where(same, d, lca_depth)
+    rows = np.arange(n)[:, None]
+    lca = anc[rows, np.maximum(lca_depth, 0)]
+    same_socket = lca_depth >= 0
+    rc = anc[:, 1]
+    rc_p2p = p2p[rc][:, None] & p2p[rc][None, :]
+
+    cls = np.full((n, n), _HOST)
+    turn = np.zeros((n, n), dtype=int)
+    lca_switch = same_socket & is_switch[lca]
+    direct = lca_switch & ~acs[lca]
+    cls = np.where(direct, np.where(on_card[lca], _CARD, _SWITCH), cls)
+    turn = np.where(direct, lca_depth, turn)
+    hairpin = lca_switch & acs[lca]
+    cls = np.where(hairpin, _ACS, cls)
+    turn = np.where(hairpin, 1, turn)
+    via_rc = same_socket & ~is_switch[lca] & rc_p2p
+    cls = np.where(via_rc, _RC, cls)
+    turn = np.where(via_rc, lca_depth, turn)
+    cross = ~same_socket & rc_p2p & topo.platform.cross_socket_p2p
+    cls = np.where(cross, _SOCKET, cls)
+
+    sock = np.array([socket_index[graph.nodes[dv]["socket"]] for dv in devices])
+    sock_bw, sock_lat = _socket_paths(topo)
+    pair_bw = sock_bw[sock[:, None], sock[None, :]]
+    pair_lat = sock_lat[sock[:, None], sock[None, :]]
+    sock_hop = hop[[index[s] for s in topo.sockets]][sock]
+    cols = np.arange(n)[None, :]
+
+    # P2P turning inside one socket's tree
+    bw = np.minimum(up_bw[rows, turn], down_bw[cols, turn])
+    lat = up_lat[rows, turn] + down_lat[cols, turn] + hop[anc[rows, turn]]
+    # across sockets, turning at neither: up to the socket, over the socket link(s), down
+    cross_bw = np.minimum(np.minimum(up_bw[:, :1], down_bw[:, 0][None, :]), pair_bw)
+    cross_lat = (up_lat[:, :1] + down_lat[:, 0][None, :] + pair_lat + sock_hop[:, None]
+                 + sock_hop[None, :])
+    bw = np.where(cls == _SOCKET, cross_bw, bw)
+    lat = np.where(cls == _SOCKET, cross_lat, lat)
+    # host bounce through the source socket's memory, then its hand-off
+    leg2_bw = np.where(same_socket, down_bw[:, 0][None, :], cross_bw)
+    leg2_lat = np.where(same_socket, down_lat[:, 0][None, :],
+                        pair_lat + down_lat[:, 0][None, :] + sock_hop[None, :])
+    bounce_bw = np.minimum(np.minimum(up_bw[:, :1], leg2_bw), memory_bw[sock][:, None] / 2)
+    bounce_lat = up_lat[:, :1] + topo.handoff_latency_s + leg2_lat
+    bw = np.where(cls == _HOST, bounce_bw, bw)
+    lat = np.where(cls == _HOST, bounce_lat, lat)
+
+    diagonal = np.eye(n, dtype=bool)
+    cls = np.where(diagonal, _SELF, cls).astype(np.int8)
+    bw = np.where(diagonal, np.inf, bw)
+    lat = np.where(diagonal, 0.0, lat)
+    return PathMatrix(devices=devices, path_class=cls, bottleneck_Bps=bw, latency_s=lat)

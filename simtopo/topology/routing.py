@@ -1,0 +1,257 @@
+"""Routes through the PCIe tree: peer-to-peer, host-routed bounces, host <-> device.
+
+Peer-to-peer (DESIGN.md, routing semantics):
+
+- up from the source to the lowest common switch and down to the destination when ACS is off
+  there (path class ``card`` for an on-card switch, ``switch`` for a server switch);
+- with ACS on at that switch, redirected up to the root complex and back down (``acs``): the
+  hairpin loads every link between the switch and the root complex in both directions;
+- between switches or root ports, through the root complex only if it carries P2P (``rc``);
+- across sockets over the socket link only if ``platform.cross_socket_p2p`` is on (``socket``).
+
+A refused P2P route raises :class:`RouteError` naming the root complex or socket link.
+
+Host-routed (``mode="host"``): two legs through a staging buffer in one socket's memory, plus
+the host hand-off; both legs use host memory bandwidth.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from itertools import pairwise
+
+import networkx as nx
+
+from ..errors import RouteError
+from .graph import Topology
+
+ENDPOINT_KINDS = ("soc", "storage")
+P2P_CLASSES = ("card", "switch", "acs", "rc", "socket")
+
+
+@dataclass(frozen=True)
+class Route:
+    """A direct path: P2P between devices, or between a device and one socket's memory.
+
+    ``links`` are directed edges ``(u, v)`` of the topology graph in travel order.
+    ``memory`` is the socket whose DRAM the route reads or writes (``None`` for P2P).
+    """
+
+    src: str
+    dst: str
+    path_class: str
+    nodes: tuple[str, ...]
+    link_bw_Bps: tuple[float, ...]
+    link_latency_s: tuple[float, ...]
+    hop_latency_s: tuple[float, ...]
+    memory: str | None = None
+    memory_bw_Bps: float = float("inf")
+
+    @cached_property
+    def links(self) -> tuple[tuple[str, str], ...]:
+        """Directed edges in travel order."""
+        return tuple(pairwise(self.nodes))
+
+    @property
+    def bottleneck_Bps(self) -> float:
+        """The slowest link on the route (or the memory bandwidth, if lower)."""
+        return min((*self.link_bw_Bps, self.memory_bw_Bps))
+
+    @property
+    def latency_s(self) -> float:
+        """Link latencies plus the hop latency of every switch and root complex traversed."""
+        return sum(self.link_latency_s) + sum(self.hop_latency_s)
+
+    def __str__(self) -> str:
+        return " -> ".join(self.nodes)
+
+
+@dataclass(frozen=True)
+class BounceRoute:
+    """A host-routed device-to-device copy: two legs through a staging buffer in host memory.
+
+    The source writes chunks into ``staging``'s memory (``to_host``), a host thread hands each
+    chunk off (``handoff_s``), and the destination reads it (``from_host``). Both legs consume
+    the staging socket's memory bandwidth.
+    """
+
+    src: str
+    dst: str
+    to_host: Route
+    from_host: Route
+    staging: str
+    handoff_s: float
+    handoff_threads: int
+    path_class: str = "host"
+
+    @property
+    def links(self) -> tuple[tuple[str, str], ...]:
+        """Directed edges of both legs."""
+        return self.to_host.links + self.from_host.links
+
+    @property
+    def memory_bw_Bps(self) -> float:
+        """Bandwidth of the staging socket's memory."""
+        return self.to_host.memory_bw_Bps
+
+    @property
+    def bottleneck_Bps(self) -> float:
+        """Steady rate of one bounce: the slower leg, or half the memory (written and read)."""
+        return min(self.to_host.bottleneck_Bps, self.from_host.bottleneck_Bps,
+                   self.memory_bw_Bps / 2)
+
+    @property
+    def latency_s(self) -> float:
+        """Latency of the first byte: one leg, one hand-off, the other leg."""
+        return self.to_host.latency_s + self.handoff_s + self.from_host.latency_s
+
+
+def _path(topo: Topology, src: str, dst: str, path_class: str, nodes: list[str],
+          memory: str | None = None) -> Route:
+    graph = topo.graph
+    edges = [graph.edges[u, v] for u, v in pairwise(nodes)]
+    return Route(
+        src=src, dst=dst, path_class=path_class, nodes=tuple(nodes),
+        link_bw_Bps=tuple(e["bw_Bps"] for e in edges),
+        link_latency_s=tuple(e["latency_s"] for e in edges),
+        hop_latency_s=tuple(graph.nodes[n]["hop_latency_s"] for n in nodes[1:-1]),
+        memory=memory,
+        memory_bw_Bps=graph.nodes[memory]["memory_bw_Bps"] if memory else float("inf"),
+    )
+
+
+def _socket_path(topo: Topology, a: str, b: str) -> list[str]:
+    sockets = topo.graph.subgraph(topo.sockets)
+    return list(nx.shortest_path(sockets, a, b))
+
+
+def _refuse_rc(topo: Topology, rc: str, a: str, b: str) -> None:
+    node = topo.graph.nodes[rc]
+    if not node["p2p"]:
+        raise RouteError(
+            f"no P2P route from {a} to {b}: it must pass through root complex {rc}, which does "
+            f"not carry peer-to-peer traffic between root ports ({node['p2p_key']} is off); "
+            "use mode='host'"
+        )
+
+
+def p2p_route(topo: Topology, a: str, b: str) -> Route:
+    """The peer-to-peer route from device ``a`` to device ``b`` (rules in the module doc)."""
+    up = topo.ancestors(a)  # a, ..., root complex, socket
+    down = topo.ancestors(b)
+    nodes = topo.graph.nodes
+    if up[-1] != down[-1]:
+        link = f"{up[-1]}-{down[-1]}"
+        if not topo.platform.cross_socket_p2p:
+            raise RouteError(
+                f"no P2P route from {a} to {b}: it would cross the socket link {link}, and "
+                "cross-socket P2P is off (platform.cross_socket_p2p); use mode='host'"
+            )
+        _refuse_rc(topo, up[-2], a, b)
+        _refuse_rc(topo, down[-2], a, b)
+        middle = _socket_path(topo, up[-1], down[-1])[1:-1]
+        return _path(topo, a, b, "socket", up + middle + down[::-1])
+    in_down = set(down)
+    lca = next(n for n in up if n in in_down)
+    kind = nodes[lca]["kind"]
+    if kind == "switch" and nodes[lca]["acs"]:
+        turn, path_class = up[-2], "acs"  # redirected to the root complex and back down
+    elif kind == "switch":
+        turn, path_class = lca, ("card" if nodes[lca]["card"] else "switch")
+    else:
+        turn, path_class = lca, "rc"
+        for rc in dict.fromkeys((up[-2], down[-2])):
+            _refuse_rc(topo, rc, a, b)
+    i, j = up.index(turn), down.index(turn)
+    return _path(topo, a, b, path_class, up[: i + 1] + down[:j][::-1])
+
+
+def memory_route(topo: Topology, socket: str, device: str, to_device: bool) -> Route:
+    """Host memory of ``socket`` to ``device`` (``to_device``) or back, over the socket link
+    when the device hangs off another socket."""
+    chain = topo.ancestors(device)[::-1]  # socket, root complex, ..., device
+    nodes = _socket_path(topo, socket, chain[0])[:-1] + chain
+    if to_device:
+        return _path(topo, socket, device, "h2d", nodes, memory=socket)
+    return _path(topo, device, socket, "d2h", nodes[::-1], memory=socket)
+
+
+def _endpoint(topo: Topology, node: str, other: str) -> tuple[str, str]:
+    """(node id, kind); ``"host"`` means the other endpoint's socket."""
+    if node == "host":
+        if other == "host":
+            raise RouteError("a route needs at least one device, not host to host")
+        return topo.node(other)["socket"], "socket"
+    kind = topo.node(node)["kind"]
+    if kind not in (*ENDPOINT_KINDS, "socket"):
+        raise RouteError(f"{node} is a {kind.replace('_', ' ')}, not an endpoint: routes join "
+                         "SoCs, storage devices and host memory (a socket id or 'host')")
+    return node, kind
+
+
+def route(topo: Topology, src: str, dst: str, mode: str = "p2p",
+          staging: str | None = None) -> Route | BounceRoute:
+    """Route a transfer from ``src`` to ``dst``.
+
+    Parameters
+    ----------
+    topo
+        The topology.
+    src, dst
+        SoC or storage ids, a socket id (its memory), or ``"host"`` (the memory of the other
+        endpoint's socket).
+    mode
+        ``"p2p"``: a direct route (device to device under the P2P rules, or host memory to a
+        device). ``"host"``: device to device bounced through host memory.
+    staging
+        For ``mode="host"``: the socket holding the staging buffer, or ``"src"`` / ``"dst"``;
+        default the source's socket.
+
+    Raises
+    ------
+    RouteError
+        If the platform forbids the route (naming the root complex or socket link), or the
+        endpoints or mode make no sense.
+
+    Routes are memoized on the topology (its graph does not change once built).
+    """
+    key = (src, dst, mode, staging)
+    found = topo.routes.get(key)
+    if found is None:
+        found = topo.routes[key] = _route(topo, src, dst, mode, staging)
+    return found
+
+
+def _route(topo: Topology, src: str, dst: str, mode: str,
+           staging: str | None) -> Route | BounceRoute:
+    if mode not in ("p2p", "host"):
+        raise RouteError(f"unknown route mode {mode!r} (expected 'p2p' or 'host')")
+    a, a_kind = _endpoint(topo, src, dst)
+    b, b_kind = _endpoint(topo, dst, src)
+    if a == b:
+        raise RouteError(f"a route needs two different endpoints (got {a} twice)")
+    if staging is not None and mode != "host":
+        raise RouteError("staging applies only to mode='host' (a bounce through host memory)")
+    if a_kind == "socket" or b_kind == "socket":
+        if mode == "host":
+            raise RouteError("mode='host' bounces between two devices; a transfer to or from "
+                             "host memory is direct (use mode='p2p')")
+        if a_kind == b_kind:
+            raise RouteError(f"{a} to {b} is memory to memory, not a PCIe transfer")
+        if a_kind == "socket":
+            return memory_route(topo, a, b, to_device=True)
+        return memory_route(topo, b, a, to_device=False)
+    if mode == "p2p":
+        return p2p_route(topo, a, b)
+    socket = {None: topo.node(a)["socket"], "src": topo.node(a)["socket"],
+              "dst": topo.node(b)["socket"]}.get(staging, staging)
+    if socket not in topo.sockets:
+        raise RouteError(f"staging must be 'src', 'dst' or a socket id "
+                         f"({', '.join(topo.sockets)}); got {staging!r}")
+    return BounceRoute(
+        src=a, dst=b,
+        to_host=memory_route(topo, socket, a, to_device=False),
+        from_host=memory_route(topo, socket, b, to_device=True),
+        staging=socket, handoff_s=topo.handoff_latency_s, handoff_threads=topo.handoff_threads,
+    )

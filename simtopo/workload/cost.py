@@ -1,0 +1,78 @@
+"""The cost of an op on a SoC: a roofline plus fixed costs, as a pure function.
+
+    time = max(FLOPs / (cores x per-core peak x compute efficiency),
+               bytes / (DRAM bandwidth the cores can draw x DRAM efficiency))
+           + per-op launch + mxfp6 weights x expansion work / (cores x per-core fp16 peak)
+
+Cores reach DRAM over the SoC's network-on-chip, so a partition compiled for ``cores`` of the
+SoC's cores draws at most ``noc_bw x cores / total cores`` (assumption: the NoC divides evenly
+over the cores), and never more than the DRAM's own bandwidth: a 1-core partition cannot
+decode as fast as a 16-core one. mxfp6 weights are expanded to fp16 by the cores that read
+them: the expansion work per weight divides over those cores and runs at their clock (taken as
+proportional to their fp16 peak).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..constants import DEFAULT_SOC_MODEL, SocModel
+
+
+@dataclass(frozen=True)
+class Work:
+    """What one device does for (its shard of) an op."""
+
+    flops: float
+    bytes: float
+    precision: str = "fp16"
+    mxfp6_weights: float = 0.0
+
+
+@dataclass(frozen=True)
+class OpCost:
+    """The time of one op on one device and what bounds it."""
+
+    time_s: float
+    compute_s: float
+    memory_s: float
+    launch_s: float
+    expand_s: float
+
+    @property
+    def bound(self) -> str:
+        """``compute`` or ``memory``: the larger side of the roofline."""
+        return "compute" if self.compute_s >= self.memory_s else "memory"
+
+
+def dram_bandwidth(soc: Mapping[str, Any], cores: int) -> float:
+    """Bytes/s a partition of ``cores`` cores can draw from the SoC's DRAM."""
+    total = soc["cores"]
+    if not 1 <= cores <= total:
+        raise ValueError(f"cores must be between 1 and {total} (got {cores})")
+    noc = soc.get("noc_bw_Bps")
+    share = noc * cores / total if noc else soc["dram_bw_Bps"] * cores / total
+    return min(soc["dram_bw_Bps"], share)
+
+
+def peak_flops(soc: Mapping[str, Any], cores: int, precision: str) -> float:
+    """Peak operations/s of ``cores`` cores at ``precision`` (fp16 if the SoC lists no such
+    precision: bf16 runs as fp16 on the AI 100)."""
+    per_core = soc["peak_flops_per_core"]
+    rate = per_core.get(precision, per_core.get("fp16"))
+    if rate is None:
+        rate = max(per_core.values())
+    return rate * cores
+
+
+def op_cost(work: Work, soc: Mapping[str, Any], cores: int,
+            model: SocModel = DEFAULT_SOC_MODEL) -> OpCost:
+    """Time of ``work`` on ``cores`` cores of ``soc`` (the SoC's node attributes)."""
+    compute = work.flops / (peak_flops(soc, cores, work.precision) * model.compute_efficiency)
+    memory = work.bytes / (dram_bandwidth(soc, cores) * model.dram_efficiency)
+    expand = work.mxfp6_weights * model.mxfp6_expand_ops_per_weight / peak_flops(soc, cores, "fp16")
+    launch = model.op_launch_s
+    return OpCost(time_s=max(compute, memory) + launch + expand, compute_s=compute,
+                  memory_s=memory, launch_s=launch, expand_s=expand)

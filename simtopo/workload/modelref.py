@@ -1,0 +1,63 @@
+"""What ``--model`` names: a decoder (preset or YAML), a hand-written graph, or an ONNX file.
+
+Decoders make a graph for any shape; graphs and ONNX models are one fixed pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import networkx as nx
+import yaml
+
+from ..errors import ConfigError
+from ..io.paths import is_file
+from ..spec.model import DecoderSpec
+from .decoders import load_model, preset_names
+from .graphfile import load_graph
+from .opgraph import Precision, Shape, build_graph, decode_shape
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A model by name: a decoder, or a fixed graph."""
+
+    name: str
+    decoder: DecoderSpec | None = None
+    graph: nx.DiGraph | None = None
+
+    def graph_for(self, shape: Shape | None = None,
+                  precision: Precision | None = None) -> nx.DiGraph:
+        """The op graph of one pass (fixed graphs ignore the shape)."""
+        if self.decoder is None:
+            assert self.graph is not None
+            return self.graph
+        return build_graph(self.decoder, shape or decode_shape(1, 0, compiled_context=1),
+                           precision)
+
+
+def resolve_model(name_or_path: str | Path, dims: dict[str, int] | None = None) -> ModelRef:
+    """A preset name, a decoder or graph YAML file, or an ``.onnx`` file (whose symbolic
+    dimensions take ``dims``)."""
+    text = str(name_or_path)
+    if text in preset_names():
+        decoder = load_model(text)
+        return ModelRef(decoder.name, decoder=decoder)
+    path = Path(text)
+    if path.suffix == ".onnx":
+        from .onnx_import import load_onnx
+
+        return ModelRef(path.stem, graph=load_onnx(path, dims))
+    if path.suffix in (".yaml", ".yml") and is_file(path):
+        try:
+            head = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError):
+            head = None  # read_yaml below reports it properly
+        if isinstance(head, dict) and "nodes" in head:
+            graph = load_graph(path)
+            return ModelRef(str(graph.graph.get("model", path.stem)), graph=graph)
+        decoder = load_model(path)
+        return ModelRef(decoder.name, decoder=decoder)
+    raise ConfigError(f"unknown model {text!r} (expected a preset: {', '.join(preset_names())}"
+                      "; a YAML file with 'decoder:' or 'nodes:'; or an .onnx file)")

@@ -1,0 +1,297 @@
+"""Decoders to op graphs: every op with its FLOPs, bytes, weights and kind, per shape.
+
+One pass of the model is a DAG (``networkx.DiGraph``) of named ops (``embed``,
+``layers.12.attn.qkv``, ``layers.12.attn.core``, ..., ``lm_head``); edges carry the bytes of
+the activation they pass. A :class:`Shape` says what the pass computes:
+
+- prefill: ``tokens`` new tokens per sequence (the prompt, or a compiled prompt-length chunk)
+  attending to ``context`` positions;
+- decode: one new token per sequence attending to ``context`` positions (the compiled context
+  length, masked, or the positions filled so far).
+
+GEMMs are written W[K_in, N_out] (K the input features, N the output features) with their
+token count; GEMM FLOPs are 2 x tokens x K x N. The LM head computes logits at each
+sequence's last position only (what sampling needs), in prefill as in decode. Weights of GEMMs
+take the weight precision (mxfp6 is 6.25 bits: 6-bit elements and an 8-bit scale per 32);
+embeddings, activations and the KV cache take theirs. Decode reads every GEMM weight and the
+attended KV cache once per step.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+
+import networkx as nx
+
+from ..spec.model import DecoderSpec
+
+WEIGHT_BYTES = {"fp32": 4.0, "fp16": 2.0, "bf16": 2.0, "int8": 1.0, "mxfp6": 6.25 / 8}
+"""Bytes per GEMM weight by precision."""
+
+ACTIVATION_BYTES = {"fp32": 4.0, "fp16": 2.0, "bf16": 2.0}
+"""Bytes per activation or KV-cache element by precision."""
+
+COMPUTE_PRECISION = {"fp32": "fp16", "fp16": "fp16", "bf16": "bf16", "int8": "int8",
+                     "mxfp6": "fp16"}
+"""The arithmetic each weight precision runs at (fp32 and mxfp6 weights compute in fp16)."""
+
+
+@dataclass(frozen=True)
+class Precision:
+    """Precisions of GEMM weights, activations (and embeddings), and the KV cache."""
+
+    weights: str = "fp16"
+    activations: str = "fp16"
+    kv_cache: str = "fp16"
+
+    def __post_init__(self) -> None:
+        for what, value, table in (("weights", self.weights, WEIGHT_BYTES),
+                                   ("activations", self.activations, ACTIVATION_BYTES),
+                                   ("kv_cache", self.kv_cache, ACTIVATION_BYTES)):
+            if value not in table:
+                raise ValueError(f"{what} precision must be one of {', '.join(table)} "
+                                 f"(got {value!r})")
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What one pass computes: ``tokens`` new tokens for each of ``batch`` sequences, each
+    query attending to ``attended`` positions on average out of a ``context``-long cache."""
+
+    phase: str
+    batch: int
+    tokens: int
+    context: int
+    attended: float
+
+    @property
+    def rows(self) -> int:
+        """Token rows through every GEMM: batch x tokens."""
+        return self.batch * self.tokens
+
+
+def prefill_shapes(batch: int, prompt: int, compiled: bool = True,
+                   compiled_prompt: int | None = None,
+                   compiled_context: int | None = None) -> list[Shape]:
+    """The passes that prefill a prompt.
+
+    Compiled (the AI 100 default): the prompt runs in chunks of the compiled prompt length
+    (padded), each attending over the whole compiled context buffer (masked). Dynamic: one pass
+    of ``prompt`` tokens with causal attention (on average (prompt + 1) / 2 positions).
+    """
+    if compiled:
+        chunk = compiled_prompt or prompt
+        context = compiled_context or prompt
+        if chunk > context:
+            raise ValueError(f"compiled prompt length {chunk} exceeds the compiled context "
+                             f"length {context}")
+        return [Shape("prefill", batch, chunk, context, float(context))
+                for _ in range(math.ceil(prompt / chunk))]
+    return [Shape("prefill", batch, prompt, prompt, (prompt + 1) / 2)]
+
+
+def decode_shape(batch: int, position: int, compiled: bool = True,
+                 compiled_context: int | None = None) -> Shape:
+    """One decode step for the token at ``position`` (0-based): compiled shapes attend over
+    the whole compiled context buffer (masked), dynamic ones over ``position + 1`` tokens."""
+    context = (compiled_context or position + 1) if compiled else position + 1
+    return Shape("decode", batch, 1, context, float(context))
+
+
+@dataclass(frozen=True)
+class Op:
+    """One op of a pass. Bytes read include the weights; FLOPs are multiply-adds x 2."""
+
+    name: str
+    kind: str  # gemm | lm_head | attention | norm | elementwise | embedding
+    flops: float
+    bytes_read: float
+    bytes_written: float
+    weight_bytes: float = 0.0
+    weight_params: float = 0.0
+    stored_bytes: float = 0.0
+    layer: int | None = None
+    precision: str = "fp16"
+    k_in: int = 0
+    n_out: int = 0
+    rows: int = 0
+    parts: tuple[tuple[str, int], ...] = ()
+    heads: int = 0
+    kv_heads: int = 0
+    kv_read_bytes: float = 0.0
+    kv_write_bytes: float = 0.0
+    output_bytes: float | None = None
+    extra: dict[str, float] = field(default_factory=dict, compare=False)
+
+    @property
+    def out_bytes(self) -> float:
+        """Bytes of the activation this op hands to its consumers (the KV-cache write of an
+        attention op stays on the SoC)."""
+        return self.bytes_written if self.output_bytes is None else self.output_bytes
+
+    @property
+    def activation_bytes(self) -> float:
+        """Bytes moved that are neither weights nor the KV cache."""
+        return self.bytes - self.weight_bytes - self.kv_read_bytes - self.kv_write_bytes
+
+    @property
+    def bytes(self) -> float:
+        """Bytes moved to and from memory."""
+        return self.bytes_read + self.bytes_written
+
+    @property
+    def is_gemm(self) -> bool:
+        """A matrix multiply with a weight W[K_in, N_out] (projections and the LM head)."""
+        return self.kind in ("gemm", "lm_head")
+
+
+def _gemm(name: str, k_in: int, n_out: int, rows: int, prec: Precision, layer: int | None,
+          bias: bool, kind: str = "gemm", parts: tuple[tuple[str, int], ...] = ()) -> Op:
+    act = ACTIVATION_BYTES[prec.activations]
+    w_params = k_in * n_out
+    w_bytes = w_params * WEIGHT_BYTES[prec.weights] + (n_out * act if bias else 0)
+    flops = 2.0 * rows * k_in * n_out + (rows * n_out if bias else 0)
+    return Op(name=name, kind=kind, flops=flops, bytes_read=w_bytes + rows * k_in * act,
+              bytes_written=rows * n_out * act, weight_bytes=w_bytes, stored_bytes=w_bytes,
+              weight_params=w_params + (n_out if bias else 0), layer=layer,
+              precision=COMPUTE_PRECISION[prec.weights], k_in=k_in, n_out=n_out, rows=rows,
+              parts=parts)
+
+
+def _vector(name: str, kind: str, rows: int, width: int, inputs: int, prec: Precision,
+            layer: int | None, flops_per_element: float, params: int = 0) -> Op:
+    act = ACTIVATION_BYTES[prec.activations]
+    return Op(name=name, kind=kind, flops=flops_per_element * rows * width,
+              bytes_read=inputs * rows * width * act + params * act,
+              bytes_written=rows * width * act, weight_bytes=params * act,
+              stored_bytes=params * act, weight_params=params, layer=layer,
+              precision=prec.activations, rows=rows)
+
+
+@dataclass
+class _Builder:
+    model: DecoderSpec
+    shape: Shape
+    prec: Precision
+    graph: nx.DiGraph = field(default_factory=nx.DiGraph)
+
+    def add(self, op: Op, *inputs: str) -> str:
+        self.graph.add_node(op.name, op=op)
+        for source in inputs:
+            width = self.graph.nodes[source]["op"].out_bytes
+            self.graph.add_edge(source, op.name, bytes=width)
+        return op.name
+
+    def norm(self, name: str, layer: int | None, source: str) -> str:
+        m = self.model
+        params = m.hidden if m.norm == "rmsnorm" else 2 * m.hidden
+        return self.add(_vector(name, "norm", self.shape.rows, m.hidden, 1, self.prec, layer,
+                                5.0, params), source)
+
+    def attention(self, layer: int, source: str) -> str:
+        m, s, p = self.model, self.shape, self.prec
+        act, kvb = ACTIVATION_BYTES[p.activations], ACTIVATION_BYTES[p.kv_cache]
+        q_elems = s.rows * m.q_width
+        kv_read = s.batch * s.context * 2 * m.kv_width * kvb
+        kv_write = s.batch * s.tokens * 2 * m.kv_width * kvb
+        scores = s.rows * m.heads * s.attended  # query-key pairs computed
+        flops = 2 * 2 * scores * m.d_head + 5 * scores  # QK^T, AV, softmax
+        qkv_in = s.rows * (m.q_width + 2 * m.kv_width) * act
+        op = Op(name=f"layers.{layer}.attn.core", kind="attention", flops=flops,
+                bytes_read=qkv_in + kv_read, bytes_written=q_elems * act + kv_write,
+                layer=layer, precision=p.activations, rows=s.rows, heads=m.heads,
+                kv_heads=m.n_kv, kv_read_bytes=kv_read, kv_write_bytes=kv_write,
+                output_bytes=q_elems * act,
+                extra={"attended": s.attended, "context": s.context, "head_dim": m.d_head})
+        return self.add(op, source)
+
+    def layer(self, i: int, x: str) -> str:
+        m, s, p = self.model, self.shape, self.prec
+        attn_bias = m.linear_bias == "all"
+        mlp_bias = m.linear_bias in ("all", "mlp")
+        h = self.norm(f"layers.{i}.attn_norm", i, x)
+        qkv = self.add(_gemm(f"layers.{i}.attn.qkv", m.hidden, m.q_width + 2 * m.kv_width,
+                             s.rows, p, i, attn_bias, parts=(("q", m.q_width),
+                                                             ("k", m.kv_width),
+                                                             ("v", m.kv_width))), h)
+        core = self.attention(i, qkv)
+        o = self.add(_gemm(f"layers.{i}.attn.o", m.q_width, m.hidden, s.rows, p, i,
+                           attn_bias), core)
+        if m.parallel_block:
+            mlp_in = h
+        else:
+            res = self.add(_vector(f"layers.{i}.attn_residual", "elementwise", s.rows,
+                                   m.hidden, 2, p, i, 1.0), o, x)
+            mlp_in = self.norm(f"layers.{i}.mlp_norm", i, res)
+        up_width = 2 * m.ffn if m.ffn_gated else m.ffn
+        up = self.add(_gemm(f"layers.{i}.mlp.up", m.hidden, up_width, s.rows, p, i,
+                            mlp_bias), mlp_in)
+        act = self.add(_vector(f"layers.{i}.mlp.act", "elementwise", s.rows, m.ffn,
+                               2 if m.ffn_gated else 1, p, i, 5.0), up)
+        down = self.add(_gemm(f"layers.{i}.mlp.down", m.ffn, m.hidden, s.rows, p, i,
+                              mlp_bias), act)
+        if m.parallel_block:
+            return self.add(_vector(f"layers.{i}.residual", "elementwise", s.rows, m.hidden,
+                                    3, p, i, 2.0), o, down, x)
+        return self.add(_vector(f"layers.{i}.mlp_residual", "elementwise", s.rows, m.hidden,
+                                2, p, i, 1.0), down, res)
+
+    def build(self) -> nx.DiGraph:
+        m, s, p = self.model, self.shape, self.prec
+        act = ACTIVATION_BYTES[p.activations]
+        rows_bytes = s.rows * m.hidden * act
+        table = m.vocab * m.hidden
+        embed = Op(name="embed", kind="embedding", flops=0.0,
+                   bytes_read=rows_bytes + s.rows * 4, bytes_written=rows_bytes,
+                   weight_bytes=table * act, stored_bytes=table * act, weight_params=table,
+                   precision=p.activations,
+                   rows=s.rows, n_out=m.hidden, extra={"table_rows": m.vocab})
+        x = self.add(embed)
+        if m.learned_positions:
+            pos_table = m.learned_positions * m.hidden
+            x = self.add(Op(name="pos_embed", kind="embedding", flops=s.rows * m.hidden,
+                            bytes_read=2 * rows_bytes, bytes_written=rows_bytes,
+                            weight_bytes=pos_table * act, stored_bytes=pos_table * act,
+                            weight_params=pos_table,
+                            precision=p.activations, rows=s.rows, n_out=m.hidden,
+                            extra={"table_rows": m.learned_positions}), x)
+        for i in range(m.layers):
+            x = self.layer(i, x)
+        x = self.norm("final_norm", None, x)
+        # logits only at each sequence's last position: prefill needs nothing else, decode
+        # has one position anyway
+        head_rows = s.batch
+        if m.tied_embeddings:
+            # the head multiplies by the embedding table itself: fp16 (activation precision),
+            # never mxfp6; it stores nothing of its own beyond a bias (the table is counted
+            # once, on the embedding, unless a pipeline puts the two in different stages)
+            tied = Precision(weights=p.activations if p.activations in WEIGHT_BYTES
+                             else "fp16", activations=p.activations, kv_cache=p.kv_cache)
+            head = _gemm("lm_head", m.hidden, m.vocab, head_rows, tied, None, m.lm_head_bias,
+                         kind="lm_head")
+            bias = m.vocab if m.lm_head_bias else 0
+            head = replace(head, weight_params=float(bias),
+                           stored_bytes=bias * ACTIVATION_BYTES[p.activations],
+                           extra={"tied": 1.0})
+        else:
+            head = _gemm("lm_head", m.hidden, m.vocab, head_rows, p, None, m.lm_head_bias,
+                         kind="lm_head")
+        self.add(head, x)
+        return self.graph
+
+
+def build_graph(model: DecoderSpec, shape: Shape, precision: Precision | None = None
+                ) -> nx.DiGraph:
+    """The op DAG of one pass of ``model`` with ``shape`` (kept in ``graph.graph``)."""
+    precision = precision or Precision()
+    graph = _Builder(model, shape, precision).build()
+    graph.graph.update(model=model.name, shape=shape, precision=precision)
+    return graph
+
+
+def ops(graph: nx.DiGraph) -> Iterator[Op]:
+    """The graph's ops in topological (execution) order."""
+    for name in nx.topological_sort(graph):
+        yield graph.nodes[name]["op"]
