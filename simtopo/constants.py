@@ -31,6 +31,10 @@ CONCURRENCY_EFFICIENCY = 0.606
 k flows in one direction delivers e(k) = c + (1 - c) / k of its capacity."""
 
 # -- assumptions -----------------------------------------------------------------------------
+DEFAULT_MAX_PAYLOAD_BYTES = 256
+"""The PCIe max payload size most servers negotiate for accelerators (assumption; a topology
+sets its own with ``pcie.max_payload``)."""
+
 CHUNK_BYTES = 256 * 1024
 """Staging chunk of a host-routed copy (assumption; with the fitted hand-off it reproduces the
 V100 host-staged bidirectional bandwidth and latency together, see docs/validation.md)."""

@@ -9,9 +9,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from simtopo.constants import DEFAULT_SOC_MODEL
-from simtopo.plan.stages import ParallelSpec, make_plan
+from simtopo.plan.stages import make_plan
 from simtopo.results.run import run
 from simtopo.sim.tasks import ComputeTask, lower
+from simtopo.spec.experiment import PlanSpec
 from simtopo.topology.files import load_topology
 from simtopo.workload.modelref import resolve_model
 from simtopo.workload.opgraph import Precision, decode_shape
@@ -53,7 +54,7 @@ def test_switch_local_p2p_is_never_slower_than_host_routed(tmp_path_factory, wor
     assert p2p["tokens_per_s"] >= host["tokens_per_s"] * (1 - 1e-9)
 
 
-def _bytes_per_soc(model: str, precision: str, spec: ParallelSpec, topo) -> float:
+def _bytes_per_soc(model: str, precision: str, spec: PlanSpec, topo) -> float:
     """The most DRAM bytes any SoC moves in one decode step, from the task programs."""
     ref = resolve_model(model)
     graph = ref.graph_for(decode_shape(1, 1023, True, 1024),
@@ -74,6 +75,6 @@ def test_more_socs_never_increase_the_bytes_each_soc_reads(model, precision, fam
     few, many = sorted(sizes)
     found = []
     for n in (few, many):
-        spec = ParallelSpec(tp=n) if family == "tp" else ParallelSpec(pp=n)
+        spec = PlanSpec(tp=n) if family == "tp" else PlanSpec(pp=n)
         found.append(_bytes_per_soc(model, precision, spec, topo))
     assert found[1] <= found[0] * (1 + 1e-12), (few, many, found)

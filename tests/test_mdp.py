@@ -17,7 +17,8 @@ from simtopo.plan.mdp import (
     read_mdp,
     validate_mdp,
 )
-from simtopo.plan.stages import ParallelSpec, make_plan
+from simtopo.plan.stages import make_plan
+from simtopo.spec.experiment import PlanSpec
 from simtopo.workload.decoders import load_model
 from simtopo.workload.graphfile import load_graph
 from simtopo.workload.opgraph import build_graph, decode_shape
@@ -61,7 +62,7 @@ def test_seed_examples_validate(l7, ultra8):
 
 def test_plan_round_trips_through_mdp(l7, ultra8):
     m, graph = l7
-    plan = make_plan(graph, m, ultra8, ParallelSpec(tp=4, pp=2))
+    plan = make_plan(graph, m, ultra8, PlanSpec(tp=4, pp=2))
     config = mdp_from_plan(plan)
     back = plan_from_mdp(parse_mdp_text(mdp_json(config)), Document(None, "x"), graph, m, ultra8)
     assert [(s.name, s.logical, s.cores, s.ops) for s in back.stages] == [

@@ -6,7 +6,8 @@ import pytest
 
 from simtopo import PlanError
 from simtopo.plan.memory import RUNTIME_RESERVE_BYTES, check_fit, memory_use, minimum_socs
-from simtopo.plan.stages import ParallelSpec, make_plan
+from simtopo.plan.stages import make_plan
+from simtopo.spec.experiment import PlanSpec
 from simtopo.workload.decoders import load_model
 from simtopo.workload.opgraph import build_graph, decode_shape
 
@@ -19,7 +20,7 @@ def l70():
 
 def test_llama_2_70b_fp16_refused_on_4_socs(l70, ultra8):
     m, graph = l70
-    plan = make_plan(graph, m, ultra8, ParallelSpec(tp=4))
+    plan = make_plan(graph, m, ultra8, PlanSpec(tp=4))
     with pytest.raises(PlanError) as info:
         check_fit(plan, graph, m, ultra8, batch=1, context=1024)
     text = str(info.value)
@@ -32,7 +33,7 @@ def test_llama_2_70b_fp16_refused_on_4_socs(l70, ultra8):
 @pytest.mark.parametrize("tp", [8, 16])
 def test_fits_on_8_and_16(l70, ultra8, tp):
     m, graph = l70
-    use = check_fit(make_plan(graph, m, ultra8, ParallelSpec(tp=tp)), graph, m, ultra8, 1,
+    use = check_fit(make_plan(graph, m, ultra8, PlanSpec(tp=tp)), graph, m, ultra8, 1,
                     1024)
     assert all(u.fits for u in use)
     # every weight / tp, but at 16 the K and V projections (8 KV heads) are held twice:
@@ -47,7 +48,7 @@ def test_fits_on_8_and_16(l70, ultra8, tp):
 
 def test_kv_cache_by_hand(l70, ultra8):
     m, graph = l70
-    use = memory_use(make_plan(graph, m, ultra8, ParallelSpec(tp=16)), ultra8, [graph],
+    use = memory_use(make_plan(graph, m, ultra8, PlanSpec(tp=16)), ultra8, [graph],
                      batch=4, context=4096)
     # 80 layers x 4 x 4096 positions x K and V x one 128-wide KV head (8 over 16) x 2 bytes
     assert use[0].kv_cache == 80 * 4 * 4096 * 2 * 128 * 2

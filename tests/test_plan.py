@@ -8,7 +8,8 @@ import pytest
 
 import simtopo
 from simtopo import PlanError
-from simtopo.plan.stages import ParallelSpec, make_plan, split_layers
+from simtopo.plan.stages import make_plan, split_layers
+from simtopo.spec.experiment import PlanSpec
 from simtopo.workload.decoders import load_model
 from simtopo.workload.opgraph import build_graph, decode_shape, ops, prefill_shapes
 
@@ -30,7 +31,7 @@ def l7():
 
 def test_weight_mode_gemm_shards_are_total_over_n(l7, ultra8):
     m, graph = l7
-    plan = make_plan(graph, m, ultra8, ParallelSpec(tp=4))
+    plan = make_plan(graph, m, ultra8, PlanSpec(tp=4))
     for op in ops(graph):
         if op.is_gemm:
             assert plan.shards[op.name].stored_bytes == pytest.approx(op.stored_bytes / 4)
@@ -39,7 +40,7 @@ def test_weight_mode_gemm_shards_are_total_over_n(l7, ultra8):
 
 def test_replicated_kv_projections_at_16(l70, ultra8):
     m, graph = l70
-    plan = make_plan(graph, m, ultra8, ParallelSpec(tp=16))
+    plan = make_plan(graph, m, ultra8, PlanSpec(tp=16))
     qkv = graph.nodes["layers.0.attn.qkv"]["op"]
     # q: 8192 columns / 16; each of K and V: 1024 columns, 8 KV heads over 16 devices: each
     # device holds one head (128 columns), 2/16 of the projection
@@ -53,7 +54,7 @@ def test_replicated_kv_projections_at_16(l70, ultra8):
 
 def test_two_all_reduces_per_layer(l7, ultra8):
     m, graph = l7
-    plan = make_plan(graph, m, ultra8, ParallelSpec(tp=4))
+    plan = make_plan(graph, m, ultra8, PlanSpec(tp=4))
     per_layer = Counter(c.after.rsplit(".", 1)[-1] for c in plan.comms
                         if c.after.startswith("layers."))
     assert per_layer == {"o": 32, "down": 32}
@@ -67,7 +68,7 @@ def test_two_all_reduces_per_layer(l7, ultra8):
 
 def test_an_m_split_lm_head_needs_an_all_gather(l7, ultra8):
     m, graph = l7
-    plan = make_plan(graph, m, ultra8, ParallelSpec(tp=4, rules=(("lm_head", "M"),)))
+    plan = make_plan(graph, m, ultra8, PlanSpec(tp=4, rules={"lm_head": "M"}))
     head = [c for c in plan.comms if c.after == "lm_head"]
     # logits of each sequence's last position: batch 2 x vocab 32000 x 2 bytes
     assert [(c.kind, c.bytes) for c in head] == [("all_gather", 2 * 32000 * 2)]
@@ -75,7 +76,7 @@ def test_an_m_split_lm_head_needs_an_all_gather(l7, ultra8):
 
 def test_batch_mode_has_no_per_layer_collective(l7, ultra8):
     m, graph = l7
-    plan = make_plan(graph, m, ultra8, ParallelSpec(tp=2, mode="batch"))
+    plan = make_plan(graph, m, ultra8, PlanSpec(tp=2, mode="batch"))
     assert plan.comms == ()
     qkv = graph.nodes["layers.0.attn.qkv"]["op"]
     assert plan.shards[qkv.name].stored_bytes == qkv.stored_bytes  # weights replicated
@@ -85,15 +86,15 @@ def test_batch_mode_has_no_per_layer_collective(l7, ultra8):
 def test_gpt_j_reduces_once_per_layer(ultra8):
     m = load_model("gpt-j-6b")
     graph = build_graph(m, decode_shape(1, 0, compiled_context=8))
-    plan = make_plan(graph, m, ultra8, ParallelSpec(tp=4))
+    plan = make_plan(graph, m, ultra8, PlanSpec(tp=4))
     assert Counter(c.after.rsplit(".", 1)[-1] for c in plan.comms
                    if c.after.startswith("layers.")) == {"down": 28}
 
 
 @pytest.mark.parametrize(("spec", "message"), [
-    (ParallelSpec(tp=3), "llama-2-7b has 32 query heads, which do not divide over 3 devices"),
-    (ParallelSpec(tp=2, mode="batch"), None),
-    (ParallelSpec(tp=32, replicas=2, connection="host"),
+    (PlanSpec(tp=3), "llama-2-7b has 32 query heads, which do not divide over 3 devices"),
+    (PlanSpec(tp=2, mode="batch"), None),
+    (PlanSpec(tp=32, replicas=2, connection="host"),
      "the plan needs 64 SoCs (tp 32 x pp 1 x replicas 2); ultra8 has 32"),
 ])
 def test_plan_refusals(l7, ultra8, spec, message):
@@ -109,7 +110,7 @@ def test_plan_refusals(l7, ultra8, spec, message):
 def test_more_stages_than_layers(l7, ultra16_2s):
     m, graph = l7
     with pytest.raises(PlanError) as info:
-        make_plan(graph, m, ultra16_2s, ParallelSpec(pp=33))
+        make_plan(graph, m, ultra16_2s, PlanSpec(pp=33))
     assert "a pipeline of 33 stages needs at least 33 layers (llama-2-7b has 32)" in \
         str(info.value)
 
@@ -118,26 +119,26 @@ def test_batch_mode_needs_a_divisible_batch(ultra8):
     m = load_model("llama-2-7b")
     graph = build_graph(m, decode_shape(3, 0, compiled_context=8))
     with pytest.raises(PlanError) as info:
-        make_plan(graph, m, ultra8, ParallelSpec(tp=2, mode="batch"))
+        make_plan(graph, m, ultra8, PlanSpec(tp=2, mode="batch"))
     assert "a batch of 3 does not divide over 2 devices" in str(info.value)
 
 
 def test_kv_heads_must_replicate_whole(ultra8):
     m = load_model("llama-3-8b")  # 32 heads, 8 KV heads
     graph = build_graph(m, decode_shape(1, 0, compiled_context=8))
-    make_plan(graph, m, ultra8, ParallelSpec(tp=16))  # 2 devices per KV head: fine
+    make_plan(graph, m, ultra8, PlanSpec(tp=16))  # 2 devices per KV head: fine
     topo = simtopo.load_topology(TOPOLOGIES / "ultra16-2s.yaml")
     m12 = load_model("llama-2-7b").model_copy(update={"heads": 24, "kv_heads": 8,
                                                       "head_dim": 128, "name": "h24"})
     graph12 = build_graph(m12, decode_shape(1, 0, compiled_context=8))
     with pytest.raises(PlanError) as info:
-        make_plan(graph12, m12, topo, ParallelSpec(tp=12, connection="host"))
+        make_plan(graph12, m12, topo, PlanSpec(tp=12, connection="host"))
     assert "8 KV heads: 12 devices cannot hold whole copies of them" in str(info.value)
 
 
 def test_pipeline_stages_are_contiguous_and_balanced(l70, ultra8):
     m, graph = l70
-    plan = make_plan(graph, m, ultra8, ParallelSpec(pp=5))
+    plan = make_plan(graph, m, ultra8, PlanSpec(pp=5))
     layers = [sorted({graph.nodes[n]["op"].layer for n in s.ops} - {None}) for s in plan.stages]
     assert [len(x) for x in layers] == [16, 16, 16, 16, 16]
     assert [x[0] for x in layers] == [0, 16, 32, 48, 64]
@@ -154,7 +155,7 @@ def test_split_layers_exact():
 
 def test_devices_fill_a_card_then_a_switch(l70, ultra8):
     m, graph = l70
-    plan = make_plan(graph, m, ultra8, ParallelSpec(tp=16, replicas=2))
+    plan = make_plan(graph, m, ultra8, PlanSpec(tp=16, replicas=2))
     first, second = (stages[0].devices for stages in plan.replicas)
     assert first[0] == "card0.soc0" and first[-1] == "card3.soc3"  # all under sw0
     assert second[0] == "card4.soc0" and second[-1] == "card7.soc3"  # all under sw1
@@ -163,15 +164,15 @@ def test_devices_fill_a_card_then_a_switch(l70, ultra8):
 def test_p2p_across_an_acs_switch_is_refused(l7, ultra8_acs):
     m, graph = l7
     with pytest.raises(PlanError) as info:
-        make_plan(graph, m, ultra8_acs, ParallelSpec(tp=4))
+        make_plan(graph, m, ultra8_acs, PlanSpec(tp=4))
     assert "crosses switch card0.sw with ACS on; Qualcomm MDP P2P needs ACS off" in \
         str(info.value)
-    make_plan(graph, m, ultra8_acs, ParallelSpec(tp=4, connection="host"))
+    make_plan(graph, m, ultra8_acs, PlanSpec(tp=4, connection="host"))
 
 
 def test_tensor_slicing_beyond_the_p2p_limit(ultra8):
     m = load_model("llama-3.1-405b")
     graph = build_graph(m, decode_shape(1, 0, compiled_context=8))
     with pytest.raises(PlanError) as info:
-        make_plan(graph, m, ultra8, ParallelSpec(tp=32))
+        make_plan(graph, m, ultra8, PlanSpec(tp=32))
     assert "tensor slicing over 32 SoCs exceeds ultra8's P2P limit of 16" in str(info.value)

@@ -11,7 +11,8 @@ from simtopo.cli import main
 from simtopo.io.documents import Document
 from simtopo.plan.mdp import mdp_from_plan, parse_mdp_text, validate_mdp
 from simtopo.plan.memory import check_fit, memory_use
-from simtopo.plan.stages import ParallelSpec, make_plan, split_layers
+from simtopo.plan.stages import make_plan, split_layers
+from simtopo.spec.experiment import PlanSpec
 from simtopo.spec.model import GraphSpec
 from simtopo.workload.decoders import decoder_from_dict, load_model
 from simtopo.workload.graphfile import graph_from_spec
@@ -27,7 +28,7 @@ def test_prefill_activations_use_the_prefill_sizes(ultra8):
     decode = build_graph(m, decode_shape(4, 511, compiled_context=512))
     (shape,) = prefill_shapes(4, 512, compiled=False)
     prefill = build_graph(m, shape)
-    plan = make_plan(decode, m, ultra8, ParallelSpec(tp=4))
+    plan = make_plan(decode, m, ultra8, PlanSpec(tp=4))
     (use, *_) = memory_use(plan, ultra8, [decode, prefill], batch=4, context=512)
     # the largest prefill working set: a residual add of two whole (replicated) activations
     # into a third, rows 4 x 512 by 4096, 2 bytes each (the FFN shard is smaller:
@@ -40,7 +41,7 @@ def test_prefill_activations_use_the_prefill_sizes(ultra8):
 def test_embedding_shard_reads_its_rows(ultra8):
     m = load_model("llama-2-70b")
     graph = build_graph(m, decode_shape(1, 0, compiled_context=8))
-    plan = make_plan(graph, m, ultra8, ParallelSpec(tp=16))
+    plan = make_plan(graph, m, ultra8, PlanSpec(tp=16))
     embed = graph.nodes["embed"]["op"]
     assert plan.shards["embed"].bytes == pytest.approx(embed.bytes_read / 16
                                                        + embed.bytes_written)
@@ -52,7 +53,7 @@ def test_attention_hands_on_only_its_output(ultra8):
     graph = build_graph(m, decode_shape(1, 9, compiled_context=16))
     # the KV-cache write stays on the SoC: the edge to the o-projection is batch 1 x 4096 x 2
     assert graph.edges["layers.0.attn.core", "layers.0.attn.o"]["bytes"] == 4096 * 2
-    plan = make_plan(graph, m, ultra8, ParallelSpec(tp=4, rules=(("*.attn.o", "M"),)))
+    plan = make_plan(graph, m, ultra8, PlanSpec(tp=4, rules={"*.attn.o": "M"}))
     gathers = {c.bytes for c in plan.comms if c.kind == "all_gather"}
     assert 4096 * 2 in gathers
 
@@ -61,10 +62,10 @@ def test_tied_embeddings_in_a_pipeline_and_at_tp(ultra8):
     m = load_model("opt-6.7b")
     graph = build_graph(m, decode_shape(1, 0, compiled_context=8))
     table = 50272 * 4096 * 2
-    plan = make_plan(graph, m, ultra8, ParallelSpec(pp=2))
+    plan = make_plan(graph, m, ultra8, PlanSpec(pp=2))
     # the last stage multiplies by the table too, so it holds a copy
     assert plan.shards["lm_head"].stored_bytes == pytest.approx(table)
-    tp = make_plan(graph, m, ultra8, ParallelSpec(tp=4))
+    tp = make_plan(graph, m, ultra8, PlanSpec(tp=4))
     # a tied head splits by vocabulary like the embedding: one shard serves both
     assert tp.shards["lm_head"].split == "M" and tp.shards["lm_head"].stored_bytes == 0
     assert [c.kind for c in tp.comms if c.after == "lm_head"] == ["all_gather"]
@@ -81,14 +82,14 @@ def test_kv_heads_must_divide(ultra8):
                            "kv_heads": 6, "head_dim": 128, "ffn": 8192, "vocab": 1000})
     graph = build_graph(m, decode_shape(1, 0, compiled_context=8))
     with pytest.raises(PlanError) as info:
-        make_plan(graph, m, ultra8, ParallelSpec(tp=4))
+        make_plan(graph, m, ultra8, PlanSpec(tp=4))
     assert "hd has 6 KV heads, which do not divide over 4 devices" in str(info.value)
 
 
 def test_refusal_searches_with_the_plans_connection(ultra8_acs):
     m = load_model("llama-2-70b")
     graph = build_graph(m, decode_shape(1, 1023, compiled_context=1024))
-    plan = make_plan(graph, m, ultra8_acs, ParallelSpec(tp=4, connection="host"))
+    plan = make_plan(graph, m, ultra8_acs, PlanSpec(tp=4, connection="host"))
     with pytest.raises(PlanError) as info:
         check_fit(plan, graph, m, ultra8_acs, 1, 1024)
     assert "smallest layouts that fit: tensor parallel (weight mode) on 8 SoCs, a pipeline " \
@@ -120,11 +121,11 @@ def test_mdp_cannot_express_batch_mode_or_rules(ultra8):
     m = load_model("llama-2-7b")
     graph = build_graph(m, decode_shape(4, 0, compiled_context=8))
     with pytest.raises(PlanError) as info:
-        mdp_from_plan(make_plan(graph, m, ultra8, ParallelSpec(tp=4, mode="batch")))
+        mdp_from_plan(make_plan(graph, m, ultra8, PlanSpec(tp=4, mode="batch")))
     assert "cannot express tensor-parallel batch mode" in str(info.value)
     with pytest.raises(PlanError) as info:
-        mdp_from_plan(make_plan(graph, m, ultra8, ParallelSpec(tp=4,
-                                                               rules=(("lm_head", "M"),))))
+        mdp_from_plan(make_plan(graph, m, ultra8, PlanSpec(tp=4,
+                                                               rules={"lm_head": "M"})))
     assert "cannot express custom GEMM split rules (lm_head=M)" in str(info.value)
 
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 import simtopo
-from simtopo.constants import TLP_OVERHEAD_BYTES
-from simtopo.topology import pcie
+from simtopo.constants import DEFAULT_MAX_PAYLOAD_BYTES, TLP_OVERHEAD_BYTES
 
 from .conftest import BUILTIN, TOPOLOGIES, payload_rate, tiny_spec
 
@@ -112,7 +111,7 @@ def test_topology_pcie_defaults_apply_to_every_link():
     # Gen4 x8 with MPS 512: 15.7538462 GB/s x 512/536 = 15.0484501 GB/s
     assert topo.graph.edges["card0.sw", "card0.soc0"]["bw_Bps"] == pytest.approx(
         15.0484501e9, rel=1e-8)
-    assert pcie.DEFAULT_MAX_PAYLOAD_BYTES == 256
+    assert DEFAULT_MAX_PAYLOAD_BYTES == 256
 
 
 def test_include_brings_card_types(tmp_path):

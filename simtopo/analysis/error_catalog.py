@@ -69,7 +69,8 @@ def _topology(text: str) -> object:
 
 
 def _plan(**spec: object) -> object:
-    from ..plan.stages import ParallelSpec, make_plan
+    from ..plan.stages import make_plan
+    from ..spec.experiment import PlanSpec
     from ..topology.files import load_topology
     from ..workload.decoders import load_model
     from ..workload.modelref import resolve_model
@@ -79,7 +80,7 @@ def _plan(**spec: object) -> object:
     topo = load_topology(str(spec.pop("topology", "two.yaml")))
     ref = resolve_model(model)
     graph = ref.graph_for(decode_shape(1, 511, compiled_context=512))
-    plan = make_plan(graph, load_model(model), topo, ParallelSpec(**spec))  # type: ignore[arg-type]
+    plan = make_plan(graph, load_model(model), topo, PlanSpec(**spec))  # type: ignore[arg-type]
     if spec.get("tp") == 1 and spec.get("pp", 1) == 1:
         from ..plan.memory import check_fit
 
@@ -131,7 +132,7 @@ EXAMPLES = (
     Example(PlanError, "a model that does not fit",
             lambda: _plan(model="llama-2-13b", tp=1)),
     Example(TopologyError, "a plan naming devices the topology lacks",
-            lambda: _plan(tp=2, devices=("card0.soc0", "card7.soc0"))),
+            lambda: _plan(tp=2, devices=["card0.soc0", "card7.soc0"])),
     Example(PlanError, "P2P declared where a switch forbids it (ACS on)",
             lambda: _plan(tp=2, connection="p2p")),
     Example(PlanError, "a pipeline with an empty stage",

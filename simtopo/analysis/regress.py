@@ -21,8 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..io.atomic import write_text_atomic
-
 DEFAULT_RELATIVE = 1e-6
 """Relative tolerance of a number without its own: predictions are deterministic, so any
 drift beyond float noise (across numpy versions, platforms) is a change to look at."""
@@ -154,7 +152,3 @@ def read_golden(path: str | Path) -> dict[str, Any]:
     """A golden summary file."""
     return json.loads(Path(path).read_text())
 
-
-def write_golden(summary: Mapping[str, Any], path: str | Path) -> Path:
-    """Write a golden summary (sorted keys, one file per experiment), atomically."""
-    return write_text_atomic(path, json.dumps(summary, indent=1, sort_keys=True) + "\n")

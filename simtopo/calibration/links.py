@@ -3,7 +3,7 @@
 Each measured value is read from ``simtopo/calibration/data/*.yaml`` (copies of
 ``../shared/calibration``) and paired with a prediction made by the same benchmark functions
 ``simtopo bench`` uses, on the machine's topology under ``topologies/calibration/``. The fit
-varies five :class:`~simtopo.calibrated.LinkModel` parameters to minimise the mean absolute
+varies five :class:`~simtopo.constants.LinkModel` parameters to minimise the mean absolute
 log error, every calibration file weighing the same, and leave-one-machine-out refits without
 each machine in turn and predicts it.
 """

@@ -101,7 +101,7 @@ def render(points: Sequence[Point], predicted: Sequence[float], record: dict[str
         "",
         f"## Fitted parameters ({len(BOUNDS)})",
         "",
-        "| parameter | fitted | default in `simtopo/calibrated.py` | meaning |",
+        "| parameter | fitted | default in `simtopo/constants.py` | meaning |",
         "|---|---|---|---|",
     ]
     for name in LinkModel.names():
@@ -232,7 +232,7 @@ def soc_section(record: dict[str, Any]) -> str:
     expand = fitted["mxfp6_expand_ops_per_weight"]
     out += [
         "",
-        "| parameter | fitted | default in `simtopo/calibrated.py` | meaning |",
+        "| parameter | fitted | default in `simtopo/constants.py` | meaning |",
         "|---|---|---|---|",
         f"| `dram_efficiency` | {fitted['dram_efficiency']:.4g} | "
         f"{DEFAULT_SOC_MODEL.dram_efficiency:.4g} | share of DRAM bandwidth the cores' "

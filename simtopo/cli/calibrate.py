@@ -27,7 +27,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             record["soc"] = read_fit_record().get("soc")
         write_fit_record(record)
         echo(f"link fit: objective {record['objective']:.4f} after {record['evaluations']} "
-             "evaluations; suggested constants for simtopo/calibrated.py:")
+             "evaluations; suggested constants for simtopo/constants.py:")
         from ..calibration.links import BOUNDS
 
         for name in BOUNDS:
@@ -43,7 +43,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         record["soc"] = fit_record(soc)
         write_fit_record(record)
         capped = " (capped at 1: the data wanted more)" if soc.capped else ""
-        echo("SoC fit on GPT-J decode; suggested constants for simtopo/calibrated.py:")
+        echo("SoC fit on GPT-J decode; suggested constants for simtopo/constants.py:")
         echo(f"  DRAM_EFFICIENCY = {soc.model.dram_efficiency:.4g}{capped}")
         echo(f"  MXFP6_EXPAND_OPS_PER_WEIGHT = {soc.model.mxfp6_expand_ops_per_weight:.4g}")
     if args.output:

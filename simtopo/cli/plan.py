@@ -73,7 +73,8 @@ def _table(candidates: list[Any], objective: str, title: str) -> Any:
 def _write_mdp(args: argparse.Namespace, kept: list[Any]) -> str:
     """Write the best layout an MDP config can express; returns what was written."""
     from ..plan.mdp import mdp_from_plan, write_mdp
-    from ..plan.stages import ParallelSpec, make_plan
+    from ..plan.stages import make_plan
+    from ..spec.experiment import PlanSpec
     from ..topology.files import load_topology
     from ..workload.modelref import resolve_model
     from ..workload.opgraph import Precision, decode_shape
@@ -86,8 +87,8 @@ def _write_mdp(args: argparse.Namespace, kept: list[Any]) -> str:
                                        compiled_context=args.context), precision)
     for c in kept:
         lay = c.layout
-        spec = ParallelSpec(tp=lay.tp, mode=lay.mode, pp=lay.pp, replicas=1, cores=lay.cores,
-                            connection=lay.connection)
+        spec = PlanSpec(tp=lay.tp, mode=lay.mode, pp=lay.pp, replicas=1, cores=lay.cores,
+                        connection=lay.connection)
         try:
             config = mdp_from_plan(make_plan(graph, ref.decoder, topo, spec, precision))
         except PlanError:
@@ -149,8 +150,9 @@ def cmd_advise(args: argparse.Namespace) -> int:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     from ..plan.mdp import mdp_from_plan, write_mdp
-    from ..plan.stages import ParallelSpec, make_plan
+    from ..plan.stages import make_plan
     from ..report.planview import render_plan
+    from ..spec.experiment import plan_spec
     from ..topology.files import load_topology
 
     layout = (args.tp, args.mode, args.pp, args.replicas, args.connection, args.rule,
@@ -177,10 +179,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
             raise ConfigError(f"--cores: with a layout, one number of cores (got "
                               f"{args.cores!r})")
         cores = int(args.cores)
-    spec = ParallelSpec(tp=args.tp or 1, mode=args.mode or "weight", pp=args.pp or 1,
-                        replicas=args.replicas or 1, cores=cores,
-                        connection=args.connection or "p2p", rules=rules(args.rule),
-                        devices=tuple(devices_option(topo, args.devices) or ()) or None)
+    given = {"tp": args.tp, "mode": args.mode, "pp": args.pp, "replicas": args.replicas,
+             "cores": cores, "connection": args.connection, "rules": dict(rules(args.rule)),
+             "devices": devices_option(topo, args.devices)}
+    spec = plan_spec({k: v for k, v in given.items() if v is not None}, "simtopo plan")
     plan = make_plan(decode, ref.decoder, topo, spec, precision)
     memory = memory_fit(plan, decode, prefill, ref, topo, args)
     if args.write_mdp:

@@ -15,10 +15,11 @@ from dataclasses import dataclass
 import networkx as nx
 
 from ..errors import PlanError
+from ..spec.experiment import PlanSpec
 from ..spec.model import DecoderSpec
 from ..topology.graph import Topology
 from .layouts import check_tp
-from .stages import ParallelSpec, PartitionPlan, make_plan
+from .stages import PartitionPlan, make_plan
 
 RUNTIME_RESERVE_BYTES = 1e9
 """DRAM each SoC keeps for the compiled program, I/O buffers and runtime (assumption)."""
@@ -73,10 +74,10 @@ def memory_use(plan: PartitionPlan, topo: Topology, graphs: Sequence[nx.DiGraph]
 
 def minimum_socs(graph: nx.DiGraph, model: DecoderSpec, topo: Topology, family: str,
                  batch: int, context: int, reserve: float = RUNTIME_RESERVE_BYTES,
-                 spec: ParallelSpec | None = None) -> int | None:
+                 spec: PlanSpec | None = None) -> int | None:
     """Smallest SoC count of a plan family that fits: ``tp`` (weight-mode tensor parallel,
     the size must divide the heads) or ``pp`` (a pipeline of one SoC per stage)."""
-    base = spec or ParallelSpec()
+    base = spec or PlanSpec()
     limit = len(topo.socs)
     for n in range(1, limit + 1):
         if family == "tp":
@@ -84,12 +85,12 @@ def minimum_socs(graph: nx.DiGraph, model: DecoderSpec, topo: Topology, family: 
                 check_tp(model, n)
             except PlanError:
                 continue
-            candidate = ParallelSpec(tp=n, mode="weight", cores=base.cores,
-                                     connection=base.connection, rules=base.rules)
+            candidate = PlanSpec(tp=n, mode="weight", cores=base.cores,
+                                 connection=base.connection, rules=base.rules)
         else:
             if n > model.layers:
                 return None
-            candidate = ParallelSpec(pp=n, cores=base.cores, connection=base.connection)
+            candidate = PlanSpec(pp=n, cores=base.cores, connection=base.connection)
         try:
             plan = make_plan(graph, model, topo, candidate)
         except PlanError:
@@ -113,8 +114,8 @@ def check_fit(plan: PartitionPlan, graph: nx.DiGraph, model: DecoderSpec | None,
     message = f"{name} does not fit on {socs} SoC{'s' if socs > 1 else ''} per replica: {worst}"
     if model is None:
         raise PlanError(message)
-    base = ParallelSpec(connection="p2p" if plan.p2p_pairs else "host",
-                        cores=min(plan.stages[0].cores), rules=plan.rules)
+    base = PlanSpec(connection="p2p" if plan.p2p_pairs else "host",
+                    cores=min(plan.stages[0].cores), rules=dict(plan.rules))
     options = []
     for family, label in (("tp", "tensor parallel (weight mode) on {} SoCs"),
                           ("pp", "a pipeline of {} SoCs")):

@@ -11,46 +11,14 @@ import networkx as nx
 
 from ..constants import DEFAULT_SOC_MODEL, SocModel
 from ..errors import PlanError, RouteError
+from ..spec.experiment import PlanSpec
 from ..spec.model import DecoderSpec
 from ..topology import routing
 from ..topology.graph import Topology
 from ..topology.routing import BounceRoute
 from ..workload.cost import Work, op_cost
 from ..workload.opgraph import Precision
-from .layouts import SPLITS, Comm, Handoff, Shard, Stage, check_tp, shard_stages
-
-
-@dataclass(frozen=True)
-class ParallelSpec:
-    """How to lay a model out: tensor-parallel size and mode, pipeline stages, replicas."""
-
-    tp: int = 1
-    mode: str = "weight"
-    pp: int = 1
-    replicas: int = 1
-    cores: int | None = None
-    connection: str = "p2p"
-    rules: tuple[tuple[str, str], ...] = ()
-    devices: tuple[str, ...] | None = None
-
-    def __post_init__(self) -> None:
-        for name in ("tp", "pp", "replicas"):
-            if getattr(self, name) < 1:
-                raise PlanError(f"{name} must be at least 1 (got {getattr(self, name)})")
-        if self.mode not in ("weight", "batch"):
-            raise PlanError(f"tensor-parallel mode must be 'weight' or 'batch' (got "
-                            f"{self.mode!r})")
-        if self.connection not in ("p2p", "host"):
-            raise PlanError(f"connection must be 'p2p' or 'host' (got {self.connection!r})")
-        for pattern, split in self.rules:
-            if split not in SPLITS:
-                raise PlanError(f"rule {pattern!r}: split must be one of "
-                                f"{', '.join(SPLITS)} (got {split!r})")
-
-    @property
-    def socs_needed(self) -> int:
-        """SoCs the plan occupies."""
-        return self.tp * self.pp * self.replicas
+from .layouts import Comm, Handoff, Shard, Stage, check_tp, shard_stages
 
 
 @dataclass(frozen=True)
@@ -147,10 +115,10 @@ def split_layers(weights: Sequence[float], stages: int, first: float = 0.0,
     return counts[::-1]
 
 
-def map_devices(topo: Topology, spec: ParallelSpec) -> list[str]:
+def map_devices(topo: Topology, spec: PlanSpec) -> list[str]:
     """Physical SoCs in logical order: explicit, or filling a card, then a switch, then the
     next switch (the topology's depth-first order), so that tensor-parallel groups stay local."""
-    pool = list(spec.devices) if spec.devices is not None else list(topo.socs)
+    pool = list(spec.devices) if spec.devices else list(topo.socs)
     for dev in pool:
         if topo.node(dev)["kind"] != "soc":
             raise PlanError(f"device {dev} is a {topo.node(dev)['kind']}, not a SoC")
@@ -197,7 +165,7 @@ def op_times(graph: nx.DiGraph, model: DecoderSpec | None, stage: Stage,
             for name, s in shards.items()}
 
 
-def make_plan(graph: nx.DiGraph, model: DecoderSpec, topo: Topology, spec: ParallelSpec,
+def make_plan(graph: nx.DiGraph, model: DecoderSpec, topo: Topology, spec: PlanSpec,
               precision: Precision | None = None, soc_model: SocModel = DEFAULT_SOC_MODEL
               ) -> PartitionPlan:
     """Lay ``graph`` out by ``spec`` on ``topo``; pipeline stages hold contiguous layers,
@@ -221,7 +189,7 @@ def make_plan(graph: nx.DiGraph, model: DecoderSpec, topo: Topology, spec: Paral
     whole = Stage(index=0, name="all", devices=tuple(devices[:spec.tp]),
                   logical=tuple(range(spec.tp)), cores=(cores,) * spec.tp,
                   ops=tuple(nx.topological_sort(graph)), mode=spec.mode)
-    times = op_times(graph, model, whole, precision, spec.rules, soc_model,
+    times = op_times(graph, model, whole, precision, spec.split_rules, soc_model,
                      topo.node(devices[0]))
     weight = [sum(times[n] for n in group) for group in layers]
     counts = split_layers(weight, spec.pp, sum(times[n] for n in head),
@@ -256,8 +224,9 @@ def make_plan(graph: nx.DiGraph, model: DecoderSpec, topo: Topology, spec: Paral
                         f"of {limit} (platform.max_p2p_group)")
     for stages in replicas:
         check_connections(topo, [d for s in stages for d in s.devices], pairs)
-    shards, comms, handoffs = shard_stages(graph, model, replicas[0], precision, spec.rules)
+    shards, comms, handoffs = shard_stages(graph, model, replicas[0], precision,
+                                           spec.split_rules)
     return PartitionPlan(model=model.name, stages=replicas[0], replicas=tuple(replicas),
                          shards=shards, comms=tuple(comms), handoffs=tuple(handoffs),
-                         p2p_pairs=pairs, decoder=model, rules=tuple(spec.rules),
+                         p2p_pairs=pairs, decoder=model, rules=spec.split_rules,
                          mode=spec.mode)

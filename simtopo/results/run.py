@@ -8,7 +8,6 @@ from pathlib import Path
 from ..constants import DEFAULT_MODEL, DEFAULT_SOC_MODEL, LinkModel, SocModel
 from ..errors import ConfigError, PlanError, SimtopoError
 from ..plan.memory import check_fit, host_memory
-from ..plan.stages import ParallelSpec
 from ..sim.blocks import PassProfile, host_round_trip, interpolate, profile_pass
 from ..sim.driver import simulate_inference, simulate_llm
 from ..sim.setup import (
@@ -21,7 +20,7 @@ from ..sim.setup import (
     host_step_seconds,
     setup_llm,
 )
-from ..spec.experiment import Experiment, Variant, load_experiment
+from ..spec.experiment import Experiment, PlanSpec, Variant, load_experiment
 from ..topology.files import load_topology
 from ..topology.graph import Topology
 from ..workload.modelref import ModelRef, resolve_model
@@ -140,9 +139,8 @@ def run_load(variant: Variant, link_model: LinkModel = DEFAULT_MODEL,
     precision = spec.precision or variant.workload.precision
     tp = spec.tp or plan.tp * plan.pp
     try:
-        devices = map_devices(topo, ParallelSpec(
-            tp=plan.tp * plan.pp, connection="host",
-            devices=tuple(plan.devices) if plan.devices else None))
+        devices = map_devices(topo, PlanSpec(tp=plan.tp * plan.pp, connection="host",
+                                             devices=plan.devices))
     except PlanError as err:
         raise ConfigError(f"plan: {err}") from None
     ranks = map_ranks(topo, tp, spec.virtual_core_size, devices)

@@ -12,7 +12,7 @@ from ..constants import DEFAULT_MODEL, DEFAULT_SOC_MODEL, LinkModel, SocModel
 from ..errors import ConfigError, PlanError
 from ..io.documents import Document, validate_document
 from ..plan.memory import HostMemory, MemoryUse, check_fit, host_memory
-from ..plan.stages import ParallelSpec, PartitionPlan, make_plan
+from ..plan.stages import PartitionPlan, make_plan
 from ..spec.experiment import Variant
 from ..spec.topology import TransferSpec
 from ..topology.files import load_topology
@@ -37,18 +37,14 @@ def _plan(variant: Variant, ref: ModelRef, graph: nx.DiGraph, topo: Topology,
 
         config, doc = read_mdp(spec.mdp)
         plan = plan_from_mdp(config, doc, graph, ref.decoder, topo, spec.devices,
-                             tuple(spec.rules.items()))
+                             spec.split_rules)
         if spec.replicas > 1:
             raise PlanError("replicas of an MDP plan: give each replica its own config")
         return plan
     if ref.decoder is None:
         raise PlanError("a graph model needs an MDP plan (plan: {mdp: file.json}); parallel "
                         "specs lay out decoders")
-    parallel = ParallelSpec(tp=spec.tp, mode=spec.mode, pp=spec.pp, replicas=spec.replicas,
-                            cores=spec.cores, connection=spec.connection,
-                            rules=tuple(spec.rules.items()),
-                            devices=tuple(spec.devices) if spec.devices else None)
-    return make_plan(graph, ref.decoder, topo, parallel, precision, soc_model)
+    return make_plan(graph, ref.decoder, topo, spec, precision, soc_model)
 
 
 def _transfer(topo: Topology, overrides: dict[str, object], name: str) -> TransferSpec:

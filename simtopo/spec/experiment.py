@@ -19,6 +19,7 @@ path, e.g. ``variants[2].plan.tp``), and builds nothing yet.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -71,7 +72,9 @@ class WorkloadSpec(Spec):
 
 
 class PlanSpec(Spec):
-    """A parallel spec, or an MDP partition config."""
+    """A parallel spec (tensor-parallel size and mode, pipeline stages, replicas, cores per SoC,
+    P2P or host-routed, GEMM split rules, the SoCs in logical order), or an MDP partition
+    config."""
 
     tp: Count = 1
     mode: Literal["weight", "batch"] = "weight"
@@ -83,12 +86,29 @@ class PlanSpec(Spec):
     devices: list[str] | None = None
     mdp: str | None = None
 
+    @property
+    def socs_needed(self) -> int:
+        """SoCs a parallel spec occupies: tp x pp x replicas."""
+        return self.tp * self.pp * self.replicas
+
+    @property
+    def split_rules(self) -> tuple[tuple[str, str], ...]:
+        """The GEMM split rules as (pattern, split) pairs in the order given (first match
+        wins)."""
+        return tuple(self.rules.items())
+
     @model_validator(mode="after")
     def _mdp_alone(self) -> PlanSpec:
         if self.mdp is not None and (self.tp, self.pp, self.mode) != (1, 1, "weight"):
             raise ValueError("an 'mdp' plan takes its partitions from the file; drop tp, pp "
                              "and mode (replicas, devices and connection still apply)")
         return self
+
+
+def plan_spec(values: Mapping[str, Any], where: str = "plan") -> PlanSpec:
+    """A :class:`PlanSpec` from plain values (command-line options, code), refused with the
+    schema's one-line error naming ``where`` and the key."""
+    return validate_document(Document(dict(values), where), PlanSpec)
 
 
 class VariantFields(Spec):

@@ -11,8 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field, model_validator
 
-from .. import constants as calibrated
-from ..topology import pcie
+from .. import constants
 from .types import (
     Bandwidth,
     Count,
@@ -75,23 +74,23 @@ class LinkSpec(Spec):
 class PcieSpec(Spec):
     """Topology-wide PCIe packet parameters used by every ``gen``/``lanes`` link."""
 
-    max_payload: MaxPayload = pcie.DEFAULT_MAX_PAYLOAD_BYTES
+    max_payload: MaxPayload = constants.DEFAULT_MAX_PAYLOAD_BYTES
     tlp_overhead: SizeOrZero | None = None
 
 
 class TransferSpec(Spec):
     """How transfers use the fabric: DMA set-up, concurrency, host staging, collectives.
 
-    Fields left out take the calibrated link model (:mod:`simtopo.calibrated`) when the
+    Fields left out take the calibrated link model (:mod:`simtopo.constants`) when the
     topology is built; a topology may override them for its platform.
     """
 
     dma_setup: Duration | None = None
     concurrency_efficiency: Fraction | None = None
-    chunk: Size = calibrated.CHUNK_BYTES
-    staging_buffers: Count = calibrated.STAGING_BUFFERS
+    chunk: Size = constants.CHUNK_BYTES
+    staging_buffers: Count = constants.STAGING_BUFFERS
     host_allreduce: Literal["auto", "ring", "tree", "host-staged"] = "auto"
-    reduction_traffic: Annotated[float, Field(ge=0)] = calibrated.REDUCTION_TRAFFIC
+    reduction_traffic: Annotated[float, Field(ge=0)] = constants.REDUCTION_TRAFFIC
 
 
 class PlatformSpec(Spec):
@@ -132,7 +131,7 @@ class HostSpec(Spec):
     sockets: list[SocketSpec] = Field(min_length=1)
     socket_link: LinkSpec | None = None
     handoff_latency: Duration | None = None
-    handoff_threads: Count = calibrated.HANDOFF_THREADS
+    handoff_threads: Count = constants.HANDOFF_THREADS
 
 
 class SwitchSpec(Spec):

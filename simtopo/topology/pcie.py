@@ -20,6 +20,8 @@ about 24-26 GB/s in practice) belong to the transfer model, not to the link.
 
 from __future__ import annotations
 
+from ..constants import DEFAULT_MAX_PAYLOAD_BYTES
+
 GT_PER_LANE: dict[int, float] = {1: 2.5e9, 2: 5e9, 3: 8e9, 4: 16e9, 5: 32e9, 6: 64e9}
 """Transfers per second per lane, by generation."""
 
@@ -30,8 +32,6 @@ ENCODING: dict[int, float] = {
 
 LANES = (1, 2, 4, 8, 16, 32)
 
-DEFAULT_MAX_PAYLOAD_BYTES = 256
-"""The MPS most servers negotiate for accelerators (assumption; configurable per topology)."""
 
 DEFAULT_TLP_OVERHEAD_BYTES = 24
 """Per-TLP bytes besides payload, non-FLIT (Gen1-5): Intel AN 855, six dwords without ECRC."""

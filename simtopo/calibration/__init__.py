@@ -1,0 +1,3 @@
+"""The models against measurements: benchmark-shaped simulations (p2pBandwidthLatencyTest,
+nccl-tests, bandwidthTest), the link and SoC fits, and the validation report.
+"""
