@@ -86,6 +86,37 @@ def test_host_staged_all_reduce(ultra8):
     assert result.time_s == pytest.approx(2 * one_way + 2 * h, rel=1e-9)
 
 
+def test_host_staged_all_gather(ultra8):
+    """Each SoC copies its quarter in, one hand-off round, the host releases it (another), and
+    each SoC reads the whole buffer back: the card's x16 uplink carries S/4 per SoC up and S
+    per SoC down."""
+    params = ultra8.transfer.model_copy(update={"host_allreduce": "host-staged"})
+    setup = params.dma_setup
+    d2h = ultra8.route("card0.soc0", "cpu0")
+    x16 = ultra8.graph.edges["card0.sw", "sw0"]["bw_Bps"]
+    h = ultra8.handoff_latency_s
+    up = setup + (S / 4) / (x16 / 4) + d2h.latency_s
+    down = setup + S / (x16 / 4) + d2h.latency_s
+    result = run_collective(ultra8, "all_gather", CARD, S, mode="host", params=params)
+    assert result.algorithm == "host-staged"
+    assert result.time_s == pytest.approx(up + 2 * h + down, rel=1e-9)
+    tree = ultra8.transfer.model_copy(update={"host_allreduce": "tree"})
+    assert run_collective(ultra8, "all_gather", CARD, S, mode="host",
+                          params=tree).algorithm == "ring"  # no tree all-gather
+
+
+def test_host_auto_all_gather_picks_the_faster(ultra8):
+    group = list(ultra8.socs[:16])
+    for size in (128e3, 64e6):
+        auto = run_collective(ultra8, "all_gather", group, size, mode="host")
+        times = {name: run_collective(ultra8, "all_gather", group, size, mode="host",
+                                      params=ultra8.transfer.model_copy(
+                                          update={"host_allreduce": name})).time_s
+                 for name in ("ring", "host-staged")}
+        assert auto.algorithm == min(times, key=times.__getitem__), (size, times)
+        assert auto.time_s == pytest.approx(min(times.values()), rel=1e-12)
+
+
 def test_host_mode_names_its_algorithm(ultra8):
     params = no_reduction(ultra8, host_allreduce="ring")
     ring = run_collective(ultra8, "all_reduce", CARD, 16e3, mode="host", params=params)

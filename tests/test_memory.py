@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from simtopo import PlanError
-from simtopo.plan.memory import RUNTIME_RESERVE_BYTES, check_fit, memory_use, minimum_socs
+from simtopo.plan.memory import (
+    RUNTIME_RESERVE_BYTES,
+    check_fit,
+    memory_use,
+    minimum_socs,
+    rank_weights,
+)
 from simtopo.plan.stages import make_plan
 from simtopo.spec.experiment import PlanSpec
 from simtopo.workload.decoders import load_model
@@ -59,3 +65,20 @@ def test_minimum_socs(l70, ultra8):
     m, graph = l70
     assert minimum_socs(graph, m, ultra8, "tp", 1, 1024) == 8
     assert minimum_socs(graph, m, ultra8, "pp", 1, 1024) == 5
+
+
+def test_a_rank_loads_the_plans_shard_of_every_weight(l70):
+    """llama-2-70b over 16 ranks, counted by hand from its config (hidden 8192, FFN 28672, 64
+    query heads and 8 KV heads of 128, vocabulary 32000, untied head, fp16): every GEMM and
+    the embedding divided by 16, except the K and V columns, whole per KV head (2 ranks
+    share one), and the norms, replicated."""
+    m, graph = l70
+    h, f, v, layers = 8192, 28672, 32000, 80
+    q_cols, kv_cols = h / 16, 2 * 128  # one KV head's K and V columns on each rank
+    per_layer = h * (q_cols + kv_cols) + h * h / 16 + h * 2 * f / 16 + f * h / 16 + 2 * h
+    expected = 2 * (v * h / 16 + layers * per_layer + h + h * v / 16)
+    assert rank_weights(graph, m, 16) == pytest.approx(expected, rel=1e-12)
+    # at 8 ranks nothing is replicated but the norms
+    norms = 2 * (layers * 2 * h + h)
+    total = sum(graph.nodes[n]["op"].stored_bytes for n in graph)
+    assert rank_weights(graph, m, 8) == pytest.approx((total - norms) / 8 + norms, rel=1e-12)

@@ -60,18 +60,30 @@ def test_two_all_reduces_per_layer(l7, ultra8):
     assert per_layer == {"o": 32, "down": 32}
     # batch 2 x 128 tokens x hidden 4096 x 2 bytes
     assert {c.bytes for c in plan.comms if c.after.startswith("layers.")} == {2 * 128 * 4096 * 2}
-    assert all(c.kind == "all_reduce" for c in plan.comms)
-    # plus the vocabulary-parallel embedding and the LM head's partial logits
+    assert all(c.kind == "all_reduce" for c in plan.comms if c.after != "lm_head")
+    # plus the vocabulary-parallel embedding and the LM head's vocabulary slices
     assert sorted(c.after for c in plan.comms if not c.after.startswith("layers.")) == [
         "embed", "lm_head"]
 
 
-def test_an_m_split_lm_head_needs_an_all_gather(l7, ultra8):
+def test_the_lm_head_splits_the_vocabulary_and_gathers_the_logits(l7, ultra8):
+    """DESIGN.md's rule: the LM head is an M split whose consumer (the host) needs the logits
+    whole, so an all-gather of the logits follows it, not an all-reduce."""
     m, graph = l7
-    plan = make_plan(graph, m, ultra8, PlanSpec(tp=4, rules={"lm_head": "M"}))
+    plan = make_plan(graph, m, ultra8, PlanSpec(tp=4))
     head = [c for c in plan.comms if c.after == "lm_head"]
     # logits of each sequence's last position: batch 2 x vocab 32000 x 2 bytes
     assert [(c.kind, c.bytes) for c in head] == [("all_gather", 2 * 32000 * 2)]
+    assert plan.shards["lm_head"].split == "M"
+    assert plan.shards["lm_head"].stored_bytes == pytest.approx(4096 * 32000 * 2 / 4)
+
+
+def test_a_k_split_lm_head_all_reduces_the_partial_logits(l7, ultra8):
+    m, graph = l7
+    plan = make_plan(graph, m, ultra8, PlanSpec(tp=4, rules={"lm_head": "K"}))
+    head = [c for c in plan.comms if c.after == "lm_head"]
+    assert [(c.kind, c.bytes) for c in head] == [("all_reduce", 2 * 32000 * 2)]
+    assert plan.shards["lm_head"].stored_bytes == pytest.approx(4096 * 32000 * 2 / 4)
 
 
 def test_batch_mode_has_no_per_layer_collective(l7, ultra8):
@@ -81,6 +93,28 @@ def test_batch_mode_has_no_per_layer_collective(l7, ultra8):
     qkv = graph.nodes["layers.0.attn.qkv"]["op"]
     assert plan.shards[qkv.name].stored_bytes == qkv.stored_bytes  # weights replicated
     assert plan.shards[qkv.name].flops == qkv.flops / 2
+
+
+@pytest.mark.parametrize("n", [2, 4])
+def test_batch_mode_reads_the_weights_whole_and_its_own_part_of_the_rest(ultra8, n):
+    """Batch mode over n devices: each device reads every GEMM and norm weight (replicated) and
+    1/n of everything else a decode step moves: activations, KV cache, and the embedding's
+    gathered rows. The embedding table itself is stored, never read whole: its lookup reads
+    batch rows."""
+    m = load_model("llama-2-7b")
+    graph = build_graph(m, decode_shape(4, 99, compiled_context=512))
+    one = make_plan(graph, m, ultra8, PlanSpec(tp=1))
+    split = make_plan(graph, m, ultra8, PlanSpec(tp=n, mode="batch"))
+    # weights a step reads, from the model's own numbers: every parameter but the token
+    # embedding table (llama-2-7b's head is untied), fp16
+    read_weights = (m.parameters() - m.vocab * m.hidden) * 2
+    total_one = sum(s.bytes for s in one.shards.values())
+    total_split = sum(s.bytes for s in split.shards.values())
+    assert total_split == pytest.approx(read_weights + (total_one - read_weights) / n, rel=1e-12)
+    embed = graph.nodes["embed"]["op"]
+    assert split.shards["embed"].bytes == pytest.approx(embed.bytes / n)
+    assert embed.bytes < 1e6  # 4 rows of 4096 fp16 values, their token ids and the output
+    assert split.shards["embed"].activation_bytes > 0
 
 
 def test_gpt_j_reduces_once_per_layer(ultra8):

@@ -13,7 +13,10 @@ Algorithms (``size`` is the per-device buffer, as in nccl-tests):
   bounces' shared uplinks and hand-off threads defeat a closed-form estimate, and a runtime
   that routes through the host is assumed to pick its algorithm as well as P2P libraries do.
   Every result names the algorithm it ran.
-- all-gather and reduce-scatter: ring; broadcast: a pipelined chain from the root; send/recv.
+- all-gather: a ring (P2P, or of bounces); host-routed also ``host-staged`` (every device
+  copies its slice to host memory, every device reads the whole back: the same two hand-off
+  rounds, no sum), chosen by the same setting (``tree`` has no all-gather: a ring runs).
+- reduce-scatter: ring; broadcast: a pipelined chain from the root; send/recv.
 
 Rings follow the topology depth first (the order of ``topology.socs``), so that a ring crosses
 each uplink as few times as possible. Reductions cost ``reduction_traffic`` bytes of memory
@@ -37,9 +40,10 @@ from .transfers import Fabric
 
 OPS = ("all_reduce", "all_gather", "reduce_scatter", "broadcast", "send")
 ALL_REDUCE_ALGORITHMS = ("auto", "ring", "tree", "direct")
-HOST_ALL_REDUCE_ALGORITHMS = ("ring", "tree", "host-staged")
-"""Host-routed all-reduces ``auto`` chooses from (a direct all-reduce of bounces, n (n - 1)
-hand-offs, never wins on a host with a few hand-off threads)."""
+HOST_ALGORITHMS = {"all_reduce": ("ring", "tree", "host-staged"),
+                   "all_gather": ("ring", "host-staged")}
+"""Host-routed algorithms ``auto`` chooses from, by collective (a direct all-reduce of bounces,
+n (n - 1) hand-offs, never wins on a host with a few hand-off threads)."""
 
 BUS_FACTOR = {
     "all_reduce": lambda n: 2 * (n - 1) / n,
@@ -149,13 +153,17 @@ class Collectives:
         if delay > 0:
             yield self.env.timeout(delay)
 
-    def _host_staged_all_reduce(self, ring: list[str], size: float) -> Generator[Event, Any,
-                                                                                   None]:
+    def _host_staged(self, ring: list[str], size: float,
+                     reduce: bool) -> Generator[Event, Any, None]:
+        """Through host memory: every device copies its buffer (all-reduce) or its slice
+        (all-gather) in, the host sees them arrive (one hand-off each), sums them (all-reduce),
+        releases the result (one hand-off each), and every device copies the whole back."""
         socket = self.topo.node(ring[0])["socket"]
         handoff = self.topo.handoff_latency_s
-        yield self._step([self.fab.copy(d, socket, size) for d in ring])
+        n = len(ring)
+        yield self._step([self.fab.copy(d, socket, size if reduce else size / n) for d in ring])
         yield self._step([self.fab.handoff_once(handoff) for _ in ring])
-        delay = self._reduce_time(socket, size * (len(ring) - 1))
+        delay = self._reduce_time(socket, size * (n - 1)) if reduce else 0.0
         if delay > 0:
             yield self.env.timeout(delay)
         yield self._step([self.fab.handoff_once(handoff) for _ in ring])
@@ -202,24 +210,24 @@ class Collectives:
         }
         return min(estimates, key=lambda k: (estimates[k], k != "ring"))
 
-    def choose_host_all_reduce(self, ring: list[str], size: float) -> str:
-        """The host-routed all-reduce that runs fastest on an idle fabric (see the module
-        docstring); remembered in :attr:`choices`."""
-        key = (tuple(ring), size)
+    def choose_host(self, op: str, ring: list[str], size: float) -> str:
+        """The host-routed algorithm for ``op`` that runs fastest on an idle fabric (see the
+        module docstring); remembered in :attr:`choices`."""
+        key = (op, tuple(ring), size)
+        candidates = HOST_ALGORITHMS[op]
         if key not in self.choices:
-            best, best_time = HOST_ALL_REDUCE_ALGORITHMS[0], math.inf
+            best, best_time = candidates[0], math.inf
             # the usual winner first, so that slower trials can stop at the best time so far
-            for name in sorted(HOST_ALL_REDUCE_ALGORITHMS, key=lambda a: a != "host-staged"):
+            for name in sorted(candidates, key=lambda a: a != "host-staged"):
                 trial = Collectives(Fabric.create(self.topo, self.params))
-                done = trial.env.process(trial._run("all_reduce", name, ring, size, "host"))
+                done = trial.env.process(trial._run(op, name, ring, size, "host"))
                 trial.env.run(until=None if math.isinf(best_time) else best_time * 1.000001)
                 if not done.triggered:  # still running at the best time: slower
                     continue
                 took = done.value.time_s
                 if took < best_time * (1 - 1e-12) or (
                         took <= best_time * (1 + 1e-12)
-                        and HOST_ALL_REDUCE_ALGORITHMS.index(name)
-                        < HOST_ALL_REDUCE_ALGORITHMS.index(best)):
+                        and candidates.index(name) < candidates.index(best)):
                     best, best_time = name, took
             self.choices[key] = best
         return self.choices[key]
@@ -247,13 +255,15 @@ class Collectives:
 
     def _algorithm(self, op: str, ring: list[str], size: float, mode: str,
                    algorithm: str) -> str:
-        if op != "all_reduce":
-            return {"send": "direct", "broadcast": "chain"}.get(op, "ring")
-        if mode == "host":
+        if mode == "host" and op in HOST_ALGORITHMS:
             if len(ring) < 2 or size <= 0:
                 return "ring"
             setting = self.params.host_allreduce
-            return self.choose_host_all_reduce(ring, size) if setting == "auto" else setting
+            if setting == "auto":
+                return self.choose_host(op, ring, size)
+            return setting if setting in HOST_ALGORITHMS[op] else "ring"
+        if op != "all_reduce":
+            return {"send": "direct", "broadcast": "chain"}.get(op, "ring")
         if algorithm not in ALL_REDUCE_ALGORITHMS:
             raise ValueError(f"unknown all-reduce algorithm {algorithm!r} (expected one of: "
                              f"{', '.join(ALL_REDUCE_ALGORITHMS)})")
@@ -272,8 +282,8 @@ class Collectives:
                 yield from self._tree_all_reduce(ring, size, mode)
             elif op == "all_reduce" and name == "direct":
                 yield from self._direct_all_reduce(ring, size, mode)
-            elif op == "all_reduce" and name == "host-staged":
-                yield from self._host_staged_all_reduce(ring, size)
+            elif name == "host-staged":
+                yield from self._host_staged(ring, size, reduce=op == "all_reduce")
             elif op == "all_gather":
                 yield from self._ring_steps(ring, size / n, mode, n - 1, 0)
             elif op == "reduce_scatter":

@@ -1,4 +1,4 @@
-"""Partition plans: which op runs where, on how many cores, with which communication.
+"""Shard layouts: what each device of a stage does for each op, and the collectives that follow.
 
 A plan is a list of pipeline stages, each a group of devices that tensor-slices the stage's ops
 (weight mode, by GEMM splits) or splits the batch (batch mode); replicas are copies of the plan
@@ -15,10 +15,10 @@ that meet in one add are summed locally first, so GPT-J's parallel block has one
 
 GEMM splits use SambaNova's vocabulary for W[K_in, N_out]: ``M`` divides the output features
 (no reduction), ``K`` the input features (partial sums, then an all-reduce). Default rules:
-QKV on M, attention output on K, FFN up/gate on M, FFN down on K, the LM head on K; the token
-embedding is split by vocabulary rows (its partial rows need one all-reduce). With more devices
-than KV heads, each KV head (its K/V projection columns and cache) is replicated on
-``tp / kv_heads`` devices.
+QKV on M, attention output on K, FFN up/gate on M, FFN down on K, the LM head on M (its
+vocabulary slices all-gathered for the host); the token embedding is split by vocabulary rows
+(its partial rows need one all-reduce). With more devices than KV heads, each KV head (its K/V
+projection columns and cache) is replicated on ``tp / kv_heads`` devices.
 """
 
 from __future__ import annotations
@@ -38,9 +38,11 @@ DEFAULT_RULES: tuple[tuple[str, str], ...] = (
     ("*.attn.o", "K"),
     ("*.mlp.up", "M"),
     ("*.mlp.down", "K"),
-    ("lm_head", "K"),
+    ("lm_head", "M"),
 )
-"""GEMM splits (SambaNova's usual LLM rule; the LM head K-split keeps its weights sharded)."""
+"""GEMM splits (SambaNova's usual LLM rule). The LM head splits its output features (the
+vocabulary) and all-gathers the logits for the host: a K split would all-reduce the whole
+logits, twice the traffic for the same weights per device."""
 
 SPLITS = ("M", "K", "replicate")
 
@@ -214,8 +216,11 @@ class _Sharder:
                       and op.is_gemm and not op.extra.get("tied") else 0.0)
                 split = "batch" if n > 1 else "none"
                 layout = "B" if n > 1 else "R"
+                # every device reads the weights whole (they are replicated), its own part of
+                # the batch's activations and KV cache
                 self._set(op, split, layout, layout, op.flops * frac,
-                          op.weight_bytes + kv_traffic + act, op.stored_bytes, mx, kv, act)
+                          op.weights_read_bytes + kv_traffic + act, op.stored_bytes, mx, kv,
+                          act)
                 continue
             self.weight_mode(stage.index, op, inputs, n, kv_bytes)
 

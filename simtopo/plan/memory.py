@@ -18,7 +18,8 @@ from ..errors import PlanError
 from ..spec.experiment import PlanSpec
 from ..spec.model import DecoderSpec
 from ..topology.graph import Topology
-from .layouts import check_tp
+from ..workload.opgraph import Precision
+from .layouts import Stage, check_tp, shard_stages
 from .stages import PartitionPlan, make_plan
 
 RUNTIME_RESERVE_BYTES = 1e9
@@ -98,6 +99,18 @@ def minimum_socs(graph: nx.DiGraph, model: DecoderSpec, topo: Topology, family: 
         if all(u.fits for u in memory_use(plan, topo, [graph], batch, context, reserve)):
             return n
     return None
+
+
+def rank_weights(graph: nx.DiGraph, model: DecoderSpec | None, tp: int,
+                 rules: Sequence[tuple[str, str]] = ()) -> float:
+    """Weight bytes each of ``tp`` weight-mode tensor-parallel ranks holds, which is what a
+    rank loads: the plan's own shards of ``graph``, so a K/V projection stays whole per KV
+    head when ``tp`` exceeds the KV heads, and norms are replicated on every rank."""
+    ranks = Stage(index=0, name="ranks", devices=tuple(f"rank{i}" for i in range(tp)),
+                  logical=tuple(range(tp)), cores=(1,) * tp, ops=tuple(nx.topological_sort(graph)))
+    precision = graph.graph.get("precision") or Precision()
+    shards, _, _ = shard_stages(graph, model, [ranks], precision, rules)
+    return float(sum(s.stored_bytes for s in shards.values()))
 
 
 def check_fit(plan: PartitionPlan, graph: nx.DiGraph, model: DecoderSpec | None,

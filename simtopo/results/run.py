@@ -23,7 +23,7 @@ from ..sim.setup import (
 from ..spec.experiment import Experiment, PlanSpec, Variant, load_experiment
 from ..topology.files import load_topology
 from ..topology.graph import Topology
-from ..workload.modelref import ModelRef, resolve_model
+from ..workload.modelref import resolve_model
 from ..workload.opgraph import Precision, decode_shape, prefill_shapes
 from .metrics import inference_metrics, llm_metrics
 from .result import LoadResult, Result, VariantResult
@@ -92,40 +92,13 @@ def _run_inference(variant: Variant, link_model: LinkModel, soc_model: SocModel,
                              params)
 
 
-def checkpoint_bytes(ref: ModelRef, precision: str) -> tuple[float, float]:
-    """The weights as stored at ``precision`` (the op graph's: embeddings and norms stay 16
-    bits under int8 or mxfp6), and the K/V projections' share of them (replicated when the
-    tensor-parallel degree exceeds the KV heads)."""
-    if ref.decoder is not None:
-        graph = ref.graph_for(decode_shape(1, 1, True, 2), Precision(weights=precision))
-    else:
-        graph = ref.graph_for(None, Precision(weights=precision))
-    ops = [graph.nodes[n]["op"] for n in graph]
-    total = float(sum(op.weight_bytes for op in ops))
-    kv = 0.0
-    if ref.decoder is not None:
-        d = ref.decoder
-        kv_width, q_width = d.n_kv * d.d_head, d.heads * d.d_head
-        for op in ops:  # the K and V columns of each layer's fused qkv projection
-            if op.name.endswith(".attn.qkv"):
-                kv += op.weight_bytes * 2 * kv_width / (q_width + 2 * kv_width)
-    return total, kv
-
-
-def rank_bytes(ref: ModelRef, precision: str, tp: int) -> tuple[float, float]:
-    """(checkpoint bytes, bytes of one rank's shard): 1/tp of the weights, the K/V part
-    whole per KV head when tp exceeds the KV heads."""
-    total, kv = checkpoint_bytes(ref, precision)
-    if ref.decoder is None or tp <= ref.decoder.n_kv:
-        return total, total / tp
-    return total, (total - kv) / tp + kv / ref.decoder.n_kv
-
-
 def run_load(variant: Variant, link_model: LinkModel = DEFAULT_MODEL,
              topology: Topology | None = None) -> LoadResult:
     """Simulate the variant's ``load:`` section: every strategy from every source."""
+    from ..plan.memory import rank_weights
     from ..plan.stages import map_devices
     from ..sim.loading import map_ranks, simulate_loads
+    from ..workload.opgraph import ops
 
     spec = variant.load
     assert spec is not None
@@ -144,9 +117,15 @@ def run_load(variant: Variant, link_model: LinkModel = DEFAULT_MODEL,
     except PlanError as err:
         raise ConfigError(f"plan: {err}") from None
     ranks = map_ranks(topo, tp, spec.virtual_core_size, devices)
-    total, per_rank = rank_bytes(ref, precision, tp)
+    weights = Precision(weights=precision)
+    graph = ref.graph_for(decode_shape(1, 1, True, 2) if ref.decoder else None, weights)
+    total = float(sum(op.stored_bytes for op in ops(graph)))
     if total <= 0:
         raise ConfigError(f"load: {variant.model} has no weights to load")
+    try:
+        per_rank = rank_weights(graph, ref.decoder, tp, plan.split_rules)
+    except PlanError as err:
+        raise ConfigError(f"load.tp: {err}") from None
     outcomes = simulate_loads(topo, params, spec, ranks, per_rank)
     return LoadResult(variant.name, variant.inputs(), total,
                       [{"rank": r.index, "device": r.device, "socket": r.socket}

@@ -132,9 +132,16 @@ class Op:
         return self.bytes_written if self.output_bytes is None else self.output_bytes
 
     @property
+    def weights_read_bytes(self) -> float:
+        """Weight bytes one pass reads: all of a GEMM's or a norm's weights; an embedding is a
+        gather of a few rows (counted in ``bytes_read`` with the activations), never the whole
+        table it stores."""
+        return 0.0 if self.kind == "embedding" else self.weight_bytes
+
+    @property
     def activation_bytes(self) -> float:
-        """Bytes moved that are neither weights nor the KV cache."""
-        return self.bytes - self.weight_bytes - self.kv_read_bytes - self.kv_write_bytes
+        """Bytes moved that are neither weights read nor the KV cache."""
+        return self.bytes - self.weights_read_bytes - self.kv_read_bytes - self.kv_write_bytes
 
     @property
     def bytes(self) -> float:
