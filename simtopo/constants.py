@@ -77,10 +77,12 @@ next step (assumption)."""
 
 @dataclass(frozen=True)
 class SocModel:
-    """Free parameters of the SoC cost model."""
+    """Free parameters of the SoC cost model (each documented where its default is set)."""
 
     compute_efficiency: float = COMPUTE_EFFICIENCY
+    """Fraction of peak FLOP/s."""
     dram_efficiency: float = DRAM_EFFICIENCY
+    """Fraction of the DRAM bandwidth."""
     op_launch_s: float = OP_LAUNCH_S
     mxfp6_expand_ops_per_weight: float = MXFP6_EXPAND_OPS_PER_WEIGHT
     host_step_s: float = HOST_STEP_S

@@ -29,3 +29,21 @@ def test_main_job_command_names_a_file_that_exists():
     main_job = readme_commands()[0]
     path = main_job.rsplit(" ", 1)[1]
     assert (ROOT / path).is_file()
+
+
+def test_the_readme_python_examples_run(tmp_path, monkeypatch):
+    """Every ```python block of the README, run as written from a copy of the checkout's
+    experiments and topologies (so that its reports land in a temporary folder)."""
+    import shutil
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    for folder in ("experiments", "topologies"):
+        shutil.copytree(ROOT / folder, tmp_path / folder)
+    monkeypatch.chdir(tmp_path)
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    assert blocks
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), {})
+    assert (tmp_path / "reports" / "ultra8" / "summary.json").is_file()

@@ -16,8 +16,8 @@ import yaml
 
 from simtopo.constants import SocModel
 from simtopo.results.run import run
-from simtopo.sim.blocks import PassProfile, StagePass
-from simtopo.sim.driver import simulate_inference, simulate_llm
+from simtopo.sim.driver import Pipeline, run_pipeline
+from simtopo.sim.profiles import PassProfile, StagePass
 
 DRAM_BW = 100e9
 IDEAL_SOC = SocModel(compute_efficiency=1.0, dram_efficiency=1.0, op_launch_s=0.0,
@@ -144,16 +144,27 @@ def profile(stage_seconds: list[float], handoff_s: float = 0.0) -> PassProfile:
     return PassProfile(stages, handoffs, [0.0] * len(stage_seconds), Counter())
 
 
+def forward(stages: int, micro: int, step: PassProfile):
+    """One forward pass of ``micro`` micro-batches through ``stages`` stages."""
+    return run_pipeline(Pipeline(stages, forward_passes=micro, kind="inference"),
+                        {"forward": step})
+
+
+def llm(prefill: PassProfile, decode: PassProfile) -> dict[str, PassProfile]:
+    """Profiles of an LLM pipeline whose decode steps all cost ``decode``."""
+    return {"prefill": prefill, "decode@17": decode}
+
+
 @pytest.mark.parametrize("stages,micro", [(1, 1), (1, 5), (4, 1), (4, 8), (3, 16)])
 def test_micro_batches_through_equal_stages(stages, micro):
     t = 2e-3
-    timeline = simulate_inference(stages, 1, micro, profile([t] * stages))
+    timeline = forward(stages, micro, profile([t] * stages))
     assert timeline.makespan == pytest.approx((stages + micro - 1) * t, rel=1e-12)
 
 
 def test_micro_batches_with_hand_offs():
     t, h, stages, micro = 2e-3, 0.5e-3, 4, 8
-    timeline = simulate_inference(stages, 1, micro, profile([t] * stages, h))
+    timeline = forward(stages, micro, profile([t] * stages, h))
     # hand-offs delay every micro-batch by the same latency, they hold no stage
     assert timeline.makespan == pytest.approx((stages + micro - 1) * t + (stages - 1) * h)
 
@@ -161,7 +172,7 @@ def test_micro_batches_with_hand_offs():
 def test_unequal_stages_are_paced_by_the_slowest():
     times = [1e-3, 3e-3, 2e-3]
     micro = 10
-    timeline = simulate_inference(3, 1, micro, profile(times))
+    timeline = forward(3, micro, profile(times))
     assert timeline.makespan == pytest.approx(sum(times) + (micro - 1) * max(times))
 
 
@@ -171,7 +182,8 @@ def test_request_groups_fill_a_pipeline_of_decode_steps(groups):
     G groups share each stage, so a step cannot come faster than G t."""
     stages, t, r_out, r_in, steps = 4, 1e-3, 0.2e-3, 0.1e-3, 40
     step = profile([t] * stages)
-    timeline = simulate_llm(stages, 1, groups, 1, step, lambda _c: step, steps, 17, r_out, r_in)
+    timeline = run_pipeline(Pipeline(stages, groups=groups, steps=steps), llm(step, step),
+                            (r_out, r_in))
     period = max(stages * t + r_out + r_in, groups * t)
     for times in timeline.token_times[0]:
         gaps = [b - a for a, b in zip(times[-10:], times[-9:], strict=False)]
@@ -182,16 +194,16 @@ def test_prefill_chunks_pipeline_through_the_stages():
     """C prefill chunks through S equal stages end after (S + C - 1) t, then the first token
     comes after the logits' trip."""
     stages, chunks, t, r_out = 3, 4, 1e-3, 0.25e-3
-    timeline = simulate_llm(stages, 1, 1, chunks, profile([t] * stages),
-                            lambda _c: profile([t] * stages), 0, 17, r_out, 0.0)
+    timeline = run_pipeline(Pipeline(stages, forward_passes=chunks),
+                            llm(profile([t] * stages), profile([t] * stages)), (r_out, 0.0))
     assert timeline.prefill_end[0][0] == pytest.approx((stages + chunks - 1) * t)
     assert timeline.token_times[0][0] == [pytest.approx((stages + chunks - 1) * t + r_out)]
 
 
 def test_replicas_do_not_share_stages():
     step = profile([1e-3, 1e-3])
-    one = simulate_llm(2, 1, 1, 1, step, lambda _c: step, 10, 17, 0.0, 0.0)
-    two = simulate_llm(2, 2, 1, 1, step, lambda _c: step, 10, 17, 0.0, 0.0)
+    one = run_pipeline(Pipeline(2, steps=10), llm(step, step))
+    two = run_pipeline(Pipeline(2, replicas=2, steps=10), llm(step, step))
     assert two.token_times[1][0] == pytest.approx(one.token_times[0][0])
 
 
@@ -209,8 +221,6 @@ def test_memoized_simulation_matches_the_full_one(variant, changes):
     from dataclasses import replace
 
     from simtopo.results.run import run_variant
-    from simtopo.sim.fullsim import simulate_full
-    from simtopo.sim.setup import setup_llm
     from simtopo.spec.experiment import load_experiment
 
     root = Path(__file__).resolve().parent.parent
@@ -218,7 +228,7 @@ def test_memoized_simulation_matches_the_full_one(variant, changes):
                  .variants if v.name == variant]
     chosen = replace(chosen, workload=chosen.workload.model_copy(
         update={"prompt": 128, "generate": 6, **changes}))
-    fast = run_variant(chosen).metrics
-    full = simulate_full(setup_llm(chosen)).metrics()
+    fast = run_variant(chosen, mode="memoized").metrics
+    full = run_variant(chosen, mode="full").metrics
     for metric in ("ttft_s", "tpot_mean_s", "e2e_s"):
         assert fast[metric] == pytest.approx(full[metric], rel=1e-6), metric

@@ -61,7 +61,7 @@ def sizing_markdown(models: Sequence[str] = MODELS, topologies: Sequence[str] = 
              f"Workload: batch {w.batch}, a {w.prompt}-token prompt, {w.generate} generated "
              f"tokens, compiled context {w.context}, {w.precision} weights. Layouts: tensor-"
              "parallel size (weight mode; batch mode needs a batch > 1), pipeline stages, "
-             "replicas, P2P or host-routed (see `simtopo/advisor.py`); for throughput a "
+             "replicas, P2P or host-routed (see `simtopo/analysis/advisor.py`); for throughput a "
              "pipeline serves one request group per stage.", "",
              "- *fits on*: the fewest SoCs any single-replica layout fits on, and the fastest "
              "layout there;",

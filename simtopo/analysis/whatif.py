@@ -132,7 +132,9 @@ class WhatIf:
 
     experiment: str
     step: float
+    """The relative step of every change (0.1: each value 10% better)."""
     reduced: bool
+    """Run at the experiment's CI size."""
     variants: tuple[VariantWhatIf, ...]
     bands: tuple[Band, ...]
     notes: tuple[str, ...] = ()

@@ -96,10 +96,12 @@ def _matrix(item: dict[str, Any]) -> Iterable[tuple[str, str, float]]:
 # -- predictions ---------------------------------------------------------------------------------
 
 def uni(machine: str, a: str, b: str, mode: str, size: float = MATRIX_BYTES) -> Predictor:
+    """A predictor of a one-way copy's bandwidth between ``a`` and ``b`` on ``machine``."""
     return lambda m: size / m.copies(machine, [(a, b)], size, mode)
 
 
 def bidir(machine: str, a: str, b: str, mode: str, size: float = MATRIX_BYTES) -> Predictor:
+    """A predictor of the bandwidth of copies both ways at once between ``a`` and ``b``."""
     return lambda m: 2 * size / m.copies(machine, [(a, b), (b, a)], size, mode)
 
 
@@ -110,12 +112,14 @@ def latency(machine: str, a: str, b: str, mode: str) -> Predictor:
 
 def aggregate(machine: str, pairs: list[tuple[str, str]], size: float = MATRIX_BYTES
               ) -> Predictor:
+    """A predictor of the total bandwidth of copies between all ``pairs`` at once."""
     return lambda m: len(pairs) * size / m.copies(machine, pairs, size, "p2p")
 
 
 # -- the calibration files ----------------------------------------------------------------------
 
 def v100_points() -> list[Point]:
+    """The points of the two-V100 Gen3 machine (P2P against host-staged)."""
     src = "v100pcie-2x-gen3-p2p-vs-hostrouted"
     data, machine = _load(src), "v100pcie-2x-gen3"
     points = []
@@ -135,6 +139,7 @@ def v100_points() -> list[Point]:
 
 
 def rtx6k_points() -> list[Point]:
+    """The points of the RTX PRO 6000 machines (two switches, Gen5, NCCL)."""
     src = "rtx6kpro-wrx90-2switch-flat-gen5"
     data, machine = _load(src), "rtx6kpro-wrx90"
     points = [Point(src, machine, f"bidirectional_p2p_enabled {r}->{c}", "bandwidth", v * 1e9,
@@ -208,6 +213,7 @@ def rtx6k_points() -> list[Point]:
 
 
 def della_points() -> list[Point]:
+    """The points of the A100 Gen4 and Gen3 ``bandwidthTest`` machines."""
     src = "della-a100pcie-gen4-vs-tiger-gen3-bandwidthtest"
     data = _load(src)
     points = []
@@ -228,6 +234,7 @@ def della_points() -> list[Point]:
 
 
 def tiny14_points() -> list[Point]:
+    """The points of the six-RTX 4090 Gen4 machine with the P2P driver."""
     src, machine = "tinygrad-tiny14-6x-rtx4090-gen4-p2p-driver", "tiny14-6x4090"
     data = _load(src)
     points = [Point(src, machine, f"bidirectional_p2p_enabled {r}->{c}", "bandwidth", v * 1e9,
@@ -337,8 +344,10 @@ class LeaveOneOut:
 
     machine: str
     model: LinkModel
+    """The fit on every other machine."""
     bandwidth_errors: tuple[float, ...]
     latency_errors: tuple[float, ...]
+    """Relative errors of the machine's bandwidth and latency points under that fit."""
 
 
 def leave_one_out(points: Sequence[Point], start: LinkModel = DEFAULT_MODEL,

@@ -29,7 +29,7 @@ import yaml
 
 from ..constants import DEFAULT_MODEL, DEFAULT_SOC_MODEL, SocModel
 from ..results.run import run_variant
-from ..sim.setup import setup_llm
+from ..sim.setup import setup_variant
 from ..sim.tasks import ComputeTask, lower
 from ..spec.experiment import Variant, load_experiment
 from .links import DATA
@@ -58,9 +58,11 @@ class StepBreakdown:
     """What one simulated decode step on the calibration SoC is made of (seconds)."""
 
     memory_s: float
+    """DRAM time: every op's bytes at the cores' DRAM bandwidth (or its compute, if longer)."""
     launch_s: float
     expand_s: float
     host_s: float
+    """The rest of the measured step: the host's round trip and sampling."""
     ops: int
     bytes: float
     weight_bytes: float
@@ -86,7 +88,7 @@ def predict_soc(model: SocModel = DEFAULT_SOC_MODEL) -> dict[str, dict[str, floa
 def breakdown(precision: str, model: SocModel = DEFAULT_SOC_MODEL) -> StepBreakdown:
     """The decode step of the ``precision`` variant, term by term."""
     variant = variants()[precision]
-    setup = setup_llm(variant, DEFAULT_MODEL, model)
+    setup = setup_variant(variant, DEFAULT_MODEL, model)
     graph = setup.decode_graph(variant.workload.context_length)
     (program,) = lower(setup.plan, graph, setup.topo, model)
     memory = launch = expand = 0.0
@@ -94,9 +96,9 @@ def breakdown(precision: str, model: SocModel = DEFAULT_SOC_MODEL) -> StepBreakd
     for _, tasks, times in program.blocks:
         for task in tasks:
             if isinstance(task, ComputeTask):
-                memory += max(task.memory_s, task.compute_s) * times
-                launch += task.launch_s * times
-                expand += task.expand_s * times
+                memory += max(task.cost.memory_s, task.cost.compute_s) * times
+                launch += task.cost.launch_s * times
+                expand += task.cost.expand_s * times
                 ops += times
     metrics = run_variant(variant, DEFAULT_MODEL, model).metrics
     host = metrics["tpot_mean_s"] - (memory + launch + expand)

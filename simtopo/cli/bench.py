@@ -33,6 +33,7 @@ def _size_list(text: str, option: str) -> list[float]:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    """``simtopo bench``: benchmark-shaped output of a topology."""
     from ..calibration import bench
     from ..calibration.bench_report import bench_json, collect_bench
 

@@ -9,6 +9,7 @@ from .common import EXIT_OK, echo
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
+    """``simtopo calibrate``: refit, write the validation document, or list the errors."""
     from ..calibration.links import all_points
     from ..calibration.validation import (
         FIT_RECORD,

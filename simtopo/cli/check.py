@@ -11,7 +11,7 @@ import sys
 from typing import Any
 
 from ..errors import ConfigError
-from .common import console
+from .common import add_selection_options, console
 
 EXIT_OK, EXIT_DRIFT = 0, 1
 ROWS = 40
@@ -78,6 +78,7 @@ def _table(checks: list[Any], show_all: bool) -> Any:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    """``simtopo check``: re-run baselines and compare, or add and update them."""
     from ..analysis import baselines
     from ..io.paths import display_path
 
@@ -128,13 +129,11 @@ def register(sub: Any) -> None:
                    help="relative tolerance: the default (else the baseline's, else 1e-6) or one "
                         "key's (ttft_s=0.02); "
                         "overrides the baseline's own; repeatable")
-    p.add_argument("--variant", action="append", metavar="NAME",
-                   help="check only this variant (repeatable)")
     p.add_argument("--update", action="store_true",
                    help="rewrite the baselines that drifted with the new predictions")
     p.add_argument("--add", metavar="EXPERIMENT",
                    help="write a new baseline for EXPERIMENT into the folder (never overwrites)")
-    p.add_argument("--ci", action="store_true",
-                   help="with --add: at the experiment's reduced ci: size")
+    add_selection_options(p, "check only this variant (repeatable)",
+                          "with --add: at the experiment's reduced ci: size")
     p.add_argument("--all", action="store_true", help="show every difference")
     p.set_defaults(func=cmd_check)

@@ -40,6 +40,7 @@ def echo(text: str) -> None:
 
 
 def select_devices(topo: Topology, patterns: str | None) -> list[str]:
+    """SoCs (and storage) of ``topo`` matching comma-separated globs; every SoC by default."""
     if patterns is None:
         return list(topo.socs)
     pool = [*topo.socs, *topo.storage]
@@ -82,6 +83,7 @@ def workload_graphs(args: argparse.Namespace) -> tuple[ModelRef, nx.DiGraph, nx.
 
 
 def dims(items: Sequence[str] | None) -> dict[str, int]:
+    """``--dim NAME=VALUE`` options as a mapping."""
     dims = {}
     for item in items or []:
         name, _, value = item.partition("=")
@@ -92,6 +94,7 @@ def dims(items: Sequence[str] | None) -> dict[str, int]:
 
 
 def rules(items: Sequence[str] | None) -> tuple[tuple[str, str], ...]:
+    """``--rule PATTERN=SPLIT`` options as (pattern, split) pairs."""
     rules = []
     for item in items or []:
         pattern, _, split = item.partition("=")
@@ -103,11 +106,13 @@ def rules(items: Sequence[str] | None) -> tuple[tuple[str, str], ...]:
 
 
 def with_model(args: argparse.Namespace) -> argparse.Namespace:
+    """``args`` with the positional model name in ``args.model``."""
     args.model = args.name
     return args
 
 
 def devices_option(topo: Topology, text: str | None) -> list[str] | None:
+    """The SoCs a ``--devices`` option names, in order (None without it)."""
     if text is None:
         return None
     chosen = [d for d in select_devices(topo, text) if topo.node(d)["kind"] == "soc"]
@@ -118,6 +123,7 @@ def devices_option(topo: Topology, text: str | None) -> list[str] | None:
 
 def memory_fit(plan: PartitionPlan, decode: nx.DiGraph, prefill: nx.DiGraph, ref: ModelRef,
             topo: Topology, args: argparse.Namespace) -> list[MemoryUse]:
+    """The plan's memory per SoC, or its one-line refusal (prefill included for decoders)."""
     from ..plan.memory import check_fit
 
     extra = [prefill] if ref.decoder is not None else []
@@ -125,6 +131,7 @@ def memory_fit(plan: PartitionPlan, decode: nx.DiGraph, prefill: nx.DiGraph, ref
 
 
 def add_workload_options(p: argparse.ArgumentParser, model_required: bool = True) -> None:
+    """The options of commands that take a model and a workload shape."""
     p.add_argument("--model", required=model_required, metavar="MODEL",
                    help="a preset (llama-2-70b, gpt-j-6b, ...), a decoder or graph YAML, or "
                         "an .onnx file")
@@ -137,3 +144,16 @@ def add_workload_options(p: argparse.ArgumentParser, model_required: bool = True
                    help="activations and KV cache: fp32, fp16, bf16 (default fp16)")
     p.add_argument("--dim", action="append", metavar="NAME=VALUE",
                    help="value of a symbolic ONNX dimension, e.g. batch=8 (repeatable)")
+
+
+def subcommands(sub: Any, name: str, help: str) -> Any:
+    """A command with sub-commands of its own (``simtopo topo show``): their subparsers."""
+    return sub.add_parser(name, help=help).add_subparsers(
+        dest=f"{name}_command", required=True, metavar="SUBCOMMAND")
+
+
+def add_selection_options(p: argparse.ArgumentParser, variant_help: str,
+                          ci_help: str = "at the experiment's reduced ci: size") -> None:
+    """``--variant NAME`` (repeatable) and ``--ci``: which variants, at which size."""
+    p.add_argument("--variant", action="append", metavar="NAME", help=variant_help)
+    p.add_argument("--ci", action="store_true", help=ci_help)

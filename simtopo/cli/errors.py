@@ -10,6 +10,7 @@ from .common import EXIT_OK, echo
 
 
 def cmd_errors(args: argparse.Namespace) -> int:
+    """``simtopo errors``: the error catalogue as markdown."""
     from ..analysis.error_catalog import markdown
     from ..io.atomic import write_text_atomic
 

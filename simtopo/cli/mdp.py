@@ -14,11 +14,13 @@ from .common import (
     echo,
     memory_fit,
     rules,
+    subcommands,
     workload_graphs,
 )
 
 
 def cmd_mdp_dump(args: argparse.Namespace) -> int:
+    """``simtopo mdp dump``: one partition listing every node of the model."""
     from ..plan.mdp import dump_mdp, write_mdp
 
     if args.cores < 1:
@@ -30,6 +32,7 @@ def cmd_mdp_dump(args: argparse.Namespace) -> int:
 
 
 def cmd_mdp_validate(args: argparse.Namespace) -> int:
+    """``simtopo mdp validate``: check a config, then print its plan and memory."""
     from ..plan.mdp import plan_from_mdp, read_mdp
     from ..report.planview import render_plan
     from ..topology.files import load_topology
@@ -47,8 +50,7 @@ def cmd_mdp_validate(args: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     """Add ``mdp dump|validate`` to the ``simtopo`` sub-commands."""
-    mdp = sub.add_parser("mdp", help="Qualcomm MDP partition configs").add_subparsers(
-        dest="mdp_command", required=True, metavar="SUBCOMMAND")
+    mdp = subcommands(sub, "mdp", "Qualcomm MDP partition configs")
     p = mdp.add_parser("dump", help="a starting config: one partition listing every node")
     add_workload_options(p)
     p.add_argument("-o", "--output", required=True, metavar="JSON")

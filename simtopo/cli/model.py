@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .common import EXIT_OK, add_workload_options, echo, with_model, workload_graphs
+from .common import EXIT_OK, add_workload_options, echo, subcommands, with_model, workload_graphs
 
 
 def cmd_model_show(args: argparse.Namespace) -> int:
+    """``simtopo model show``: parameters and per-kind totals of its passes."""
     from ..report.planview import render_model
 
     ref, decode, prefill, _ = workload_graphs(args)
@@ -20,8 +21,7 @@ def cmd_model_show(args: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     """Add ``model show`` to the ``simtopo`` sub-commands."""
-    model = sub.add_parser("model", help="inspect a model").add_subparsers(
-        dest="model_command", required=True, metavar="SUBCOMMAND")
+    model = subcommands(sub, "model", "inspect a model")
     p = model.add_parser("show", help="parameters and per-kind totals of one pass")
     p.add_argument("name", metavar="MODEL")
     add_workload_options(p, model_required=False)

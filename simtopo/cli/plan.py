@@ -100,6 +100,7 @@ def _write_mdp(args: argparse.Namespace, kept: list[Any]) -> str:
 
 
 def cmd_advise(args: argparse.Namespace) -> int:
+    """``simtopo plan`` without a layout: the advisor's ranked table."""
     from ..analysis.advisor import advise
 
     workload = _advisor_workload(args)
@@ -149,6 +150,7 @@ def cmd_advise(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    """``simtopo plan``: one layout's plan and memory fit, or the advisor."""
     from ..plan.mdp import mdp_from_plan, write_mdp
     from ..plan.stages import make_plan
     from ..report.planview import render_plan

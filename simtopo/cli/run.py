@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .common import EXIT_OK, console
+from .common import EXIT_OK, add_selection_options, console
 
 if TYPE_CHECKING:
     from ..results.result import Result
@@ -58,6 +58,7 @@ def _results_table(result: Result) -> object:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    """``simtopo run``: simulate, print the table, write the report."""
     from ..io.paths import display_path
     from ..results.run import run
     from ..spec.experiment import load_experiment
@@ -81,9 +82,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                 seen.append(name)
                 bar.update(task, description=f"simulating {exp.name}: {name}")
 
-            result = run(exp, names, progress=progress)
+            result = run(exp, names, progress=progress, mode=args.simulation)
     else:
-        result = run(exp, names)
+        result = run(exp, names, mode=args.simulation)
     out = console(sys.stdout)
     if args.json:
         sys.stdout.write(result.to_json())
@@ -113,11 +114,9 @@ def register(sub: Any) -> None:
     """Add ``run`` to the ``simtopo`` sub-commands."""
     p = sub.add_parser("run", help="simulate an experiment: a table, then reports/<name>/")
     p.add_argument("file", metavar="EXPERIMENT", help="an experiment YAML file")
-    p.add_argument("--variant", action="append", metavar="NAME",
-                   help="run only this variant (repeat for more)")
-    p.add_argument("--ci", action="store_true",
-                   help="the experiment's reduced CI size (its 'ci:' block); the report goes "
-                        "to reports/<name>-ci/")
+    add_selection_options(p, "run only this variant (repeat for more)",
+                          "the experiment's reduced CI size (its 'ci:' block); the report goes to "
+                          "reports/<name>-ci/")
     p.add_argument("--reports", default="reports", metavar="DIR",
                    help="where reports/<name>/ goes (default: reports)")
     p.add_argument("--no-report", action="store_true", help="print the table only")
@@ -126,4 +125,8 @@ def register(sub: Any) -> None:
                         "first P2P/host pair)")
     p.add_argument("--json", action="store_true", help="print summary.json instead of a table")
     p.add_argument("-q", "--quiet", action="store_true", help="no table, no progress")
+    p.add_argument("--simulation", choices=("auto", "memoized", "full"), default="auto",
+                   help="auto (default): memoized shortcuts, the full simulation only where "
+                        "they are known to be wrong; memoized: the shortcuts everywhere; full: "
+                        "everything simulated live (slow; the reference, docs/metrics.md)")
     p.set_defaults(func=cmd_run)

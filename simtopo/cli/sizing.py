@@ -20,6 +20,7 @@ def _builtin(path: str) -> Any:
 
 
 def cmd_sizing(args: argparse.Namespace) -> int:
+    """``simtopo sizing``: the advisor's table over models and topologies."""
     from ..analysis.sizing import MODELS, TOPOLOGIES, sizing_markdown
     from ..io.atomic import write_text_atomic
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from .common import console
+from .common import add_selection_options, console
 
 SHOWN = 25
 """Points listed in the terminal table when the sweep has more (the best by latency)."""
@@ -46,6 +46,7 @@ def _table(result: Any) -> Any:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    """``simtopo sweep``: run the points, print the table, write the figures."""
     from ..analysis.executors import describe, run_sweep
     from ..analysis.sweep import parse_set
     from ..io.paths import display_path
@@ -101,9 +102,7 @@ def register(sub: Any) -> None:
     p.add_argument("--set", action="append", metavar="KEY=V1,V2,...",
                    help="a key and its values, e.g. plan.tp=1,2,4,8 (repeatable; default: "
                         "the file's sweep: block)")
-    p.add_argument("--variant", action="append", metavar="NAME",
-                   help="sweep this variant (repeatable; default all, or the block's)")
-    p.add_argument("--ci", action="store_true", help="at the experiment's reduced ci: size")
+    add_selection_options(p, "sweep this variant (repeatable; default all, or the block's)")
     p.add_argument("--out", metavar="DIR",
                    help="where points.jsonl, sweep.csv and figures go "
                         "(default reports/<experiment>-sweep)")

@@ -7,24 +7,27 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
-from .common import EXIT_FAILED_CHECK, EXIT_OK, echo, select_devices
+from .common import EXIT_FAILED_CHECK, EXIT_OK, echo, select_devices, subcommands
 
 if TYPE_CHECKING:
     from ..topology.graph import Topology
 
 
 def load_topology_arg(args: argparse.Namespace) -> Topology:
+    """The topology file the command names."""
     from ..topology.files import load_topology
 
     return load_topology(args.file)
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    """``simtopo topo show``: the tree as text."""
     echo(load_topology_arg(args).show(brief=args.brief))
     return EXIT_OK
 
 
 def cmd_matrix(args: argparse.Namespace) -> int:
+    """``simtopo topo matrix``: the all-pairs table as text, CSV or JSON."""
     from ..report.text import matrix_json, render_matrix
 
     topo = load_topology_arg(args)
@@ -42,6 +45,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
 
 
 def cmd_draw(args: argparse.Namespace) -> int:
+    """``simtopo topo draw``: the drawing as PNG, SVG or PDF."""
     from ..report.draw import save_figure
 
     topo = load_topology_arg(args)
@@ -55,6 +59,7 @@ def cmd_draw(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    """``simtopo topo check``: platform checks; exit 1 on an error."""
     findings = load_topology_arg(args).checks()
     for finding in findings:
         echo(str(finding))
@@ -62,6 +67,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_route(args: argparse.Namespace) -> int:
+    """``simtopo topo route``: one transfer's route, link by link."""
     from ..topology import routing
     from ..topology.routing import BounceRoute
     from ..units import format_bandwidth, format_time
@@ -89,8 +95,7 @@ def cmd_route(args: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     """Add ``topo show|matrix|draw|check|route`` to the ``simtopo`` sub-commands."""
-    topo = sub.add_parser("topo", help="inspect a topology").add_subparsers(
-        dest="topo_command", required=True, metavar="SUBCOMMAND")
+    topo = subcommands(sub, "topo", "inspect a topology")
     p = topo.add_parser("show", help="the tree as text with link bandwidths")
     p.add_argument("file", metavar="FILE")
     p.add_argument("--brief", action="store_true", help="one line for the SoCs of each card")

@@ -38,6 +38,7 @@ def _file_kind(path: Path) -> str:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    """``simtopo validate``: load every file; one line each."""
     from ..topology.files import load_card_library, load_topology
 
     failed = 0

@@ -11,7 +11,7 @@ import argparse
 import sys
 from typing import Any
 
-from .common import console
+from .common import add_selection_options, console
 
 EXIT_OK = 0
 
@@ -170,11 +170,8 @@ def register(sub: Any) -> None:
     p = sub.add_parser("whatif", help="perturb one thing at a time: which single upgrade buys "
                                       "the most, and the band of the P2P-over-host speed-up")
     p.add_argument("file", metavar="EXPERIMENT", help="an experiment YAML file")
-    p.add_argument("--variant", action="append", metavar="NAME",
-                   help="only this variant (repeat for more; a band needs both of a P2P/host "
-                        "pair)")
-    p.add_argument("--ci", action="store_true",
-                   help="the experiment's reduced CI size (its 'ci:' block)")
+    add_selection_options(p, "only this variant (repeat for more; a band needs both of a "
+                             "P2P/host pair)", "the experiment's reduced CI size (its 'ci:' block)")
     p.add_argument("--step", type=float, default=0.1, metavar="FRACTION",
                    help="relative step of the continuous perturbations (default 0.1: 10%%)")
     p.add_argument("--no-band", action="store_true", help="skip the P2P-over-host band")

@@ -35,7 +35,7 @@ from simpy.events import AllOf, Event
 from ..errors import RouteError
 from ..topology import routing
 from ..topology.graph import Topology
-from ..topology.routing import BounceRoute
+from ..topology.routing import BounceRoute, Route
 from .transfers import Fabric
 
 OPS = ("all_reduce", "all_gather", "reduce_scatter", "broadcast", "send")
@@ -61,9 +61,12 @@ class CollectiveResult:
 
     op: str
     algorithm: str
+    """``ring``, ``tree``, ``direct``, ``host-staged``, ``chain`` (broadcast)."""
     mode: str
     group: tuple[str, ...]
+    """The devices in the order the algorithm visits them."""
     size_bytes: float
+    """The per-device buffer, as nccl-tests counts it."""
     time_s: float
 
     @property
@@ -92,15 +95,17 @@ def ring_order(topo: Topology, group: Sequence[str]) -> list[str]:
 class Collectives:
     """Collective operations on one :class:`Fabric` (so several can contend)."""
 
-    def __init__(self, fabric: Fabric,
-                 choices: dict[tuple[tuple[str, ...], float], str] | None = None) -> None:
+    def __init__(self, fabric: Fabric, choices: dict[Any, str] | None = None,
+                 label: str = "") -> None:
         self.fab = fabric
         self.env = fabric.env
         self.topo = fabric.topo
         self.params = fabric.params
         self.choices = {} if choices is None else choices
-        """Host-routed all-reduce algorithms chosen so far, by (ring, size); pass one dict to
-        several instances on the same topology and settings to choose once."""
+        """Host-routed algorithms chosen so far, by (op, ring, size); pass one dict to several
+        instances on the same topology and settings to choose once."""
+        self.label = label
+        """Label of every flow these collectives start (the network records it)."""
 
     # -- building blocks --------------------------------------------------------------------
     def _reduce_time(self, device: str, size_bytes: float) -> float:
@@ -116,7 +121,7 @@ class Collectives:
 
     def _send_then_reduce(self, src: str, dst: str, size: float, mode: str,
                           reduce_bytes: float) -> Generator[Event, Any, None]:
-        yield self.fab.copy(src, dst, size, mode=mode)
+        yield self.fab.copy(src, dst, size, mode=mode, label=self.label)
         delay = self._reduce_time(dst, reduce_bytes)
         if delay > 0:
             yield self.env.timeout(delay)
@@ -161,13 +166,14 @@ class Collectives:
         socket = self.topo.node(ring[0])["socket"]
         handoff = self.topo.handoff_latency_s
         n = len(ring)
-        yield self._step([self.fab.copy(d, socket, size if reduce else size / n) for d in ring])
+        yield self._step([self.fab.copy(d, socket, size if reduce else size / n,
+                                                       label=self.label) for d in ring])
         yield self._step([self.fab.handoff_once(handoff) for _ in ring])
         delay = self._reduce_time(socket, size * (n - 1)) if reduce else 0.0
         if delay > 0:
             yield self.env.timeout(delay)
         yield self._step([self.fab.handoff_once(handoff) for _ in ring])
-        yield self._step([self.fab.copy(socket, d, size) for d in ring])
+        yield self._step([self.fab.copy(socket, d, size, label=self.label) for d in ring])
 
     def _broadcast(self, chain: list[str], size: float, mode: str) -> Generator[Event, Any,
                                                                                  None]:
@@ -180,7 +186,8 @@ class Collectives:
         def hop(i: int) -> Generator[Event, Any, None]:
             for j in range(chunks):
                 yield received[i][j]
-                yield self.fab.copy(chain[i], chain[i + 1], piece, mode=mode)
+                yield self.fab.copy(chain[i], chain[i + 1], piece, mode=mode,
+                                    label=self.label)
                 received[i + 1][j].succeed()
 
         yield self._step([self.env.process(hop(i)) for i in range(len(chain) - 1)])
@@ -291,9 +298,47 @@ class Collectives:
             elif op == "broadcast":
                 yield from self._broadcast(ring, size, mode)
             else:
-                yield self.fab.copy(ring[0], ring[1], size, mode=mode)
+                yield self.fab.copy(ring[0], ring[1], size, mode=mode, label=self.label)
         return CollectiveResult(op=op, algorithm=name, mode=mode, group=tuple(ring),
                                 size_bytes=size, time_s=self.env.now - start)
+
+
+HANDOFF = "handoff"
+"""The name :func:`footprint` gives the host's hand-off threads (a shared resource)."""
+
+
+def footprint(topo: Topology, group: Sequence[str], mode: str) -> frozenset[str]:
+    """Every resource a collective over ``group`` may load, named as the network names them
+    (directed links of finite bandwidth, ``mem:`` socket memory, ``tx:``/``rx:`` endpoint
+    engines) plus :data:`HANDOFF` for host-routed groups: a superset of what any algorithm
+    uses, so two groups whose footprints are disjoint cannot contend."""
+    out: set[str] = set()
+
+    def add(route: Route) -> None:
+        out.update(f"{u}->{v}" for (u, v), bw in zip(route.links, route.link_bw_Bps,
+                                                     strict=True) if math.isfinite(bw))
+        if route.memory is not None:
+            out.add(f"mem:{route.memory}")
+        out.update((f"tx:{route.src}", f"rx:{route.dst}"))
+
+    if len(group) < 2:
+        return frozenset()
+    if mode == "p2p":
+        for a in group:
+            for b in group:
+                if a != b:
+                    found = routing.route(topo, a, b)
+                    assert isinstance(found, Route)
+                    add(found)
+        return frozenset(out)
+    for socket in sorted({topo.node(d)["socket"] for d in group}):
+        for device in group:
+            for src, dst in ((device, socket), (socket, device)):
+                found = routing.route(topo, src, dst)
+                assert isinstance(found, Route)
+                add(found)
+    out.add(HANDOFF)
+    return frozenset(out)
 
 
 def run_collective(topo: Topology, op: str, group: Sequence[str], size_bytes: float,

@@ -117,6 +117,16 @@ def _index_lines(root: yaml.Node, file: str) -> dict[KeyPath, Origin]:
     return lines
 
 
+def deep_merge(base: Any, change: Any) -> Any:
+    """``change`` merged onto ``base``: mappings key by key, anything else replaced."""
+    if isinstance(base, dict) and isinstance(change, dict):
+        merged = dict(base)
+        for key, value in change.items():
+            merged[key] = deep_merge(base[key], value) if key in base else value
+        return merged
+    return change
+
+
 def read_yaml(path: str | Path) -> Document:
     """Read one YAML file safely (``yaml.safe_load``), with line numbers for its key paths."""
     path = Path(path)

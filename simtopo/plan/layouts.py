@@ -54,7 +54,9 @@ class Stage:
     index: int
     name: str
     devices: tuple[str, ...]
+    """Physical SoC ids, rank by rank."""
     logical: tuple[int, ...]
+    """Logical device ids (an MDP config's ``deviceId``), rank by rank."""
     cores: tuple[int, ...]
     ops: tuple[str, ...]
     mode: str = "weight"
@@ -71,11 +73,16 @@ class Shard:
 
     op: str
     split: str
+    """How the op divides: ``M``, ``K``, ``replicate`` (GEMMs), ``heads`` (attention),
+    ``vocab`` (the embedding), ``follow`` (elementwise), ``batch`` or ``none``."""
     layout_in: str
     layout_out: str
+    """Layouts of its input and output: ``R``, ``S``, ``P`` or ``B`` (module docstring)."""
     flops: float
     bytes: float
+    """Bytes each device moves to and from its DRAM."""
     stored_bytes: float
+    """Weight bytes each device holds."""
     mxfp6_weights: float = 0.0
     kv_bytes_per_position: float = 0.0
     """KV-cache bytes this device keeps per position of one sequence (attention ops)."""

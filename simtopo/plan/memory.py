@@ -32,9 +32,11 @@ class MemoryUse:
 
     device: str
     capacity: float
+    """The SoC's DRAM."""
     weights: float
     kv_cache: float
     activations: float
+    """The largest working set of one op (activations in and out)."""
     reserve: float
 
     @property

@@ -6,7 +6,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from ..results.result import Result, VariantResult
-from ..sim.blocks import PassProfile, Span
+from ..sim.profiles import PassProfile, Span
 from .draw import draw_topology
 from .trace import stage_spans
 

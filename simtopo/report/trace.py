@@ -19,7 +19,7 @@ import itertools
 from typing import Any
 
 from ..results.result import VariantResult
-from ..sim.blocks import PassProfile, Span
+from ..sim.profiles import PassProfile, Span
 
 DETAIL_LAYERS = 2
 """Layers per stage drawn op by op in a trace (the others are one span per track)."""

@@ -8,12 +8,11 @@ from typing import Any
 
 import numpy as np
 
-from ..plan.memory import HostMemory, MemoryUse
+from ..plan.memory import MemoryUse
 from ..plan.stages import PartitionPlan
-from ..sim.blocks import PassProfile
-from ..sim.driver import Timeline
-from ..spec.experiment import Variant
-from ..spec.topology import TransferSpec
+from ..sim.driver import Simulation, Timeline
+from ..sim.profiles import PassProfile
+from ..sim.setup import Setup
 from ..topology.graph import Topology
 from .result import VariantResult
 
@@ -71,12 +70,9 @@ def _algorithms(profiles: dict[str, PassProfile]) -> dict[str, int]:
     return dict(found)
 
 
-def llm_metrics(variant: Variant, topo: Topology, plan: PartitionPlan,
-                memory: list[MemoryUse], host: HostMemory, prefill: PassProfile,
-                decode: dict[int, PassProfile],
-                timeline: Timeline, logits_s: float, token_s: float,
-                host_links: Counter[str], chunks: int, params: TransferSpec) -> VariantResult:
+def llm_metrics(setup: Setup, sim: Simulation) -> VariantResult:
     """Metrics of an LLM run (definitions in docs/metrics.md)."""
+    variant, plan, timeline = setup.variant, setup.plan, sim.timeline
     w = variant.workload
     firsts = [times[0] for per_replica in timeline.token_times for times in per_replica]
     lasts = [times[-1] for per_replica in timeline.token_times for times in per_replica]
@@ -84,12 +80,14 @@ def llm_metrics(variant: Variant, topo: Topology, plan: PartitionPlan,
             for a, b in itertools.pairwise(times)]
     sequences = len(plan.replicas) * w.groups * w.batch
     tokens = sequences * w.generate
+    decode = {int(k.split("@")[1]): p for k, p in sim.profiles.items() if k.startswith("decode@")}
+    prefill = sim.profiles["prefill"]
     last_decode = decode[max(decode)]
     steps = sorted(e - s for s, e in timeline.decode_steps)
     step = steps[len(steps) // 2] if steps else 0.0
     compute = sum(s.compute_s for s in last_decode.stages)
     comm = sum(s.comm_s for s in last_decode.stages) + sum(last_decode.handoff_s) + \
-        logits_s + token_s
+        sim.logits_s + sim.token_s
     tpot = float(np.mean(gaps)) if gaps else 0.0
     metrics = {
         "ttft_s": float(np.mean(firsts)),
@@ -106,12 +104,12 @@ def llm_metrics(variant: Variant, topo: Topology, plan: PartitionPlan,
         "step_compute_s": compute,
         "step_comm_s": comm,
         "step_bubble_s": _bubble(step, compute, comm),
-        "host_round_trip_s": logits_s + token_s,
+        "host_round_trip_s": sim.logits_s + sim.token_s,
         "socs": float(sum(s.tp for s in plan.stages) * len(plan.replicas)),
-        "memory_max_bytes": max(u.total for u in memory),
+        "memory_max_bytes": max(u.total for u in setup.memory),
     }
     moved: Counter[str] = Counter()
-    groups = w.groups
+    groups, chunks = w.groups, setup.forward_passes
     for key, value in prefill.link_bytes.items():
         moved[key] += value * chunks * groups
     contexts = sorted(decode)
@@ -119,49 +117,51 @@ def llm_metrics(variant: Variant, topo: Topology, plan: PartitionPlan,
     for key in {k for p in decode.values() for k in p.link_bytes}:
         mean = float(np.mean([decode[c].link_bytes.get(key, 0.0) for c in contexts]))
         moved[key] += mean * per_step * groups
-    for key, value in host_links.items():
+    for key, value in sim.host_links.items():
         moved[key] += value * w.generate * groups
-    links = _links(topo, moved, timeline.makespan)
-    if links:
-        metrics["busiest_link_utilization"] = links[0]["utilization"]
     compute_by_stage = [prefill.stages[s].compute_s * chunks * groups
                         + float(np.mean([decode[c].stages[s].compute_s for c in contexts]))
                         * per_step * groups for s in range(len(plan.stages))]
-    profiles = {"prefill": prefill, **{f"decode@{c}": decode[c] for c in contexts}}
-    connection = "p2p" if plan.p2p_pairs else "host"
-    inputs = variant.inputs()
-    inputs["transfer"] = {**inputs["transfer"], "host_allreduce": params.host_allreduce}
-    return VariantResult(variant.name, inputs, metrics,
-                         _socs(plan, timeline, compute_by_stage, memory, last_decode), links,
-                         _algorithms(profiles), memory, host, plan, topo, timeline, profiles,
-                         connection, variant.description)
+    return _result(setup, sim, metrics, moved, compute_by_stage, last_decode)
 
 
-def inference_metrics(variant: Variant, topo: Topology, plan: PartitionPlan,
-                      memory: list[MemoryUse], host: HostMemory, profile: PassProfile,
-                      timeline: Timeline,
-                      micro_batches: int, params: TransferSpec) -> VariantResult:
+def inference_metrics(setup: Setup, sim: Simulation) -> VariantResult:
     """Metrics of one forward pass of a batch (definitions in docs/metrics.md)."""
+    variant, plan, timeline = setup.variant, setup.plan, sim.timeline
     w = variant.workload
+    profile = sim.profiles["forward"]
+    micro_batches = setup.forward_passes
     latency = timeline.makespan
+    slowest = max(s.seconds for s in profile.stages)
     metrics = {
         "latency_s": latency,
         "inferences_per_s": len(plan.replicas) * w.batch / latency if latency else 0.0,
-        "stage_max_s": max(s.seconds for s in profile.stages),
-        "pipeline_throughput_per_s": (w.batch / micro_batches) /
-        max(s.seconds for s in profile.stages) if profile.stages else 0.0,
+        "stage_max_s": slowest,
+        "pipeline_throughput_per_s": (w.batch / micro_batches) / slowest if slowest else 0.0,
         "makespan_s": latency,
         "socs": float(sum(s.tp for s in plan.stages) * len(plan.replicas)),
-        "memory_max_bytes": max(u.total for u in memory),
+        "memory_max_bytes": max(u.total for u in setup.memory),
     }
     moved = Counter({k: v * micro_batches for k, v in profile.link_bytes.items()})
-    links = _links(topo, moved, latency)
+    compute = [s.compute_s * micro_batches for s in profile.stages]
+    return _result(setup, sim, metrics, moved, compute, profile)
+
+
+def _result(setup: Setup, sim: Simulation, metrics: dict[str, float], moved: Counter[str],
+            compute_by_stage: list[float], step: PassProfile) -> VariantResult:
+    """The variant's result: links and SoC rows added to ``metrics``."""
+    variant, plan, timeline = setup.variant, setup.plan, sim.timeline
+    links = _links(setup.topo, moved, timeline.makespan)
     if links:
         metrics["busiest_link_utilization"] = links[0]["utilization"]
-    compute = [s.compute_s * micro_batches for s in profile.stages]
     inputs = variant.inputs()
-    socs = _socs(plan, timeline, compute, memory, profile)
-    return VariantResult(variant.name, inputs, metrics, socs, links,
-                         _algorithms({"forward": profile}), memory, host, plan, topo, timeline,
-                         {"forward": profile}, "p2p" if plan.p2p_pairs else "host",
-                         variant.description)
+    if setup.kind == "llm":
+        inputs["transfer"] = {**inputs["transfer"],
+                              "host_allreduce": setup.params.host_allreduce}
+    simulation = {"mode": sim.mode, "live": sim.live or "nothing", "reason": sim.reason} \
+        if sim.mode != "auto" or sim.live else {}
+    return VariantResult(variant.name, inputs, metrics,
+                         _socs(plan, timeline, compute_by_stage, setup.memory, step), links,
+                         _algorithms(sim.profiles), setup.memory, setup.host, plan, setup.topo,
+                         timeline, sim.profiles, "p2p" if plan.p2p_pairs else "host",
+                         variant.description, simulation)

@@ -19,9 +19,9 @@ import numpy as np
 from ..accessors import view
 from ..plan.memory import HostMemory, MemoryUse
 from ..plan.stages import PartitionPlan
-from ..sim.blocks import PassProfile
 from ..sim.driver import Timeline
 from ..sim.loading import LoadOutcome
+from ..sim.profiles import PassProfile
 from ..topology.graph import Topology
 from ..version import __version__
 
@@ -62,10 +62,16 @@ class VariantResult:
     profiles: dict[str, PassProfile] = field(repr=False, default_factory=dict)
     connection: str = "p2p"
     description: str = ""
+    simulation: dict[str, str] = field(default_factory=dict)
+    """How it was simulated, when not all memoized by the default mode: ``mode``, what ran
+    ``live`` and the ``reason`` (:mod:`simtopo.sim.driver`)."""
 
     def summary(self) -> dict[str, Any]:
-        """Plain data: inputs, metrics, algorithms, SoCs, links."""
+        """Plain data: inputs, metrics, algorithms, SoCs, links (and how it was simulated,
+        when not the default's memoized shortcuts)."""
+        extra = {"simulation": dict(self.simulation)} if self.simulation else {}
         return round12({
+            **extra,
             "name": self.name,
             "description": self.description,
             "inputs": self.inputs,

@@ -1,4 +1,9 @@
-"""``simtopo.run``: experiments to results, one variant at a time."""
+"""``simtopo.run``: experiments to results, one variant at a time.
+
+For each variant: set it up (:func:`simtopo.sim.setup.setup_variant`: topology, passes, plan,
+memory fit), simulate it (:func:`simtopo.sim.driver.simulate`), and turn what happened into
+metrics (:mod:`simtopo.results.metrics`); a ``load:`` section is simulated too.
+"""
 
 from __future__ import annotations
 
@@ -7,24 +12,13 @@ from pathlib import Path
 
 from ..constants import DEFAULT_MODEL, DEFAULT_SOC_MODEL, LinkModel, SocModel
 from ..errors import ConfigError, PlanError, SimtopoError
-from ..plan.memory import check_fit, host_memory
-from ..sim.blocks import PassProfile, host_round_trip, interpolate, profile_pass
-from ..sim.driver import simulate_inference, simulate_llm
-from ..sim.setup import (
-    Choices,
-    _choices,
-    _plan,
-    _precision,
-    _transfer,
-    host_payloads,
-    host_step_seconds,
-    setup_llm,
-)
+from ..sim.driver import simulate
+from ..sim.setup import Choices, choices_for, setup_variant, transfer_settings
 from ..spec.experiment import Experiment, PlanSpec, Variant, load_experiment
 from ..topology.files import load_topology
 from ..topology.graph import Topology
 from ..workload.modelref import resolve_model
-from ..workload.opgraph import Precision, decode_shape, prefill_shapes
+from ..workload.opgraph import Precision, decode_shape
 from .metrics import inference_metrics, llm_metrics
 from .result import LoadResult, Result, VariantResult
 
@@ -33,63 +27,15 @@ def run_variant(variant: Variant, link_model: LinkModel = DEFAULT_MODEL,
                 soc_model: SocModel = DEFAULT_SOC_MODEL,
                 progress: Callable[[str], None] | None = None,
                 choices: Choices | None = None, *,
-                topology: Topology | None = None) -> VariantResult:
-    """Simulate one variant. ``choices`` lets variants on the same topology and transfer
+                topology: Topology | None = None, mode: str = "auto") -> VariantResult:
+    """Simulate one variant in ``mode`` (``auto``, ``memoized`` or ``full``: see
+    :mod:`simtopo.sim.driver`). ``choices`` lets variants on the same topology and transfer
     settings share their host-routed algorithm choices (``run`` passes one); ``topology``, a
     built one, replaces the variant's file (and ``link_model`` with it)."""
-    if variant.workload.kind == "inference":
-        return _run_inference(variant, link_model, soc_model, choices, topology)
-    setup = setup_llm(variant, link_model, soc_model, topology=topology)
-    w = variant.workload
-    plan, topo, params = setup.plan, setup.topo, setup.params
-    chosen = _choices(choices, topo, params)
-    if progress:
-        progress("prefill")
-    prefill = profile_pass(plan, setup.prefill_graph, topo, params, soc_model, choices=chosen)
-    decode: dict[int, PassProfile] = {}
-    last = max(setup.decode_graphs)
-    for c, graph in setup.decode_graphs.items():
-        if progress:
-            progress(f"decode at context {c}")
-        decode[c] = profile_pass(plan, graph, topo, params, soc_model,
-                                 record_spans=(c == last), choices=chosen)
-    logits_bytes, token_bytes = host_payloads(setup)
-    logits_s, token_s, host_links = host_round_trip(
-        plan, topo, params, logits_bytes, token_bytes, host_step_seconds(variant, soc_model))
-
-    def decode_at(context: int) -> PassProfile:
-        return decode[last] if setup.compiled else interpolate(decode, context)
-
-    timeline = simulate_llm(len(plan.stages), len(plan.replicas), w.groups, setup.chunks,
-                            prefill, decode_at, w.generate - 1, w.prompt + 1, logits_s,
-                            token_s)
-    return llm_metrics(variant, topo, plan, setup.memory, setup.host, prefill, decode, timeline,
-                       logits_s, token_s, host_links, setup.chunks, params)
-
-
-def _run_inference(variant: Variant, link_model: LinkModel, soc_model: SocModel,
-                   choices: Choices | None, topology: Topology | None = None) -> VariantResult:
-    topo = topology if topology is not None else load_topology(variant.topology, link_model)
-    params = _transfer(topo, variant.transfer, str(variant.topology))
-    ref = resolve_model(variant.model)
-    precision = _precision(variant)
-    w = variant.workload
-    micro = w.micro_batches
-    per_micro = w.batch // micro
-    if ref.decoder is not None:
-        (shape,) = prefill_shapes(per_micro, w.prompt, compiled=False)
-        graph = ref.graph_for(shape, precision)
-    else:
-        graph = ref.graph_for(None, precision)
-    plan = _plan(variant, ref, graph, topo, precision, soc_model)
-    memory = check_fit(plan, graph, ref.decoder, topo, per_micro,
-                       w.prompt if ref.decoder is not None else 1)
-    host = host_memory(plan, [graph], memory, topo)
-    profile = profile_pass(plan, graph, topo, params, soc_model,
-                           choices=_choices(choices, topo, params))
-    timeline = simulate_inference(len(plan.stages), len(plan.replicas), micro, profile)
-    return inference_metrics(variant, topo, plan, memory, host, profile, timeline, micro,
-                             params)
+    setup = setup_variant(variant, link_model, soc_model, topology=topology)
+    sim = simulate(setup, soc_model, mode, choices_for(choices, setup.topo, setup.params),
+                   progress)
+    return llm_metrics(setup, sim) if setup.kind == "llm" else inference_metrics(setup, sim)
 
 
 def run_load(variant: Variant, link_model: LinkModel = DEFAULT_MODEL,
@@ -107,7 +53,7 @@ def run_load(variant: Variant, link_model: LinkModel = DEFAULT_MODEL,
         raise ConfigError("load: map ranks from a parallel spec of one replica (plan: {tp: N, "
                           "pp: M}); MDP plans and replicas are not mapped to ranks yet")
     topo = topology if topology is not None else load_topology(variant.topology, link_model)
-    params = _transfer(topo, variant.transfer, str(variant.topology))
+    params = transfer_settings(topo, variant)
     ref = resolve_model(variant.model)
     precision = spec.precision or variant.workload.precision
     tp = spec.tp or plan.tp * plan.pp
@@ -135,11 +81,11 @@ def run_load(variant: Variant, link_model: LinkModel = DEFAULT_MODEL,
 def run(experiment: str | Path | Experiment, variants: Sequence[str] | None = None,
         reduced: bool = False, link_model: LinkModel = DEFAULT_MODEL,
         soc_model: SocModel = DEFAULT_SOC_MODEL,
-        progress: Callable[[str], None] | None = None) -> Result:
+        progress: Callable[[str], None] | None = None, mode: str = "auto") -> Result:
     """Run an experiment (a file or a loaded :class:`Experiment`) and return its Result.
 
     ``variants`` restricts the run to those names; ``reduced`` applies the file's ``ci:``
-    block (the size CI runs).
+    block (the size CI runs); ``mode`` is the simulation mode (:mod:`simtopo.sim.driver`).
     """
     exp = experiment if isinstance(experiment, Experiment) else load_experiment(experiment,
                                                                                 reduced)
@@ -158,7 +104,8 @@ def run(experiment: str | Path | Experiment, variants: Sequence[str] | None = No
             progress(variant.name)
         try:
             if variant.workload.kind != "load":
-                results.append(run_variant(variant, link_model, soc_model, choices=choices))
+                results.append(run_variant(variant, link_model, soc_model, choices=choices,
+                                           mode=mode))
             if variant.load is not None:
                 loads.append(run_load(variant, link_model))
         except ConfigError as err:

@@ -1,91 +1,69 @@
-"""The SimPy run: task programs executed on the fabric, then passes pipelined over stages.
+"""Blocks and passes on the fabric: task programs run as compute and flows, every replica at once.
 
-Two levels, both SimPy:
+A stage's program is a head, one layer repeated, and a tail (:mod:`simtopo.sim.tasks`). A
+block runs on a fresh :class:`~simtopo.engine.transfers.Fabric` for every replica at once:
+compute as timeouts, collectives as flows, so that replicas sharing uplinks, host memory or
+hand-off threads slow each other. A pass is head + layer x layers + tail, which is exact when
+a layer starts and ends on an idle fabric: each ends in a collective every device waits for.
 
-- **Blocks** (micro). A block of a stage program (its head, one layer, its tail) runs on a
-  fresh :class:`~simtopo.transfers.Fabric` for every replica at once, compute as timeouts and
-  collectives as flows, so that replicas sharing uplinks, host memory or hand-off threads slow
-  each other. Layers of a stage are identical, so a pass is head + layer x layers + tail:
-  exact when a layer starts and ends on an idle fabric (it does: each ends in a synchronous
-  collective), and measured against a full simulation in ``docs/metrics.md``.
-- **Passes** (macro). Request groups and prefill chunks flow through the stages (one pass at a
-  time per stage and replica), handing activations on between stages and, after the last
-  stage, taking the host round trip (logits out, sampling, next token in). Pipeline bubbles,
-  throughput and per-token latencies come out of this level.
+Replicas whose collectives can contend (their footprints,
+:func:`~simtopo.engine.collectives.footprint`, intersect) do not stay in step in reality: one
+is served first and the others drift out of phase, so that they collide less than they would
+aligned. Their repeated layers are therefore simulated back to back with the replicas free
+running, until every replica repeats one period (or :data:`WINDOW` runs), and the rest of the
+layers take that period (``docs/metrics.md`` measures both against the full simulation).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Generator, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Generator, Iterable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import networkx as nx
 from simpy.events import Event
 
-from ..engine.collectives import Collectives
+from ..engine.collectives import Collectives, footprint
+from ..engine.network import FlowRecord
 from ..engine.transfers import Fabric
 from ..plan.stages import PartitionPlan
 from ..spec.topology import TransferSpec
 from ..topology.graph import Topology
-from .tasks import ComputeTask, StageProgram, Task, lower
+from .profiles import BlockRun, PassProfile, Span, StagePass
+from .tasks import CommTask, ComputeTask, StageProgram, Task, lower
+
+WINDOW = 12
+"""Runs of a repeated block simulated back to back with the replicas free running; the later
+half (the last run aside) gives the period that stands in for the rest."""
+
+ALIGNED = (0.0,)
+"""Start offsets of the replicas when they start together (a prefill: every request arrives
+at time zero)."""
+
+SPREAD = (0.125, 0.375, 0.625, 0.875)
+"""Start offsets averaged over for steady-state passes (decode steps), as fractions of one run
+between consecutive replicas: replicas that serve their own requests are out of phase by
+amounts the simulation cannot know, and contending replicas settle into different periodic
+patterns depending on it (docs/metrics.md)."""
 
 
-@dataclass(frozen=True)
-class Span:
-    """Something that happened on a track (a SoC, a stage's group, a link), in seconds."""
-
-    track: str
-    name: str
-    category: str  # compute | collective | transfer | host
-    start_s: float
-    end_s: float
-    args: tuple[tuple[str, Any], ...] = ()
-
-
-@dataclass
-class BlockRun:
-    """A block simulated once (all replicas together)."""
-
-    seconds: float
-    compute_s: float
-    spans: list[Span]
-    link_bytes: Counter[str]
-    algorithms: Counter[str]
-    flows: list[Span] = field(default_factory=list)
-    """Each flow on each directed link it crossed (kept when spans are recorded)."""
+def link_bytes(records: Iterable[FlowRecord], label: str | None = None) -> Counter[str]:
+    """Bytes that crossed each directed link in the finished flows (those labelled ``label``,
+    or all of them)."""
+    moved: Counter[str] = Counter()
+    for rec in records:
+        if label is None or rec.label == label:
+            for name in rec.resources:
+                if "->" in name:
+                    moved[name] += rec.size_bytes
+    return moved
 
 
-@dataclass
-class StagePass:
-    """One stage's pass: its time, compute part, and the blocks that made it."""
-
-    seconds: float
-    compute_s: float
-    blocks: list[tuple[str, BlockRun, int]]
-    bytes: float = 0.0
-    """DRAM bytes each device of the stage moves in the pass."""
-
-    @property
-    def comm_s(self) -> float:
-        """Exposed communication: the pass time not spent computing."""
-        return self.seconds - self.compute_s
-
-
-@dataclass
-class PassProfile:
-    """One pass shape (a prefill chunk, a decode step) of every stage of the plan."""
-
-    stages: list[StagePass]
-    handoff_s: list[float]  # into stage s (index 0 unused)
-    handoff_bytes: list[float]
-    link_bytes: Counter[str] = field(default_factory=Counter)
-
-
-def _run_tasks(fab: Fabric, coll: Collectives, tasks: Sequence[Task], devices: Sequence[str],
-               track: str, spans: list[Span] | None, algorithms: Counter[str]
-               ) -> Generator[Event, Any, None]:
+def run_tasks(fab: Fabric, coll: Collectives, tasks: Sequence[Task], devices: Sequence[str],
+              track: str, spans: list[Span] | None, algorithms: Counter[str]
+              ) -> Generator[Event, Any, None]:
+    """``tasks`` on the stage group ``devices`` in lock step, as a SimPy process body."""
     env = fab.env
     for task in tasks:
         start = env.now
@@ -95,46 +73,87 @@ def _run_tasks(fab: Fabric, coll: Collectives, tasks: Sequence[Task], devices: S
             if spans is not None:
                 for device in devices:
                     spans.append(Span(device, task.op, "compute", start, env.now))
-        else:
-            if len(devices) > 1 and task.size_bytes > 0:
-                result = yield coll.run(task.kind, list(devices), task.size_bytes, task.mode)
-                algorithms[f"{task.kind} {result.algorithm} ({task.mode})"] += 1
-                if spans is not None:
-                    spans.append(Span(track, f"{task.kind} {task.size_bytes:.0f} B",
-                                      "collective", start, env.now,
-                                      (("algorithm", result.algorithm), ("mode", task.mode))))
+        elif len(devices) > 1 and task.size_bytes > 0:
+            result = yield coll.run(task.kind, list(devices), task.size_bytes, task.mode)
+            algorithms[f"{task.kind} {result.algorithm} ({task.mode})"] += 1
+            if spans is not None:
+                spans.append(Span(track, f"{task.kind} {task.size_bytes:.0f} B", "collective",
+                                  start, env.now,
+                                  (("algorithm", result.algorithm), ("mode", task.mode))))
+
+
+def interacting(topo: Topology, groups: Sequence[tuple[str, ...]],
+                tasks: Sequence[Task]) -> bool:
+    """Can the collectives of ``tasks`` on two of ``groups`` contend for anything?"""
+    modes = sorted({t.mode for t in tasks if isinstance(t, CommTask) and t.size_bytes > 0})
+    if len(groups) < 2 or not modes:
+        return False
+    prints = [frozenset().union(*(footprint(topo, g, m) for m in modes)) for g in groups]
+    return any(a & b for i, a in enumerate(prints) for b in prints[i + 1:])
+
+
+def _runs(topo: Topology, params: TransferSpec, tasks: Sequence[Task],
+          groups: Sequence[tuple[str, ...]], runs: int, offsets: Sequence[float],
+          choices: dict[Any, str] | None, spans: list[Span] | None
+          ) -> tuple[list[list[float]], Fabric, list[Counter[str]]]:
+    """``runs`` runs back to back of every replica, replica ``i`` starting at
+    ``offsets[i]``; returns each replica's run lengths, the fabric and its algorithm counts."""
+    fab = Fabric.create(topo, params, record=True)
+    env = fab.env
+    lengths: list[list[float]] = [[] for _ in groups]
+    counts: list[Counter[str]] = [Counter() for _ in groups]
+
+    def replica(i: int, devices: tuple[str, ...]) -> Generator[Event, Any, None]:
+        coll = Collectives(fab, choices, label=str(i))
+        track = f"stage group {devices[0]}..{devices[-1]}" if len(devices) > 1 else devices[0]
+        if offsets[i] > 0:
+            yield env.timeout(offsets[i])
+        for k in range(runs):
+            start = env.now
+            record = spans if (i == 0 and k == 0) else None
+            yield env.process(run_tasks(fab, coll, tasks, devices, track, record, counts[i]))
+            lengths[i].append(env.now - start)
+
+    for i, devices in enumerate(groups):
+        env.process(replica(i, devices))
+    env.run()
+    return lengths, fab, counts
 
 
 def run_block(topo: Topology, params: TransferSpec, tasks: Sequence[Task],
               groups: Sequence[tuple[str, ...]], record_spans: bool = True,
-              choices: dict[Any, str] | None = None) -> BlockRun:
-    """Run ``tasks`` on every device group of ``groups`` at once (one per replica);
-    ``choices`` carries host-routed algorithm choices between blocks (see Collectives)."""
-    fab = Fabric.create(topo, params, record=True)
-    coll = Collectives(fab, choices)
+              choices: dict[Any, str] | None = None, repeat: int = 1,
+              phases: Sequence[float] = ALIGNED) -> BlockRun:
+    """Run ``tasks`` on every device group of ``groups`` (one per replica) and return the time
+    of one run. With ``repeat`` > 1 the block runs back to back, every replica free running,
+    :data:`WINDOW` times for each of ``phases`` (replica ``i`` starting ``i`` x phase x one
+    aligned run late), and ``repeat`` runs are the window's runs plus its steady period for
+    the rest; the time is the mean over phases and replicas, per run. ``choices`` carries
+    host-routed algorithm choices between blocks (see :class:`Collectives`)."""
     spans: list[Span] = []
-    algorithms: Counter[str] = Counter()
-    done = []
-    for i, devices in enumerate(groups):
-        track = f"stage group {devices[0]}..{devices[-1]}" if len(devices) > 1 else devices[0]
-        done.append(fab.env.process(_run_tasks(
-            fab, coll, tasks, devices, track, spans if (record_spans and i == 0) else None,
-            algorithms)))
-    ends: list[float] = [0.0] * len(done)
-    for i, proc in enumerate(done):
-        proc.callbacks.append(lambda _e, i=i: ends.__setitem__(i, fab.env.now))
-    fab.env.run()
-    link: Counter[str] = Counter()
-    flows: list[Span] = []
-    for rec in fab.net.records:
-        for name in rec.resources:
-            if "->" in name:
-                link[name] += rec.size_bytes
-                if record_spans:
-                    flows.append(Span(name, f"{rec.size_bytes:.0f} B", "transfer",
-                                      rec.start_s, rec.end_s))
+    lengths, fab, counts = _runs(topo, params, tasks, groups, 1, [0.0] * len(groups), choices,
+                                 spans if record_spans else None)
+    aligned = max((x[0] for x in lengths), default=0.0)
+    moved: Counter[str] = Counter(link_bytes(fab.net.records))
+    algorithms: Counter[str] = sum(counts, Counter())
+    flows = [Span(name, f"{rec.size_bytes:.0f} B", "transfer", rec.start_s, rec.end_s)
+             for rec in fab.net.records if record_spans
+             for name in rec.resources if "->" in name]
     compute = sum(t.seconds for t in tasks if isinstance(t, ComputeTask))
-    return BlockRun(max(ends, default=0.0), compute, spans, link, algorithms, flows)
+    if repeat == 1:
+        return BlockRun(aligned, compute, spans, moved, algorithms, flows)
+    window = min(repeat, WINDOW)
+    totals = []
+    for phase in phases:
+        offsets = [i * phase * aligned for i in range(len(groups))]
+        lengths, _, _ = _runs(topo, params, tasks, groups, window, offsets, choices, None)
+        for runs in lengths:
+            steady = runs[window // 2:-1] or runs[-1:]
+            period = sum(steady) / len(steady)
+            done = runs[:-1] if window > 1 else runs
+            totals.append(sum(done) + (repeat - len(done)) * period)
+    seconds = sum(totals) / len(totals) / repeat
+    return BlockRun(seconds, compute, spans, moved, algorithms, flows, window)
 
 
 def replica_programs(plan: PartitionPlan, programs: Sequence[StageProgram]
@@ -146,8 +165,10 @@ def replica_programs(plan: PartitionPlan, programs: Sequence[StageProgram]
 
 def profile_pass(plan: PartitionPlan, graph: nx.DiGraph, topo: Topology, params: TransferSpec,
                  soc_model: Any, record_spans: bool = True,
-                 choices: dict[Any, str] | None = None) -> PassProfile:
-    """Simulate one pass shape: every stage's blocks (all replicas together) and hand-offs.
+                 choices: dict[Any, str] | None = None,
+                 phases: Sequence[float] = ALIGNED) -> PassProfile:
+    """Simulate one pass shape: every stage's blocks (all replicas together) and hand-offs;
+    replicas that contend run their repeated layers free running from ``phases``.
     ``choices`` remembers host-routed algorithm choices (share it between passes on the same
     topology and transfer settings)."""
     programs = lower(plan, graph, topo, soc_model)
@@ -163,7 +184,9 @@ def profile_pass(plan: PartitionPlan, graph: nx.DiGraph, topo: Topology, params:
             if times == 0 or not tasks:
                 continue
             moved += sum(t.bytes for t in tasks if isinstance(t, ComputeTask)) * times
-            run = run_block(topo, params, tasks, groups, record_spans, choices)
+            repeat = times if times > 1 and interacting(topo, groups, tasks) else 1
+            run = run_block(topo, params, tasks, groups, record_spans, choices, repeat,
+                            phases)
             blocks.append((name, run, times))
             seconds += run.seconds * times
             compute += run.compute_s * times
@@ -178,30 +201,29 @@ def profile_pass(plan: PartitionPlan, graph: nx.DiGraph, topo: Topology, params:
             size = sum(h.bytes for h in handoffs if h.stage == s)
             handoff_bytes[s] = size
             if size > 0:
-                seconds, moved = _handoff_time(plan, s, size, topo, params)
+                seconds, moved_bytes = handoff_time(plan, s, size, topo, params)
                 handoff_s[s] = seconds
-                for key, value in moved.items():
-                    link[key] += value
+                link.update(moved_bytes)
     return PassProfile(stage_passes, handoff_s, handoff_bytes, link)
 
 
-def _handoff_time(plan: PartitionPlan, stage: int, size: float, topo: Topology,
-                  params: TransferSpec) -> tuple[float, Counter[str]]:
-    """Stage ``stage - 1`` rank i to stage ``stage`` rank i, every replica at once."""
+def copy_handoff(fab: Fabric, plan: PartitionPlan, replica: int, stage: int,
+                 size: float) -> list[Event]:
+    """Stage ``stage - 1`` rank i to stage ``stage`` rank i of one replica: the copies."""
+    src, dst = plan.replicas[replica][stage - 1], plan.replicas[replica][stage]
+    return [fab.copy(src.devices[i % src.tp], device, size,
+                     mode=plan.connection(src.logical[i % src.tp], dst.logical[i]))
+            for i, device in enumerate(dst.devices)]
+
+
+def handoff_time(plan: PartitionPlan, stage: int, size: float, topo: Topology,
+                 params: TransferSpec) -> tuple[float, Counter[str]]:
+    """Seconds and link bytes of the hand-off into ``stage``, every replica at once."""
     fab = Fabric.create(topo, params, record=True)
-    for stages in plan.replicas:
-        src, dst = stages[stage - 1], stages[stage]
-        for i, device in enumerate(dst.devices):
-            a = src.devices[i % src.tp]
-            la, lb = src.logical[i % src.tp], dst.logical[i]
-            fab.copy(a, device, size, mode=plan.connection(la, lb))
+    for r in range(len(plan.replicas)):
+        copy_handoff(fab, plan, r, stage, size)
     fab.env.run()
-    moved: Counter[str] = Counter()
-    for rec in fab.net.records:
-        for name in rec.resources:
-            if "->" in name:
-                moved[name] += rec.size_bytes
-    return fab.env.now, moved
+    return fab.env.now, link_bytes(fab.net.records)
 
 
 def host_round_trip(plan: PartitionPlan, topo: Topology, params: TransferSpec,
@@ -210,52 +232,14 @@ def host_round_trip(plan: PartitionPlan, topo: Topology, params: TransferSpec,
     """(logits out + sampling, next token in) seconds and the link bytes: the last stage's
     first device copies the logits to host memory, the host samples, and the token ids go to
     every device of the first stage. Every replica does it at once."""
-    fab = Fabric.create(topo, params, record=True)
+    out = Fabric.create(topo, params, record=True)
     for stages in plan.replicas:
-        fab.copy(stages[-1].devices[0], "host", logits_bytes)
-    fab.env.run()
-    out_s = fab.env.now + host_s
-    fab2 = Fabric.create(topo, params, record=True)
+        out.copy(stages[-1].devices[0], "host", logits_bytes)
+    out.env.run()
+    back = Fabric.create(topo, params, record=True)
     for stages in plan.replicas:
         for device in stages[0].devices:
-            fab2.copy("host", device, token_bytes)
-    fab2.env.run()
-    moved: Counter[str] = Counter()
-    for net in (fab.net, fab2.net):
-        for rec in net.records:
-            for name in rec.resources:
-                if "->" in name:
-                    moved[name] += rec.size_bytes
-    return out_s, fab2.env.now, moved
-
-
-# -- the pipeline of passes -------------------------------------------------------------------
-
-
-def sample_contexts(first: int, last: int, samples: int = 5) -> list[int]:
-    """Context lengths at which to simulate decode steps (evenly spaced, ends included)."""
-    if last <= first or samples < 2:
-        return [first]
-    step = (last - first) / (samples - 1)
-    return sorted({first + round(i * step) for i in range(samples)})
-
-
-def interpolate(profiles: dict[int, PassProfile], context: int) -> PassProfile:
-    """A decode profile at ``context`` from the sampled ones (linear between neighbours)."""
-    keys = sorted(profiles)
-    if context <= keys[0] or len(keys) == 1:
-        return profiles[keys[0]]
-    if context >= keys[-1]:
-        return profiles[keys[-1]]
-    hi = next(k for k in keys if k >= context)
-    lo = keys[keys.index(hi) - 1]
-    if hi == context:
-        return profiles[hi]
-    w = (context - lo) / (hi - lo)
-    a, b = profiles[lo], profiles[hi]
-    stages = [StagePass(x.seconds + w * (y.seconds - x.seconds),
-                        x.compute_s + w * (y.compute_s - x.compute_s), x.blocks,
-                        x.bytes + w * (y.bytes - x.bytes))
-              for x, y in zip(a.stages, b.stages, strict=True)]
-    handoff = [x + w * (y - x) for x, y in zip(a.handoff_s, b.handoff_s, strict=True)]
-    return PassProfile(stages, handoff, a.handoff_bytes, a.link_bytes)
+            back.copy("host", device, token_bytes)
+    back.env.run()
+    moved = link_bytes(out.net.records) + link_bytes(back.net.records)
+    return out.env.now + host_s, back.env.now, moved

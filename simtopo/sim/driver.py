@@ -1,5 +1,27 @@
-"""The pass level of the simulation: request groups, prefill chunks and decode steps through
-the stages."""
+"""The simulation driver: requests through the stages, pass by pass, in one of three modes.
+
+The pass level is one SimPy model for every workload: each request group of each replica
+runs its prefill chunks (or the micro-batches of a forward pass) through the stages, a stage
+serving one pass at a time; after the last stage the logits go to the host, which samples,
+and the next token ids come back before each decode step. What a *pass* costs is where the
+modes differ:
+
+- ``memoized``: every pass takes the time of its profile (:mod:`simtopo.sim.blocks`): one layer
+  simulated and repeated, replicas profiled together (free running where they contend), each
+  stage's pass and each hand-off on an otherwise idle fabric. Fast; its error against ``full``
+  is measured case by case in ``docs/metrics.md``.
+- ``full``: every pass runs *live*: its ops and collectives, layer by layer, on one fabric
+  shared by every stage, replica and request group, with hand-offs and host round trips as
+  real copies. The reference; slow.
+- ``auto`` (the default): memoized, except where the profiles' premise is known to fail:
+  pipeline stages that are busy at the same time (request groups, prefill chunks or
+  micro-batches in flight) and whose collectives can contend for a link, host memory or the
+  hand-off threads. Then every pass that starts while a prefill (or forward) pass is still
+  pending runs live, and the rest stays memoized: the heavy traffic of overlapping prefills
+  is what the profiles cannot see (decode traffic overlaps out of step and barely contends).
+
+Every result says what ran live and why (``Simulation.live``, ``Simulation.reason``).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +33,17 @@ from typing import Any
 import simpy
 from simpy.events import AllOf, Event
 
-from .blocks import PassProfile
+from ..constants import DEFAULT_SOC_MODEL, SocModel
+from ..engine.collectives import Collectives, footprint
+from ..engine.network import Network
+from ..engine.transfers import Fabric
+from .blocks import SPREAD, copy_handoff, host_round_trip, profile_pass, replica_programs, run_tasks
+from .profiles import PassProfile, interpolate
+from .setup import Setup
+from .tasks import CommTask, StageProgram, lower
+
+MODES = ("auto", "memoized", "full")
+"""Simulation modes (see the module docstring)."""
 
 
 @dataclass
@@ -26,109 +58,313 @@ class Timeline:
     decode_steps: list[tuple[float, float]]  # (start, end) of group 0's decode steps
 
 
-def simulate_llm(stages: int, replicas: int, groups: int, prefill_chunks: int,
-                 prefill: PassProfile, decode_at: Callable[[int], PassProfile],
-                 steps: int, first_context: int, logits_s: float, token_s: float
-                 ) -> Timeline:
-    """Prefill then ``steps`` decode steps for every group of every replica.
+@dataclass
+class Simulation:
+    """What simulating one variant produced, as plain data for the metrics."""
 
-    ``decode_at(context)`` gives the decode pass profile at a context length; ``logits_s``
-    is the logits copy plus sampling after the last stage, ``token_s`` the next token's copy
-    to the first stage (before every decode step).
-    """
-    env = simpy.Environment()
-    busy = [[0.0] * stages for _ in range(replicas)]
-    passes: Counter[tuple[str, int]] = Counter()
-    token_times = [[[] for _ in range(groups)] for _ in range(replicas)]
-    prefill_end = [[0.0] * groups for _ in range(replicas)]
-    decode_steps: list[tuple[float, float]] = []
+    profiles: dict[str, PassProfile]
+    """``prefill`` and ``decode@<context>`` (LLM), or ``forward`` (inference)."""
+    timeline: Timeline
+    logits_s: float
+    token_s: float
+    host_links: Counter[str]
+    mode: str
+    live: str = ""
+    """What ran live: ``""`` (nothing), ``"prefill"`` (passes started while a prefill or
+    forward pass was pending) or ``"all"``."""
+    reason: str = ""
+    """Why ``auto`` ran something live."""
 
-    def through(r: int, res: list[simpy.Resource], profile: PassProfile, kind: str,
+
+def contending_stages(setup: Setup, soc_model: SocModel = DEFAULT_SOC_MODEL) -> str:
+    """Why the forward passes of two pipeline stages may contend, or ``""``: they are in
+    flight together (groups, chunks or micro-batches) and their collectives' footprints
+    share a resource (``auto`` then runs that phase live)."""
+    plan, w = setup.plan, setup.variant.workload
+    in_flight = w.groups if setup.kind == "llm" else 1
+    if len(plan.stages) < 2 or (in_flight < 2 and setup.forward_passes < 2):
+        return ""
+    programs = replica_programs(plan, lower(plan, setup.forward_graph, setup.topo, soc_model))
+    prints = {}
+    for r, stages in enumerate(programs):
+        for s, program in enumerate(stages):
+            talks = any(isinstance(t, CommTask) and t.size_bytes > 0
+                        for t in program.head + program.layer + program.tail)
+            prints[(r, s)] = footprint(setup.topo, program.stage.devices, program.mode) \
+                if talks else frozenset()
+    for (_, sa), a in prints.items():
+        for (_, sb), b in prints.items():
+            shared = sorted(a & b)
+            if sa < sb and shared:
+                return (f"stages {sa} and {sb} overlap and both load {shared[0]}"
+                        + (f" (and {len(shared) - 1} more)" if len(shared) > 1 else ""))
+    return ""
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """The shape of the pass level: stages, replicas, and the passes each request group runs."""
+
+    stages: int
+    replicas: int = 1
+    groups: int = 1
+    """Request groups in flight per replica (LLM workloads; 1 for a forward pass)."""
+    forward_passes: int = 1
+    """Prefill chunks per group, or micro-batches of a forward pass."""
+    steps: int = 0
+    """Decode steps per group after its first token (LLM workloads)."""
+    first_context: int = 1
+    """Context length of the first decode step (each step attends one more)."""
+    compiled: bool = True
+    """Every decode step runs the compiled shape (the largest profiled context)."""
+    kind: str = "llm"
+
+    @classmethod
+    def of(cls, setup: Setup) -> Pipeline:
+        """The pass level of a set-up variant."""
+        w = setup.variant.workload
+        llm = setup.kind == "llm"
+        return cls(len(setup.plan.stages), len(setup.plan.replicas), w.groups if llm else 1,
+                   setup.forward_passes, w.generate - 1 if llm else 0, w.prompt + 1,
+                   setup.compiled, setup.kind)
+
+
+class _Live:
+    """Passes, hand-offs and host round trips as tasks and copies on one shared fabric."""
+
+    def __init__(self, env: simpy.Environment, setup: Setup, soc_model: SocModel,
+                 choices: dict[Any, str]) -> None:
+        self.env, self.setup, self.soc_model, self.plan = env, setup, soc_model, setup.plan
+        self.fab = Fabric(env, Network(env, setup.topo, setup.params))
+        self.coll = [Collectives(self.fab, choices, label=str(r))
+                     for r in range(len(self.plan.replicas))]
+        self._programs: dict[Any, tuple[list[list[StageProgram]], list[float]]] = {}
+        self._used: Counter[str] = Counter()
+
+    def _lowered(self, key: Any) -> tuple[list[list[StageProgram]], list[float]]:
+        """Programs (per replica and stage) and hand-off bytes (per stage) of a pass."""
+        if key not in self._programs:
+            setup = self.setup
+            if key == "forward":
+                graph = setup.forward_graph
+            else:
+                graph = setup.decode_graph(setup.variant.workload.context_length
+                                           if setup.compiled else key)
+            programs = replica_programs(self.plan, lower(self.plan, graph, setup.topo,
+                                                         self.soc_model))
+            _, _, handoffs = self.plan.layout(graph)
+            sizes = [sum(h.bytes for h in handoffs if h.stage == s)
+                     for s in range(len(self.plan.stages))]
+            self._programs[key] = (programs, sizes)
+        return self._programs[key]
+
+    def stage_pass(self, r: int, s: int, key: Any) -> Generator[Event, Any, None]:
+        """Every layer of stage ``s``'s pass, replica ``r``, op by op."""
+        program = self._lowered(key)[0][r][s]
+        for tasks in (program.head, *([program.layer] * program.repeat), program.tail):
+            if tasks:
+                yield self.env.process(run_tasks(self.fab, self.coll[r], tasks,
+                                                 program.stage.devices, "", None, self._used))
+
+    def handoff(self, r: int, s: int, key: Any) -> Generator[Event, Any, None]:
+        """The copies into stage ``s`` of replica ``r``."""
+        size = self._lowered(key)[1][s]
+        if size > 0:
+            yield AllOf(self.env, copy_handoff(self.fab, self.plan, r, s, size))
+
+    def logits_out(self, r: int) -> Generator[Event, Any, None]:
+        """The logits to host memory, then the host samples."""
+        logits_bytes, _ = self.setup.host_payloads()
+        yield self.fab.copy(self.plan.replicas[r][-1].devices[0], "host", logits_bytes,
+                            label=str(r))
+        host_s = self.setup.host_step_s(self.soc_model)
+        if host_s > 0:
+            yield self.env.timeout(host_s)
+
+    def token_in(self, r: int) -> Generator[Event, Any, None]:
+        """The next token ids to every device of the first stage."""
+        _, token_bytes = self.setup.host_payloads()
+        yield AllOf(self.env, [self.fab.copy("host", d, token_bytes, label=str(r))
+                               for d in self.plan.replicas[r][0].devices])
+
+
+class _Passes:
+    """The pass-level model: request groups through the stages, each piece of work priced by
+    its profile or, when the policy says so, run live."""
+
+    def __init__(self, env: simpy.Environment, shape: Pipeline,
+                 profiles: dict[str, PassProfile], round_trip: tuple[float, float],
+                 live: _Live | None, all_live: bool) -> None:
+        self.env, self.shape, self.profiles = env, shape, profiles
+        self.logits_s, self.token_s = round_trip
+        self.runner, self.all_live = live, all_live
+        self.pending = shape.replicas * shape.groups
+        """Request groups whose forward passes are not all done: with a runner and not
+        ``all_live``, work that starts before this reaches zero runs live."""
+        self.resources = [[simpy.Resource(env, capacity=1) for _ in range(shape.stages)]
+                          for _ in range(shape.replicas)]
+        self.busy = [[0.0] * shape.stages for _ in range(shape.replicas)]
+        self.passes: Counter[tuple[str, int]] = Counter()
+        self.decode = {int(k.split("@")[1]): p for k, p in profiles.items()
+                       if k.startswith("decode@")}
+
+    def live(self) -> _Live | None:
+        """The runner, if the work starting now runs live."""
+        if self.runner is not None and (self.all_live or self.pending > 0):
+            return self.runner
+        return None
+
+    def _profile(self, key: Any) -> PassProfile:
+        if key == "forward":
+            return self.profiles["prefill" if "prefill" in self.profiles else "forward"]
+        return self.decode[max(self.decode)] if self.shape.compiled else \
+            interpolate(self.decode, key)
+
+    def stage_pass(self, r: int, s: int, key: Any) -> Generator[Event, Any, float]:
+        """Stage ``s`` of replica ``r`` runs one pass (``key``: "forward" or a context);
+        returns its seconds."""
+        runner = self.live()
+        if runner is None:
+            seconds = self._profile(key).stages[s].seconds
+            yield self.env.timeout(seconds)
+            return seconds
+        start = self.env.now
+        yield from runner.stage_pass(r, s, key)
+        return self.env.now - start
+
+    def handoff(self, r: int, s: int, key: Any) -> Generator[Event, Any, None]:
+        """Activations into stage ``s`` of replica ``r``, rank i to rank i."""
+        runner = self.live()
+        if runner is not None:
+            yield from runner.handoff(r, s, key)
+        elif self._profile(key).handoff_s[s] > 0:
+            yield self.env.timeout(self._profile(key).handoff_s[s])
+
+    def logits_out(self, r: int) -> Generator[Event, Any, None]:
+        """The last stage's logits to host memory, then the host samples."""
+        runner = self.live()
+        if runner is not None:
+            yield from runner.logits_out(r)
+        else:
+            yield self.env.timeout(self.logits_s)
+
+    def token_in(self, r: int) -> Generator[Event, Any, None]:
+        """The next token ids to every device of the first stage."""
+        runner = self.live()
+        if runner is not None:
+            yield from runner.token_in(r)
+        elif self.token_s > 0:
+            yield self.env.timeout(self.token_s)
+
+    def through(self, r: int, kind: str, key: Any,
                 left_first: Event | None = None) -> Generator[Event, Any, None]:
-        for s in range(stages):
-            if s > 0 and profile.handoff_s[s] > 0:
-                yield env.timeout(profile.handoff_s[s])
-            with res[s].request() as turn:
+        """One pass through every stage of replica ``r``; ``left_first`` fires when it leaves
+        the first stage (the next chunk or micro-batch may enter)."""
+        for s in range(self.shape.stages):
+            if s > 0:
+                yield from self.handoff(r, s, key)
+            with self.resources[r][s].request() as turn:
                 yield turn
-                seconds = profile.stages[s].seconds
-                yield env.timeout(seconds)
-                busy[r][s] += seconds
+                self.busy[r][s] += yield from self.stage_pass(r, s, key)
                 if r == 0:
-                    passes[(kind, s)] += 1
+                    self.passes[(kind, s)] += 1
             if s == 0 and left_first is not None:
                 left_first.succeed()
 
-    def chunk(r: int, res: list[simpy.Resource], ready: Event,
-              left: Event) -> Generator[Event, Any, None]:
-        yield ready
-        yield env.process(through(r, res, prefill, "prefill", left))
-
-    def group(r: int, g: int, res: list[simpy.Resource]) -> Generator[Event, Any, None]:
-        ready = env.event().succeed()
+    def forward(self, r: int, kind: str) -> Generator[Event, Any, None]:
+        """The forward passes of one group (prefill chunks, micro-batches) one after the
+        other into the pipeline: each enters a stage when the one before has left it."""
+        ready = self.env.event().succeed()
         last = None
-        for _ in range(prefill_chunks):  # chunk c + 1 enters a stage after chunk c leaves it
-            left = env.event()
-            last = env.process(chunk(r, res, ready, left))
+        for _ in range(self.shape.forward_passes):
+            left = self.env.event()
+            last = self.env.process(self._entering(r, kind, ready, left))
             ready = left
         yield last
+
+    def _entering(self, r: int, kind: str, ready: Event,
+                  left: Event) -> Generator[Event, Any, None]:
+        yield ready
+        yield self.env.process(self.through(r, kind, "forward", left))
+
+
+def run_pipeline(shape: Pipeline, profiles: dict[str, PassProfile],
+                 round_trip: tuple[float, float] = (0.0, 0.0),
+                 live: Callable[[simpy.Environment], _Live] | None = None,
+                 all_live: bool = False) -> Timeline:
+    """Every request group of every replica through the stages (module docstring), pricing
+    each pass by ``profiles`` (``prefill`` or ``forward``, and ``decode@<context>``) and
+    ``round_trip`` (logits out with sampling, next token in), except what ``live`` (a runner
+    on the same environment) runs: everything with ``all_live``, else the work that starts
+    while a forward pass is pending."""
+    env = simpy.Environment()
+    passes = _Passes(env, shape, profiles, round_trip, live(env) if live else None, all_live)
+    replicas, groups = range(shape.replicas), range(shape.groups)
+    token_times: list[list[list[float]]] = [[[] for _ in groups] for _ in replicas]
+    prefill_end = [[0.0] * shape.groups for _ in replicas]
+    decode_steps: list[tuple[float, float]] = []
+
+    def group(r: int, g: int) -> Generator[Event, Any, None]:
+        kind = "prefill" if shape.kind == "llm" else "forward"
+        yield from passes.forward(r, kind)
         prefill_end[r][g] = env.now
-        yield env.timeout(logits_s)
+        passes.pending -= 1
+        if shape.kind != "llm":
+            token_times[r][g].append(env.now)
+            return
+        yield from passes.logits_out(r)
         token_times[r][g].append(env.now)
-        for step in range(steps):
+        for step in range(shape.steps):
             start = env.now
-            if token_s > 0:
-                yield env.timeout(token_s)
-            yield env.process(through(r, res, decode_at(first_context + step), "decode"))
-            yield env.timeout(logits_s)
+            yield from passes.token_in(r)
+            yield env.process(passes.through(r, "decode", shape.first_context + step))
+            yield from passes.logits_out(r)
             token_times[r][g].append(env.now)
             if r == 0 and g == 0:
                 decode_steps.append((start, env.now))
 
-    for r in range(replicas):
-        res = [simpy.Resource(env, capacity=1) for _ in range(stages)]
-        for g in range(groups):
-            env.process(group(r, g, res))
+    for r in replicas:
+        for g in groups:
+            env.process(group(r, g))
     env.run()
-    return Timeline(token_times, prefill_end, busy, passes, env.now, decode_steps)
+    if shape.kind != "llm":
+        prefill_end = [[0.0] for _ in replicas]
+    return Timeline(token_times, prefill_end, passes.busy, passes.passes, env.now,
+                    decode_steps)
 
 
-def simulate_inference(stages: int, replicas: int, micro_batches: int,
-                       profile: PassProfile) -> Timeline:
-    """One forward pass of a batch split into ``micro_batches``, pipelined over the stages."""
-    env = simpy.Environment()
-    busy = [[0.0] * stages for _ in range(replicas)]
-    passes: Counter[tuple[str, int]] = Counter()
-    ends = [[0.0] for _ in range(replicas)]
-
-    def micro(r: int, res: list[simpy.Resource], ready: Event,
-              left: Event) -> Generator[Event, Any, None]:
-        yield ready
-        for s in range(stages):
-            if s > 0 and profile.handoff_s[s] > 0:
-                yield env.timeout(profile.handoff_s[s])
-            with res[s].request() as turn:
-                yield turn
-                yield env.timeout(profile.stages[s].seconds)
-                busy[r][s] += profile.stages[s].seconds
-                if r == 0:
-                    passes[("forward", s)] += 1
-            if s == 0:
-                left.succeed()
-        ends[r][0] = max(ends[r][0], env.now)
-
-    for r in range(replicas):
-        res = [simpy.Resource(env, capacity=1) for _ in range(stages)]
-        ready = env.event().succeed()
-        procs = []
-        for _ in range(micro_batches):
-            left = env.event()
-            procs.append(env.process(micro(r, res, ready, left)))
-            ready = left
-        env.process(_wait_all(env, procs))
-    env.run()
-    return Timeline([[[e[0]]] for e in ends], [[0.0] for _ in range(replicas)], busy, passes,
-                    env.now, [])
-
-
-def _wait_all(env: simpy.Environment, procs: list[Event]) -> Generator[Event, Any, None]:
-    yield AllOf(env, procs)
+def simulate(setup: Setup, soc_model: SocModel = DEFAULT_SOC_MODEL, mode: str = "auto",
+             choices: dict[Any, str] | None = None,
+             progress: Callable[[str], None] | None = None) -> Simulation:
+    """Simulate a set-up variant in ``mode`` (``auto``, ``memoized`` or ``full``)."""
+    if mode not in MODES:
+        raise ValueError(f"simulation mode must be one of {', '.join(MODES)} (got {mode!r})")
+    choices = {} if choices is None else choices
+    plan, topo, params = setup.plan, setup.topo, setup.params
+    profiles: dict[str, PassProfile] = {}
+    if progress:
+        progress("prefill" if setup.kind == "llm" else "forward pass")
+    first = "prefill" if setup.kind == "llm" else "forward"
+    profiles[first] = profile_pass(plan, setup.forward_graph, topo, params, soc_model,
+                                   choices=choices)
+    last = max(setup.decode_graphs, default=0)
+    for c, graph in setup.decode_graphs.items():
+        if progress:
+            progress(f"decode at context {c}")
+        profiles[f"decode@{c}"] = profile_pass(plan, graph, topo, params, soc_model,
+                                               record_spans=(c == last), choices=choices,
+                                               phases=SPREAD)
+    logits_s = token_s = 0.0
+    host_links: Counter[str] = Counter()
+    if setup.kind == "llm":
+        logits_bytes, token_bytes = setup.host_payloads()
+        logits_s, token_s, host_links = host_round_trip(plan, topo, params, logits_bytes,
+                                                        token_bytes,
+                                                        setup.host_step_s(soc_model))
+    reason = contending_stages(setup, soc_model) if mode == "auto" else ""
+    live = (lambda env: _Live(env, setup, soc_model, choices)) if (mode == "full" or reason) \
+        else None
+    timeline = run_pipeline(Pipeline.of(setup), profiles, (logits_s, token_s), live,
+                            all_live=mode == "full")
+    return Simulation(profiles, timeline, logits_s, token_s, host_links, mode,
+                      "all" if mode == "full" else ("prefill" if reason else ""), reason)

@@ -19,18 +19,19 @@ from ..topology.files import load_topology
 from ..topology.graph import Topology
 from ..workload.modelref import ModelRef, resolve_model
 from ..workload.opgraph import ACTIVATION_BYTES, Precision, decode_shape, prefill_shapes
-from .blocks import sample_contexts
+from .profiles import sample_contexts
 
 DYNAMIC_SAMPLES = 5
 """Decode steps simulated at this many context lengths for dynamic shapes (interpolated)."""
-
 
 TOKEN_ID_BYTES = 4.0
 """One token id sent to the first stage per sequence and step (int32)."""
 
 
-def _plan(variant: Variant, ref: ModelRef, graph: nx.DiGraph, topo: Topology,
-          precision: Precision, soc_model: SocModel) -> PartitionPlan:
+def plan_variant(variant: Variant, ref: ModelRef, graph: nx.DiGraph, topo: Topology,
+                 precision: Precision, soc_model: SocModel = DEFAULT_SOC_MODEL
+                 ) -> PartitionPlan:
+    """The variant's plan for ``graph``: its MDP config, or its parallel spec laid out."""
     spec = variant.plan
     if spec.mdp is not None:
         from ..plan.mdp import plan_from_mdp, read_mdp
@@ -47,14 +48,27 @@ def _plan(variant: Variant, ref: ModelRef, graph: nx.DiGraph, topo: Topology,
     return make_plan(graph, ref.decoder, topo, spec, precision, soc_model)
 
 
-def _transfer(topo: Topology, overrides: dict[str, object], name: str) -> TransferSpec:
-    merged = {**topo.transfer.model_dump(), **overrides}
-    return validate_document(Document(merged, name), TransferSpec)
+def transfer_settings(topo: Topology, variant: Variant) -> TransferSpec:
+    """The topology's transfer settings with the variant's ``transfer:`` overrides."""
+    merged = {**topo.transfer.model_dump(), **variant.transfer}
+    return validate_document(Document(merged, str(variant.topology)), TransferSpec)
+
+
+def precision_of(variant: Variant) -> Precision:
+    """The precisions the variant's workload asks for."""
+    w = variant.workload
+    return Precision(weights=w.precision, activations=w.activations, kv_cache=w.activations)
 
 
 @dataclass(frozen=True)
-class LlmSetup:
-    """Everything an LLM variant's simulation starts from: built, planned and checked."""
+class Setup:
+    """Everything a variant's simulation starts from: built, planned and checked.
+
+    ``forward_graph`` is the pass every request starts with: a prefill chunk (LLM workloads,
+    run ``forward_passes`` times, once per chunk of the prompt) or the forward pass of a graph
+    (inference workloads, once per micro-batch). ``decode_graphs`` are the decode steps by the
+    context they attend over (one for compiled shapes; none for inference).
+    """
 
     variant: Variant
     topo: Topology
@@ -64,10 +78,14 @@ class LlmSetup:
     plan: PartitionPlan
     memory: list[MemoryUse]
     host: HostMemory
-    prefill_graph: nx.DiGraph
-    chunks: int
+    forward_graph: nx.DiGraph
+    forward_passes: int
     decode_graphs: dict[int, nx.DiGraph]
-    """Decode passes by the context length they attend over (one for compiled shapes)."""
+
+    @property
+    def kind(self) -> str:
+        """``llm`` or ``inference``."""
+        return self.variant.workload.kind
 
     @property
     def compiled(self) -> bool:
@@ -85,65 +103,72 @@ class LlmSetup:
         return self.ref.graph_for(decode_shape(w.batch, context - 1, False, w.context_length),
                                   self.precision)
 
+    def host_payloads(self) -> tuple[float, float]:
+        """Bytes of the logits (last stage to host) and of the next tokens (host to the first
+        stage), per replica and step."""
+        assert self.ref.decoder is not None
+        batch = self.variant.workload.batch
+        act = ACTIVATION_BYTES[self.precision.activations]
+        return batch * self.ref.decoder.vocab * act, batch * TOKEN_ID_BYTES
 
-def setup_llm(variant: Variant, link_model: LinkModel = DEFAULT_MODEL,
-              soc_model: SocModel = DEFAULT_SOC_MODEL, *,
-              topology: Topology | None = None) -> LlmSetup:
-    """Build, plan and check an LLM variant (no simulation yet); ``topology``, a built one,
+    def host_step_s(self, soc_model: SocModel) -> float:
+        """The host's own time per token: the workload's ``sample_time``, else the model's."""
+        sample = self.variant.workload.sample_time
+        return sample if sample is not None else soc_model.host_step_s
+
+
+def setup_variant(variant: Variant, link_model: LinkModel = DEFAULT_MODEL,
+                  soc_model: SocModel = DEFAULT_SOC_MODEL, *,
+                  topology: Topology | None = None) -> Setup:
+    """Build, plan and check a variant (no simulation yet); ``topology``, a built one,
     replaces the variant's file (and ``link_model`` with it)."""
     topo = topology if topology is not None else load_topology(variant.topology, link_model)
-    params = _transfer(topo, variant.transfer, str(variant.topology))
+    params = transfer_settings(topo, variant)
     ref = resolve_model(variant.model)
+    precision = precision_of(variant)
     w = variant.workload
-    precision = _precision(variant)
+    if w.kind == "inference":
+        micro = w.micro_batches
+        if ref.decoder is not None:
+            (shape,) = prefill_shapes(w.batch // micro, w.prompt, compiled=False)
+            graph = ref.graph_for(shape, precision)
+        else:
+            graph = ref.graph_for(None, precision)
+        plan = plan_variant(variant, ref, graph, topo, precision, soc_model)
+        memory = check_fit(plan, graph, ref.decoder, topo, w.batch // micro,
+                           w.prompt if ref.decoder is not None else 1)
+        return Setup(variant, topo, params, ref, precision, plan, memory,
+                     host_memory(plan, [graph], memory, topo), graph, micro, {})
     if ref.decoder is None:
         raise ConfigError(f"workload kind 'llm' needs a decoder model ({variant.model} is a "
                           "graph); use kind: inference")
     context = w.context_length
     compiled = w.shapes == "compiled"
-    chunk = w.compiled_prompt or w.prompt
-    chunks = prefill_shapes(w.batch, w.prompt, compiled, chunk, context)
+    chunks = prefill_shapes(w.batch, w.prompt, compiled, w.compiled_prompt or w.prompt,
+                            context)
     prefill_graph = ref.graph_for(chunks[0], precision)
-    if compiled:
-        contexts = [context]
-    else:
-        contexts = sample_contexts(w.prompt + 1, w.prompt + w.generate - 1, DYNAMIC_SAMPLES)
+    contexts = [context] if compiled else sample_contexts(
+        w.prompt + 1, w.prompt + w.generate - 1, DYNAMIC_SAMPLES)
     decode_graphs = {c: ref.graph_for(decode_shape(w.batch, c - 1, compiled, context), precision)
                      for c in contexts}
     largest = decode_graphs[contexts[-1]]
-    plan = _plan(variant, ref, largest, topo, precision, soc_model)
+    plan = plan_variant(variant, ref, largest, topo, precision, soc_model)
     # every request group keeps its own sequences' KV cache on the stages
     memory = check_fit(plan, largest, ref.decoder, topo, w.batch * w.groups, context,
                        [prefill_graph])
     host = host_memory(plan, [prefill_graph, largest], memory, topo)
-    return LlmSetup(variant, topo, params, ref, precision, plan, memory, host, prefill_graph,
-                    len(chunks), decode_graphs)
-
-
-def _precision(variant: Variant) -> Precision:
-    w = variant.workload
-    return Precision(weights=w.precision, activations=w.activations, kv_cache=w.activations)
-
-
-def host_payloads(setup: LlmSetup) -> tuple[float, float]:
-    """Bytes of the logits (last stage to host) and of the next tokens (host to first stage)."""
-    assert setup.ref.decoder is not None
-    batch = setup.variant.workload.batch
-    act = ACTIVATION_BYTES[setup.precision.activations]
-    return batch * setup.ref.decoder.vocab * act, batch * TOKEN_ID_BYTES
-
-
-def host_step_seconds(variant: Variant, soc_model: SocModel) -> float:
-    """The host's own time per token: the workload's ``sample_time``, else the model's."""
-    sample = variant.workload.sample_time
-    return sample if sample is not None else soc_model.host_step_s
+    return Setup(variant, topo, params, ref, precision, plan, memory, host, prefill_graph,
+                 len(chunks), decode_graphs)
 
 
 Choices = dict[str, dict[Any, str]]
-"""Host-routed all-reduce algorithms chosen, per topology and transfer settings."""
+"""Host-routed collective algorithms chosen, per topology and transfer settings."""
 
 
-def _choices(choices: Choices | None, topo: Topology, params: TransferSpec) -> dict[Any, str]:
+def choices_for(choices: Choices | None, topo: Topology, params: TransferSpec
+                ) -> dict[Any, str]:
+    """The algorithm choices shared by runs on ``topo`` with ``params`` (a fresh dict when
+    ``choices`` is None)."""
     if choices is None:
         return {}
     key = f"{topo.source}|{params.model_dump_json()}"

@@ -20,21 +20,23 @@ from ..constants import DEFAULT_SOC_MODEL, SocModel
 from ..plan.layouts import Comm, Shard, Stage
 from ..plan.stages import PartitionPlan
 from ..topology.graph import Topology
-from ..workload.cost import Work, op_cost
+from ..workload.cost import OpCost, Work, op_cost
 
 
 @dataclass(frozen=True)
 class ComputeTask:
-    """One op on every device of a stage; ``seconds`` is the slowest device's time."""
+    """One op on every device of a stage, as long as its slowest device takes."""
 
     op: str
-    seconds: float
-    memory_s: float
-    compute_s: float
-    launch_s: float = 0.0
-    expand_s: float = 0.0
+    cost: OpCost
+    """The slowest device's cost of its shard (roofline terms, launch, expansion)."""
     bytes: float = 0.0
     """Bytes each device moves to and from its DRAM for its shard."""
+
+    @property
+    def seconds(self) -> float:
+        """How long the op holds the stage."""
+        return self.cost.time_s
 
 
 @dataclass(frozen=True)
@@ -86,8 +88,7 @@ def _tasks(names: Sequence[str], graph: nx.DiGraph, shards: dict[str, Shard],
         costs = [op_cost(work, soc, cores, soc_model)
                  for soc, cores in zip(socs, stage.cores, strict=True)]
         slowest = max(costs, key=lambda c: c.time_s)
-        out.append(ComputeTask(name, slowest.time_s, slowest.memory_s, slowest.compute_s,
-                               slowest.launch_s, slowest.expand_s, shard.bytes))
+        out.append(ComputeTask(name, slowest, shard.bytes))
         for comm in comms.get(name, []):
             out.append(CommTask(name, comm.kind, comm.bytes, mode))
     return tuple(out)

@@ -27,7 +27,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from ..errors import ConfigError, KeyPath
-from ..io.documents import Document, read_yaml, validate_document
+from ..io.documents import Document, deep_merge, read_yaml, validate_document
 from ..io.paths import display_path, is_file
 from .load import LoadSpec
 from .topology import TransferSpec
@@ -180,18 +180,11 @@ class Experiment:
     name: str
     description: str
     source: Path
+    """The experiment file, as given."""
     variants: tuple[Variant, ...]
     sweep: dict[str, Any] = field(default_factory=dict)
     """The file's ``sweep:`` block, as written (see :mod:`simtopo.sweep`)."""
 
-
-def _merge(base: Any, change: Any) -> Any:
-    if isinstance(base, dict) and isinstance(change, dict):
-        out = dict(base)
-        for key, value in change.items():
-            out[key] = _merge(base[key], value) if key in base else value
-        return out
-    return change
 
 
 def _model_path(text: str, base: Path) -> str:
@@ -222,9 +215,9 @@ def load_experiment(path: str | Path, reduced: bool = False,
     for i, variant in enumerate(variants_raw):
         if only is not None and variant.get("name", spec.name) != only:
             continue
-        merged = _merge(raw, {k: v for k, v in variant.items() if k not in ("name",
+        merged = deep_merge(raw, {k: v for k, v in variant.items() if k not in ("name",
                                                                            "description")})
-        merged = _merge(_merge(merged, ci), overrides or {})
+        merged = deep_merge(deep_merge(merged, ci), overrides or {})
         where: KeyPath = ("variants", i) if "variants" in doc.data else ()
         vdoc = Document(data=merged, file=doc.file, origins={
             p[len(where):] if p[:len(where)] == where else p: o

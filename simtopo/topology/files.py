@@ -16,7 +16,7 @@ from typing import Any
 
 from ..constants import DEFAULT_MODEL, LinkModel
 from ..errors import ConfigError, KeyPath
-from ..io.documents import Document, Origin, read_yaml, validate_document
+from ..io.documents import Document, Origin, deep_merge, read_yaml, validate_document
 from ..io.paths import display_path, is_file
 from ..spec.topology import CardLibrarySpec, CardTypeSpec, TopologySpec
 from .build import build_topology
@@ -25,14 +25,6 @@ from .graph import Topology
 CardTypes = dict[str, tuple[CardTypeSpec, str]]
 """Card type name -> (definition, file that defines it)."""
 
-
-def _merge(base: Any, child: Any) -> Any:
-    if isinstance(base, dict) and isinstance(child, dict):
-        merged = dict(base)
-        for key, value in child.items():
-            merged[key] = _merge(base[key], value) if key in base else value
-        return merged
-    return child
 
 
 def _paths(data: Any, prefix: KeyPath = ()) -> Iterator[KeyPath]:
@@ -82,7 +74,7 @@ def _resolve(path: Path, stack: tuple[Path, ...]) -> tuple[Document, CardTypes]:
     origins: dict[KeyPath, Origin] = dict(doc.origins)
     if extends is not None:
         base_doc, base_types = _follow(doc, path, extends, ("extends",), stack)
-        merged = _merge(base_doc.data, data)
+        merged = deep_merge(base_doc.data, data)
         origins = {p: o for p in _paths(merged)
                    if (o := doc.origins.get(p) or base_doc.origins.get(p)) is not None}
         _add_types(types, base_types, doc, ("extends",))

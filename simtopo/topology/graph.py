@@ -97,33 +97,18 @@ class Topology:
         """Host threads serving hand-offs (a queue when more bounces are in flight)."""
         return self.spec.host.handoff_threads
 
-    def _of_kind(self, kind: str) -> tuple[str, ...]:
+    def of_kind(self, kind: str) -> tuple[str, ...]:
+        """Ids of the nodes of one kind (``soc``, ``switch``, ``socket``, ``root_complex``,
+        ``storage``), in topology order (card by card)."""
         return tuple(n for n, data in self.graph.nodes(data=True) if data["kind"] == kind)
 
-    @property
-    def socs(self) -> tuple[str, ...]:
-        """SoC ids in topology order (card by card)."""
-        return self._of_kind("soc")
-
-    @property
-    def switches(self) -> tuple[str, ...]:
-        """Switch ids, server switches and on-card switches."""
-        return self._of_kind("switch")
-
-    @property
-    def sockets(self) -> tuple[str, ...]:
-        """CPU socket ids."""
-        return self._of_kind("socket")
-
-    @property
-    def root_complexes(self) -> tuple[str, ...]:
-        """Root complex ids."""
-        return self._of_kind("root_complex")
-
-    @property
-    def storage(self) -> tuple[str, ...]:
-        """Storage device ids."""
-        return self._of_kind("storage")
+    socs = property(lambda self: self.of_kind("soc"), doc="SoC ids, card by card.")
+    switches = property(lambda self: self.of_kind("switch"),
+                        doc="Switch ids, server switches and on-card switches.")
+    sockets = property(lambda self: self.of_kind("socket"), doc="CPU socket ids.")
+    root_complexes = property(lambda self: self.of_kind("root_complex"),
+                              doc="Root complex ids.")
+    storage = property(lambda self: self.of_kind("storage"), doc="Storage device ids.")
 
     def node(self, node_id: str) -> dict[str, Any]:
         """Attributes of one node; a clear error for an unknown id."""
@@ -195,6 +180,7 @@ def _count(n: int, singular: str, plural: str | None = None) -> str:
 
 
 def some_ids(ids: Iterable[str], limit: int = 8) -> str:
+    """The first ``limit`` ids, comma-separated, with a count when there are more."""
     ids = list(ids)
     shown = ", ".join(ids[:limit])
     return shown + (f", ... ({len(ids)} in all)" if len(ids) > limit else "")

@@ -41,10 +41,12 @@ class Route:
     src: str
     dst: str
     path_class: str
+    """``card``, ``switch``, ``acs``, ``rc``, ``socket`` (P2P), ``h2d`` or ``d2h``."""
     nodes: tuple[str, ...]
     link_bw_Bps: tuple[float, ...]
     link_latency_s: tuple[float, ...]
     hop_latency_s: tuple[float, ...]
+    """Of every switch and root complex between the ends."""
     memory: str | None = None
     memory_bw_Bps: float = float("inf")
 

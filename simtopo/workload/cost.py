@@ -36,10 +36,13 @@ class OpCost:
     """The time of one op on one device and what bounds it."""
 
     time_s: float
+    """The whole: the larger roofline side, plus launch and expansion."""
     compute_s: float
     memory_s: float
+    """The roofline's two sides: FLOPs at the cores' peak, bytes at the DRAM they draw."""
     launch_s: float
     expand_s: float
+    """mxfp6 weights expanded to fp16 by the cores."""
 
     @property
     def bound(self) -> str:

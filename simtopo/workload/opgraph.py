@@ -105,13 +105,17 @@ class Op:
     """One op of a pass. Bytes read include the weights; FLOPs are multiply-adds x 2."""
 
     name: str
-    kind: str  # gemm | lm_head | attention | norm | elementwise | embedding
+    kind: str
+    """``gemm``, ``lm_head``, ``attention``, ``norm``, ``elementwise``, ``embedding`` (and
+    ``conv``, ``other`` in graph files)."""
     flops: float
     bytes_read: float
     bytes_written: float
     weight_bytes: float = 0.0
+    """The op's weights at their precision (an embedding's whole table)."""
     weight_params: float = 0.0
     stored_bytes: float = 0.0
+    """What the op keeps in DRAM (a tied LM head stores only its bias)."""
     layer: int | None = None
     precision: str = "fp16"
     k_in: int = 0
