@@ -26,6 +26,7 @@ from ..plan.layouts import check_tp
 from ..spec.experiment import PlanSpec, Variant, WorkloadSpec
 from ..spec.model import DecoderSpec
 from ..topology.files import load_topology
+from .executors import Task
 from .sweep import Point, topology_digest
 
 if TYPE_CHECKING:
@@ -103,6 +104,9 @@ class Candidate:
     metrics: dict[str, float] | None
     reason: str
     busiest_link: str = ""
+    approximate: str = ""
+    """Why the memoized numbers shown may be optimistic (contention between pipeline stages
+    that only ``auto`` simulates), when the layout was not refined."""
 
     @property
     def kept(self) -> bool:
@@ -119,6 +123,15 @@ def _rank_key(objective: str):
     return key
 
 
+def _candidate(layout: Layout, rec: dict[str, Any], refined: bool = False) -> Candidate:
+    """A layout's candidate from its sweep record."""
+    if rec["status"] != "ok":
+        return Candidate(layout, None, rec["error"].removeprefix(f"{layout.label}: "))
+    missed = "" if refined else (rec.get("simulation") or {}).get("reason", "")
+    return Candidate(layout, rec["metrics"], _why(rec["metrics"]), rec.get("busiest_link") or "",
+                     missed)
+
+
 def _why(m: dict[str, float]) -> str:
     """What a decode step is made of: compute, exposed communication, bubble."""
     total = m["step_s"] or 1.0
@@ -128,12 +141,23 @@ def _why(m: dict[str, float]) -> str:
                      if t >= 0.005 * total)
 
 
+REFINED = 3
+"""Leading layouts re-simulated in the default ``auto`` mode when their memoized numbers miss
+contention between pipeline stages (the rest keep the memoized screen)."""
+
+
 def advise(model: str, topology: str | Path, workload: WorkloadSpec,
            objective: str = "latency", cores: Sequence[int | None] = (None,),
            executor: str = "local", jobs: int | None = None,
            socs: int | None = None) -> list[Candidate]:
     """Candidates ranked by ``objective`` (kept ones first), dropped ones after with their
-    reasons. ``socs`` caps the SoCs used (default: all of the topology's)."""
+    reasons. ``socs`` caps the SoCs used (default: all of the topology's).
+
+    Every layout is simulated with the memoized shortcuts first. Those shortcuts are
+    optimistic only where pipeline stages in flight together contend (``docs/metrics.md``),
+    so the leading :data:`REFINED` layouts with such contention are simulated again in the
+    ``auto`` mode and the ranking redone, until the leaders are all exact; the others carry
+    :attr:`Candidate.approximate`."""
     from ..workload.modelref import resolve_model
     from .executors import execute
 
@@ -159,20 +183,21 @@ def advise(model: str, topology: str | Path, workload: WorkloadSpec,
         groups = layout.pp if objective == "throughput" else 1
         return workload.model_copy(update={"groups": groups})
 
-    tasks = [(Point(layout.label, ()), Variant(
-        name=layout.label, description="", topology=topo_path, model=model,
-        workload=load(layout), plan=layout.plan(), transfer={}), "advisor", digest)
-        for layout in candidates]
-    found = {rec["key"]: rec for rec in execute(tasks, executor, jobs, None)}
-    out = []
-    for layout in candidates:
-        rec = found[layout.label]
-        if rec["status"] == "ok":
-            out.append(Candidate(layout, rec["metrics"], _why(rec["metrics"]),
-                                 rec.get("busiest_link") or ""))
-        else:
-            out.append(Candidate(layout, None, rec["error"].removeprefix(f"{layout.label}: ")))
-    kept = sorted((c for c in out if c.kept), key=_rank_key(objective))
+    def task(layout: Layout, mode: str) -> Task:
+        return (Point(layout.label, ()), Variant(
+            name=layout.label, description="", topology=topo_path, model=model,
+            workload=load(layout), plan=layout.plan(), transfer={}), "advisor", digest, mode)
+
+    screened = {rec["key"]: rec for rec in execute([task(lay, "memoized") for lay in candidates],
+                                                    executor, jobs, None)}
+    out = [_candidate(layout, screened[layout.label]) for layout in candidates]
+    key = _rank_key(objective)
+    kept = sorted((c for c in out if c.kept), key=key)
+    while todo := [c for c in kept[:REFINED] if c.approximate]:
+        again = {rec["key"]: rec for rec in execute([task(c.layout, "auto") for c in todo],
+                                                    executor, jobs, None)}
+        kept = sorted([_candidate(c.layout, again[c.layout.label], refined=True)
+                       if c.layout.label in again else c for c in kept], key=key)
     dropped = sorted((c for c in out if not c.kept), key=lambda c: c.layout)
     return kept + dropped
 
@@ -189,7 +214,8 @@ def advise_table(model: str, topology: str | Path, objective: str = "latency",
     rows = []
     for rank, c in enumerate(advise(model, topology, workload, objective, jobs=jobs), 1):
         row = {"rank": rank if c.kept else None, "layout": c.layout.label,
-               "socs": c.layout.socs, "kept": c.kept, "reason": c.reason}
+               "socs": c.layout.socs, "kept": c.kept, "reason": c.reason,
+               "approximate": c.approximate}
         row.update(c.metrics or {})
         rows.append(row)
     return pd.DataFrame(rows)

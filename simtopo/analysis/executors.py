@@ -41,8 +41,9 @@ if TYPE_CHECKING:
 
 EXECUTORS = ("local", "serial", "dask")
 
-Task = tuple[Point, Variant, str, str]
-"""A point, its variant, the fingerprint of its inputs, the digest of its topology."""
+Task = tuple[Point, Variant, str, str, str]
+"""A point, its variant, the fingerprint of its inputs, the digest of its topology, the
+simulation mode."""
 Progress = Callable[[int, int, Mapping[str, Any]], None]
 """Called after each point with (points done, points in the sweep, its record)."""
 
@@ -169,11 +170,13 @@ def run_sweep(experiment: str | Path, axes: Sequence[Axis] | None = None,
               variants: Sequence[str] | None = None, reduced: bool = False,
               folder: str | Path | None = None, executor: str = "local",
               jobs: int | None = None, scheduler: str | None = None,
-              progress: Progress | None = None, figures: bool = True) -> SweepResult:
+              progress: Progress | None = None, figures: bool = True,
+              mode: str = "auto") -> SweepResult:
     """Run (or resume) a sweep of ``experiment`` and write ``folder`` (default
     ``reports/<name>-sweep/``): ``points.jsonl``, ``sweep.csv`` and the figures.
 
-    ``axes`` default to the file's ``sweep:`` block (so do ``variants``).
+    ``axes`` default to the file's ``sweep:`` block (so do ``variants``); ``mode`` is the
+    simulation mode of every point (:mod:`simtopo.sim.driver`).
     """
     exp = load_experiment(experiment, reduced)
     if axes is None:
@@ -191,7 +194,7 @@ def run_sweep(experiment: str | Path, axes: Sequence[Axis] | None = None,
     topologies: dict[Path, str] = {}
     for point in points:
         try:
-            variant, fingerprint = resolve(exp.source, point, reduced, topologies)
+            variant, fingerprint = resolve(exp.source, point, reduced, topologies, mode)
         except ConfigError as err:
             fresh.append(record(point, f"invalid-{__version__}", error=str(err)))
             continue
@@ -199,7 +202,7 @@ def run_sweep(experiment: str | Path, axes: Sequence[Axis] | None = None,
         if previous is not None:
             records[point.key] = previous
         else:
-            todo.append((point, variant, fingerprint, topologies[variant.topology]))
+            todo.append((point, variant, fingerprint, topologies[variant.topology], mode))
     reused = len(records)
     todo.sort(key=_share_key)
     stream = execute(todo, executor, jobs, scheduler)  # checks its options first
@@ -234,7 +237,8 @@ def run_sweep(experiment: str | Path, axes: Sequence[Axis] | None = None,
 def sweep(experiment: str | Path, settings: Mapping[str, Sequence[Any]] | None = None,
           variants: Sequence[str] | None = None, reduced: bool = False,
           folder: str | Path | None = None, executor: str = "local", jobs: int | None = None,
-          scheduler: str | None = None, figures: bool = True) -> SweepResult:
+          scheduler: str | None = None, figures: bool = True,
+          mode: str = "auto") -> SweepResult:
     """A sweep from Python: ``settings`` maps dotted keys to their values, e.g.
     ``{"plan.tp": [8, 16], "plan.connection": ["p2p", "host"]}`` (default: the file's
     ``sweep:`` block). See :func:`run_sweep`."""
@@ -248,7 +252,7 @@ def sweep(experiment: str | Path, settings: Mapping[str, Sequence[Any]] | None =
             many = hasattr(values, "__iter__") and not isinstance(values, str | bytes | dict)
             axes.append(make_axis(key, values if many else [values], "sweep"))
     return run_sweep(experiment, axes, variants, reduced, folder, executor, jobs, scheduler,
-                     figures=figures)
+                     figures=figures, mode=mode)
 
 
 def describe(result: SweepResult) -> str:

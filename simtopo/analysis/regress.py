@@ -1,6 +1,6 @@
 """Compare a summary with a golden one: relative tolerance per metric, exact for the rest.
 
-Summaries are plain data (see :meth:`simtopo.result.Result.summary`). Numbers compare by
+Summaries are plain data (see :meth:`simtopo.results.result.Result.summary`). Numbers compare by
 relative error against a tolerance chosen by their key (a metric name, ``bytes``,
 ``utilization``...), falling back to a default; strings, booleans and the shape of the data
 (keys, list lengths) compare exactly. ``simtopo_version`` is ignored, so a release does not

@@ -15,7 +15,8 @@ A *point* is one variant with one value per key; its *record* (one JSON line in
 are appended as points finish, so an interrupted sweep resumes where it stopped: a point is
 skipped when a record with its key and the fingerprint of its inputs (the experiment, the
 topology file, the resolved settings, the simtopo version) is already there. Executors are in
-:mod:`simtopo.sweep_exec`, figures in :mod:`simtopo.sweep_plots`.
+:mod:`simtopo.analysis.executors`, figures in
+:mod:`simtopo.analysis.sweep_figures`.
 """
 
 from __future__ import annotations
@@ -201,11 +202,12 @@ def topology_digest(path: Path) -> str:
 
 
 def resolve(source: Path, point: Point, reduced: bool,
-            topologies: dict[Path, str] | None = None) -> tuple[Variant, str]:
+            topologies: dict[Path, str] | None = None, mode: str = "auto"
+            ) -> tuple[Variant, str]:
     """The point's variant and the fingerprint of its inputs (every file it reads: the
-    experiment, the topology with what it includes, the model and MDP files); a bad point
-    raises its error prefixed with the point's key. ``topologies`` memoizes topology
-    digests within one sweep."""
+    experiment, the topology with what it includes, the model and MDP files; the simulation
+    mode); a bad point raises its error prefixed with the point's key. ``topologies``
+    memoizes topology digests within one sweep."""
     try:
         (variant,) = load_experiment(source, reduced, point.overrides(),
                                      only=point.variant).variants
@@ -222,6 +224,8 @@ def resolve(source: Path, point: Point, reduced: bool,
     inputs = {"inputs": variant.inputs(), "model": variant.model, "version": __version__,
               "experiment": _digest(source), "topology": topologies[variant.topology],
               "files": [_digest(f) for f in files if f.is_file()], "key": point.key}
+    if mode != "auto":
+        inputs["mode"] = mode
     text = json.dumps(inputs, sort_keys=True, default=str)
     return variant, hashlib.sha256(text.encode()).hexdigest()[:20]
 
@@ -236,6 +240,8 @@ def record(point: Point, fingerprint: str, summary: Mapping[str, Any] | None = N
         links = summary.get("links") or [{}]
         out.update(connection=summary["connection"], metrics=summary["metrics"],
                    busiest_link=links[0].get("link"))
+        if summary.get("simulation"):
+            out["simulation"] = summary["simulation"]
     return out
 
 
@@ -245,16 +251,17 @@ digest of their topology (never by its path: a changed file is a new topology)."
 
 
 def evaluate(point: Point, variant: Variant, fingerprint: str,
-             topology: str = "") -> dict[str, Any]:
-    """Simulate one point; a SimtopoError becomes the record's one-line error. ``topology``
-    (its digest) lets points on the same topology share host-routed algorithm choices."""
+             topology: str = "", mode: str = "auto") -> dict[str, Any]:
+    """Simulate one point in ``mode``; a SimtopoError becomes the record's one-line error.
+    ``topology`` (its digest) lets points on the same topology share host-routed algorithm
+    choices."""
     from ..results.run import run_load, run_variant
 
     choices = _CHOICES.setdefault(topology, {}) if topology else {}
     try:
         if variant.workload.kind == "load":
             return record(point, fingerprint, summary=_load_summary(run_load(variant)))
-        result = run_variant(variant, choices=choices)
+        result = run_variant(variant, choices=choices, mode=mode)
     except SimtopoError as err:
         message = str(err).replace("\n", " ")
         return record(point, fingerprint, error=f"{point.key}: {message}")

@@ -1,10 +1,10 @@
 """``simtopo whatif``: change one thing at a time and see how much each headline metric moves.
 
-For each variant, every perturbation of :mod:`simtopo.whatif_settings` is simulated and ranked
-by the *gain* of the primary metric (TPOT for an LLM, latency for a forward pass): the relative
-change in the metric's better direction (time down, throughput up). Continuous perturbations
-also get an *elasticity*, ``(relative change of the metric) / (relative change of the
-parameter)``. For every P2P/host pair among the variants (:meth:`Result.comparisons`), the
+For each variant, every perturbation of :mod:`simtopo.analysis.whatif_settings` is simulated
+and ranked by the *gain* of the primary metric (TPOT for an LLM, latency for a forward pass):
+the relative change in the metric's better direction (time down, throughput up). Continuous
+perturbations also get an *elasticity*, ``(relative change of the metric) / (relative change of
+the parameter)``. For every P2P/host pair among the variants (:meth:`Result.comparisons`), the
 *band* re-runs the pair with the link constants no public measurement pins down for the AI 100
 at the ends of documented ranges and reports the P2P-over-host speed-ups there. Definitions,
 ranges and their sources: ``docs/whatif.md``.

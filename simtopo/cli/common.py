@@ -157,3 +157,11 @@ def add_selection_options(p: argparse.ArgumentParser, variant_help: str,
     """``--variant NAME`` (repeatable) and ``--ci``: which variants, at which size."""
     p.add_argument("--variant", action="append", metavar="NAME", help=variant_help)
     p.add_argument("--ci", action="store_true", help=ci_help)
+
+
+def add_simulation_option(p: argparse.ArgumentParser) -> None:
+    """``--simulation auto|memoized|full`` (:mod:`simtopo.sim.driver`)."""
+    p.add_argument("--simulation", choices=("auto", "memoized", "full"), default="auto",
+                   help="auto (default): the memoized shortcuts, simulated live only where "
+                        "they are known to be wrong; memoized: the shortcuts everywhere; full: "
+                        "everything live (slow; the reference of docs/metrics.md)")

@@ -63,10 +63,16 @@ def _table(candidates: list[Any], objective: str, title: str) -> Any:
         table.add_column(label, justify=justify)  # type: ignore[arg-type]
     for i, c in enumerate(candidates, 1):
         m = c.metrics
-        table.add_row(str(i), c.layout.label, str(c.layout.socs), f"{1e3 * m['ttft_s']:.4g}",
+        table.add_row(str(i), c.layout.label + (" *" if c.approximate else ""),
+                      str(c.layout.socs), f"{1e3 * m['ttft_s']:.4g}",
                       f"{1e3 * m['tpot_mean_s']:.4g}", f"{m['tokens_per_s']:.4g}",
                       f"{m['tokens_per_s'] / c.layout.socs:.3g}",
                       f"{m['memory_max_bytes'] / 1e9:.3g}", c.reason, c.busiest_link)
+    if any(c.approximate for c in candidates):
+        table.caption = ("* memoized numbers, optimistic: its pipeline stages contend while "
+                         "their prefills overlap (the leading layouts are re-simulated; "
+                         "docs/metrics.md)")
+        table.caption_justify = "left"
     return table
 
 

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .common import EXIT_OK, add_selection_options, console
+from .common import EXIT_OK, add_selection_options, add_simulation_option, console
 
 if TYPE_CHECKING:
     from ..results.result import Result
@@ -125,8 +125,5 @@ def register(sub: Any) -> None:
                         "first P2P/host pair)")
     p.add_argument("--json", action="store_true", help="print summary.json instead of a table")
     p.add_argument("-q", "--quiet", action="store_true", help="no table, no progress")
-    p.add_argument("--simulation", choices=("auto", "memoized", "full"), default="auto",
-                   help="auto (default): memoized shortcuts, the full simulation only where "
-                        "they are known to be wrong; memoized: the shortcuts everywhere; full: "
-                        "everything simulated live (slow; the reference, docs/metrics.md)")
+    add_simulation_option(p)
     p.set_defaults(func=cmd_run)

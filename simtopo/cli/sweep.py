@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from .common import add_selection_options, console
+from .common import add_selection_options, add_simulation_option, console
 
 SHOWN = 25
 """Points listed in the terminal table when the sweep has more (the best by latency)."""
@@ -55,7 +55,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     err = console(sys.stderr)
     kwargs = dict(axes=axes, variants=args.variant, reduced=args.ci, folder=args.out,
                   executor=args.executor, jobs=args.jobs, scheduler=args.scheduler,
-                  figures=not args.no_figures)
+                  figures=not args.no_figures, mode=args.simulation)
     if sys.stderr.isatty() and not args.quiet:
         from rich.progress import (
             BarColumn,
@@ -114,4 +114,5 @@ def register(sub: Any) -> None:
                    help="with --executor dask: the scheduler, e.g. tcp://host:8786")
     p.add_argument("--no-figures", action="store_true", help="the table only")
     p.add_argument("-q", "--quiet", action="store_true", help="no table, no progress")
+    add_simulation_option(p)
     p.set_defaults(func=cmd_sweep)

@@ -1,7 +1,7 @@
 """Flow-level contention inside SimPy: max-min fair sharing of links, host memory, DMA engines.
 
-A :class:`Network` turns a route into a set of resources and runs each transfer as a flow
-whose rate is re-solved (progressive filling, :mod:`simtopo.maxmin`) whenever a flow starts or
+A :class:`Network` turns a route into a set of resources and runs each transfer as a flow whose
+rate is re-solved (progressive filling, :mod:`simtopo.engine.maxmin`) whenever a flow starts or
 ends. Resources:
 
 - every directed link with a finite bandwidth (the two directions of a link are independent);

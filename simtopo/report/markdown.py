@@ -160,6 +160,12 @@ def render_report(result: Result, figure_names: list[str], command: str) -> str:
     described = [v for v in result.variants if v.description]
     if described:
         out += [""] + [f"- **{v.name}**: {v.description}" for v in described]
+    live = [v for v in result.variants if v.simulation]
+    if live:
+        out += ["", "Simulated beyond the memoized shortcuts (`docs/metrics.md`):", ""]
+        out += [f"- **{v.name}**: {v.simulation['mode']} mode, {v.simulation['live']} live"
+                + (f" ({v.simulation['reason']})" if v.simulation["reason"] else "")
+                for v in live]
     out.append("")
     if llm:
         out += ["## One decode step", "",

@@ -235,7 +235,7 @@ class Result:
 
     def to_chrome_trace(self, variants: Sequence[str] | None = None) -> dict[str, Any]:
         """A Chrome/Perfetto trace of some variants (default: the first); see
-        :func:`simtopo.trace.chrome_trace`."""
+        :func:`simtopo.report.trace.chrome_trace`."""
         chosen = [self.variant(v) for v in variants] if variants else self.variants[:1]
         return view("report.trace:chrome_trace")(chosen)
 

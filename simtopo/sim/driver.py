@@ -73,7 +73,9 @@ class Simulation:
     """What ran live: ``""`` (nothing), ``"prefill"`` (passes started while a prefill or
     forward pass was pending) or ``"all"``."""
     reason: str = ""
-    """Why ``auto`` ran something live."""
+    """Where the memoized profiles miss contention (pipeline stages whose collectives meet
+    while their passes overlap): why ``auto`` runs the prefill phase live. Reported in the
+    ``memoized`` mode too, which runs nothing live."""
 
 
 def contending_stages(setup: Setup, soc_model: SocModel = DEFAULT_SOC_MODEL) -> str:
@@ -361,10 +363,10 @@ def simulate(setup: Setup, soc_model: SocModel = DEFAULT_SOC_MODEL, mode: str = 
         logits_s, token_s, host_links = host_round_trip(plan, topo, params, logits_bytes,
                                                         token_bytes,
                                                         setup.host_step_s(soc_model))
-    reason = contending_stages(setup, soc_model) if mode == "auto" else ""
-    live = (lambda env: _Live(env, setup, soc_model, choices)) if (mode == "full" or reason) \
-        else None
+    reason = contending_stages(setup, soc_model) if mode != "full" else ""
+    run_live = mode == "full" or (mode == "auto" and bool(reason))
+    live = (lambda env: _Live(env, setup, soc_model, choices)) if run_live else None
     timeline = run_pipeline(Pipeline.of(setup), profiles, (logits_s, token_s), live,
                             all_live=mode == "full")
     return Simulation(profiles, timeline, logits_s, token_s, host_links, mode,
-                      "all" if mode == "full" else ("prefill" if reason else ""), reason)
+                      "all" if mode == "full" else ("prefill" if run_live else ""), reason)

@@ -2,8 +2,8 @@
 
 A stage's devices run its ops in order, in lock step (tensor slicing synchronises them at every
 collective): a compute task lasts as long as its slowest device's shard of the op (the cost
-function of :mod:`simtopo.cost`), and a collective runs over the stage's devices wherever the
-plan's layouts need one, P2P or host-routed as the plan's connections say.
+function of :mod:`simtopo.workload.cost`), and a collective runs over the stage's devices
+wherever the plan's layouts need one, P2P or host-routed as the plan's connections say.
 
 A decoder stage is a head (ops before its first layer), identical layers, and a tail; the
 program keeps one layer and a count, so that a simulation can run a layer once and repeat it.

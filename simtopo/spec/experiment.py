@@ -183,7 +183,7 @@ class Experiment:
     """The experiment file, as given."""
     variants: tuple[Variant, ...]
     sweep: dict[str, Any] = field(default_factory=dict)
-    """The file's ``sweep:`` block, as written (see :mod:`simtopo.sweep`)."""
+    """The file's ``sweep:`` block, as written (see :mod:`simtopo.analysis.sweep`)."""
 
 
 

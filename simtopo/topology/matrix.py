@@ -5,8 +5,8 @@ object per pair, so that a 1,024-SoC topology stays cheap. For every device and 
 hold its ancestor there and the bottleneck and latency of the way up (and down) to it; a pair's
 lowest common ancestor and the platform's rules then pick where the route turns.
 
-The rules are those of :mod:`simtopo.routing`; pairs that cannot use P2P get class ``host`` and
-the figures of a bounce through the source socket's memory.
+The rules are those of :mod:`simtopo.topology.routing`; pairs that cannot use P2P get class
+``host`` and the figures of a bounce through the source socket's memory.
 """
 
 from __future__ import annotations
