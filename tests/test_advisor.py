@@ -90,7 +90,7 @@ def test_leading_layouts_whose_stages_contend_are_simulated_again(monkeypatch):
     tokens = {"tp1 pp4 host": 40.0, "tp2 pp2 host": 30.0, "tp4 pp1 p2p": 20.0}
 
     def fake_execute(tasks, executor, jobs, scheduler):
-        for point, variant, _, _, mode in tasks:
+        for point, _variant, _, _, mode in tasks:
             calls.append((point.key, mode))
             if point.key not in tokens:
                 yield {"key": point.key, "status": "error", "error": f"{point.key}: no"}
