@@ -46,7 +46,8 @@ def test_a_folder_is_replaced_in_one_step_and_nothing_is_left_beside_it(tmp_path
 
     target = tmp_path / "report"
     write_directory_atomic(target, lambda d: (d / "a.txt").write_text("one"))
-    write_directory_atomic(target, lambda d: (d / "b.txt").write_text("two"))
+    write_directory_atomic(target, lambda d: (d / "b.txt").write_text("two"),
+                           ours=lambda folder: True)
     assert sorted(p.name for p in target.iterdir()) == ["b.txt"]
     assert [p.name for p in tmp_path.iterdir()] == ["report"]
     if sys.platform.startswith("linux"):  # the atomic swap is what ran

@@ -117,7 +117,7 @@ def test_add_writes_a_new_baseline_and_never_overwrites(tree, capsys):
 
 
 @pytest.mark.parametrize(("content", "message"), [
-    ("{", "not JSON: Expecting property name enclosed in double quotes at line 1 column 2"),
+    ("{", "1: malformed JSON: Expecting property name enclosed in double quotes"),
     ('{"summary": {}}', "baseline: missing required key"),
     ('{"baseline": {"experiment": "x"}, "summary": {"variants": ["a"]}}',
      "summary.variants: expected a list of variant summaries, each with a 'name'"),

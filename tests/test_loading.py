@@ -25,11 +25,15 @@ from .conftest import ROOT
 
 W = 8e9
 K = 8
+FAST = 1e-4
+"""Relative tolerance where a stage the closed form leaves out runs at the plausible maximum
+of 100 TB/s (sharding, the copies through host memory): 2 W / K / 100 TB/s = 20 us a
+chunk, at most 1.2e-5 of these loads, where the forms compared differ by a few percent."""
 SOC = {"cores": 16, "peak_flops": {"fp16": "100TFLOPS"}, "dram": "64GB", "dram_bw": "1TB/s"}
 
 
 def machine(read_Bps: float, link_Bps: float, latency: str = "0s",
-            memory: str = "1TB", memory_Bps: float = 1e20) -> object:
+            memory: str = "1TB", memory_Bps: float = 1e14) -> object:
     spec = {
         "name": "loader",
         "transfer": {"dma_setup": "0s"},
@@ -40,7 +44,7 @@ def machine(read_Bps: float, link_Bps: float, latency: str = "0s",
                                "soc": SOC}},
         "cards": [{"type": "one", "parent": "rc0"}],
         "storage": [{"id": "disk", "kind": "nvme", "parent": "rc0",
-                     "link": {"bandwidth": 1e15}, "read_bw": read_Bps,
+                     "link": {"bandwidth": 1e14}, "read_bw": read_Bps,
                      "write_bw": read_Bps, "latency": latency}],
     }
     return topology_from_dict(spec)
@@ -52,7 +56,7 @@ def one_rank(topo) -> list[Rank]:
 
 def load(topo, strategy: str, cache: float = 1e15, **spec) -> object:
     settings = {"sources": ["disk"], "chunks": K,
-                "host": {"shard_rate": 1e18, "serialize_rate": 1e18, "copy_rate": 1e18,
+                "host": {"shard_rate": 1e14, "serialize_rate": 1e14, "copy_rate": 1e14,
                          **spec.pop("host", {})}, **spec}
     return simulate_load(topo, topo.transfer, LoadSpec(**settings), "disk", strategy,
                          one_rank(topo), W, cache)
@@ -80,7 +84,7 @@ def test_shard_on_load_overlaps_reading_and_transfer_in_k_chunks(read, link):
     topo = machine(read_Bps=read, link_Bps=link)
     r, t = W / read, W / link
     out = load(topo, "shard-on-load")
-    assert out.total_s == pytest.approx(max(r, t) + min(r, t) / K, rel=1e-9)
+    assert out.total_s == pytest.approx(max(r, t) + min(r, t) / K, rel=FAST)
 
 
 def test_a_per_request_latency_is_a_fixed_cost_of_every_chunk_read():
@@ -88,7 +92,7 @@ def test_a_per_request_latency_is_a_fixed_cost_of_every_chunk_read():
     topo = machine(read_Bps=3e9, link_Bps=2e9, latency="2ms")
     a, b = latency + W / K / 3e9, W / K / 2e9   # one chunk's read and transfer
     out = load(topo, "shard-on-load")
-    assert out.total_s == pytest.approx(a + b + (K - 1) * max(a, b), rel=1e-9)
+    assert out.total_s == pytest.approx(a + b + (K - 1) * max(a, b), rel=FAST)
 
 
 def test_sharding_on_one_worker_and_serialising_bound_the_first_run():
@@ -119,7 +123,7 @@ def test_a_page_cache_smaller_than_the_checkpoint_streams_the_rest():
     topo = machine(read_Bps=2e9, link_Bps=100e9)
     cache = 0.3 * W
     out = simulate_load(topo, topo.transfer, LoadSpec(sources=["disk"], chunks=K, cache="warm",
-                                                 host={"copy_rate": 1e18}),
+                                                 host={"copy_rate": 1e14}),
                         "disk", "shard-on-compile", one_rank(topo), W, cache)
     warm = math.floor(K * cache / W)  # whole chunks found in the page cache
     assert out.phases["storage read"]["bytes"] == pytest.approx(W * (K - warm) / K)
@@ -177,7 +181,7 @@ def test_host_copies_load_host_memory_bandwidth():
     take at least 1.6 s of copying, even with threads that could copy faster."""
     topo = machine(read_Bps=100e9, link_Bps=100e9, memory_Bps=10e9)
     warm = simulate_load(topo, topo.transfer, LoadSpec(sources=["disk"], chunks=K, cache="warm",
-                                                       host={"copy_rate": 1e18}),
+                                                       host={"copy_rate": 1e14}),
                          "disk", "shard-on-compile", one_rank(topo), W, 1e15)
     assert warm.phases["page-cache read"]["busy_s"] >= 2 * W / 10e9 * (1 - 1e-9)
 
@@ -185,14 +189,14 @@ def test_host_copies_load_host_memory_bandwidth():
 def test_more_logical_ranks_on_a_device_move_the_same_bytes_in_the_same_time():
     topo = topology_from_dict({
         "name": "n", "transfer": {"dma_setup": "0s"},
-        "host": {"sockets": [{"id": "cpu0", "cores": 8, "memory": "1TB", "memory_bw": 1e20,
+        "host": {"sockets": [{"id": "cpu0", "cores": 8, "memory": "1TB", "memory_bw": 1e14,
                               "root_complexes": [{"id": "rc0", "hop_latency": "0s"}]}]},
         "card_types": {"c": {"name": "C", "host_link": {"bandwidth": 1e9},
                              "soc": dict(SOC, cores=8)}},
         "cards": [{"type": "c", "parent": "rc0", "count": 2}],
-        "storage": [{"id": "disk", "kind": "nvme", "parent": "rc0", "link": {"bandwidth": 1e15},
+        "storage": [{"id": "disk", "kind": "nvme", "parent": "rc0", "link": {"bandwidth": 1e14},
                      "read_bw": 1e12, "write_bw": 1e12}]})
-    spec = LoadSpec(sources=["disk"], chunks=K, host={"copy_rate": 1e18})
+    spec = LoadSpec(sources=["disk"], chunks=K, host={"copy_rate": 1e14})
     whole = simulate_load(topo, topo.transfer, spec, "disk", "shard-on-compile",
                           map_ranks(topo, 2, None, topo.socs), W / 2, 1e15)
     split = simulate_load(topo, topo.transfer, spec, "disk", "shard-on-compile",
@@ -206,7 +210,7 @@ def test_host_memory_bounds_the_pieces_in_flight():
     """With memory for two pieces, reading cannot run ahead of one slow sharding thread."""
     topo = machine(read_Bps=8e9, link_Bps=100e9)
     spec = LoadSpec(sources=["disk"], chunks=K, host={"workers": 1, "shard_rate": 1e9,
-                                                      "copy_rate": 1e18})
+                                                      "copy_rate": 1e14})
     free = simulate_load(topo, topo.transfer, spec, "disk", "shard-on-load", one_rank(topo),
                          W, 1e15)
     tight = simulate_load(topo, topo.transfer, spec, "disk", "shard-on-load", one_rank(topo),

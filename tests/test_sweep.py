@@ -13,8 +13,9 @@ import pytest
 import yaml
 
 from simtopo.analysis.executors import run_sweep
-from simtopo.analysis.sweep import Axis, parse_set, plan_points, read_log
+from simtopo.analysis.sweep import Axis, parse_set, plan_points
 from simtopo.analysis.sweep_figures import pareto_front
+from simtopo.analysis.sweep_log import read_log
 from simtopo.cli import main
 from simtopo.errors import ConfigError
 from simtopo.results.run import run

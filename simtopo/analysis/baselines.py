@@ -25,8 +25,8 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..io.atomic import write_text_atomic
-from ..io.documents import Document, validate_document
-from ..io.paths import display_path, is_file
+from ..io.documents import read_json, validate_document
+from ..io.paths import child_path, display_path, is_file
 from ..spec.baseline import BaselineFile, BaselineHeader
 from .regress import DEFAULT_RELATIVE, Difference, compare_summaries
 
@@ -69,17 +69,7 @@ class Check:
 def read_baseline(path: str | Path) -> Baseline:
     """Read and validate a baseline file; its experiment must exist."""
     path = Path(path)
-    name = display_path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError("no such baseline file", file=name) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read the baseline ({exc})", file=name) from None
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
-                          file=name) from None
-    doc = Document(data, name)
+    doc = read_json(path)
     spec = validate_document(doc, BaselineFile)
     for key, value in spec.baseline.tolerance.items():
         if not 0 <= value < 1:
@@ -184,7 +174,7 @@ def add(experiment: str | Path, folder: str | Path, reduced: bool = False,
     if folder.exists() and not folder.is_dir():
         raise ConfigError("--add writes into a folder of baselines; this is a file",
                           file=display_path(folder))
-    target = folder / f"{exp.name}.json"
+    target = child_path(folder, f"{exp.name}.json", "the experiment name")
     if target.exists():
         raise ConfigError("a baseline for this experiment exists; rerun it with "
                           "'simtopo check --update' to rewrite it deliberately",

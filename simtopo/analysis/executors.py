@@ -18,22 +18,21 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
 from ..io.atomic import write_atomic
-from ..io.paths import display_path
-from ..spec.experiment import Variant, load_experiment
+from ..io.paths import child_path, display_path
+from ..spec.experiment import Experiment, Variant, load_experiment
 from ..version import __version__
 from .sweep import (
     TABLE,
     Axis,
-    Log,
     Point,
     axes_from_block,
     evaluate,
     plan_points,
-    read_log,
     record,
     resolve,
     table,
 )
+from .sweep_log import Log, read_log
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -148,9 +147,8 @@ def _dask(tasks: Sequence[Task], client: Any) -> Iterator[dict[str, Any]]:
         client.close()
 
 
-def execute(tasks: Sequence[Task], executor: str = "local", jobs: int | None = None,
-            scheduler: str | None = None) -> Iterator[dict[str, Any]]:
-    """Evaluate ``tasks`` with ``executor``; records come as points finish (in any order)."""
+def check_options(executor: str, jobs: int | None, scheduler: str | None) -> None:
+    """The executor options, refused in one line before anything is written."""
     if executor not in EXECUTORS:
         raise ConfigError(f"--executor: expected one of {', '.join(EXECUTORS)} (got "
                           f"{executor!r})")
@@ -158,6 +156,12 @@ def execute(tasks: Sequence[Task], executor: str = "local", jobs: int | None = N
         raise ConfigError(f"--jobs: expected at least 1 process (got {jobs})")
     if scheduler and executor != "dask":
         raise ConfigError("--scheduler applies to --executor dask only")
+
+
+def execute(tasks: Sequence[Task], executor: str = "local", jobs: int | None = None,
+            scheduler: str | None = None) -> Iterator[dict[str, Any]]:
+    """Evaluate ``tasks`` with ``executor``; records come as points finish (in any order)."""
+    check_options(executor, jobs, scheduler)
     jobs = jobs or os.cpu_count() or 1
     if executor == "dask":
         return _dask(tasks, _client(scheduler))
@@ -186,7 +190,20 @@ def run_sweep(experiment: str | Path, axes: Sequence[Axis] | None = None,
         raise ConfigError("nothing to sweep: give --set KEY=VALUE,... or a 'sweep:' block",
                           file=str(exp.source))
     points = plan_points(exp, axes, variants)
-    out = Path(folder) if folder is not None else Path("reports") / f"{exp.name}-sweep"
+    out = Path(folder) if folder is not None else child_path(
+        "reports", f"{exp.name}-sweep", "the experiment name")
+    check_options(executor, jobs, scheduler)
+    log = Log(out, exp.source)  # claims the folder: one sweep at a time, one experiment
+    try:
+        return _run_points(exp, axes, points, out, log, reduced, executor, jobs, scheduler,
+                           progress, figures, mode)
+    finally:
+        log.close()
+
+
+def _run_points(exp: Experiment, axes: Sequence[Axis], points: list[Point], out: Path, log: Log,
+                reduced: bool, executor: str, jobs: int | None, scheduler: str | None,
+                progress: Progress | None, figures: bool, mode: str) -> SweepResult:
     done = read_log(out)
     records: dict[str, dict[str, Any]] = {}
     todo: list[Task] = []
@@ -205,23 +222,19 @@ def run_sweep(experiment: str | Path, axes: Sequence[Axis] | None = None,
             todo.append((point, variant, fingerprint, topologies[variant.topology], mode))
     reused = len(records)
     todo.sort(key=_share_key)
-    stream = execute(todo, executor, jobs, scheduler)  # checks its options first
-    log = Log(out)
+    stream = execute(todo, executor, jobs, scheduler)
     count = reused
-    try:
-        for rec in fresh:
-            if (rec["key"], rec["fingerprint"]) not in done:
-                log.write(rec)
-            records[rec["key"]] = rec
-            count += 1
-        for rec in stream:
+    for rec in fresh:
+        if (rec["key"], rec["fingerprint"]) not in done:
             log.write(rec)
-            records[rec["key"]] = rec
-            count += 1
-            if progress:
-                progress(count, len(points), rec)
-    finally:
-        log.close()
+        records[rec["key"]] = rec
+        count += 1
+    for rec in stream:
+        log.write(rec)
+        records[rec["key"]] = rec
+        count += 1
+        if progress:
+            progress(count, len(points), rec)
     result = SweepResult(exp.name, out, list(axes), points, [records[p.key] for p in points],
                          computed=len(todo), reused=reused)
     frame = result.frame

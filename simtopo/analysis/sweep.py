@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -275,49 +274,6 @@ def _load_summary(load: Any) -> dict[str, Any]:
     metrics = {f"load_{o.strategy}@{o.source}_s": o.total_s for o in load.outcomes}
     return {"connection": "", "links": [],
             "metrics": round12(dict(sorted(metrics.items())))}
-
-
-def read_log(folder: Path) -> dict[tuple[str, str], dict[str, Any]]:
-    """Finished records by key and fingerprint (a torn line is ignored)."""
-    path = folder / LOG
-    out: dict[str, dict[str, Any]] = {}
-    if not path.is_file():
-        return out
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut short by a kill
-        if isinstance(rec, dict) and isinstance(rec.get("key"), str):
-            out[(rec["key"], str(rec.get("fingerprint")))] = rec
-    return out
-
-
-class Log:
-    """Append-only ``points.jsonl``: each record is on disk before the next point starts."""
-
-    def __init__(self, folder: Path) -> None:
-        path = folder / LOG
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            if path.is_file() and path.stat().st_size and not path.read_bytes().endswith(
-                    b"\n"):
-                with path.open("ab") as f:  # end a torn line so the next record starts clean
-                    f.write(b"\n")
-            self._file = path.open("a", encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"cannot write the sweep's log here ({exc.strerror})",
-                              file=str(path)) from None
-
-    def write(self, rec: Mapping[str, Any]) -> None:
-        """Append one record and flush it to disk."""
-        self._file.write(json.dumps(rec, sort_keys=True) + "\n")
-        self._file.flush()
-        os.fsync(self._file.fileno())
-
-    def close(self) -> None:
-        """Close the file."""
-        self._file.close()
 
 
 def table(records: Iterable[Mapping[str, Any]], axes: Sequence[Axis]) -> pd.DataFrame:

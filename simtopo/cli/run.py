@@ -59,11 +59,13 @@ def _results_table(result: Result) -> object:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """``simtopo run``: simulate, print the table, write the report."""
-    from ..io.paths import display_path
+    from ..io.paths import child_path, display_path
     from ..results.run import run
     from ..spec.experiment import load_experiment
 
     exp = load_experiment(args.file, reduced=args.ci)
+    folder = None if args.no_report else child_path(
+        args.reports, exp.name + ("-ci" if args.ci else ""), "the experiment name")
     names = args.variant or None
     count = len(names) if names else len(exp.variants)
     err = console(sys.stderr)
@@ -98,9 +100,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     for v in result.variants:
         for warning in v.warnings:
             sys.stderr.write(f"warning: {v.name}: {warning}\n")
-    if not args.no_report:
-        name = exp.name + ("-ci" if args.ci else "")
-        folder = Path(args.reports) / name
+    if folder is not None:
         command = "simtopo run " + " ".join(
             [display_path(Path(args.file))] + (["--ci"] if args.ci else [])
             + [f"--variant {n}" for n in (names or [])])

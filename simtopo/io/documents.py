@@ -19,14 +19,12 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from .. import limits
 from ..errors import ConfigError, KeyPath
 from .paths import display_path
+from .syntax import compose_yaml, construct_yaml, parse_json
 
 M = TypeVar("M", bound=BaseModel)
-
-MAX_DOCUMENT_NODES = 1_000_000
-"""A document whose aliases expand beyond this many nodes is refused (alias bombs)."""
-
 
 Origin = tuple[str, int]
 """Where a key was written: (file, 1-based line)."""
@@ -65,55 +63,34 @@ class Document:
 
 
 def _index_lines(root: yaml.Node, file: str) -> dict[KeyPath, Origin]:
-    """Map key paths to (file, 1-based line); refuse duplicate keys and alias bombs."""
+    """Map key paths to (file, 1-based line); refuse duplicate keys. Iterative: the depth is
+    the input's (checked by :func:`simtopo.io.syntax.compose_yaml`)."""
     lines: dict[KeyPath, Origin] = {}
-    sizes: dict[int, int] = {}
-
-    def size(node: yaml.Node, active: frozenset[int]) -> int:
-        key = id(node)
-        if key in active:
-            raise ConfigError("recursive YAML alias (a node that contains itself)", file=file,
-                              line=node.start_mark.line + 1)
-        if key in sizes:
-            return sizes[key]
-        inner = active | {key}
-        total = 1
-        if isinstance(node, yaml.MappingNode):
-            total += sum(size(k, inner) + size(v, inner) for k, v in node.value)
-        elif isinstance(node, yaml.SequenceNode):
-            total += sum(size(item, inner) for item in node.value)
-        if total > MAX_DOCUMENT_NODES:
-            raise ConfigError(
-                f"document expands to more than {MAX_DOCUMENT_NODES:,} nodes through aliases",
-                file=file, line=node.start_mark.line + 1,
-            )
-        sizes[key] = total
-        return total
-
-    def walk(node: yaml.Node, path: KeyPath, seen: set[int]) -> None:
+    seen: set[int] = set()
+    stack: list[tuple[yaml.Node, KeyPath]] = [(root, ())]
+    while stack:
+        node, path = stack.pop()
         lines.setdefault(path, (file, node.start_mark.line + 1))
         if id(node) in seen:
-            return
+            continue
         seen.add(id(node))
         if isinstance(node, yaml.MappingNode):
             first_line: dict[Any, int] = {}
+            children = []
             for key_node, value_node in node.value:
                 key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
-                if key is not None:
-                    if key in first_line:
-                        raise ConfigError(
-                            f"duplicate key {key!r} (first on line {first_line[key]})",
-                            file=file, path=path, line=key_node.start_mark.line + 1,
-                        )
-                    first_line[key] = key_node.start_mark.line + 1
-                    lines.setdefault((*path, key), (file, key_node.start_mark.line + 1))
-                    walk(value_node, (*path, key), seen)
+                if key is None:
+                    continue
+                if key in first_line:
+                    raise ConfigError(f"duplicate key {key!r} (first on line {first_line[key]})",
+                                      file=file, path=path, line=key_node.start_mark.line + 1)
+                first_line[key] = key_node.start_mark.line + 1
+                lines.setdefault((*path, key), (file, key_node.start_mark.line + 1))
+                children.append((value_node, (*path, key)))
+            stack.extend(reversed(children))
         elif isinstance(node, yaml.SequenceNode):
-            for index, item in enumerate(node.value):
-                walk(item, (*path, index), seen)
-
-    size(root, frozenset())
-    walk(root, (), set())
+            stack.extend((item, (*path, index))
+                         for index, item in reversed(list(enumerate(node.value))))
     return lines
 
 
@@ -127,23 +104,38 @@ def deep_merge(base: Any, change: Any) -> Any:
     return change
 
 
-def read_yaml(path: str | Path) -> Document:
-    """Read one YAML file safely (``yaml.safe_load``), with line numbers for its key paths."""
-    path = Path(path)
-    file = display_path(path)
+def _read_text(path: Path, file: str, what: str) -> str:
     try:
+        if path.stat().st_size > limits.MAX_FILE_BYTES:
+            raise ConfigError(f"larger than {limits.MAX_FILE_BYTES // 2**20} MiB: not an input "
+                              "file", file=file)
         raw = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError("no such file", file=file) from None
     except IsADirectoryError:
-        raise ConfigError("is a directory, expected a YAML file", file=file) from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read file ({exc.strerror})", file=file) from None
+        raise ConfigError(f"is a directory, expected {what}", file=file) from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read file ({getattr(exc, 'strerror', None) or exc})",
+                          file=file) from None
     try:
-        text = raw.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"not UTF-8 text (bad byte at offset {exc.start})", file=file) from None
-    data, lines = _parse(text, file)
+
+
+def read_json(path: str | Path) -> Document:
+    """Read one JSON file (:func:`simtopo.io.syntax.parse_json`: duplicate keys, deep
+    nesting and huge numbers refused)."""
+    path = Path(path)
+    file = display_path(path)
+    return Document(data=parse_json(_read_text(path, file, "a JSON file"), file), file=file)
+
+
+def read_yaml(path: str | Path) -> Document:
+    """Read one YAML file safely (``yaml.safe_load``), with line numbers for its key paths."""
+    path = Path(path)
+    file = display_path(path)
+    data, lines = _parse(_read_text(path, file, "a YAML file"), file)
     return Document(data=copy.deepcopy(data), file=file, origins=lines)
 
 
@@ -152,9 +144,9 @@ def _parse(text: str, file: str) -> tuple[Any, dict[KeyPath, Origin]]:
     """Data and line index of a YAML text; memoized, since sweeps and experiments read the
     same topology and preset files many times (callers get a deep copy of the data)."""
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = compose_yaml(text, file)
         lines = _index_lines(root, file) if root is not None else {}
-        data = yaml.safe_load(text)
+        data = construct_yaml(root, file) if root is not None else None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "malformed YAML"
@@ -163,7 +155,8 @@ def _parse(text: str, file: str) -> tuple[Any, dict[KeyPath, Origin]]:
     except yaml.YAMLError as exc:
         raise ConfigError(f"malformed YAML: {exc}", file=file) from None
     except RecursionError:
-        raise ConfigError("YAML nested too deeply", file=file) from None
+        raise ConfigError(f"YAML nested more than {limits.MAX_NESTING} levels deep",
+                          file=file) from None
     return data, lines
 
 

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+
+from ..errors import ConfigError
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+"""An experiment's, variant's or output's name: one plain file name (letters, digits, ``.``,
+``_``, ``-``; not starting with ``.``; at most 100 characters)."""
 
 
 def is_file(path: str | Path) -> bool:
@@ -20,3 +27,22 @@ def display_path(path: Path) -> str:
         return str(path.resolve().relative_to(Path.cwd().resolve()))
     except ValueError:
         return str(path)
+
+
+def child_path(base: str | Path, name: str, what: str = "a name") -> Path:
+    """``base / name``, where ``name`` must be one plain file name (:data:`NAME`) and the
+    path must stay inside ``base`` once links are followed: no name can reach or replace
+    anything outside the folder the user chose."""
+    if not isinstance(name, str) or not NAME.match(name):
+        raise ConfigError(f"{what} {name!r} cannot name a file: expected letters, digits, "
+                          "'.', '_' and '-', starting with a letter or digit (at most 100)")
+    base = Path(base)
+    folder = base / name
+    try:
+        inside = folder.resolve().parent == base.resolve()
+    except (OSError, ValueError, RuntimeError):
+        inside = False
+    if not inside:
+        raise ConfigError(f"{display_path(folder)} leads outside {display_path(base)} (a "
+                          "symbolic link?): refusing to write there")
+    return folder

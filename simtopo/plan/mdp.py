@@ -22,11 +22,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import networkx as nx
-from pydantic import ValidationError
 
-from ..errors import ConfigError, PlanError
+from ..errors import PlanError
 from ..io.atomic import write_text_atomic
-from ..io.documents import Document, validate_document
+from ..io.documents import Document, read_json, validate_document
+from ..io.syntax import parse_json
 from ..spec.mdp import MdpConfig, MdpConnection, MdpDevice, MdpPartition
 from ..spec.model import DecoderSpec
 from ..topology.graph import Topology
@@ -37,19 +37,7 @@ from .stages import PartitionPlan, check_connections
 
 def read_mdp(path: str | Path) -> tuple[MdpConfig, Document]:
     """Read and schema-check an MDP JSON file."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError("no such file", file=str(path)) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read file ({exc})", file=str(path)) from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"malformed JSON: {exc.msg}", file=str(path), line=exc.lineno) \
-            from None
-    doc = Document(data=data, file=str(path))
+    doc = read_json(path)
     return validate_document(doc, MdpConfig), doc
 
 
@@ -241,11 +229,4 @@ def mdp_from_plan(plan: PartitionPlan) -> MdpConfig:
 
 def parse_mdp_text(text: str, name: str = "<mdp>") -> MdpConfig:
     """Parse MDP JSON from a string (tests and notebooks)."""
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"malformed JSON: {exc.msg}", file=name, line=exc.lineno) from None
-    try:
-        return validate_document(Document(data=data, file=name), MdpConfig)
-    except ValidationError as exc:  # pragma: no cover - validate_document converts
-        raise ConfigError(str(exc), file=name) from None
+    return validate_document(Document(data=parse_json(text, name), file=name), MdpConfig)

@@ -235,9 +235,26 @@ def _figures_markdown(out: list[str], figure_names: list[str], trace: bool) -> s
     return "\n".join(out).rstrip() + "\n"
 
 
+REPORT_FILES = ("summary.json", "report.md", "trace.json")
+"""What a report folder holds besides its figures (``*.png``)."""
+
+
+def is_report_folder(folder: Path) -> bool:
+    """Does ``folder`` hold nothing but a report's files (so that replacing it loses nothing
+    simtopo did not write)? Sub-folders, links and other files say no."""
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return False
+    return all(entry.is_file() and not entry.is_symlink()
+               and (entry.name in REPORT_FILES or entry.suffix == ".png")
+               for entry in entries)
+
+
 def write_report(result: Result, directory: str | Path, command: str = "simtopo run",
                  all_figures: bool = False) -> Path:
-    """Write ``directory`` (usually ``reports/<experiment>``) atomically; returns it."""
+    """Write ``directory`` (usually ``reports/<experiment>``) atomically; returns it. An
+    existing folder is replaced only if it holds a report and nothing else."""
     directory = Path(directory)
     drawn = figure_files(result, all_figures)
     traced = figure_variants(result, all_figures)
@@ -252,4 +269,4 @@ def write_report(result: Result, directory: str | Path, command: str = "simtopo 
                                                + "\n")
         (folder / "report.md").write_text(render_report(result, list(drawn), command))
 
-    return write_directory_atomic(directory, fill)
+    return write_directory_atomic(directory, fill, ours=is_report_folder)

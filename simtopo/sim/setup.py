@@ -154,7 +154,7 @@ def setup_variant(variant: Variant, link_model: LinkModel = DEFAULT_MODEL,
     largest = decode_graphs[contexts[-1]]
     plan = plan_variant(variant, ref, largest, topo, precision, soc_model)
     # every request group keeps its own sequences' KV cache on the stages
-    memory = check_fit(plan, largest, ref.decoder, topo, w.batch * w.groups, context,
+    memory = check_fit(plan, largest, ref.decoder, topo, w.batch * w.groups, w.positions,
                        [prefill_graph])
     host = host_memory(plan, [prefill_graph, largest], memory, topo)
     return Setup(variant, topo, params, ref, precision, plan, memory, host, prefill_graph,

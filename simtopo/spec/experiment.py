@@ -22,32 +22,33 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
+from .. import limits
 from ..errors import ConfigError, KeyPath
 from ..io.documents import Document, deep_merge, read_yaml, validate_document
 from ..io.paths import display_path, is_file
 from .load import LoadSpec
 from .topology import TransferSpec
-from .types import Count, Duration, Spec
+from .types import Duration, Name, Spec, bounded
 
 
 class WorkloadSpec(Spec):
     """What to run: LLM inference (prefill then decode) or one pass of a graph."""
 
     kind: Literal["llm", "inference", "load"] = "llm"
-    batch: Count = 1
-    prompt: Count = 128
-    generate: Count = 128
-    context: Count | None = None
-    compiled_prompt: Count | None = None
+    batch: Annotated[int, bounded(limits.MAX_BATCH)] = 1
+    prompt: Annotated[int, bounded(limits.MAX_TOKENS)] = 128
+    generate: Annotated[int, bounded(limits.MAX_TOKENS)] = 128
+    context: Annotated[int, bounded(limits.MAX_TOKENS)] | None = None
+    compiled_prompt: Annotated[int, bounded(limits.MAX_TOKENS)] | None = None
     shapes: Literal["compiled", "dynamic"] = "compiled"
     precision: Literal["fp32", "fp16", "bf16", "int8", "mxfp6"] = "fp16"
     activations: Literal["fp32", "fp16", "bf16"] = "fp16"
-    groups: Count = 1
-    micro_batches: Count = 1
+    groups: Annotated[int, bounded(limits.MAX_GROUPS)] = 1
+    micro_batches: Annotated[int, bounded(limits.MAX_CHUNKS)] = 1
     sample_time: Duration | None = None
 
     @model_validator(mode="after")
@@ -60,10 +61,23 @@ class WorkloadSpec(Spec):
             chunk = self.compiled_prompt or self.prompt
             if chunk > context:
                 raise ValueError(f"compiled_prompt {chunk} exceeds the context {context}")
+            if -(-self.prompt // chunk) > limits.MAX_CHUNKS:
+                raise ValueError(f"a prompt of {self.prompt} in chunks of {chunk} is "
+                                 f"{-(-self.prompt // chunk)} chunks (at most "
+                                 f"{limits.MAX_CHUNKS}: raise compiled_prompt)")
+            if self.prompt + self.generate > limits.MAX_TOKENS:
+                raise ValueError(f"prompt {self.prompt} + generate {self.generate} exceeds "
+                                 f"{limits.MAX_TOKENS:,} tokens")
         if self.kind == "inference" and self.batch % self.micro_batches:
             raise ValueError(f"batch {self.batch} does not split into {self.micro_batches} "
                              "micro-batches")
         return self
+
+    @property
+    def positions(self) -> int:
+        """Positions a sequence's KV cache must hold: the compiled context, or with dynamic
+        shapes whatever the prompt and generation reach."""
+        return max(self.context_length, self.prompt + self.generate)
 
     @property
     def context_length(self) -> int:
@@ -76,14 +90,15 @@ class PlanSpec(Spec):
     P2P or host-routed, GEMM split rules, the SoCs in logical order), or an MDP partition
     config."""
 
-    tp: Count = 1
+    tp: Annotated[int, bounded(limits.MAX_SOCS)] = 1
     mode: Literal["weight", "batch"] = "weight"
-    pp: Count = 1
-    replicas: Count = 1
-    cores: Count | None = None
+    pp: Annotated[int, bounded(limits.MAX_SOCS)] = 1
+    replicas: Annotated[int, bounded(limits.MAX_SOCS)] = 1
+    cores: Annotated[int, bounded(limits.MAX_THREADS)] | None = None
     connection: Literal["p2p", "host"] = "p2p"
-    rules: dict[str, Literal["M", "K", "replicate"]] = Field(default_factory=dict)
-    devices: list[str] | None = None
+    rules: dict[str, Literal["M", "K", "replicate"]] = Field(default_factory=dict,
+                                                             max_length=1024)
+    devices: list[str] | None = Field(default=None, max_length=limits.MAX_SOCS)
     mdp: str | None = None
 
     @property
@@ -114,7 +129,7 @@ def plan_spec(values: Mapping[str, Any], where: str = "plan") -> PlanSpec:
 class VariantFields(Spec):
     """What a variant may change (everything but the name is optional)."""
 
-    name: str = Field(min_length=1)
+    name: Name
     description: str = ""
     topology: str | None = None
     model: str | None = None
@@ -127,14 +142,14 @@ class VariantFields(Spec):
 class ExperimentSpec(Spec):
     """A whole experiment file."""
 
-    name: str = Field(min_length=1)
+    name: Name
     description: str = ""
     topology: str
     model: str
     workload: WorkloadSpec = WorkloadSpec()
     plan: PlanSpec = PlanSpec()
     transfer: dict[str, Any] = Field(default_factory=dict)
-    variants: list[VariantFields] = Field(default_factory=list)
+    variants: list[VariantFields] = Field(default_factory=list, max_length=1024)
     ci: dict[str, Any] = Field(default_factory=dict)
     sweep: dict[str, Any] = Field(default_factory=dict)
     load: LoadSpec | None = None

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from .types import Bandwidth, Count, Size, Spec
+from .. import limits
+from .types import Bandwidth, Size, Spec, bounded
 
 STRATEGIES = ("shard-on-compile-first", "shard-on-compile", "shard-on-load")
 
@@ -21,8 +22,8 @@ PHASES = ("storage read", "page-cache read", "sharding", "serialization", "pagea
 class HostLoadSpec(Spec):
     """The host's side of loading (every rate is per worker thread)."""
 
-    workers: Count = 16
-    compile_workers: Count = 1
+    workers: Annotated[int, bounded(limits.MAX_THREADS)] = 16
+    compile_workers: Annotated[int, bounded(limits.MAX_THREADS)] = 1
     shard_rate: Bandwidth = 2e9
     serialize_rate: Bandwidth = 2e9
     buffers: Literal["pinned", "pageable"] = "pinned"
@@ -36,10 +37,10 @@ class LoadSpec(Spec):
     strategies: list[Strategy] = Field(default_factory=lambda: list(STRATEGIES), min_length=1)
     cache: Literal["cold", "warm"] = "cold"
     precision: Literal["fp32", "fp16", "bf16", "int8", "mxfp6"] | None = None
-    tp: Count | None = None
-    virtual_core_size: Count | None = None
+    tp: Annotated[int, bounded(1 << 16)] | None = None
+    virtual_core_size: Annotated[int, bounded(limits.MAX_THREADS)] | None = None
     """Physical cores per rank (a logical core, like Neuron's LNC); default a whole device."""
-    chunks: Count = 16
+    chunks: Annotated[int, bounded(limits.MAX_LOAD_CHUNKS)] = 16
     cache_reserve: Size = 32e9
     host: HostLoadSpec = HostLoadSpec()
 

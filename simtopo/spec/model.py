@@ -6,9 +6,11 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from .. import limits
 from .types import SizeOrZero, Spec
 
-Positive = Field(ge=1)
+WIDTH = 1 << 24
+"""Largest width of a decoder (hidden, FFN, vocabulary, heads x head size): 16 Mi."""
 
 
 class DecoderSpec(Spec):
@@ -16,20 +18,20 @@ class DecoderSpec(Spec):
 
     name: str = "decoder"
     source: str = ""
-    hidden: int = Positive
-    layers: int = Positive
-    heads: int = Positive
-    kv_heads: int | None = Field(default=None, ge=1)
-    head_dim: int | None = Field(default=None, ge=1)
-    ffn: int = Positive
+    hidden: int = Field(ge=1, le=WIDTH)
+    layers: int = Field(ge=1, le=limits.MAX_LAYERS)
+    heads: int = Field(ge=1, le=1 << 16)
+    kv_heads: int | None = Field(default=None, ge=1, le=1 << 16)
+    head_dim: int | None = Field(default=None, ge=1, le=1 << 16)
+    ffn: int = Field(ge=1, le=WIDTH)
     ffn_gated: bool = True
-    vocab: int = Positive
+    vocab: int = Field(ge=1, le=WIDTH)
     tied_embeddings: bool = False
     norm: Literal["rmsnorm", "layernorm"] = "rmsnorm"
     linear_bias: Literal["none", "mlp", "all"] = "none"
     lm_head_bias: bool = False
     parallel_block: bool = False
-    learned_positions: int = Field(default=0, ge=0)
+    learned_positions: int = Field(default=0, ge=0, le=limits.MAX_TOKENS)
 
     @model_validator(mode="after")
     def _heads_fit(self) -> DecoderSpec:
@@ -102,14 +104,14 @@ class NodeSpec(Spec):
     name: str = Field(min_length=1)
     kind: Literal["gemm", "lm_head", "attention", "norm", "elementwise", "embedding", "conv",
                   "other"] = "other"
-    flops: float = Field(default=0.0, ge=0)
+    flops: float = Field(default=0.0, ge=0, le=1e21, allow_inf_nan=False)
     bytes_read: SizeOrZero = 0.0
     bytes_written: SizeOrZero = 0.0
     weights: SizeOrZero = 0.0
-    k_in: int = Field(default=0, ge=0)
-    n_out: int = Field(default=0, ge=0)
-    rows: int = Field(default=0, ge=0)
-    inputs: list[str] = Field(default_factory=list)
+    k_in: int = Field(default=0, ge=0, le=WIDTH)
+    n_out: int = Field(default=0, ge=0, le=WIDTH)
+    rows: int = Field(default=0, ge=0, le=limits.MAX_TOKENS * limits.MAX_BATCH)
+    inputs: list[str] = Field(default_factory=list, max_length=1024)
 
 
 class GraphSpec(Spec):
@@ -117,4 +119,4 @@ class GraphSpec(Spec):
 
     name: str = "graph"
     description: str = ""
-    nodes: list[NodeSpec] = Field(min_length=1)
+    nodes: list[NodeSpec] = Field(min_length=1, max_length=limits.MAX_GRAPH_NODES)

@@ -11,10 +11,9 @@ from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field, model_validator
 
-from .. import constants
+from .. import constants, limits, units
 from .types import (
     Bandwidth,
-    Count,
     Duration,
     Flops,
     Fraction,
@@ -25,6 +24,7 @@ from .types import (
     SizeOrZero,
     Spec,
     _no_bool,
+    bounded,
 )
 
 
@@ -78,6 +78,15 @@ class PcieSpec(Spec):
     tlp_overhead: SizeOrZero | None = None
 
 
+def _chunk(value: object) -> float:
+    size = units.parse_bytes(value)
+    low, high = limits.MIN_CHUNK_BYTES, limits.MAX_CHUNK_BYTES
+    if not low <= size <= high:
+        raise ValueError(f"a staging chunk must be between {units.format_bytes(low)} and "
+                         f"{units.format_bytes(high)} (got {value!r})")
+    return size
+
+
 class TransferSpec(Spec):
     """How transfers use the fabric: DMA set-up, concurrency, host staging, collectives.
 
@@ -87,8 +96,9 @@ class TransferSpec(Spec):
 
     dma_setup: Duration | None = None
     concurrency_efficiency: Fraction | None = None
-    chunk: Size = constants.CHUNK_BYTES
-    staging_buffers: Count = constants.STAGING_BUFFERS
+    chunk: Annotated[float, BeforeValidator(_chunk)] = constants.CHUNK_BYTES
+    staging_buffers: Annotated[int, bounded(limits.MAX_STAGING_BUFFERS)] = \
+        constants.STAGING_BUFFERS
     host_allreduce: Literal["auto", "ring", "tree", "host-staged"] = "auto"
     reduction_traffic: Annotated[float, Field(ge=0)] = constants.REDUCTION_TRAFFIC
 
@@ -100,7 +110,7 @@ class PlatformSpec(Spec):
     usually set it system-wide).
     """
 
-    max_p2p_group: Count | None = None
+    max_p2p_group: Annotated[int, bounded(limits.MAX_SOCS)] | None = None
     root_complex_p2p: bool = False
     cross_socket_p2p: bool = False
     acs: bool = False
@@ -119,7 +129,7 @@ class SocketSpec(Spec):
     """One CPU socket: cores, memory, memory bandwidth, and its root complexes."""
 
     id: Id
-    cores: Count
+    cores: Annotated[int, bounded(limits.MAX_THREADS)]
     memory: Size
     memory_bw: Bandwidth
     root_complexes: list[RootComplexSpec] | None = Field(default=None, min_length=1)
@@ -128,10 +138,10 @@ class SocketSpec(Spec):
 class HostSpec(Spec):
     """The host: sockets, the link between them, and the host-mediated hand-off service."""
 
-    sockets: list[SocketSpec] = Field(min_length=1)
+    sockets: list[SocketSpec] = Field(min_length=1, max_length=64)
     socket_link: LinkSpec | None = None
     handoff_latency: Duration | None = None
-    handoff_threads: Count = constants.HANDOFF_THREADS
+    handoff_threads: Annotated[int, bounded(limits.MAX_THREADS)] = constants.HANDOFF_THREADS
 
 
 class SwitchSpec(Spec):
@@ -152,7 +162,7 @@ class SocSpec(Spec):
     (``peak_flops``, as vendor tables state it, divided evenly over ``cores``).
     """
 
-    cores: Count
+    cores: Annotated[int, bounded(limits.MAX_THREADS)]
     peak_flops: dict[Precision, Flops] | None = Field(default=None, min_length=1)
     peak_flops_per_core: dict[Precision, Flops] | None = Field(default=None, min_length=1)
     dram: Size
@@ -193,7 +203,7 @@ class CardTypeSpec(Spec):
     host_link: LinkSpec
     switch: OnCardSwitchSpec | None = None
     soc_link: LinkSpec | None = None
-    socs: Count = 1
+    socs: Annotated[int, bounded(limits.MAX_SOCS_PER_CARD)] = 1
     soc: SocSpec
 
     @model_validator(mode="after")
@@ -209,7 +219,6 @@ class CardTypeSpec(Spec):
         return self
 
 
-MAX_CARDS_PER_PLACEMENT = 4096
 
 
 class CardPlacementSpec(Spec):
@@ -217,7 +226,7 @@ class CardPlacementSpec(Spec):
 
     type: str
     parent: str
-    count: Annotated[int, Field(ge=1, le=MAX_CARDS_PER_PLACEMENT)] = 1
+    count: Annotated[int, bounded(limits.MAX_SOCS)] = 1
     prefix: Id = "card"
     acs: bool | None = None
 
@@ -251,7 +260,7 @@ class TopologySpec(Spec):
     transfer: TransferSpec = TransferSpec()
     platform: PlatformSpec = PlatformSpec()
     host: HostSpec
-    switches: list[SwitchSpec] = Field(default_factory=list)
-    card_types: dict[Id, CardTypeSpec] = Field(default_factory=dict)
-    cards: list[CardPlacementSpec] = Field(default_factory=list)
-    storage: list[StorageSpec] = Field(default_factory=list)
+    switches: list[SwitchSpec] = Field(default_factory=list, max_length=limits.MAX_NODES)
+    card_types: dict[Id, CardTypeSpec] = Field(default_factory=dict, max_length=1024)
+    cards: list[CardPlacementSpec] = Field(default_factory=list, max_length=limits.MAX_NODES)
+    storage: list[StorageSpec] = Field(default_factory=list, max_length=1024)

@@ -8,9 +8,10 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
-from .. import units
+from .. import limits, units
 
-_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
+_ID = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
 def _no_bool(value: object) -> object:
@@ -28,29 +29,40 @@ def _mps(value: object) -> float:
 
 
 def _check_id(value: str) -> str:
-    if not _ID.match(value):
+    if not _ID.fullmatch(value):
         raise ValueError(
-            f"ids are letters, digits, '_' and '-', starting with a letter (got {value!r}); "
-            "dots are reserved for generated ids such as 'card3.soc1'"
+            f"ids are letters, digits, '_' and '-', starting with a letter, at most 64 "
+            f"(got {_shown(value)}); dots are reserved for generated ids such as 'card3.soc1'"
         )
     return value
 
 
-def _positive(parse: Callable[[object], float], what: str) -> Callable[[object], float]:
+def _check_name(value: str) -> str:
+    if not _NAME.fullmatch(value):
+        raise ValueError(
+            f"names are letters, digits, '.', '_' and '-', starting with a letter or digit, "
+            f"at most 100 (got {_shown(value)}): they name files and folders"
+        )
+    return value
+
+
+def _shown(value: str) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _within(parse: Callable[[object], float], what: str, span: tuple[float, float],
+            show: Callable[[float], str], zero: bool = False) -> Callable[[object], float]:
+    """A parser that also refuses values outside ``span`` (``zero``: 0 is allowed too)."""
+    low, high = span
+
     def check(value: object) -> float:
         parsed = parse(value)
-        if parsed <= 0:
-            raise ValueError(f"{what} must be positive (got {value!r})")
-        return parsed
-
-    return check
-
-
-def _non_negative(parse: Callable[[object], float], what: str) -> Callable[[object], float]:
-    def check(value: object) -> float:
-        parsed = parse(value)
-        if parsed < 0:
-            raise ValueError(f"{what} must not be negative (got {value!r})")
+        if zero and parsed == 0:
+            return parsed
+        if not low <= parsed <= high or (parsed == 0 and low == 0 and not zero):
+            raise ValueError(f"{what} must be between {show(low)} and {show(high)} "
+                             f"(got {value!r})")
         return parsed
 
     return check
@@ -62,22 +74,35 @@ Id = Annotated[str, AfterValidator(_check_id)]
 MaxPayload = Annotated[float, BeforeValidator(_mps)]
 
 
-Bandwidth = Annotated[float, BeforeValidator(_positive(units.parse_bandwidth, "a bandwidth"))]
+Name = Annotated[str, AfterValidator(_check_name)]
 
 
-Size = Annotated[float, BeforeValidator(_positive(units.parse_bytes, "a size"))]
+Bandwidth = Annotated[float, BeforeValidator(_within(
+    units.parse_bandwidth, "a bandwidth", limits.BANDWIDTH_Bps, units.format_bandwidth))]
 
 
-SizeOrZero = Annotated[float, BeforeValidator(_non_negative(units.parse_bytes, "a size"))]
+Size = Annotated[float, BeforeValidator(_within(
+    units.parse_bytes, "a size", limits.SIZE_BYTES, units.format_bytes))]
 
 
-Duration = Annotated[float, BeforeValidator(_non_negative(units.parse_time, "a duration"))]
+SizeOrZero = Annotated[float, BeforeValidator(_within(
+    units.parse_bytes, "a size", limits.SIZE_BYTES, units.format_bytes, zero=True))]
 
 
-Flops = Annotated[float, BeforeValidator(_positive(units.parse_flops, "a compute rate"))]
+Duration = Annotated[float, BeforeValidator(_within(
+    units.parse_time, "a duration", limits.DURATION_S, units.format_time, zero=True))]
 
 
-Count = Annotated[int, Field(ge=1)]
+Flops = Annotated[float, BeforeValidator(_within(
+    units.parse_flops, "a compute rate", limits.FLOPS, units.format_flops))]
+
+
+Count = Annotated[int, Field(ge=1, le=2**31)]
+
+
+def bounded(high: int, low: int = 1) -> object:
+    """An integer field from ``low`` to ``high`` (a limit of :mod:`simtopo.limits`)."""
+    return Field(ge=low, le=high)
 
 
 Precision = Literal["fp32", "fp16", "bf16", "fp8", "int8", "int4"]

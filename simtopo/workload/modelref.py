@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import networkx as nx
-import yaml
 
 from ..errors import ConfigError
+from ..io.documents import read_yaml
 from ..io.paths import is_file
 from ..spec.model import DecoderSpec
 from .decoders import load_model, preset_names
@@ -50,10 +50,7 @@ def resolve_model(name_or_path: str | Path, dims: dict[str, int] | None = None) 
 
         return ModelRef(path.stem, graph=load_onnx(path, dims))
     if path.suffix in (".yaml", ".yml") and is_file(path):
-        try:
-            head = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (yaml.YAMLError, UnicodeDecodeError):
-            head = None  # read_yaml below reports it properly
+        head = read_yaml(path).data
         if isinstance(head, dict) and "nodes" in head:
             graph = load_graph(path)
             return ModelRef(str(graph.graph.get("model", path.stem)), graph=graph)
