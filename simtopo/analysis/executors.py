@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,16 +109,35 @@ def _serial(tasks: Sequence[Task]) -> Iterator[dict[str, Any]]:
         yield evaluate(*task)
 
 
+def _worker() -> None:
+    """A pool worker: Ctrl-C is the parent's to handle (the terminal sends it to the whole
+    process group), and on Linux the worker dies with its parent, even a killed one."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        import contextlib
+        import ctypes
+
+        with contextlib.suppress(AttributeError, OSError):  # prctl(PR_SET_PDEATHSIG, SIGKILL)
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
+
+
 def _local(tasks: Sequence[Task], jobs: int) -> Iterator[dict[str, Any]]:
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    pool = ProcessPoolExecutor(max_workers=jobs)
+    pool = ProcessPoolExecutor(max_workers=jobs, initializer=_worker)
+    finished = False
     try:
         futures = [pool.submit(evaluate, *task) for task in tasks]
         for future in as_completed(futures):
             yield future.result()
+        finished = True
     finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+        if not finished:  # interrupted: stop the points in flight now, not when they end
+            for process in list(getattr(pool, "_processes", {}).values()):
+                process.terminate()
+        pool.shutdown(wait=finished, cancel_futures=True)
 
 
 def _client(scheduler: str | None) -> Any:
@@ -222,19 +242,24 @@ def _run_points(exp: Experiment, axes: Sequence[Axis], points: list[Point], out:
             todo.append((point, variant, fingerprint, topologies[variant.topology], mode))
     reused = len(records)
     todo.sort(key=_share_key)
-    stream = execute(todo, executor, jobs, scheduler)
     count = reused
     for rec in fresh:
         if (rec["key"], rec["fingerprint"]) not in done:
             log.write(rec)
         records[rec["key"]] = rec
         count += 1
-    for rec in stream:
-        log.write(rec)
-        records[rec["key"]] = rec
-        count += 1
-        if progress:
-            progress(count, len(points), rec)
+    stream = execute(todo, executor, jobs, scheduler)
+    try:
+        for rec in stream:
+            log.write(rec)
+            records[rec["key"]] = rec
+            count += 1
+            if progress:
+                progress(count, len(points), rec)
+    finally:
+        close = getattr(stream, "close", None)
+        if close is not None:  # stops the workers at once when interrupted
+            close()
     result = SweepResult(exp.name, out, list(axes), points, [records[p.key] for p in points],
                          computed=len(todo), reused=reused)
     frame = result.frame

@@ -54,11 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
-    args = build_parser().parse_args(argv)
+    args = None
     try:
+        args = build_parser().parse_args(argv)
         return int(args.func(args))
     except SimtopoError as err:
-        if args.debug:
+        if args is not None and args.debug:
             traceback.print_exc()
         sys.stderr.write(f"error: {err}\n")
         return EXIT_BAD_INPUT
