@@ -13,7 +13,7 @@ import shutil
 
 import pytest
 
-from simtopo.analysis.baselines import check, read_baseline
+from simtopo.analysis.baselines import DEFAULT_KEY, check, read_baseline
 from simtopo.cli import main
 from simtopo.errors import ConfigError
 from simtopo.topology.files import load_topology
@@ -24,8 +24,10 @@ UPLINK = "uplink: {gen: 4, lanes: 16}  # assumption: one Gen4 x16 uplink per ser
 
 
 @pytest.fixture
-def tree(tmp_path):
-    """A copy of what `simtopo check reports/baselines/ultra8.json` reads."""
+def tree(tmp_path, monkeypatch):
+    """A copy of what `simtopo check reports/baselines/ultra8.json` reads, as the working
+    folder (a baseline may name an experiment anywhere under it)."""
+    monkeypatch.chdir(tmp_path)
     shutil.copytree(ROOT / "topologies", tmp_path / "topologies")
     (tmp_path / "experiments").mkdir()
     shutil.copy(ROOT / "experiments" / "ultra8.yaml", tmp_path / "experiments")
@@ -112,7 +114,7 @@ def test_add_writes_a_new_baseline_and_never_overwrites(tree, capsys):
     capsys.readouterr()
     assert main(args) == 2
     assert capsys.readouterr().err == (
-        f"error: {folder / 'ultra8.json'}: a baseline for this experiment exists; rerun it "
+        "error: new/ultra8.json: a baseline for this experiment exists; rerun it "
         "with 'simtopo check --update' to rewrite it deliberately\n")
 
 
@@ -123,9 +125,26 @@ def test_add_writes_a_new_baseline_and_never_overwrites(tree, capsys):
      "summary.variants: expected a list of variant summaries, each with a 'name'"),
     ('{"baseline": {"experiment": "nowhere.yaml"}, "summary": {"variants": []}}',
      "baseline.experiment: experiment file 'nowhere.yaml' not found"),
-    ('{"baseline": {"experiment": "x", "tolerance": {"ttft_s": 2}}, '
+    ('{"baseline": {"experiment": "x", "tolerance": {"ttft_s": -0.1}}, '
      '"summary": {"variants": []}}',
-     "baseline.tolerance.ttft_s: a relative tolerance must be at least 0 and below 1 (got 2.0)"),
+     "baseline.tolerance.ttft_s: a relative tolerance must be a finite number, at least 0 "
+     "(got -0.1)"),
+    ('{"baseline": {"experiment": "x"}, "summary": {"variants": [{"name": "a", '
+     '"metrics": {"ttft_s": NaN}}]}}',
+     "summary.variants[0].metrics.ttft_s: a metric must be a finite number (got NaN)"),
+    ('{"baseline": {"experiment": "x"}, "summary": {"variants": [{"name": "a", '
+     '"metrics": {"ttft_s": "1"}}]}}',
+     "summary.variants[0].metrics.ttft_s: a metric must be a finite number (got \"1\")"),
+    ('{"baseline": {"experiment": "x"}, "summary": {"variants": [{"name": "a", '
+     '"metrics": {"ttft_s": true}}]}}',
+     "summary.variants[0].metrics.ttft_s: a metric must be a finite number (got true)"),
+    ('{"baseline": {"experiment": "x"}, "summary": {"variants": [{"name": "a", '
+     '"links": [{"bytes": Infinity}]}]}}',
+     "summary.variants[0].links[0].bytes: a number must be finite (got inf)"),
+    ('{"baseline": {"experiment": "/etc/passwd"}, "summary": {"variants": []}}',
+     "baseline.experiment: experiment file '/etc/passwd' lies outside the baseline's folder"),
+    pytest.param('[' * 10000 + ']' * 10000, "JSON nested more than 64 levels deep", id="deep"),
+    pytest.param('{"a": 1' + '0' * 5000 + '}', "digits", id="huge-integer"),
 ])
 def test_a_bad_baseline_is_one_line(tmp_path, capsys, content, message):
     bad = tmp_path / "bad.json"
@@ -145,3 +164,24 @@ def test_bad_options_and_paths(tmp_path, capsys):
     with pytest.raises(ConfigError, match="not in this baseline"):
         check(read_baseline(ROOT / "reports" / "baselines" / "ultra8.json"),
               variants=["nope"])
+
+
+def test_a_one_percent_dram_change_moves_decode_not_noise(tree, capsys):
+    """The issue's case: 1% less DRAM bandwidth per Ultra SoC. Decode streams the weights
+    from DRAM, so its time per token grows by at most 1 / 0.99 - 1 = 1.01%; times that were
+    ~0 (communication of 1e-14 s) may move by more in relative terms but stay below the 1 ns
+    floor, so they are noise."""
+    card = tree / "topologies" / "cards" / "ai100-ultra.yaml"
+    text = card.read_text()
+    assert "dram_bw: 137GB/s" in text
+    card.write_text(text.replace("dram_bw: 137GB/s", "dram_bw: 135.63GB/s"))
+    baseline = str(tree / "reports" / "baselines" / "ultra8.json")
+    assert main(["check", baseline, "--tolerance", "0.05"]) == 0
+    capsys.readouterr()
+    assert main(["check", baseline, "--tolerance", "0.001"]) == 1
+    assert "metrics.tpot_mean_s" in capsys.readouterr().out
+    result = check(read_baseline(baseline), {DEFAULT_KEY: 0.001})
+    moved = {d.path: d for d in result.differences}
+    tpot = [d for path, d in moved.items() if path.endswith("metrics.tpot_mean_s")]
+    assert len(tpot) == 9 and all(0.001 < d.relative <= 1 / 0.99 - 1 + 1e-9 for d in tpot)
+    assert not [path for path in moved if path.endswith("comm_s")]

@@ -69,9 +69,11 @@ def test_the_base_file_is_valid(tmp_path):
      "t.yaml:14: cards[0].parent: parent 'card0.soc0' is a SoC; expected a root complex or "
      "switch: rc0, sw0, sw1"),
     ("uplink: {gen: 4, lanes: 16}}\ncards", "uplink: {bandwidth: 0GB/s}}\ncards",
-     "t.yaml:12: switches[1].uplink.bandwidth: a bandwidth must be between 1 MB/s and 100 TB/s (got '0GB/s')"),
+     "t.yaml:12: switches[1].uplink.bandwidth: a bandwidth must be between 1 MB/s and "
+     "100 TB/s (got '0GB/s')"),
     ("uplink: {gen: 4, lanes: 16}}\ncards", "uplink: {bandwidth: -5GB/s}}\ncards",
-     "t.yaml:12: switches[1].uplink.bandwidth: a bandwidth must be between 1 MB/s and 100 TB/s (got '-5GB/s')"),
+     "t.yaml:12: switches[1].uplink.bandwidth: a bandwidth must be between 1 MB/s and "
+     "100 TB/s (got '-5GB/s')"),
     ("dram_bw: 1GB/s", "dram_bw: 1GB",
      "t.yaml:9: card_types.solo.soc.dram_bw: expected a bandwidth such as '25GB/s' "
      "(got '1GB')"),
@@ -143,7 +145,7 @@ def test_impossible_values(tmp_path, old, new, message):
 
 @pytest.mark.parametrize(("content", "message"), [
     (b"", "t.yaml: expected a mapping of keys to values (got an empty file)"),
-    (b"- a\n- b\n", "t.yaml:1: expected a mapping of keys to values (got ['a', 'b'])"),
+    (b"- a\n- b\n", "t.yaml:1: expected a mapping of keys to values (got a list)"),
     (b"\xff\xfe", "t.yaml: not UTF-8 text (bad byte at offset 0)"),
     (b"name: [unclosed\n", "t.yaml:2: malformed YAML: expected ',' or ']', but got "
                            "'<stream end>'"),

@@ -38,8 +38,8 @@ def test_relative_tolerance_per_metric():
     # 0.1 -> 0.1005 is +0.5%: beyond the default, within a 1% tolerance for that metric
     (diff,) = compare_summaries(GOLDEN, changed(tpot_mean_s=0.1005))
     assert diff.path == "variants[a].metrics.tpot_mean_s"
-    assert diff.relative == pytest.approx(0.0005 / 0.1005)
-    assert str(diff) == ("variants[a].metrics.tpot_mean_s: 0.1 -> 0.1005 (+0.498%, "
+    assert diff.relative == pytest.approx(0.0005 / 0.1)  # relative to the baseline
+    assert str(diff) == ("variants[a].metrics.tpot_mean_s: 0.1 -> 0.1005 (+0.5%, "
                          "tolerance 0.0001%)")
     assert compare_summaries(GOLDEN, changed(tpot_mean_s=0.1005), {"tpot_mean_s": 0.01}) == []
     assert compare_summaries(GOLDEN, changed(tpot_mean_s=0.1005), default=0.01) == []
@@ -84,3 +84,26 @@ def test_a_difference_knows_its_variant_key_and_which_way_is_better():
     assert Difference("experiment", "a", "b").verdict == "changed"
     assert [better_when(k) for k in ("e2e_s", "inferences_per_s", "bytes")] == \
         ["lower", "higher", None]
+
+
+def test_absolute_floor_per_unit_and_dotted_tolerances():
+    # the case: a communication time of 2.8e-14 s becoming 1.1e-12 s is +3829% but
+    # below the 1 ns floor for times, so it is noise, whatever the relative tolerance
+    base = {"variants": [{"name": "a", "metrics": {"ttft_s": 1.0},
+                          "socs": [{"soc": "s0", "comm_s": 2.8e-14, "bytes": 10.0}]}]}
+    noisy = {"variants": [{"name": "a", "metrics": {"ttft_s": 1.0},
+                           "socs": [{"soc": "s0", "comm_s": 1.1e-12, "bytes": 10.0}]}]}
+    assert compare_summaries(base, noisy) == []
+    # 2 ns is above the floor
+    noisy["variants"][0]["socs"][0]["comm_s"] = 2e-9
+    (diff,) = compare_summaries(base, noisy)
+    assert diff.relative == pytest.approx((2e-9 - 2.8e-14) / 2.8e-14)
+    # a dotted key matches the tail of the path; the longest match wins over the last key
+    assert compare_summaries(base, noisy, {"socs.comm_s": 1e6}) == []
+    assert compare_summaries(base, noisy, {"comm_s": 1e6, "socs.comm_s": 0.0}) != []
+    # a byte count of 10 -> 10.9 moves by less than one byte: noise; 12 is a difference
+    noisy["variants"][0]["socs"][0].update(comm_s=2.8e-14, bytes=10.9)
+    assert compare_summaries(base, noisy) == []
+    noisy["variants"][0]["socs"][0]["bytes"] = 12.0
+    (diff,) = compare_summaries(base, noisy)
+    assert diff.path == "variants[a].socs[s0].bytes"

@@ -18,6 +18,7 @@ overwrites one.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,8 +26,8 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..io.atomic import write_text_atomic
-from ..io.documents import read_json, validate_document
-from ..io.paths import child_path, display_path, is_file
+from ..io.documents import Document, read_json, validate_document
+from ..io.paths import ALLOW, allowed_roots, child_path, confined, display_path, is_file
 from ..spec.baseline import BaselineFile, BaselineHeader
 from .regress import DEFAULT_RELATIVE, Difference, compare_summaries
 
@@ -72,19 +73,73 @@ def read_baseline(path: str | Path) -> Baseline:
     doc = read_json(path)
     spec = validate_document(doc, BaselineFile)
     for key, value in spec.baseline.tolerance.items():
-        if not 0 <= value < 1:
-            raise doc.error(f"a relative tolerance must be at least 0 and below 1 (got "
+        if not (value >= 0 and math.isfinite(value)):
+            raise doc.error(f"a relative tolerance must be a finite number, at least 0 (got "
                             f"{value})", ("baseline", "tolerance", key))
+    _check_values(doc, spec.summary)
     variants = spec.summary.get("variants")
     if not isinstance(variants, list) or not all(
             isinstance(v, dict) and isinstance(v.get("name"), str) for v in variants):
         raise doc.error("expected a list of variant summaries, each with a 'name' (the "
                         "'variants' of a summary.json)", ("summary", "variants"))
     baseline = Baseline(path, spec.baseline, spec.summary)
+    if not confined(baseline.experiment, allowed_roots(path)):
+        raise doc.error(f"experiment file {spec.baseline.experiment!r} lies outside the "
+                        f"baseline's folder and the working folder (allow more folders with "
+                        f"{ALLOW})", ("baseline", "experiment"))
     if not is_file(baseline.experiment):
         raise doc.error(f"experiment file {spec.baseline.experiment!r} not found (looked for "
                         f"{display_path(baseline.experiment)})", ("baseline", "experiment"))
     return baseline
+
+
+def _check_values(doc: Document, summary: Mapping[str, Any]) -> None:
+    """Every number of a baseline's summary is finite; every metric is a number (a tampered
+    or hand-edited baseline is refused, not compared)."""
+    stack: list[tuple[Any, tuple[str | int, ...]]] = [(summary, ("summary",))]
+    while stack:
+        value, where = stack.pop()
+        if isinstance(value, dict):
+            for key, item in value.items():
+                stack.append((item, (*where, key)))
+                if key == "metrics" and isinstance(item, dict):
+                    for name, number in item.items():
+                        if not _is_number(number):
+                            raise doc.error(f"a metric must be a finite number (got "
+                                            f"{json.dumps(number)[:40]})",
+                                            (*where, key, name))
+        elif isinstance(value, list):
+            stack.extend((item, (*where, i)) for i, item in enumerate(value))
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise doc.error(f"a number must be finite (got {value})", where)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and \
+        math.isfinite(value)
+
+
+def check_tolerance_keys(baseline: Baseline, keys: Iterable[str]) -> None:
+    """Every tolerance key names numbers of ``baseline`` (a last key or a dotted tail of a
+    path, list items left out); an unknown one is refused, naming the keys there are."""
+    paths: set[str] = set()
+    stack: list[tuple[Any, str]] = [(baseline.summary, "")]
+    while stack:
+        value, where = stack.pop()
+        if isinstance(value, dict):
+            stack.extend((v, f"{where}.{k}" if where else str(k)) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((v, where) for v in value)
+        elif _is_number(value):
+            paths.add(where)
+    for key in keys:
+        if key == DEFAULT_KEY:
+            continue
+        if not any(path == key or path.endswith("." + key) for path in paths):
+            known = sorted({p.rsplit(".", 1)[-1] for p in paths if ".metrics." in f".{p}"})
+            raise ConfigError(f"--tolerance: {key!r} names no number of this baseline "
+                              f"(metrics: {', '.join(known[:12])}, ...; or a dotted tail such "
+                              "as socs.comm_s)", file=display_path(baseline.path))
 
 
 def find_baselines(paths: Iterable[str | Path]) -> list[Path]:
@@ -145,6 +200,7 @@ def run_baseline(baseline: Baseline, variants: Sequence[str] | None = None) -> d
 def check(baseline: Baseline, overrides: Mapping[str, float] | None = None,
           variants: Sequence[str] | None = None) -> Check:
     """Re-run ``baseline``'s experiment and compare (only ``variants`` if given)."""
+    check_tolerance_keys(baseline, [*baseline.header.tolerance, *(overrides or {})])
     summary = run_baseline(baseline, variants)
     expected = _only(baseline.summary, variants) if variants else baseline.summary
     default, per_key = tolerances(baseline, overrides)

@@ -1,10 +1,13 @@
 """Compare a summary with a golden one: relative tolerance per metric, exact for the rest.
 
-Summaries are plain data (see :meth:`simtopo.results.result.Result.summary`). Numbers compare by
-relative error against a tolerance chosen by their key (a metric name, ``bytes``,
-``utilization``...), falling back to a default; strings, booleans and the shape of the data
-(keys, list lengths) compare exactly. ``simtopo_version`` is ignored, so a release does not
-invalidate every golden file.
+Summaries are plain data (see :meth:`simtopo.results.result.Result.summary`). A number moves
+when ``|actual - expected|`` exceeds both its relative tolerance times ``|expected|`` (the
+baseline is the reference) and an absolute floor set by its unit (:func:`floor`: 1 ns for a
+time, 1 byte for a size), below which a difference is float noise. The tolerance is chosen by
+the number's key: its last key (``ttft_s``) or a dotted tail of its path with list items left
+out (``socs.comm_s``, ``metrics.ttft_s``), the longest match winning, else the default.
+Strings, booleans and the shape of the data (keys, list lengths) compare exactly.
+``simtopo_version`` is ignored, so a release does not invalidate every golden file.
 
     differences = compare_summaries(golden, result.summary())
     for d in differences:
@@ -25,9 +28,31 @@ DEFAULT_RELATIVE = 1e-6
 """Relative tolerance of a number without its own: predictions are deterministic, so any
 drift beyond float noise (across numpy versions, platforms) is a change to look at."""
 
+FLOORS = (("_s", 1e-9), ("bytes", 1.0), ("_Bps", 1.0), ("utilization", 1e-9))
+"""Absolute floors by the end of a key: differences below them are noise (1 ns, 1 byte,
+1 B/s, a billionth of a link)."""
+
 ABSOLUTE_FLOOR = 1e-12
-"""Numbers this close to zero compare equal whatever their relative error (float noise around
-zero, such as a bubble of 1e-15 s)."""
+"""The floor of a number without a unit (counts, ratios)."""
+
+
+def floor(key: str) -> float:
+    """The absolute difference below which a number of ``key`` has not moved."""
+    return next((value for end, value in FLOORS if key.endswith(end)), ABSOLUTE_FLOOR)
+
+
+def generic(path: str) -> str:
+    """A path with its list items left out: ``variants[x].socs[y].comm_s`` ->
+    ``variants.socs.comm_s`` (what a tolerance key matches the tail of)."""
+    return re.sub(r"\[[^\]]*\]", "", path.removesuffix(" (length)"))
+
+
+def tolerance_for(path: str, tolerances: Mapping[str, float], default: float) -> float:
+    """The tolerance of the number at ``path``: the longest key that is a dotted tail of its
+    generic path (:func:`generic`), else ``default``."""
+    name = generic(path)
+    matches = [key for key in tolerances if name == key or name.endswith("." + key)]
+    return tolerances[max(matches, key=len)] if matches else default
 
 IGNORED = frozenset({"simtopo_version"})
 
@@ -43,11 +68,14 @@ class Difference:
 
     @property
     def relative(self) -> float | None:
-        """Relative error of a number (None for other values)."""
+        """The change relative to the baseline, ``|actual - expected| / |expected|`` (None
+        for other values; inf from zero)."""
         if not _is_number(self.expected) or not _is_number(self.actual):
             return None
-        scale = max(abs(self.expected), abs(self.actual))
-        return abs(self.actual - self.expected) / scale if scale else 0.0
+        change = abs(self.actual - self.expected)
+        if self.expected == 0:
+            return 0.0 if change == 0 else math.inf
+        return change / abs(self.expected)
 
     @property
     def key(self) -> str:
@@ -113,8 +141,9 @@ def compare_summaries(expected: Any, actual: Any, tolerances: Mapping[str, float
                       default: float = DEFAULT_RELATIVE) -> list[Difference]:
     """Every difference between ``expected`` and ``actual`` beyond tolerance.
 
-    ``tolerances`` maps a key (the last part of a path: ``ttft_s``, ``utilization``) to a
-    relative tolerance; other numbers use ``default``.
+    ``tolerances`` maps a key (the last part of a path, ``ttft_s``, or a dotted tail of it,
+    ``socs.comm_s``) to a relative tolerance; other numbers use ``default`` (module
+    docstring).
     """
     tolerances = dict(tolerances or {})
     out: list[Difference] = []
@@ -123,8 +152,8 @@ def compare_summaries(expected: Any, actual: Any, tolerances: Mapping[str, float
         if key in IGNORED:
             return
         if _is_number(a) and _is_number(b):
-            tol = tolerances.get(key, default)
-            if math.isclose(a, b, rel_tol=tol, abs_tol=ABSOLUTE_FLOOR):
+            tol = tolerance_for(path, tolerances, default)
+            if abs(b - a) <= max(tol * abs(a), floor(key)):
                 return
             out.append(Difference(path, a, b, tol))
         elif isinstance(a, Mapping) and isinstance(b, Mapping):

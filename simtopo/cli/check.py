@@ -7,6 +7,7 @@ input. ``--update`` rewrites drifted baselines; ``--add EXPERIMENT`` writes a ne
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from typing import Any
 
@@ -30,9 +31,10 @@ def _tolerances(items: list[str] | None) -> dict[str, float]:
             value = float(text)
         except ValueError:
             value = -1.0
-        if not key or not 0 <= value < 1:
-            raise ConfigError(f"--tolerance: expected a relative tolerance in [0, 1) or "
-                              f"KEY=TOLERANCE, e.g. 0.01 or ttft_s=0.02 (got {item!r})")
+        if not key or not (value >= 0 and math.isfinite(value)):
+            raise ConfigError(f"--tolerance: expected a relative tolerance of at least 0, or "
+                              f"KEY=TOLERANCE, e.g. 0.01 or ttft_s=0.02 or socs.comm_s=0.1 "
+                              f"(got {item!r})")
         out[key] = value
     return out
 

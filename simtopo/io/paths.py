@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -46,3 +47,26 @@ def child_path(base: str | Path, name: str, what: str = "a name") -> Path:
         raise ConfigError(f"{display_path(folder)} leads outside {display_path(base)} (a "
                           "symbolic link?): refusing to write there")
     return folder
+
+
+ALLOW = "SIMTOPO_PATHS"
+"""Environment variable naming more folders (separated by ``os.pathsep``) that files may
+include or refer to."""
+
+
+def allowed_roots(*files: str | Path) -> list[Path]:
+    """Folders whose files an input may include or refer to: the folders of ``files`` (the
+    files the user named), the working folder, and those of :data:`ALLOW`."""
+    roots = [Path(f).resolve().parent for f in files]
+    roots.append(Path.cwd().resolve())
+    roots += [Path(p).resolve() for p in os.environ.get(ALLOW, "").split(os.pathsep) if p]
+    return list(dict.fromkeys(roots))
+
+
+def confined(target: Path, roots: list[Path]) -> bool:
+    """Is ``target`` (resolved, links followed) inside one of ``roots``?"""
+    try:
+        resolved = target.resolve()
+    except (OSError, RuntimeError, ValueError):
+        return False
+    return any(resolved == root or root in resolved.parents for root in roots)

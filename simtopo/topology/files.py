@@ -14,10 +14,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from .. import limits
 from ..constants import DEFAULT_MODEL, LinkModel
 from ..errors import ConfigError, KeyPath
 from ..io.documents import Document, Origin, deep_merge, read_yaml, validate_document
-from ..io.paths import display_path, is_file
+from ..io.paths import ALLOW, allowed_roots, confined, display_path, is_file
 from ..spec.topology import CardLibrarySpec, CardTypeSpec, TopologySpec
 from .build import build_topology
 from .graph import Topology
@@ -45,51 +46,89 @@ def _add_types(into: CardTypes, new: CardTypes, doc: Document, path: KeyPath) ->
         into[name] = (card_type, file)
 
 
+class _Reading:
+    """One topology's files: where they may come from, how many, how deep, each read once
+    (a file included along several paths is read and merged once, not once per path)."""
+
+    def __init__(self, top: Path) -> None:
+        self.roots = allowed_roots(top)
+        self.done: dict[Path, tuple[Document, CardTypes]] = {}
+
+    def resolve(self, path: Path, stack: tuple[Path, ...]) -> tuple[Document, CardTypes]:
+        key = path.resolve()
+        if key not in self.done:
+            if len(self.done) >= limits.MAX_INCLUDED_FILES:
+                raise ConfigError(f"more than {limits.MAX_INCLUDED_FILES} files through "
+                                  "include and extends", file=display_path(path))
+            self.done[key] = self._resolve(path, stack)
+        return self.done[key]
+
+    def _resolve(self, path: Path, stack: tuple[Path, ...]) -> tuple[Document, CardTypes]:
+        """Read ``path``, follow its ``include`` and ``extends``; return merged data and card
+        types."""
+        doc = read_yaml(path)
+        if not isinstance(doc.data, dict):
+            got = "an empty file" if doc.data is None else _kind(doc.data)
+            raise doc.error(f"expected a mapping of keys to values (got {got})")
+        data = dict(doc.data)
+        includes = data.pop("include", [])
+        extends = data.pop("extends", None)
+        if not isinstance(includes, list) or not all(isinstance(i, str) for i in includes):
+            raise doc.error(f"expected a list of file paths (got {_kind(includes)})",
+                            ("include",))
+        if extends is not None and not isinstance(extends, str):
+            raise doc.error(f"expected a file path (got {_kind(extends)})", ("extends",))
+
+        types: CardTypes = {}
+        for i, rel in enumerate(includes):
+            inc_doc, inc_types = self.follow(doc, path, rel, ("include", i), stack)
+            if "host" in inc_doc.data:
+                lib: CardLibrarySpec | TopologySpec = validate_document(inc_doc, TopologySpec)
+            else:
+                lib = validate_document(inc_doc, CardLibrarySpec)
+            own = {name: (ct, inc_doc.origin_of(("card_types", name))[0])
+                   for name, ct in lib.card_types.items()}
+            _add_types(types, inc_types, doc, ("include", i))
+            _add_types(types, own, doc, ("include", i))
+
+        origins: dict[KeyPath, Origin] = dict(doc.origins)
+        if extends is not None:
+            base_doc, base_types = self.follow(doc, path, extends, ("extends",), stack)
+            merged = deep_merge(base_doc.data, data)
+            origins = {p: o for p in _paths(merged)
+                       if (o := doc.origins.get(p) or base_doc.origins.get(p)) is not None}
+            _add_types(types, base_types, doc, ("extends",))
+            data = merged
+        return Document(data=data, file=doc.file, origins=origins), types
+
+    def follow(self, doc: Document, path: Path, rel: str, key: KeyPath,
+               stack: tuple[Path, ...]) -> tuple[Document, CardTypes]:
+        target = (path.parent / rel).resolve()
+        if target in stack or target == path.resolve():
+            raise doc.error(f"{rel!r} leads back to this file (a cycle of includes or "
+                            "extends)", key)
+        if len(stack) + 1 >= limits.MAX_INCLUDE_DEPTH:
+            raise doc.error(f"{rel!r} is more than {limits.MAX_INCLUDE_DEPTH} files deep in "
+                            "includes and extends", key)
+        if not confined(target, self.roots):
+            raise doc.error(f"{rel!r} lies outside the topology's folder and the working folder "
+                            f"(allow more folders with {ALLOW})", key)
+        if not is_file(target):
+            raise doc.error(f"file {rel!r} not found (looked for {display_path(target)})", key)
+        return self.resolve(target, (*stack, path.resolve()))
+
+
+def _kind(value: Any) -> str:
+    """What a value is, without its content (which might be any file's)."""
+    if isinstance(value, str):
+        return f"a string of {len(value):,} characters"
+    return {list: "a list", dict: "a mapping", bool: "a boolean"}.get(
+        type(value), "a number" if isinstance(value, int | float) else type(value).__name__)
+
+
 def _resolve(path: Path, stack: tuple[Path, ...]) -> tuple[Document, CardTypes]:
-    """Read ``path``, follow its ``include`` and ``extends``; return merged data and card types."""
-    doc = read_yaml(path)
-    if not isinstance(doc.data, dict):
-        got = "an empty file" if doc.data is None else repr(doc.data)[:60]
-        raise doc.error(f"expected a mapping of keys to values (got {got})")
-    data = dict(doc.data)
-    includes = data.pop("include", [])
-    extends = data.pop("extends", None)
-    if not isinstance(includes, list) or not all(isinstance(i, str) for i in includes):
-        raise doc.error(f"expected a list of file paths (got {includes!r})", ("include",))
-    if extends is not None and not isinstance(extends, str):
-        raise doc.error(f"expected a file path (got {extends!r})", ("extends",))
-
-    types: CardTypes = {}
-    for i, rel in enumerate(includes):
-        inc_doc, inc_types = _follow(doc, path, rel, ("include", i), stack)
-        if "host" in inc_doc.data:
-            lib: CardLibrarySpec | TopologySpec = validate_document(inc_doc, TopologySpec)
-        else:
-            lib = validate_document(inc_doc, CardLibrarySpec)
-        own = {name: (ct, inc_doc.origin_of(("card_types", name))[0])
-               for name, ct in lib.card_types.items()}
-        _add_types(types, inc_types, doc, ("include", i))
-        _add_types(types, own, doc, ("include", i))
-
-    origins: dict[KeyPath, Origin] = dict(doc.origins)
-    if extends is not None:
-        base_doc, base_types = _follow(doc, path, extends, ("extends",), stack)
-        merged = deep_merge(base_doc.data, data)
-        origins = {p: o for p in _paths(merged)
-                   if (o := doc.origins.get(p) or base_doc.origins.get(p)) is not None}
-        _add_types(types, base_types, doc, ("extends",))
-        data = merged
-    return Document(data=data, file=doc.file, origins=origins), types
-
-
-def _follow(doc: Document, path: Path, rel: str, key: KeyPath,
-            stack: tuple[Path, ...]) -> tuple[Document, CardTypes]:
-    target = (path.parent / rel).resolve()
-    if target in stack or target == path.resolve():
-        raise doc.error(f"{rel!r} leads back to this file (a cycle of includes or extends)", key)
-    if not is_file(target):
-        raise doc.error(f"file {rel!r} not found (looked for {display_path(target)})", key)
-    return _resolve(target, (*stack, path.resolve()))
+    """``path`` with what it includes and extends (see :class:`_Reading`)."""
+    return _Reading(path).resolve(path, stack)
 
 
 def load_card_library(path: str | Path) -> dict[str, CardTypeSpec]:
