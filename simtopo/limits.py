@@ -67,6 +67,10 @@ MAX_CHUNKS = 4096
 MAX_PASSES = 2_000_000
 """Passes the pass level simulates: replicas x groups x (chunks + decode steps) x stages."""
 
+MAX_LIVE_TASKS = 20_000_000
+"""Op-device tasks ``--simulation full`` runs live (passes x ops per pass x SoCs per stage);
+about 17 us each on one core of the development machine, so this is six minutes."""
+
 MAX_THREADS = 4096
 """Host threads (hand-off, loading workers) and cores of a socket or SoC."""
 

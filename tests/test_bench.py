@@ -115,6 +115,11 @@ def test_bench_cli(capsys):
 @pytest.mark.parametrize(("args", "message"), [
     (["--groups", "2,x"], "error: --groups: expected comma-separated integers (got '2,x')\n"),
     (["--sizes", "16KX"], "error: --sizes: expected a size such as '32GB' (got '16KX')\n"),
+    (["--sizes=-1KiB"], "error: --sizes: expected sizes from 1B to 1TB such as 16KiB,64MiB "
+                        "(got '-1KiB')\n"),
+    (["--sizes", "1e30B"], "error: --sizes: expected sizes from 1B to 1TB such as "
+                           "16KiB,64MiB (got '1e30B')\n"),
+    (["--groups", "0"], "error: --groups: expected integers from 1 to 2048 (got '0')\n"),
     (["--what", "all"], "error: --what: unknown part 'all' (expected matrices, collectives, "
                         "copies)\n"),
 ])

@@ -92,3 +92,19 @@ def test_unreadable_onnx(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_onnx(path)
     assert str(info.value).startswith(f"{path}: not a readable ONNX model")
+
+
+def test_too_many_nodes_and_huge_tensors_are_refused(tmp_path, monkeypatch):
+    from simtopo import limits
+
+    path = mlp(tmp_path)
+    monkeypatch.setattr(limits, "MAX_GRAPH_NODES", 5)
+    with pytest.raises(ConfigError) as info:
+        load_onnx(path, dims={"batch": 3})
+    assert str(info.value) == f"{path}: 6 nodes; a model may have at most 5"
+    monkeypatch.undo()
+    # a batch of 2**50 makes the MatMul output 2**54 elements: more than a float holds exactly
+    with pytest.raises(ConfigError) as info:
+        load_onnx(path, dims={"batch": 2**50})
+    assert str(info.value) == (f"{path}: a tensor of shape [{2**50}, 16] has 1.8e+16 elements; "
+                               "at most 9.01e+15")

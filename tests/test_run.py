@@ -145,3 +145,30 @@ plan: {tp: 2}
                           "per replica: card0.soc0 needs 70.0 GB of 32.0 GB")
     assert err.count("\n") == 1
     assert not (tmp_path / "r").exists()
+
+
+def test_one_generated_token_has_no_decode_metrics(tmp_path):
+    """generate: 1 is prefill and the first token only: no time per output token, decode rate
+    or decode step is reported (not a 0), the last token is the first, and the report has no
+    decode-step section."""
+    path = write_experiment(tmp_path, """
+name: first-token
+topology: TOPO
+model: llama-2-7b
+workload: {batch: 2, prompt: 128, generate: 1, context: 256}
+plan: {tp: 4, connection: p2p}
+variants: [{name: p2p}, {name: host, plan: {connection: host}}]
+""")
+    result = simtopo.run(path)
+    for v in result.variants:
+        m = v.metrics
+        assert not {"tpot_mean_s", "tpot_p50_s", "tpot_p99_s", "decode_tokens_per_s",
+                    "step_s", "step_compute_s", "step_comm_s", "step_bubble_s"} & set(m)
+        assert m["e2e_s"] == m["ttft_s"]
+        assert m["tokens_per_s"] == pytest.approx(2 / m["makespan_s"])
+    (comparison,) = result.comparisons()
+    assert set(comparison) == {"p2p", "host", "ttft_s_speedup", "e2e_s_speedup"}
+    folder = result.write_report(tmp_path / "report")
+    text = (folder / "report.md").read_text()
+    assert "## One decode step" not in text
+    assert "| p2p | 4 | " in text and " | - | - | " in text

@@ -239,3 +239,16 @@ def test_host_algorithm_choices_never_outlive_a_changed_topology(tmp_path):
         path = tmp_path / "alone.yaml"
         path.write_text(yaml.safe_dump(alone))
         assert rec["metrics"] == run(path).summary()["variants"][0]["metrics"]
+
+
+def test_a_sweep_whose_every_point_fails_exits_1(experiment, tmp_path, capsys):
+    # llama-2-7b in fp16 needs ~13.5 GB of weights; at tp 1 it fits, so make it fail: tp 3 does
+    # not divide the model's 32 heads, on every variant
+    out = tmp_path / "out"
+    args = ["sweep", str(experiment), "--set", "plan.tp=[3]", "--out", str(out),
+            "--executor", "serial"]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert err.count("failed: ") == 2 and err.endswith("error: every point failed (see above)\n")
+    # one point that works makes it a partial success
+    assert main([*args[:3], "plan.tp=[1, 3]", *args[4:]]) == 0

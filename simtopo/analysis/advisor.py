@@ -117,9 +117,10 @@ class Candidate:
 def _rank_key(objective: str):
     def key(c: Candidate) -> tuple[Any, ...]:
         m = c.metrics or {}
+        tpot = m.get("tpot_mean_s", m["ttft_s"])  # generate: 1 has no decode step
         if objective == "latency":
-            return (m["tpot_mean_s"], m["ttft_s"], c.layout.socs, c.layout)
-        return (-m["tokens_per_s"], c.layout.socs, m["tpot_mean_s"], c.layout)
+            return (tpot, m["ttft_s"], c.layout.socs, c.layout)
+        return (-m["tokens_per_s"], c.layout.socs, tpot, c.layout)
     return key
 
 
@@ -134,6 +135,8 @@ def _candidate(layout: Layout, rec: dict[str, Any], refined: bool = False) -> Ca
 
 def _why(m: dict[str, float]) -> str:
     """What a decode step is made of: compute, exposed communication, bubble."""
+    if "step_s" not in m:
+        return "no decode step"
     total = m["step_s"] or 1.0
     parts = [(m.get("step_compute_s", 0.0), "compute"), (m.get("step_comm_s", 0.0),
              "comm"), (m.get("step_bubble_s", 0.0), "bubble")]

@@ -33,7 +33,7 @@ def _cell(c: Candidate | None, metric: str) -> str:
     if c is None or c.metrics is None:
         return "does not fit"
     m = c.metrics
-    value = (f"{1e3 * m['tpot_mean_s']:.1f} ms/token" if metric == "latency"
+    value = (f"{1e3 * m.get('tpot_mean_s', m['ttft_s']):.1f} ms/token" if metric == "latency"
              else f"{m['tokens_per_s']:.1f} tok/s ({m['tokens_per_s'] / c.layout.socs:.2f}"
                   "/SoC)")
     return f"{c.layout.label} ({c.layout.socs} SoCs): {value}"
@@ -45,7 +45,7 @@ def _smallest(ranked: list[Candidate]) -> str:
         return "does not fit"
     socs = min(c.layout.socs for c in kept)
     fastest = min((c for c in kept if c.layout.socs == socs),
-                  key=lambda c: (c.metrics["tpot_mean_s"], c.layout))  # type: ignore[index]
+                  key=lambda c: (c.metrics.get("tpot_mean_s", 0.0), c.layout))  # type: ignore[index]
     return f"{socs} ({fastest.layout.label})"
 
 

@@ -30,6 +30,8 @@ def _latency(frame: pd.DataFrame) -> tuple[str, str]:
     """The latency column of the table and its label: TPOT for LLMs, else the latency."""
     if "tpot_mean_s" in frame:
         return "tpot_mean_s", "time per output token (ms)"
+    if "ttft_s" in frame:  # generate: 1, no decode step
+        return "ttft_s", "time to first token (ms)"
     return "latency_s", "latency (ms)"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from .. import limits
 from ..errors import ConfigError
 from .common import EXIT_OK, echo, select_devices
 from .topo import load_topology_arg
@@ -15,8 +16,9 @@ def _int_list(text: str, option: str) -> list[int]:
         values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise ConfigError(f"{option}: expected comma-separated integers (got {text!r})") from None
-    if not values or min(values) < 1:
-        raise ConfigError(f"{option}: expected positive integers (got {text!r})")
+    if not values or min(values) < 1 or max(values) > limits.MAX_SOCS:
+        raise ConfigError(f"{option}: expected integers from 1 to {limits.MAX_SOCS} (got "
+                          f"{text!r})")
     return values
 
 
@@ -27,9 +29,14 @@ def _size_list(text: str, option: str) -> list[float]:
         values = [parse_bytes(v.strip()) for v in text.split(",") if v.strip()]
     except ValueError as exc:
         raise ConfigError(f"{option}: {exc}") from None
-    if not values or min(values) <= 0:
-        raise ConfigError(f"{option}: expected positive sizes such as 16KiB,64MiB (got {text!r})")
+    if not values or min(values) < 1 or max(values) > MAX_BENCH_BYTES:
+        raise ConfigError(f"{option}: expected sizes from 1B to 1TB such as 16KiB,64MiB (got "
+                          f"{text!r})")
     return values
+
+
+MAX_BENCH_BYTES = 1e12
+"""Largest message a benchmark sweeps (nccl-tests go to a few GiB)."""
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

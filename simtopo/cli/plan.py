@@ -65,7 +65,8 @@ def _table(candidates: list[Any], objective: str, title: str) -> Any:
         m = c.metrics
         table.add_row(str(i), c.layout.label + (" *" if c.approximate else ""),
                       str(c.layout.socs), f"{1e3 * m['ttft_s']:.4g}",
-                      f"{1e3 * m['tpot_mean_s']:.4g}", f"{m['tokens_per_s']:.4g}",
+                      f"{1e3 * m['tpot_mean_s']:.4g}" if "tpot_mean_s" in m else "-",
+                      f"{m['tokens_per_s']:.4g}",
                       f"{m['tokens_per_s'] / c.layout.socs:.3g}",
                       f"{m['memory_max_bytes'] / 1e9:.3g}", c.reason, c.busiest_link)
     if any(c.approximate for c in candidates):
@@ -129,9 +130,12 @@ def cmd_advise(args: argparse.Namespace) -> int:
         if not args.all and len(kept) > KEPT_SHOWN:
             out.print(f"... and {len(kept) - KEPT_SHOWN} more layouts that fit (--all)")
         best = kept[0]
-        metric = ("time per output token", f"{1e3 * best.metrics['tpot_mean_s']:.4g} ms") \
-            if args.objective == "latency" else \
-            ("throughput", f"{best.metrics['tokens_per_s']:.4g} tok/s")
+        m = best.metrics
+        metric = ("throughput", f"{m['tokens_per_s']:.4g} tok/s")
+        if args.objective == "latency":
+            metric = (("time per output token", f"{1e3 * m['tpot_mean_s']:.4g} ms")
+                      if "tpot_mean_s" in m else
+                      ("time to first token", f"{1e3 * m['ttft_s']:.4g} ms"))
         out.print(f"recommended: {best.layout.label} on {best.layout.socs} SoCs: {metric[0]} "
                   f"{metric[1]}; decode step {best.reason}")
     else:

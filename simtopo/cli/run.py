@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 def _results_table(result: Result) -> object:
     from rich.table import Table
 
-    llm = any("tpot_mean_s" in v.metrics for v in result.variants)
+    llm = any("ttft_s" in v.metrics for v in result.variants)
     table = Table(title=f"{result.name}: {result.description}" if result.description
                   else result.name, title_justify="left")
     table.add_column("variant")

@@ -17,8 +17,9 @@ def _table(result: Any) -> Any:
 
     frame = result.frame
     ok = frame[frame["status"] == "ok"]
-    llm = "tpot_mean_s" in ok
-    lat, thr = ("tpot_mean_s", "tokens_per_s") if llm else ("latency_s", "inferences_per_s")
+    llm = "ttft_s" in ok
+    lat = "tpot_mean_s" if "tpot_mean_s" in ok else "ttft_s"
+    lat, thr = (lat, "tokens_per_s") if llm else ("latency_s", "inferences_per_s")
     if len(ok) > SHOWN:
         ok = ok.sort_values([lat, "point"]).head(SHOWN)
         title = f"{result.name} sweep: the {SHOWN} lowest-latency of {len(frame)} points"

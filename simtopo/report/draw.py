@@ -89,34 +89,35 @@ def layout(topo: Topology) -> dict[str, tuple[float, float]]:
     """Node centres in inches, before margins: x across the tree, y = -depth x level height."""
     widths: dict[str, float] = {}
     gaps: dict[str, float] = {}
-
-    def measure(node: str) -> float:
+    # parents precede children in node order, so the reverse order measures children first
+    for node in reversed(list(topo.graph.nodes)):
         kids = topo.children(node)
         own = _text_size(node_label(topo, node))[0]
         if not kids:
             widths[node] = own
-            return own
-        inner = sum(measure(k) for k in kids)
+            continue
+        inner = sum(widths[k] for k in kids)
         gaps[node] = LEAF_GAP_IN if all(not topo.children(k) for k in kids) else GAP_IN
         widths[node] = max(own, inner + gaps[node] * (len(kids) - 1))
-        return widths[node]
 
     pos: dict[str, tuple[float, float]] = {}
 
-    def place(node: str, left: float) -> None:
-        pos[node] = (left + widths[node] / 2, -topo.graph.nodes[node]["depth"] * LEVEL_IN)
-        kids = topo.children(node)
-        if not kids:
-            return
-        block = sum(widths[k] for k in kids) + gaps[node] * (len(kids) - 1)
-        start = left + (widths[node] - block) / 2
-        for kid in kids:
-            place(kid, start)
-            start += widths[kid] + gaps[node]
+    def place(root: str, left: float) -> None:
+        stack = [(root, left)]
+        while stack:
+            node, at = stack.pop()
+            pos[node] = (at + widths[node] / 2, -topo.graph.nodes[node]["depth"] * LEVEL_IN)
+            kids = topo.children(node)
+            if not kids:
+                continue
+            block = sum(widths[k] for k in kids) + gaps[node] * (len(kids) - 1)
+            start = at + (widths[node] - block) / 2
+            for kid in kids:
+                stack.append((kid, start))
+                start += widths[kid] + gaps[node]
 
     left = 0.0
     for socket in topo.sockets:
-        measure(socket)
         place(socket, left)
         left += widths[socket] + SOCKET_GAP_IN
     return pos

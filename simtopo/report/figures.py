@@ -83,7 +83,7 @@ def link_utilization(result: VariantResult, top: int = 12) -> Figure:
 def comparison(result: Result) -> Figure:
     """Headline metrics of every variant side by side."""
     names = [v.name for v in result.variants]
-    llm = any("tpot_mean_s" in v.metrics for v in result.variants)
+    llm = any("ttft_s" in v.metrics for v in result.variants)
     metrics = ([("tokens_per_s", "tokens/s", 1.0), ("tpot_mean_s", "time per token (ms)", 1e3),
                 ("ttft_s", "time to first token (ms)", 1e3)] if llm else
                [("inferences_per_s", "inferences/s", 1.0), ("latency_s", "latency (ms)", 1e3)])

@@ -92,8 +92,8 @@ def _llm_tables(rows: list[VariantResult]) -> list[str]:
     for v in rows:
         m = v.metrics
         out.append(f"| {v.name} | {m['socs']:.0f} | {_ms(m['ttft_s'])} | "
-                   f"{_ms(m['tpot_mean_s'])} | {_ms(m['tpot_p99_s'])} | "
-                   f"{_num(m['tokens_per_s'])} | {_num(m['decode_tokens_per_s'])} | "
+                   f"{_ms(m.get('tpot_mean_s'))} | {_ms(m.get('tpot_p99_s'))} | "
+                   f"{_num(m['tokens_per_s'])} | {_num(m.get('decode_tokens_per_s'))} | "
                    f"{_num(m['e2e_s'])} | {_busiest(v)} |")
     return out
 
@@ -118,7 +118,7 @@ def _busiest(v: VariantResult) -> str:
 
 def render_report(result: Result, figure_names: list[str], command: str) -> str:
     """report.md."""
-    llm = [v for v in result.variants if "tpot_mean_s" in v.metrics]
+    llm = [v for v in result.variants if "ttft_s" in v.metrics]
     forward = [v for v in result.variants if "latency_s" in v.metrics]
     out = [f"# {result.name}: {result.description}" if result.description else
            f"# {result.name}", "",
@@ -167,14 +167,15 @@ def render_report(result: Result, figure_names: list[str], command: str) -> str:
                 + (f" ({v.simulation['reason']})" if v.simulation["reason"] else "")
                 for v in live]
     out.append("")
-    if llm:
+    stepped = [v for v in llm if "step_s" in v.metrics]  # generate: 1 has no decode step
+    if stepped:
         out += ["## One decode step", "",
                 "The median decode step of the first request group, split into the SoCs' "
                 "compute, communication that compute does not hide (collectives, hand-offs, the "
                 "host round trip), and waiting for a busy stage (pipeline bubble).", "",
                 "| variant | step (ms) | compute | exposed communication | of which host round "
                 "trip | pipeline bubble | collectives per step |", "|---|---|---|---|---|---|---|"]
-        for v in llm:
+        for v in stepped:
             m = v.metrics
             key = max((k for k in v.profiles if k.startswith("decode@")),
                       key=lambda k: int(k.split("@")[1]))

@@ -77,7 +77,10 @@ def render_tree(topo: Topology, brief: bool = False) -> str:
     lines.append(topo.summary())
     lines.append("")
 
-    def walk(node: str, prefix: str, last: bool, top: bool) -> None:
+    # depth first with a stack of (node, prefix, last child, socket): no recursion
+    stack = [(socket, "", True, True) for socket in reversed(topo.sockets)]
+    while stack:
+        node, prefix, last, top = stack.pop()
         branch = "" if top else ("└─ " if last else "├─ ")
         link = "" if top or topo.graph.nodes[node]["kind"] == "root_complex" else \
             "  " + _link_text(topo, topo.graph.nodes[node]["parent"], node)
@@ -91,12 +94,9 @@ def render_tree(topo: Topology, brief: bool = False) -> str:
             lines.append(f"{child_prefix}└─ {first} .. {rest}  {len(children)} x "
                          f"{describe_node(topo, first)}  "
                          f"{_link_text(topo, node, first)} each")
-            return
-        for k, child in enumerate(children):
-            walk(child, child_prefix, k == len(children) - 1, False)
-
-    for socket in topo.sockets:
-        walk(socket, "", True, True)
+            continue
+        stack += [(child, child_prefix, k == len(children) - 1, False)
+                  for k, child in reversed(list(enumerate(children)))]
     graph = topo.graph
     for u, v, data in graph.edges(data=True):
         if data["direction"] == "socket" and u < v:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import itertools
+import math
 from collections import Counter
 from typing import Any
 
 import numpy as np
 
+from ..errors import SimtopoError
 from ..plan.memory import MemoryUse
 from ..plan.stages import PartitionPlan
 from ..sim.driver import Simulation, Timeline
@@ -88,26 +90,29 @@ def llm_metrics(setup: Setup, sim: Simulation) -> VariantResult:
     compute = sum(s.compute_s for s in last_decode.stages)
     comm = sum(s.comm_s for s in last_decode.stages) + sum(last_decode.handoff_s) + \
         sim.logits_s + sim.token_s
-    tpot = float(np.mean(gaps)) if gaps else 0.0
     metrics = {
         "ttft_s": float(np.mean(firsts)),
         "ttft_max_s": float(np.max(firsts)),
-        "tpot_mean_s": tpot,
-        "tpot_p50_s": _percentile(gaps, 50),
-        "tpot_p99_s": _percentile(gaps, 99),
         "e2e_s": float(np.mean(lasts)),
         "makespan_s": timeline.makespan,
-        "tokens_per_s": tokens / timeline.makespan if timeline.makespan else 0.0,
-        "decode_tokens_per_s": sequences / tpot if tpot else 0.0,
+        "tokens_per_s": tokens / timeline.makespan,
         "prefill_s": float(np.mean([e for r in timeline.prefill_end for e in r])),
-        "step_s": step,
-        "step_compute_s": compute,
-        "step_comm_s": comm,
-        "step_bubble_s": _bubble(step, compute, comm),
         "host_round_trip_s": sim.logits_s + sim.token_s,
         "socs": float(sum(s.tp for s in plan.stages) * len(plan.replicas)),
         "memory_max_bytes": max(u.total for u in setup.memory),
     }
+    if gaps:  # decode steps ran (generate > 1); with generate: 1 there is none to report
+        tpot = float(np.mean(gaps))
+        metrics |= {
+            "tpot_mean_s": tpot,
+            "tpot_p50_s": _percentile(gaps, 50),
+            "tpot_p99_s": _percentile(gaps, 99),
+            "decode_tokens_per_s": sequences / tpot,
+            "step_s": step,
+            "step_compute_s": compute,
+            "step_comm_s": comm,
+            "step_bubble_s": _bubble(step, compute, comm),
+        }
     moved: Counter[str] = Counter()
     groups, chunks = w.groups, setup.forward_passes
     for key, value in prefill.link_bytes.items():
@@ -154,6 +159,11 @@ def _result(setup: Setup, sim: Simulation, metrics: dict[str, float], moved: Cou
     links = _links(setup.topo, moved, timeline.makespan)
     if links:
         metrics["busiest_link_utilization"] = links[0]["utilization"]
+    for name, value in metrics.items():
+        if not math.isfinite(value) or value < 0:
+            raise SimtopoError(f"variant {variant.name!r}: metric {name} came out {value}; "
+                               "the inputs' numbers are out of any range this model handles "
+                               "(please report it with the input files)")
     inputs = variant.inputs()
     if setup.kind == "llm":
         inputs["transfer"] = {**inputs["transfer"],

@@ -166,7 +166,7 @@ class Result:
                 if p2p.connection == "p2p" and _without_connection(p2p.inputs) == key:
                     row = {"p2p": p2p.name, "host": host.name}
                     for metric in ("ttft_s", "tpot_mean_s", "e2e_s", "latency_s"):
-                        if p2p.metrics.get(metric):
+                        if p2p.metrics.get(metric) and metric in host.metrics:
                             row[f"{metric}_speedup"] = host.metrics[metric] / p2p.metrics[metric]
                     out.append(row)
         return out

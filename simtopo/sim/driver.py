@@ -33,10 +33,12 @@ from typing import Any
 import simpy
 from simpy.events import AllOf, Event
 
+from .. import limits
 from ..constants import DEFAULT_SOC_MODEL, SocModel
 from ..engine.collectives import Collectives, footprint
 from ..engine.network import Network
 from ..engine.transfers import Fabric
+from ..errors import ConfigError
 from .blocks import SPREAD, copy_handoff, host_round_trip, profile_pass, replica_programs, run_tasks
 from .profiles import PassProfile, interpolate
 from .setup import Setup
@@ -335,6 +337,21 @@ def run_pipeline(shape: Pipeline, profiles: dict[str, PassProfile],
                     decode_steps)
 
 
+def _check_live_work(setup: Setup) -> None:
+    """Refuse a full simulation beyond :data:`limits.MAX_LIVE_TASKS` before it starts."""
+    shape = Pipeline.of(setup)
+    passes = shape.replicas * shape.groups * (shape.forward_passes + shape.steps)
+    ops = max(len(setup.forward_graph), *(len(g) for g in setup.decode_graphs.values()))
+    # a pipeline's stages each run their share of the ops, on their own SoCs
+    width = sum(len(stage.devices) for stage in setup.plan.stages) / len(setup.plan.stages)
+    tasks = round(passes * ops * width)
+    if tasks > limits.MAX_LIVE_TASKS:
+        raise ConfigError(f"--simulation full would run {tasks:,} op tasks live ({passes:,} "
+                          f"passes of up to {ops} ops on each SoC); at most "
+                          f"{limits.MAX_LIVE_TASKS:,}: use --simulation auto, which simulates "
+                          "repeated passes once")
+
+
 def simulate(setup: Setup, soc_model: SocModel = DEFAULT_SOC_MODEL, mode: str = "auto",
              choices: dict[Any, str] | None = None,
              progress: Callable[[str], None] | None = None) -> Simulation:
@@ -343,6 +360,8 @@ def simulate(setup: Setup, soc_model: SocModel = DEFAULT_SOC_MODEL, mode: str = 
         raise ValueError(f"simulation mode must be one of {', '.join(MODES)} (got {mode!r})")
     choices = {} if choices is None else choices
     plan, topo, params = setup.plan, setup.topo, setup.params
+    if mode == "full":
+        _check_live_work(setup)
     profiles: dict[str, PassProfile] = {}
     if progress:
         progress("prefill" if setup.kind == "llm" else "forward pass")

@@ -8,6 +8,7 @@ from typing import Any
 
 import networkx as nx
 
+from .. import limits
 from ..constants import DEFAULT_MODEL, DEFAULT_SOC_MODEL, LinkModel, SocModel
 from ..errors import ConfigError, PlanError
 from ..io.documents import Document, validate_document
@@ -46,6 +47,25 @@ def plan_variant(variant: Variant, ref: ModelRef, graph: nx.DiGraph, topo: Topol
         raise PlanError("a graph model needs an MDP plan (plan: {mdp: file.json}); parallel "
                         "specs lay out decoders")
     return make_plan(graph, ref.decoder, topo, spec, precision, soc_model)
+
+
+def check_passes(variant: Variant, plan: PartitionPlan, forward_passes: int) -> int:
+    """The passes the pass level would simulate (replicas x request groups x passes per group
+    x stages), refused beyond :data:`limits.MAX_PASSES` before anything runs."""
+    w = variant.workload
+    llm = w.kind == "llm"
+    groups = w.groups if llm else 1
+    steps = w.generate - 1 if llm else 0
+    replicas, stages = len(plan.replicas), len(plan.stages)
+    passes = replicas * groups * (forward_passes + steps) * stages
+    if passes > limits.MAX_PASSES:
+        what = (f"({forward_passes} prefill chunk(s) + {steps} decode steps)" if llm
+                else f"{forward_passes} micro-batch(es)")
+        raise ConfigError(f"{replicas} replica(s) x {groups} request group(s) x {what} x "
+                          f"{stages} stage(s) is {passes:,} passes to simulate; at most "
+                          f"{limits.MAX_PASSES:,} (fewer tokens, groups or replicas)",
+                          path=("workload",))
+    return passes
 
 
 def transfer_settings(topo: Topology, variant: Variant) -> TransferSpec:
@@ -135,6 +155,7 @@ def setup_variant(variant: Variant, link_model: LinkModel = DEFAULT_MODEL,
         else:
             graph = ref.graph_for(None, precision)
         plan = plan_variant(variant, ref, graph, topo, precision, soc_model)
+        check_passes(variant, plan, micro)
         memory = check_fit(plan, graph, ref.decoder, topo, w.batch // micro,
                            w.prompt if ref.decoder is not None else 1)
         return Setup(variant, topo, params, ref, precision, plan, memory,
@@ -153,6 +174,7 @@ def setup_variant(variant: Variant, link_model: LinkModel = DEFAULT_MODEL,
                      for c in contexts}
     largest = decode_graphs[contexts[-1]]
     plan = plan_variant(variant, ref, largest, topo, precision, soc_model)
+    check_passes(variant, plan, len(chunks))
     # every request group keeps its own sequences' KV cache on the stages
     memory = check_fit(plan, largest, ref.decoder, topo, w.batch * w.groups, w.positions,
                        [prefill_graph])

@@ -8,6 +8,7 @@ from typing import Any
 
 import networkx as nx
 
+from .. import limits
 from ..constants import DEFAULT_MODEL, LinkModel
 from ..errors import KeyPath, TopologyError, format_key_path
 from ..spec.topology import (
@@ -15,7 +16,6 @@ from ..spec.topology import (
     LinkSpec,
     PcieSpec,
     RootComplexSpec,
-    SwitchSpec,
     TopologySpec,
 )
 from . import pcie
@@ -56,6 +56,7 @@ class _Builder:
         self.where: dict[str, KeyPath] = {}
         self.kinds: dict[str, str] = {}
         self.cards: dict[str, Card] = {}
+        self.switch_level: dict[str, int] = {}
 
     @staticmethod
     def hop(given: float | None, default: float) -> float:
@@ -135,7 +136,27 @@ class _Builder:
                     self.graph.add_edge(a, b, bw_Bps=up, **common)
                     self.graph.add_edge(b, a, bw_Bps=down, **common)
 
+    def check_size(self) -> None:
+        """The cards ask for at most :data:`limits.MAX_SOCS` SoCs and the whole topology for
+        at most :data:`limits.MAX_NODES` nodes (checked before any id is made)."""
+        nodes = len(self.spec.switches) + len(self.spec.storage)
+        socs = 0
+        for i, placement in enumerate(self.spec.cards):
+            card_type = self.card_types.get(placement.type)
+            per_card = 1 if card_type is None else card_type.socs
+            socs += placement.count * per_card
+            nodes += placement.count * (per_card + (per_card > 1))
+            if socs > limits.MAX_SOCS:
+                raise TopologyError(
+                    f"the cards up to here hold {socs} SoCs; a topology may have at most "
+                    f"{limits.MAX_SOCS}", path=("cards", i, "count"))
+            if nodes > limits.MAX_NODES:
+                raise TopologyError(
+                    f"the topology up to here has {nodes} switches, SoCs and devices; at most "
+                    f"{limits.MAX_NODES} are allowed", path=("cards", i, "count"))
+
     def claim_devices(self) -> Iterator[tuple[int, CardTypeSpec, list[str]]]:
+        self.check_size()
         for i, sw in enumerate(self.spec.switches):
             self.claim(sw.id, "switch", ("switches", i, "id"))
         numbering: dict[str, int] = {}
@@ -180,20 +201,36 @@ class _Builder:
         self.check_switch_cycles()
 
     def check_switch_cycles(self) -> None:
+        """Switch parents form a forest at most :data:`limits.MAX_DEPTH` deep; records each
+        switch's level below its root complex (linear time, no recursion)."""
         parent_of = {sw.id: sw.parent for sw in self.spec.switches}
         index_of = {sw.id: i for i, sw in enumerate(self.spec.switches)}
+        level: dict[str, int] = {}
         for sw in self.spec.switches:
-            chain = [sw.id]
-            while chain[-1] in parent_of:
-                nxt = parent_of[chain[-1]]
-                if nxt in chain:
-                    cycle = [*chain[chain.index(nxt):], nxt]
+            chain: list[str] = []
+            on_chain: set[str] = set()
+            node = sw.id
+            while node in parent_of and node not in level:
+                if node in on_chain:
+                    cycle = [*chain[chain.index(node):], node]
                     stranded = self.devices_below(set(cycle))
                     tail = f"; unreachable from the host: {some_ids(stranded)}" if stranded else ""
                     raise TopologyError(
                         f"cycle of switch parents {' -> '.join(cycle)}{tail}",
-                        path=("switches", index_of[nxt], "parent"))
-                chain.append(nxt)
+                        path=("switches", index_of[node], "parent"))
+                chain.append(node)
+                on_chain.add(node)
+                node = parent_of[node]
+            depth = level.get(node, 0)
+            for below in reversed(chain):
+                depth += 1
+                level[below] = depth
+                if depth > limits.MAX_DEPTH:
+                    raise TopologyError(
+                        f"switch {below!r} is {depth} switches below its root complex; at most "
+                        f"{limits.MAX_DEPTH} levels are allowed (PCIe trees are a few deep)",
+                        path=("switches", index_of[below], "parent"))
+        self.switch_level = level
 
     def devices_below(self, switch_ids: set[str]) -> list[str]:
         """SoCs and storage under ``switch_ids`` (used to name what a cycle cuts off)."""
@@ -218,18 +255,15 @@ class _Builder:
         return out
 
     def add_switches(self) -> None:
-        pending: list[SwitchSpec] = list(self.spec.switches)
-        # add parents before children so that the graph's node order is the tree's order
-        while pending:
-            ready = [sw for sw in pending if sw.parent in self.graph]
-            for sw in ready:
-                acs = self.spec.platform.acs if sw.acs is None else sw.acs
-                self.graph.add_node(sw.id, kind="switch", parent=sw.parent, acs=acs,
-                                    hop_latency_s=self.hop(sw.hop_latency,
-                                                           self.model.switch_hop_s),
-                                    card=None, model=sw.model)
-                self.add_link(sw.parent, sw.id, sw.uplink)
-            pending = [sw for sw in pending if sw not in ready]
+        # parents before children, level by level in the order given, so that the graph's
+        # node order is the tree's order
+        ordered = sorted(self.spec.switches, key=lambda sw: self.switch_level[sw.id])
+        for sw in ordered:
+            acs = self.spec.platform.acs if sw.acs is None else sw.acs
+            self.graph.add_node(sw.id, kind="switch", parent=sw.parent, acs=acs,
+                                hop_latency_s=self.hop(sw.hop_latency, self.model.switch_hop_s),
+                                card=None, model=sw.model)
+            self.add_link(sw.parent, sw.id, sw.uplink)
 
     def add_cards(self, index: int, card_type: CardTypeSpec, card_ids: list[str]) -> None:
         placement = self.spec.cards[index]

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import networkx as nx
 import numpy as np
 
+from .. import limits
 from ..errors import RouteError
 from .graph import Topology
 from .routing import ENDPOINT_KINDS
@@ -122,6 +123,9 @@ def _socket_paths(topo: Topology) -> tuple[np.ndarray, np.ndarray]:
 def path_matrix(topo: Topology, devices: Sequence[str] | None = None) -> PathMatrix:
     """Compute the :class:`PathMatrix` of ``devices`` (default: every SoC)."""
     devices = tuple(topo.socs if devices is None else devices)
+    if len(devices) > limits.MAX_MATRIX_DEVICES:
+        raise RouteError(f"a path matrix of {len(devices)} devices; at most "
+                         f"{limits.MAX_MATRIX_DEVICES} (its arrays grow with the square)")
     graph = topo.graph
     for device in devices:
         if topo.node(device)["kind"] not in ENDPOINT_KINDS:

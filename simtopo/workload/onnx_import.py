@@ -25,6 +25,7 @@ from typing import Any
 
 import networkx as nx
 
+from .. import limits
 from ..errors import ConfigError
 from .opgraph import Op
 
@@ -77,7 +78,15 @@ def _symbol(name: str, dims: Mapping[str, int]) -> int:
 
 
 def _elements(shape: tuple[int, ...]) -> int:
-    return math.prod(shape) if shape else 1
+    count = math.prod(shape) if shape else 1
+    if count > MAX_ELEMENTS:
+        raise ConfigError(f"a tensor of shape {list(shape)} has {count:.3g} elements; at most "
+                          f"{MAX_ELEMENTS:.3g}")
+    return count
+
+
+MAX_ELEMENTS = 2**53
+"""Elements of one tensor (exact as a float; no real model comes near)."""
 
 
 def load_onnx(path: str | Path, dims: Mapping[str, int] | None = None) -> nx.DiGraph:
@@ -85,13 +94,22 @@ def load_onnx(path: str | Path, dims: Mapping[str, int] | None = None) -> nx.DiG
     onnx = _require_onnx()
     try:
         model = onnx.load(str(path), load_external_data=False)
+        nodes = len(model.graph.node)
+        if nodes > limits.MAX_GRAPH_NODES:
+            raise ConfigError(f"{nodes:,} nodes; a model may have at most "
+                              f"{limits.MAX_GRAPH_NODES:,}", file=str(path))
         model = onnx.shape_inference.infer_shapes(model)
     except FileNotFoundError:
         raise ConfigError("no such file", file=str(path)) from None
+    except ConfigError:
+        raise
     except Exception as exc:  # onnx raises a variety of decode errors
         raise ConfigError(f"not a readable ONNX model ({type(exc).__name__}: {exc})",
                           file=str(path)) from None
-    return onnx_graph(model, dims or {}, name=Path(path).stem)
+    try:
+        return onnx_graph(model, dims or {}, name=Path(path).stem)
+    except ConfigError as exc:
+        raise exc.located(str(path)) from None
 
 
 def onnx_graph(model: Any, dims: Mapping[str, int], name: str = "onnx") -> nx.DiGraph:
