@@ -130,7 +130,7 @@ def test_cli_ranks_and_writes_the_best_as_mdp(tmp_path, capsys):
     assert main([*args[:-4], "--cores", "100"]) == 2
     assert "--cores: a SoC of ultra4-direct has 16 cores (got 100)" in capsys.readouterr().err
     assert main([*args[:-4], "--socs", "0"]) == 2
-    assert "--socs: expected at least 1 SoC (got 0)" in capsys.readouterr().err
+    assert "--socs: expected an integer from 1 to 2048 (got '0')" in capsys.readouterr().err
     assert main([*args[:-4], "--tp", "2"]) == 2
     assert "error: --generate, --socs: advisor options; drop them" in capsys.readouterr().err
 

@@ -154,3 +154,11 @@ def test_bad_rule(capsys):
                  "lm_head=Q"]) == 2
     assert "--rule: expected PATTERN=M, PATTERN=K or PATTERN=replicate (got 'lm_head=Q')" in \
         capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option", ["--tp", "--pp", "--replicas"])
+def test_plan_refuses_zero_sizes_in_one_line(option, capsys):
+    assert main(["plan", "--model", "llama-2-7b", "--topology", ULTRA8, option, "0"]) == 2
+    assert capsys.readouterr().err == (
+        f"error: simtopo plan: argument {option}: expected an integer from 1 to 2048 (got '0') "
+        "(see simtopo plan --help)\n")

@@ -165,3 +165,46 @@ def test_a_full_simulation_beyond_the_live_limit_is_refused(tmp_path, capsys):
         "error: e.yaml: variant 'a': --simulation full would run 38,760,000 op tasks live "
         "(30,000 passes of up to 323 ops on each SoC); at most 20,000,000: use --simulation "
         "auto, which simulates repeated passes once\n")
+
+
+def test_a_long_extends_chain_is_blamed_on_the_named_file(tmp_path, monkeypatch):
+    from .conftest import ROOT
+
+    monkeypatch.setenv("SIMTOPO_PATHS", str(ROOT / "topologies"))  # the shipped files
+    for i in range(20):
+        parent = f"e{i + 1}.yaml" if i < 19 else str(ROOT / "topologies" / "ultra8.yaml")
+        write(tmp_path, f"extends: {parent}\nname: e{i}\n", f"e{i}.yaml")
+    assert len(simtopo.load_topology(tmp_path / "e10.yaml").socs) == 32
+    with pytest.raises(ConfigError) as info:
+        simtopo.load_topology(tmp_path / "e5.yaml")
+    # e5 .. e19 are 15 files, ultra8.yaml the 16th; its card library is one too many
+    message = str(info.value)
+    assert message.startswith("e5.yaml: includes and extends go more than 16 files deep: "
+                              "e5.yaml -> e6.yaml -> ... -> ")
+    assert message.endswith("topologies/ultra8.yaml -> "
+                            f"{ROOT / 'topologies' / 'cards' / 'ai100-ultra.yaml'}")
+
+
+def test_an_include_diamond_is_read_once_per_file(tmp_path, monkeypatch):
+    """Each level includes both files of the next level: 2**13 paths through 27 files."""
+    from .conftest import ROOT
+
+    card = ROOT / "topologies" / "cards" / "ai100-ultra.yaml"
+    monkeypatch.setenv("SIMTOPO_PATHS", str(card.parent))
+    for level in range(13):
+        nxt = [f"d{level + 1}a.yaml", f"d{level + 1}b.yaml"] if level < 12 else [str(card)]
+        for side in "ab":
+            own = (f"  c{level}{side}: {{name: C, host_link: {{gen: 4, lanes: 16}}, "
+                   "soc: {cores: 2, peak_flops: {fp16: 1TFLOPS}, dram: 1GB, dram_bw: 1GB/s}}")
+            write(tmp_path, f"include: [{', '.join(nxt)}]\ncard_types:\n{own}\n",
+                  f"d{level}{side}.yaml")
+    text = (HEAD.replace("card_types:", "include: [d0a.yaml, d0b.yaml]\ncard_types:") +
+            "cards:\n  - {type: ai100-ultra, parent: rc0}\n")
+    topo = simtopo.load_topology(write(tmp_path, text))
+    assert len(topo.socs) == 4
+    # every level's card types arrive, each from its own file
+    from simtopo.topology.files import load_card_library
+
+    types = load_card_library(tmp_path / "d0a.yaml")
+    assert set(types) == {"c0a", "ai100-ultra"} | {f"c{level}{side}" for level in range(1, 13)
+                                                   for side in "ab"}

@@ -82,3 +82,35 @@ def test_a_rank_loads_the_plans_shard_of_every_weight(l70):
     norms = 2 * (layers * 2 * h + h)
     total = sum(graph.nodes[n]["op"].stored_bytes for n in graph)
     assert rank_weights(graph, m, 8) == pytest.approx((total - norms) / 8 + norms, rel=1e-12)
+
+
+def test_the_suggested_smallest_layout_fits_with_the_prefill_too(tmp_path):
+    """The refusal's suggestions count the prefill's activations as the refusal does: each
+    suggested layout is accepted, one SoC fewer is refused (llama-2-7b, batch 16, an
+    8,192-token prompt on Ultra SoCs: 8.7 GB of prefill activations on one SoC)."""
+    import simtopo
+
+    from .conftest import ROOT
+
+    def run(plan):
+        path = tmp_path / "fit.yaml"
+        path.write_text(f"""
+name: fit
+topology: {ROOT / "topologies" / "ultra8.yaml"}
+model: llama-2-7b
+workload: {{batch: 16, prompt: 8192, generate: 2, context: 8194}}
+plan: {plan}
+variants: [{{name: a}}]
+""")
+        return simtopo.run(path)
+
+    with pytest.raises(PlanError) as info:
+        run("{tp: 1}")
+    message = str(info.value)
+    assert "does not fit on 1 SoC per replica: " in message
+    assert message.endswith("smallest layouts that fit: tensor parallel (weight mode) on 4 "
+                            "SoCs, a pipeline of 4 SoCs")
+    with pytest.raises(PlanError, match="does not fit on 3 SoCs"):
+        run("{pp: 3}")
+    assert run("{pp: 4}").variants[0].metrics["socs"] == 4
+    assert run("{tp: 4}").variants[0].metrics["socs"] == 4

@@ -152,7 +152,8 @@ def test_mdp_messages_name_logical_ids_and_later_entries_win(ultra8_acs, ultra8)
 
 @pytest.mark.parametrize(("args", "message"), [
     (["mdp", "dump", "--model", "llama-2-7b", "-o", "x.json", "--cores", "0"],
-     "error: --cores: expected a positive number of cores (got 0)\n"),
+     "error: simtopo mdp dump: argument --cores: expected an integer from 1 to 4096 (got "
+     "'0') (see simtopo mdp dump --help)\n"),
     (["mdp", "validate", str(TOPOLOGIES.parent / "experiments" / "mdp" / "mdp_4soc_p2p.json"),
       "--model", "llama-2-7b", "--topology", ULTRA8, "--devices", "nvme0"],
      "error: --devices: 'nvme0' names no SoC (ids look like card0.soc0)\n"),

@@ -61,6 +61,10 @@ class SweepResult:
     reused: int
     figures: list[Path] = field(default_factory=list)
 
+    def __repr__(self) -> str:
+        """Where it wrote and what it did, as the CLI says it (a notebook shows this)."""
+        return f"SweepResult({self.name}: {describe(self)})"
+
     @property
     def frame(self) -> pd.DataFrame:
         """One row per point: the axes, status, error and every metric."""

@@ -12,6 +12,7 @@ import argparse
 import sys
 import traceback
 from collections.abc import Sequence
+from typing import NoReturn
 
 from ..errors import SimtopoError
 from ..version import __version__
@@ -37,9 +38,16 @@ COMMANDS = (validate, topo, bench, calibrate, model, mdp, run, plan, check, swee
 """Command modules, in the order ``simtopo --help`` lists them."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """Option errors in one line, like input errors (argparse would print the usage too)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for documentation and tests)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="simtopo",
         description="Topology-aware simulator and cost model for multi-accelerator PCIe "
                     "servers.")
@@ -56,7 +64,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
     args = None
     try:
-        args = build_parser().parse_args(argv)
+        try:
+            args = build_parser().parse_args(argv)
+        except SystemExit as done:  # --help, --version or an option error, already printed
+            return int(done.code or 0)
         return int(args.func(args))
     except SimtopoError as err:
         if args is not None and args.debug:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .common import EXIT_OK, echo
+from .common import EXIT_OK, counted, echo
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
@@ -20,7 +20,10 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         validation_document,
         write_fit_record,
     )
+    from ..io.atomic import check_output
 
+    if args.output is not None:
+        check_output(args.output)  # before the fit, not after
     points = all_points()
     if args.fit in ("all", "links"):
         record = run_fit(points, args.max_evaluations)
@@ -47,12 +50,12 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         echo("SoC fit on GPT-J decode; suggested constants for simtopo/constants.py:")
         echo(f"  DRAM_EFFICIENCY = {soc.model.dram_efficiency:.4g}{capped}")
         echo(f"  MXFP6_EXPAND_OPS_PER_WEIGHT = {soc.model.mxfp6_expand_ops_per_weight:.4g}")
-    if args.output:
+    if args.output is not None:
         from ..io.atomic import write_text_atomic
 
         write_text_atomic(args.output, validation_document(points, read_fit_record()))
         echo(f"wrote {args.output}")
-    if not args.fit and not args.output:
+    if not args.fit and args.output is None:
         from ..calibration.links import predict, relative_error
 
         for point, value in zip(points, predict(points), strict=True):
@@ -78,5 +81,5 @@ def register(sub: Any) -> None:
                         "(seconds), or both (the default)")
     p.add_argument("-o", "--output", metavar="MARKDOWN",
                    help="write the validation document (docs/validation.md)")
-    p.add_argument("--max-evaluations", type=int, default=400, metavar="N")
+    p.add_argument("--max-evaluations", type=counted(100_000), default=400, metavar="N")
     p.set_defaults(func=cmd_calibrate)

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from .. import limits
 from ..errors import ConfigError
 
 if TYPE_CHECKING:
@@ -22,6 +23,21 @@ if TYPE_CHECKING:
     from ..workload.opgraph import Precision
 
 EXIT_OK, EXIT_FAILED_CHECK, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def counted(high: int) -> Any:
+    """An argparse type: an integer from 1 to ``high`` (``--tp 0`` is refused, not planned
+    as 1)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer (got {text!r})") from None
+        if not 1 <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected an integer from 1 to {high} (got "
+                                             f"{text!r})")
+        return value
+    return parse
 
 
 def console(stream: Any) -> Any:
@@ -135,9 +151,11 @@ def add_workload_options(p: argparse.ArgumentParser, model_required: bool = True
     p.add_argument("--model", required=model_required, metavar="MODEL",
                    help="a preset (llama-2-70b, gpt-j-6b, ...), a decoder or graph YAML, or "
                         "an .onnx file")
-    p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--context", type=int, default=2048, help="compiled context length")
-    p.add_argument("--prompt", type=int, help="compiled prompt length (default context / 2)")
+    p.add_argument("--batch", type=counted(limits.MAX_BATCH), default=1)
+    p.add_argument("--context", type=counted(limits.MAX_TOKENS), default=2048,
+                   help="compiled context length")
+    p.add_argument("--prompt", type=counted(limits.MAX_TOKENS),
+                   help="compiled prompt length (default context / 2)")
     p.add_argument("--precision", default="fp16",
                    help="GEMM weights: fp32, fp16, bf16, int8, mxfp6 (default fp16)")
     p.add_argument("--activations", default="fp16",

@@ -15,7 +15,7 @@ def cmd_errors(args: argparse.Namespace) -> int:
     from ..io.atomic import write_text_atomic
 
     text = markdown()
-    if args.output:
+    if args.output is not None:
         write_text_atomic(args.output, text)
         echo(f"wrote {args.output}")
     else:

@@ -6,10 +6,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..errors import ConfigError
+from .. import limits
 from .common import (
     EXIT_OK,
     add_workload_options,
+    counted,
     devices_option,
     echo,
     memory_fit,
@@ -23,8 +24,6 @@ def cmd_mdp_dump(args: argparse.Namespace) -> int:
     """``simtopo mdp dump``: one partition listing every node of the model."""
     from ..plan.mdp import dump_mdp, write_mdp
 
-    if args.cores < 1:
-        raise ConfigError(f"--cores: expected a positive number of cores (got {args.cores})")
     ref, decode, _, _ = workload_graphs(args)
     write_mdp(dump_mdp(decode, cores=args.cores), args.output)
     echo(f"wrote {args.output}: one partition of {len(decode)} nodes of {ref.name}")
@@ -54,7 +53,7 @@ def register(sub: Any) -> None:
     p = mdp.add_parser("dump", help="a starting config: one partition listing every node")
     add_workload_options(p)
     p.add_argument("-o", "--output", required=True, metavar="JSON")
-    p.add_argument("--cores", type=int, default=16)
+    p.add_argument("--cores", type=counted(limits.MAX_THREADS), default=16)
     p.set_defaults(func=cmd_mdp_dump)
     p = mdp.add_parser("validate", help="check a config against a model and a topology")
     p.add_argument("file", metavar="JSON")

@@ -6,11 +6,13 @@ import argparse
 import sys
 from typing import Any
 
+from .. import limits
 from ..errors import ConfigError, PlanError
 from .common import (
     EXIT_OK,
     add_workload_options,
     console,
+    counted,
     devices_option,
     echo,
     memory_fit,
@@ -211,10 +213,11 @@ def register(sub: Any) -> None:
                                     "fits, simulated and ranked), or one layout's plan and "
                                     "memory fit")
     p.add_argument("--topology", required=True, metavar="FILE")
-    p.add_argument("--tp", type=int, help="tensor-parallel size (gives one layout)")
+    p.add_argument("--tp", type=counted(limits.MAX_SOCS),
+                   help="tensor-parallel size (gives one layout)")
     p.add_argument("--mode", choices=("weight", "batch"), help="tensor-parallel mode")
-    p.add_argument("--pp", type=int, help="pipeline stages")
-    p.add_argument("--replicas", type=int)
+    p.add_argument("--pp", type=counted(limits.MAX_SOCS), help="pipeline stages")
+    p.add_argument("--replicas", type=counted(limits.MAX_SOCS))
     p.add_argument("--cores", metavar="N[,N...]",
                    help="cores per SoC (default all; the advisor tries each one listed)")
     p.add_argument("--connection", choices=("p2p", "host"))
@@ -225,10 +228,12 @@ def register(sub: Any) -> None:
                    help="write the plan (the advisor's best expressible one) as an MDP config")
     p.add_argument("--objective", choices=("latency", "throughput"),
                    help="advisor: rank by time per output token (default) or by tokens/s")
-    p.add_argument("--generate", type=int,
+    p.add_argument("--generate", type=counted(limits.MAX_TOKENS),
                    help="advisor: tokens generated (default context - prompt)")
-    p.add_argument("--socs", type=int, help="advisor: use at most this many SoCs")
-    p.add_argument("-j", "--jobs", type=int, metavar="N", help="advisor: local processes")
+    p.add_argument("--socs", type=counted(limits.MAX_SOCS),
+                   help="advisor: use at most this many SoCs")
+    p.add_argument("-j", "--jobs", type=counted(limits.MAX_THREADS), metavar="N",
+                   help="advisor: local processes")
     p.add_argument("--all", action="store_true",
                    help="advisor: list every layout, kept and dropped")
     add_workload_options(p)

@@ -6,7 +6,8 @@ import argparse
 import sys
 from typing import Any
 
-from .common import console
+from .. import limits
+from .common import console, counted
 
 
 def _builtin(path: str) -> Any:
@@ -22,13 +23,15 @@ def _builtin(path: str) -> Any:
 def cmd_sizing(args: argparse.Namespace) -> int:
     """``simtopo sizing``: the advisor's table over models and topologies."""
     from ..analysis.sizing import MODELS, TOPOLOGIES, sizing_markdown
-    from ..io.atomic import write_text_atomic
+    from ..io.atomic import check_output, write_text_atomic
 
+    if args.output is not None:
+        check_output(args.output)  # before sixteen minutes of work, not after
     models = args.model or list(MODELS)
     topologies = args.topology or [str(_builtin(t)) for t in TOPOLOGIES]
     command = "simtopo sizing" + "".join(f" --model {m}" for m in args.model or []) + "".join(
         f" --topology {t}" for t in args.topology or []) + (
-        f" -o {args.output}" if args.output else "")
+        f" -o {args.output}" if args.output is not None else "")
     err = console(sys.stderr)
 
     def progress(text: str) -> None:
@@ -37,7 +40,7 @@ def cmd_sizing(args: argparse.Namespace) -> int:
 
     text = sizing_markdown(models, topologies, jobs=args.jobs, command=command,
                            progress=progress)
-    if args.output:
+    if args.output is not None:
         write_text_atomic(args.output, text + "\n")
         print(f"wrote {args.output}")
     else:
@@ -54,5 +57,6 @@ def register(sub: Any) -> None:
                    help="a topology (repeatable; default the built-in servers: "
                         "topologies/{ultra4-direct,std8,ultra8,ultra16-2s}.yaml)")
     p.add_argument("-o", "--output", metavar="MARKDOWN", help="write the table here")
-    p.add_argument("-j", "--jobs", type=int, metavar="N", help="local processes")
+    p.add_argument("-j", "--jobs", type=counted(limits.MAX_THREADS), metavar="N",
+                   help="local processes")
     p.set_defaults(func=cmd_sizing)

@@ -6,7 +6,8 @@ import argparse
 import sys
 from typing import Any
 
-from .common import add_selection_options, add_simulation_option, console
+from .. import limits
+from .common import add_selection_options, add_simulation_option, console, counted
 
 SHOWN = 25
 """Points listed in the terminal table when the sweep has more (the best by latency)."""
@@ -109,7 +110,7 @@ def register(sub: Any) -> None:
                         "(default reports/<experiment>-sweep)")
     p.add_argument("--executor", choices=("local", "serial", "dask"), default="local",
                    help="local processes (default), this process, or a dask cluster")
-    p.add_argument("-j", "--jobs", type=int, metavar="N",
+    p.add_argument("-j", "--jobs", type=counted(limits.MAX_THREADS), metavar="N",
                    help="local processes (default: the CPU count)")
     p.add_argument("--scheduler", metavar="ADDRESS",
                    help="with --executor dask: the scheduler, e.g. tcp://host:8786")

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
+from ..io.atomic import check_output
 from .common import EXIT_FAILED_CHECK, EXIT_OK, echo, select_devices, subcommands
 
 if TYPE_CHECKING:
@@ -49,7 +50,7 @@ def cmd_draw(args: argparse.Namespace) -> int:
     from ..report.draw import save_figure
 
     topo = load_topology_arg(args)
-    out = Path(args.output or f"{topo.name}.png")
+    out = Path(f"{topo.name}.png" if args.output is None else check_output(args.output))
     if out.suffix.lower() not in (".png", ".svg", ".pdf"):
         raise ConfigError(f"-o: {str(out)!r} has no known image suffix (expected .png, .svg or "
                           ".pdf)")

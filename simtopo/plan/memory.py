@@ -77,9 +77,11 @@ def memory_use(plan: PartitionPlan, topo: Topology, graphs: Sequence[nx.DiGraph]
 
 def minimum_socs(graph: nx.DiGraph, model: DecoderSpec, topo: Topology, family: str,
                  batch: int, context: int, reserve: float = RUNTIME_RESERVE_BYTES,
-                 spec: PlanSpec | None = None) -> int | None:
+                 spec: PlanSpec | None = None, graphs: Sequence[nx.DiGraph] = ()
+                 ) -> int | None:
     """Smallest SoC count of a plan family that fits: ``tp`` (weight-mode tensor parallel,
-    the size must divide the heads) or ``pp`` (a pipeline of one SoC per stage)."""
+    the size must divide the heads) or ``pp`` (a pipeline of one SoC per stage), with the
+    activations of ``graphs`` (the other passes it runs) as :func:`check_fit` counts them."""
     base = spec or PlanSpec()
     limit = len(topo.socs)
     for n in range(1, limit + 1):
@@ -98,7 +100,8 @@ def minimum_socs(graph: nx.DiGraph, model: DecoderSpec, topo: Topology, family: 
             plan = make_plan(graph, model, topo, candidate)
         except PlanError:
             continue
-        if all(u.fits for u in memory_use(plan, topo, [graph], batch, context, reserve)):
+        if all(u.fits for u in memory_use(plan, topo, [graph, *graphs], batch, context,
+                                          reserve)):
             return n
     return None
 
@@ -132,11 +135,11 @@ def check_fit(plan: PartitionPlan, graph: nx.DiGraph, model: DecoderSpec | None,
     base = PlanSpec(connection="p2p" if plan.p2p_pairs else "host",
                     cores=min(plan.stages[0].cores), rules=dict(plan.rules))
     options = []
-    for family, label in (("tp", "tensor parallel (weight mode) on {} SoCs"),
-                          ("pp", "a pipeline of {} SoCs")):
-        n = minimum_socs(graph, model, topo, family, batch, context, reserve, base)
+    for family, label in (("tp", "tensor parallel (weight mode) on {}"),
+                          ("pp", "a pipeline of {}")):
+        n = minimum_socs(graph, model, topo, family, batch, context, reserve, base, graphs)
         if n:
-            options.append(label.format(n))
+            options.append(label.format(f"{n} SoC{'s' if n > 1 else ''}"))
     found = ", ".join(options) if options else f"none on {topo.name}"
     raise PlanError(f"{message}; smallest layouts that fit: {found}")
 

@@ -108,8 +108,12 @@ class _Reading:
             raise doc.error(f"{rel!r} leads back to this file (a cycle of includes or "
                             "extends)", key)
         if len(stack) + 1 >= limits.MAX_INCLUDE_DEPTH:
-            raise doc.error(f"{rel!r} is more than {limits.MAX_INCLUDE_DEPTH} files deep in "
-                            "includes and extends", key)
+            # the chain is the named file's doing, not the last file's (which may be a
+            # shipped one that includes its card library)
+            chain = [display_path(p) for p in (*stack, path, target)]
+            shown = chain if len(chain) <= 5 else [*chain[:2], "...", *chain[-2:]]
+            raise ConfigError(f"includes and extends go more than {limits.MAX_INCLUDE_DEPTH} "
+                              f"files deep: {' -> '.join(shown)}", file=chain[0])
         if not confined(target, self.roots):
             raise doc.error(f"{rel!r} lies outside the topology's folder and the working folder "
                             f"(allow more folders with {ALLOW})", key)
