@@ -16,7 +16,7 @@ Each case isolates one approximation of ``docs/metrics.md``:
 
 Prints the relative error of TTFT, mean TPOT and end-to-end latency of each case (``auto`` and
 ``memoized`` against ``full``), what ``auto`` ran live, and the wall time of each simulation;
-writes ``benchmarks/results/approximations.json``.
+``--output`` records them in ``benchmarks/results/approximations.json``.
 
     python benchmarks/approximations.py [--generate 32]
 """
@@ -24,12 +24,13 @@ writes ``benchmarks/results/approximations.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+from record import add_output, record
 
 from simtopo.results.run import run_variant
 from simtopo.spec.experiment import load_experiment
@@ -96,16 +97,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--generate", type=int, default=32,
                         help="tokens generated per request in every case (default 32)")
-    parser.add_argument("--output", type=Path,
-                        default=ROOT / "benchmarks" / "results" / "approximations.json")
+    add_output(parser, "approximations")
     args = parser.parse_args()
     rows = measure(args.generate)
     worst = {k: max(abs(r["errors"]["auto"][k]) for r in rows) for k in rows[0]["errors"]["auto"]}
     print("largest errors of auto: " + ", ".join(f"{k} {100 * v:.3f}%"
                                                  for k, v in worst.items()))
-    args.output.write_text(json.dumps({
-        "machine": {"python": platform.python_version(), "processor": platform.machine()},
-        "cases": rows, "largest_abs_errors": worst}, indent=1) + "\n")
+    record({"machine": {"python": platform.python_version(), "processor": platform.machine()},
+            "cases": rows, "largest_abs_errors": worst}, args.output, "approximations")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@
     arrivals at the rate that keeps 32 flows in flight on average (Little's law, tuned on a
     pilot run); (b) the same 10,000 copies all started at once; (c) 100 ring all-reduces of
     16 SoCs back to back. Seeded. Prints the median wall time of ``--repeat`` runs and flow
-    events (starts and ends) per second, and writes ``benchmarks/results/flows.json``.
+    events (starts and ends) per second; ``--output`` records them in
+    ``benchmarks/results/flows.json``.
 
     python benchmarks/flows.py [--flows 10000] [--repeat 3] [--seed 1]
 """
@@ -12,7 +13,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import platform
 import random
@@ -20,6 +20,8 @@ import statistics
 import time
 from pathlib import Path
 from typing import Any
+
+from record import add_output, record
 
 import simtopo
 from simtopo.engine.collectives import Collectives
@@ -119,8 +121,7 @@ def main() -> None:
     parser.add_argument("--allreduce-bytes", type=float, default=64 * 2**20)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--output", type=Path,
-                        default=ROOT / "benchmarks" / "results" / "flows.json")
+    add_output(parser, "flows")
     args = parser.parse_args()
 
     topo = simtopo.load_topology(ROOT / "topologies" / "ultra8.yaml")
@@ -150,9 +151,7 @@ def main() -> None:
               f"simulated {row['simulated_s']:.4g} s" +
               (f"   mean in flight {row['mean_in_flight']:.1f}" if "mean_in_flight" in row
                else ""))
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(figures, indent=1) + "\n")
-    print(f"wrote {args.output}")
+    record(figures, args.output, "flows")
 
 
 if __name__ == "__main__":

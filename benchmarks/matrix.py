@@ -3,7 +3,7 @@
 A single host with one socket; below its root complex a tree of PCIe switches ``fanout`` wide
 and ``levels`` deep, with ``cards_per_switch`` AI 100 Ultra cards under every leaf switch
 (default 4 x 4 x 4 leaf switches x 4 cards x 4 SoCs = 1,024 SoCs). Prints the median of
-``--repeat`` runs for each stage and writes them to ``benchmarks/results/matrix.json``.
+``--repeat`` runs for each stage; ``--output`` records them in ``benchmarks/results/matrix.json``.
 
     python benchmarks/matrix.py [--levels 3] [--fanout 4] [--cards-per-switch 4] [--repeat 5]
 """
@@ -11,12 +11,13 @@ and ``levels`` deep, with ``cards_per_switch`` AI 100 Ultra cards under every le
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import time
 from pathlib import Path
 from typing import Any
+
+from record import add_output, record
 
 import simtopo
 from simtopo.topology.files import load_card_library
@@ -64,8 +65,7 @@ def main() -> None:
     parser.add_argument("--fanout", type=int, default=4)
     parser.add_argument("--cards-per-switch", type=int, default=4)
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" /
-                        "matrix.json")
+    add_output(parser, "matrix")
     args = parser.parse_args()
 
     spec = tree_spec(args.levels, args.fanout, args.cards_per_switch)
@@ -96,9 +96,7 @@ def main() -> None:
             print(f"{key:<26} {value:,.4g}")
         else:
             print(f"{key:<26} {value}")
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(figures, indent=1) + "\n")
-    print(f"wrote {args.output}")
+    record(figures, args.output, "matrix")
 
 
 if __name__ == "__main__":

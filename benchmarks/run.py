@@ -3,7 +3,8 @@
 End to end is the command as a user runs it, in a fresh process (interpreter start, imports,
 the simulation of every variant, the table, the report with its figures and trace). The
 simulation alone is ``simtopo.run`` in this process after a warm-up (no report). Prints the
-median (and min, max) of ``--repeat`` runs and writes ``benchmarks/results/run.json``.
+median (and min, max) of ``--repeat`` runs; ``--output`` records them in
+``benchmarks/results/run.json``.
 Target: under 10 s end to end on a 2-core machine, the simulation well under that.
 
     python benchmarks/run.py [--repeat 5] [--experiment experiments/ultra8.yaml]
@@ -12,7 +13,6 @@ Target: under 10 s end to end on a 2-core machine, the simulation well under tha
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -21,6 +21,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from record import add_output, record
 
 import simtopo
 
@@ -48,7 +50,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--experiment", type=Path, default=ROOT / "experiments" / "ultra8.yaml")
-    parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "run.json")
+    add_output(parser, "run")
     args = parser.parse_args()
     simulation(args.experiment)  # warm-up: imports, caches of the file system
     sim = [simulation(args.experiment) for _ in range(args.repeat)]
@@ -67,7 +69,7 @@ def main() -> None:
         f = figures[key]
         print(f"{key:11} median {f['median_s']:.2f} s  (min {f['min_s']:.2f}, "
               f"max {f['max_s']:.2f}) over {args.repeat} runs")
-    args.output.write_text(json.dumps(figures, indent=1) + "\n")
+    record(figures, args.output, "run")
 
 
 if __name__ == "__main__":

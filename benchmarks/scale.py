@@ -7,7 +7,7 @@
    in a child process (target: under 500 MB).
 
 The 1,024-SoC topology (build, validation, all-pairs matrix) is ``benchmarks/matrix.py``.
-Writes ``benchmarks/results/scale.json``.
+``--output`` records them in ``benchmarks/results/scale.json``.
 
     python benchmarks/scale.py [--repeat 3]
 """
@@ -15,7 +15,6 @@ Writes ``benchmarks/results/scale.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import subprocess
 import sys
@@ -24,6 +23,7 @@ import time
 from pathlib import Path
 
 import yaml
+from record import add_output, record
 
 import simtopo
 
@@ -64,6 +64,7 @@ def peak_memory() -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeat", type=int, default=3)
+    add_output(parser, "scale")
     args = parser.parse_args()
     figures = {"decode_tp64": decode_tp64(args.repeat), **peak_memory()}
     d = figures["decode_tp64"]
@@ -71,8 +72,7 @@ def main() -> None:
           f" s over {args.repeat} runs (TPOT {1e3 * d['tpot_s']:.1f} ms)")
     print(f"simtopo run experiments/ultra8.yaml: peak resident memory "
           f"{figures['ultra8_run_peak_rss_MB']:.0f} MB (target 500 MB)")
-    out = ROOT / "benchmarks" / "results" / "scale.json"
-    out.write_text(json.dumps(figures, indent=1, sort_keys=True) + "\n")
+    record(figures, args.output, "scale")
 
 
 

@@ -3,8 +3,8 @@
 Times, each in a fresh process, ``simtopo --help`` (the installed console script),
 ``python -m simtopo --help`` and ``python -c "import simtopo"``, and lists the heavy
 libraries each loads (none should: the public API and every command import what they need
-when they run). Prints the median (and min, max) of ``--repeat`` runs and writes
-``benchmarks/results/startup.json``. Target: ``simtopo --help`` under 0.25 s.
+when they run). Prints the median (and min, max) of ``--repeat`` runs; ``--output`` records
+them in ``benchmarks/results/startup.json``. Target: ``simtopo --help`` under 0.25 s.
 
     python benchmarks/startup.py [--repeat 5]
 """
@@ -12,7 +12,6 @@ when they run). Prints the median (and min, max) of ``--repeat`` runs and writes
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import shutil
 import statistics
@@ -20,6 +19,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from record import add_output, record
 
 ROOT = Path(__file__).resolve().parent.parent
 HEAVY = ("numpy", "pandas", "matplotlib", "simpy", "networkx", "pydantic", "yaml", "rich")
@@ -56,8 +57,7 @@ def summary(times: list[float]) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--output", type=Path,
-                        default=ROOT / "benchmarks" / "results" / "startup.json")
+    add_output(parser, "startup")
     args = parser.parse_args()
     script = shutil.which("simtopo")
     commands = {
@@ -76,7 +76,7 @@ def main() -> None:
         figures[name] = {**stats, "heavy_imports": heavy}
         print(f"{name:30} median {stats['median_s']:.3f} s (min {stats['min_s']:.3f}, max "
               f"{stats['max_s']:.3f}); heavy imports: {', '.join(heavy) or 'none'}")
-    args.output.write_text(json.dumps(figures, indent=1) + "\n")
+    record(figures, args.output, "startup")
 
 
 if __name__ == "__main__":

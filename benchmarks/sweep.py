@@ -5,7 +5,7 @@ The points: 5 decoders (7B to 70B) x tensor-parallel size 1-16 x P2P or host-rou
 or mxfp6 weights x 5 compiled context lengths x batch 1 or 8, each a 128-token prompt and 128
 decode steps over the compiled context (the time per output token is the prediction wanted;
 the short prompt keeps prefill small). Points that do not fit fail fast with their reason, as
-they would in a user's sweep. Writes benchmarks/results/sweep.json.
+they would in a user's sweep. ``--output`` records them in ``benchmarks/results/sweep.json``.
 
     python benchmarks/sweep.py [--jobs N] [--repeat K]
 """
@@ -13,13 +13,14 @@ they would in a user's sweep. Writes benchmarks/results/sweep.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
 import tempfile
 import time
 from pathlib import Path
+
+from record import add_output, record
 
 from simtopo.analysis.executors import run_sweep
 from simtopo.analysis.sweep import parse_set
@@ -35,6 +36,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--jobs", type=int, default=os.cpu_count())
     parser.add_argument("--repeat", type=int, default=1)
+    add_output(parser, "sweep")
     args = parser.parse_args()
     axes = [parse_set(s) for s in SETS]
     times, result = [], None
@@ -60,8 +62,7 @@ def main() -> None:
           f"{args.jobs} processes: median {figures['wall_s_median']:.1f} s over "
           f"{args.repeat} runs ({figures['points_per_s']:.1f} points/s); resuming the "
           f"finished sweep {resume_s:.2f} s")
-    out = ROOT / "benchmarks" / "results" / "sweep.json"
-    out.write_text(json.dumps(figures, indent=1, sort_keys=True) + "\n")
+    record(figures, args.output, "sweep")
 
 
 if __name__ == "__main__":

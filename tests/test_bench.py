@@ -134,3 +134,22 @@ def test_symmetric_pairs_share_one_simulation(ultra8):
         bench.timed_copies(ultra8, [(a, b)], 1e6, "p2p", cache=cache)
     assert len(cache) == 1
     assert np.isfinite(next(iter(cache.values())))
+
+
+def test_benchmarks_write_nothing_unless_asked(tmp_path):
+    """Every benchmark script takes --output and has no default: running one as documented
+    never rewrites the recorded figures in benchmarks/results/."""
+    import ast
+
+    from .conftest import ROOT
+
+    scripts = sorted((ROOT / "benchmarks").glob("*.py"))
+    assert len(scripts) >= 7
+    for script in scripts:
+        if script.name == "record.py":
+            continue
+        tree = ast.parse(script.read_text())
+        calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)
+                 and getattr(n.func, "id", None) in ("add_output", "record")]
+        assert {c.func.id for c in calls} == {"add_output", "record"}, script.name
+        assert '"results"' not in script.read_text(), script.name  # no default path there

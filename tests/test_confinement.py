@@ -203,3 +203,14 @@ def test_two_sweeps_into_one_folder_at_once(tmp_path):
                           "another folder"]
     finally:
         held.close()
+
+
+@pytest.mark.parametrize(("second", "message"), [
+    ("a", "duplicate variant name 'a'"),
+    ("A", "duplicate variant name 'A' (as 'a', up to case)"),
+])
+def test_variant_names_that_would_share_figure_files_are_refused(tmp_path, capsys, second,
+                                                                   message):
+    path = experiment(tmp_path, variants=[{"name": "a"}, {"name": second}])
+    assert main(["run", str(path), "--no-report"]) == 2
+    assert capsys.readouterr().err == f"error: e.yaml:9: variants[1].name: {message}\n"

@@ -46,4 +46,22 @@ def test_the_readme_python_examples_run(tmp_path, monkeypatch):
     assert blocks
     for block in blocks:
         exec(compile(block, "README.md", "exec"), {})
-    assert (tmp_path / "reports" / "ultra8" / "summary.json").is_file()
+    assert (tmp_path / "scratch" / "ultra8" / "summary.json").is_file()
+    assert (tmp_path / "scratch" / "tp-sweep" / "sweep.csv").is_file()
+    assert not (tmp_path / "reports").exists()  # nothing lands beside the reference output
+
+
+def test_readme_shell_examples_never_write_committed_output():
+    """Every example command that writes names a scratch place (or writes nothing): none may
+    overwrite reports/, docs/ or benchmarks/results/ by running it as shown."""
+    block = re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    commands = [line for b in block for line in b.replace("\\\n", " ").splitlines()]
+    for command in commands:
+        if command.startswith("simtopo run ") and "--no-report" not in command:
+            assert "--reports scratch" in command, command
+        if command.startswith("simtopo sweep "):
+            assert "--out scratch/" in command, command
+        for flag in (" -o ", " --output ", " --write-mdp "):
+            if flag in command:
+                target = command.split(flag, 1)[1].split()[0]
+                assert target.startswith("scratch/"), command

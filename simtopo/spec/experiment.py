@@ -268,9 +268,12 @@ def load_experiment(path: str | Path, reduced: bool = False,
                            workload=resolved.workload, plan=plan, transfer=transfer,
                            load=resolved.load))
     names = [str(v.get("name", spec.name)) for v in variants_raw]
+    folded = [name.casefold() for name in names]  # they name figure files, on any disk
     for i, name in enumerate(names):
-        if names.index(name) != i:
-            raise doc.error(f"duplicate variant name {name!r}", ("variants", i, "name"))
+        first = folded.index(folded[i])
+        if first != i:
+            same = "" if names[first] == name else f" (as {names[first]!r}, up to case)"
+            raise doc.error(f"duplicate variant name {name!r}{same}", ("variants", i, "name"))
     if only is not None and only not in names:
         raise ConfigError(f"unknown variant {only!r} (expected one of: {', '.join(names)})",
                           file=doc.file)
