@@ -103,11 +103,12 @@ def format_bandwidth(bw_Bps: float) -> str:
     return f"{_significant(bw_Bps)} B/s"
 
 
-def format_bytes(size_bytes: float) -> str:
-    """``32e9`` -> ``"32 GB"``; exact binary multiples stay binary: ``2**31`` -> ``"2 GiB"``."""
+def format_bytes(size_bytes: float, binary: bool = True) -> str:
+    """``32e9`` -> ``"32 GB"``; exact binary multiples stay binary: ``2**31`` -> ``"2 GiB"``
+    (with ``binary=False``, decimal always, for a column that must read one way)."""
     for prefix, scale in (("Ti", 2**40), ("Gi", 2**30), ("Mi", 2**20), ("Ki", 2**10)):
         # binary only for round binary sizes (2 GiB, 256 KiB), not for any multiple of 1024
-        if scale <= size_bytes < 1024 * scale and size_bytes % scale == 0 \
+        if binary and scale <= size_bytes < 1024 * scale and size_bytes % scale == 0 \
                 and size_bytes % 10**3 != 0:
             return f"{_significant(size_bytes / scale)} {prefix}B"
     for prefix, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):

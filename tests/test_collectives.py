@@ -188,3 +188,18 @@ def test_collective_errors(ultra8, args, message):
     with pytest.raises(Exception) as info:
         run_collective(ultra8, *args)
     assert message in str(info.value)
+
+
+def test_a_p2p_collective_over_the_platforms_limit_is_refused_as_plans_refuse_it(ultra8):
+    from simtopo.engine.collectives import run_collective
+    from simtopo.errors import RouteError
+
+    socs = list(ultra8.socs)
+    assert ultra8.platform.max_p2p_group == 16 and len(socs) == 32
+    run_collective(ultra8, "all_reduce", socs[:16], 2**20)  # at the limit: fine
+    with pytest.raises(RouteError) as info:
+        run_collective(ultra8, "all_reduce", socs, 2**20)
+    assert str(info.value).startswith("a P2P all_reduce over 32 SoCs exceeds ultra8's P2P "
+                                      "limit of 16 (platform.max_p2p_group): use fewer SoCs, or "
+                                      "route it through host memory instead")
+    assert run_collective(ultra8, "all_reduce", socs, 2**20, mode="host").time_s > 0

@@ -157,3 +157,40 @@ def test_malformed_json(tmp_path):
     with pytest.raises(ConfigError) as info:
         read_mdp(path)
     assert str(info.value).startswith(f"{path}:1: malformed JSON: ")
+
+
+def test_a_mixed_partition_config_prints_each_stage_width_and_the_replication_note(
+        tmp_path, capsys):
+    """One 1-device stage, then a 2-device stage, of a graph without split rules: the
+    summary gives both widths (not the first one twice) and says the ops run whole."""
+    from simtopo.cli import main
+
+    seed = json.loads((ROOT / "experiments" / "mdp" / "mdp_pipelined.json").read_text())
+    parts = seed["partitions"]
+    mixed = {"connections": [{"devices": [0, 1, 2], "type": "p2p"}], "partitions": [
+        {"name": "P0", "devices": [{"deviceId": 0, "numCores": 8}],
+         "nodeList": parts[0]["nodeList"]},
+        {"name": "P1", "devices": [{"deviceId": 1, "numCores": 8}, {"deviceId": 2,
+                                                                      "numCores": 8}],
+         "nodeList": [n for p in parts[1:] for n in p["nodeList"]]}]}
+    path = tmp_path / "mixed.json"
+    path.write_text(json.dumps(mixed))
+    assert main(["mdp", "validate", str(path), "--model",
+                 str(ROOT / "experiments" / "mdp" / "pipelined-graph.yaml"), "--topology",
+                 str(ROOT / "topologies" / "ultra8.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "plan for mdp-pipelined-example: 2 stages of 1, 2 devices, 1 replica(s)" in out
+    assert ("note: without --rule (split rules) every op of a graph model runs whole on each "
+            "SoC of a stage: replicated, not tensor-sliced") in out
+
+
+def test_byte_columns_read_one_way(capsys):
+    """model show: every size of the per-kind table in decimal units (no 768 KiB beside
+    786.4 kB)."""
+    from simtopo.cli import main
+
+    assert main(["model", "show", "llama-2-7b"]) == 0
+    table = [line for line in capsys.readouterr().out.splitlines()
+             if line.startswith("  ") and not line.startswith("  pass")]
+    assert table and not any("iB" in line for line in table)
+    assert any("786.4 kB" in line for line in table)  # the decode attention output, 768 KiB

@@ -46,3 +46,21 @@ def test_bad_link(args, message):
     with pytest.raises(ValueError) as info:
         pcie.link_bandwidth(*args)
     assert str(info.value) == message
+
+
+def test_docs_quote_the_rates_the_built_ins_use():
+    """docs/topologies.md gives the link rates of the fitted TLP overhead and the fitted
+    root-complex hop, as the built-in topologies use them (not the 24-byte protocol value)."""
+    import re
+
+    from simtopo.constants import RC_HOP_S, TLP_OVERHEAD_BYTES
+    from simtopo.topology.pcie import link_bandwidth
+
+    from .conftest import ROOT
+
+    text = (ROOT / "docs" / "topologies.md").read_text()
+    quoted = dict(re.findall(r"(Gen\d x\d+) = ([\d.]+) GB/s", text))
+    for name, gen, lanes in (("Gen4 x8", 4, 8), ("Gen4 x16", 4, 16), ("Gen5 x16", 5, 16)):
+        assert float(quoted[name]) == round(link_bandwidth(gen, lanes, 256, TLP_OVERHEAD_BYTES)
+                                            / 1e9, 2)
+    assert f"root-complex hop ({RC_HOP_S * 1e9:.0f} ns" in text

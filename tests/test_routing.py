@@ -73,7 +73,9 @@ def test_p2p_across_sockets_refused_by_default_naming_the_socket_link(ultra16_2s
         ultra16_2s.route("card0.soc0", "card8.soc0")
     assert str(info.value) == (
         "no P2P route from card0.soc0 to card8.soc0: it would cross the socket link "
-        "cpu0-cpu1, and cross-socket P2P is off (platform.cross_socket_p2p); use mode='host'")
+        "cpu0-cpu1, and cross-socket P2P is off (platform.cross_socket_p2p); route it through "
+        "host memory instead (connection: host in a plan, --mode host on the command line, "
+        "mode='host' in Python)")
 
 
 def two_socket_spec(cross: bool) -> dict:

@@ -172,3 +172,35 @@ variants: [{name: p2p}, {name: host, plan: {connection: host}}]
     text = (folder / "report.md").read_text()
     assert "## One decode step" not in text
     assert "| p2p | 4 | " in text and " | - | - | " in text
+
+
+def test_a_precision_the_soc_lists_no_rate_for_is_a_warning(tmp_path):
+    """bf16 weights on an AI 100 (which lists fp16 and int8 rates only) run at the fp16 rate:
+    the same times as fp16, and a warning that says so."""
+    body = """
+name: bf
+topology: TOPO
+model: llama-2-7b
+workload: {batch: 1, prompt: 64, generate: 4, context: 128, precision: PRECISION}
+plan: {tp: 4}
+variants: [{name: a}]
+"""
+    fp16 = simtopo.run(write_experiment(tmp_path, body.replace("PRECISION", "fp16")))
+    bf16 = simtopo.run(write_experiment(tmp_path, body.replace("PRECISION", "bf16")))
+    assert fp16.variants[0].warnings == []
+    assert bf16.variants[0].warnings == [
+        "bf16 runs at the fp16 rate on ai100-ultra (no rate listed for it)"]
+    assert bf16.variants[0].metrics["tpot_mean_s"] == fp16.variants[0].metrics["tpot_mean_s"]
+
+
+def test_the_table_fits_80_columns_without_cutting_anything(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    assert main(["run", str(ROOT / "experiments" / "ultra8.yaml"), "--no-report"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert "…" not in out and "..." not in out
+    for name in ("tp16-host-mxfp6", "pp2-tp16-p2p", "tp16x2-p2p"):  # names whole
+        assert any(f" {name} " in line for line in lines)
+    # a link may wrap at its arrow, never mid-id
+    assert "card0.soc0" in out and "card0.sw" in out

@@ -88,6 +88,11 @@ def collect_bench(topo: Topology, devices: Sequence[str], p2p_modes: Sequence[bo
             if n > len(devices) or n < 2:
                 report.notes.append(f"group of {n} skipped: {len(devices)} devices selected")
                 continue
+            limit = topo.platform.max_p2p_group
+            if limit is not None and n > limit:
+                report.notes.append(f"group of {n} skipped: over {topo.name}'s P2P limit of "
+                                    f"{limit} SoCs (platform.max_p2p_group)")
+                continue
             group = list(devices[:n])
             for op in COLLECTIVE_OPS:
                 p2p = bench.collective_sweep(topo, op, group, "p2p", sizes)

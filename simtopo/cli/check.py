@@ -55,27 +55,28 @@ def _rank(difference: Any) -> tuple[int, str]:
 
 
 def _table(checks: list[Any], show_all: bool) -> Any:
-    from rich.table import Table
+    from ..report.tables import NAME, NUMBER, TEXT, terminal_table
 
-    table = Table(title="what moved (relative to the baseline)", title_justify="left")
-    for label, justify in (("baseline", "left"), ("variant", "left"), ("where", "left"),
-                           ("baseline value", "right"), ("now", "right"),
-                           ("change", "right"), ("", "left"), ("tolerance", "right")):
-        table.add_column(label, justify=justify)  # type: ignore[arg-type]
+    several = len({c.baseline.name for c in checks if c.differences}) > 1
+    title = "what moved (relative to the baseline)"
+    if not several:
+        title += "".join(f": {c.baseline.name}" for c in checks if c.differences)[:1000]
+    table = terminal_table(title, [
+        *([("baseline", NAME)] if several else []), ("variant", NAME), ("where", TEXT),
+        ("was", NUMBER), ("now", NUMBER), ("change", NUMBER), ("tol.", NUMBER)])
     rows = [(c.baseline.name, d) for c in checks for d in sorted(c.differences, key=_rank)]
     for name, d in rows if show_all else rows[:ROWS]:
         where = d.path.partition("].")[2] or d.path if d.variant else d.path
         if d.relative is None:
-            cells = [_show(d.expected), _show(d.actual), "", d.verdict, ""]
+            cells = [_show(d.expected), _show(d.actual), d.verdict, ""]
         else:
             sign = "+" if d.actual >= d.expected else "-"
-            cells = [f"{d.expected:.6g}", f"{d.actual:.6g}",
-                     f"{sign}{100 * d.relative:.3g}%", d.verdict,
+            cells = [f"{d.expected:.5g}", f"{d.actual:.5g}",
+                     f"{sign}{100 * d.relative:.3g}% {d.verdict}",
                      f"{100 * d.tolerance:.2g}%" if d.tolerance is not None else ""]
-        table.add_row(name, d.variant or "", where, *cells)
+        table.add_row(*([name] if several else []), d.variant or "", where, *cells)
     if not show_all and len(rows) > ROWS:
         table.caption = f"... and {len(rows) - ROWS} more (--all shows every one)"
-        table.caption_justify = "left"
     return table
 
 

@@ -55,14 +55,12 @@ def _advisor_workload(args: argparse.Namespace) -> Any:
 
 
 def _table(candidates: list[Any], objective: str, title: str) -> Any:
-    from rich.table import Table
+    from ..report.tables import NAME, NUMBER, TEXT, link_text, terminal_table
 
-    table = Table(title=title, title_justify="left")
-    for label, justify in (("#", "right"), ("layout", "left"), ("SoCs", "right"),
-                           ("TTFT ms", "right"), ("TPOT ms", "right"), ("tok/s", "right"),
-                           ("tok/s/SoC", "right"), ("GB/SoC", "right"),
-                           ("decode step", "left"), ("busiest link", "left")):
-        table.add_column(label, justify=justify)  # type: ignore[arg-type]
+    table = terminal_table(title, [
+        ("#", NUMBER), ("layout", NAME), ("SoCs", NUMBER), ("TTFT ms", NUMBER),
+        ("TPOT ms", NUMBER), ("tok/s", NUMBER), ("tok/s/SoC", NUMBER), ("GB/SoC", NUMBER),
+        ("decode step", TEXT), ("busiest link", TEXT)])
     for i, c in enumerate(candidates, 1):
         m = c.metrics
         table.add_row(str(i), c.layout.label + (" *" if c.approximate else ""),
@@ -70,7 +68,8 @@ def _table(candidates: list[Any], objective: str, title: str) -> Any:
                       f"{1e3 * m['tpot_mean_s']:.4g}" if "tpot_mean_s" in m else "-",
                       f"{m['tokens_per_s']:.4g}",
                       f"{m['tokens_per_s'] / c.layout.socs:.3g}",
-                      f"{m['memory_max_bytes'] / 1e9:.3g}", c.reason, c.busiest_link)
+                      f"{m['memory_max_bytes'] / 1e9:.3g}", c.reason,
+                      link_text(c.busiest_link))
     if any(c.approximate for c in candidates):
         table.caption = ("* memoized numbers, optimistic: its pipeline stages contend while "
                          "their prefills overlap (the leading layouts are re-simulated; "

@@ -14,43 +14,41 @@ if TYPE_CHECKING:
 
 
 def _results_table(result: Result) -> object:
-    from rich.table import Table
+    from ..report.tables import NAME, NUMBER, TEXT, link_text, terminal_table
 
     llm = any("ttft_s" in v.metrics for v in result.variants)
-    table = Table(title=f"{result.name}: {result.description}" if result.description
-                  else result.name, title_justify="left")
-    table.add_column("variant")
-    table.add_column("SoCs", justify="right")
-    columns = []
+    metrics = []
     if llm:
-        columns += [("TTFT ms", "ttft_s", 1e3), ("TPOT ms", "tpot_mean_s", 1e3),
+        metrics += [("TTFT ms", "ttft_s", 1e3), ("TPOT ms", "tpot_mean_s", 1e3),
                     ("tok/s", "tokens_per_s", 1.0), ("e2e s", "e2e_s", 1.0)]
     if any("latency_s" in v.metrics for v in result.variants):
-        columns += [("latency ms", "latency_s", 1e3), ("inf/s", "inferences_per_s", 1.0)]
-    for label, _, _ in columns:
-        table.add_column(label, justify="right")
-    table.add_column("busiest link")
+        metrics += [("latency ms", "latency_s", 1e3), ("inf/s", "inferences_per_s", 1.0)]
     comparisons = result.comparisons()
+    shown = [(key, label) for key, label in (("ttft_s_speedup", "TTFT"),
+                                             ("tpot_mean_s_speedup", "TPOT"),
+                                             ("latency_s_speedup", "latency"))
+             if any(key in c for c in comparisons)]
+    columns = [("variant", NAME), ("SoCs", NUMBER), *((label, NUMBER) for label, _, _ in metrics),
+               ("busiest link", TEXT)]
     if comparisons:
-        table.add_column("P2P speed-up", justify="right")
+        columns.append(("P2P\nspeed-up\n" + ", ".join(label for _, label in shown), NUMBER))
+    caption = ""
+    if comparisons:
+        caption = ("P2P speed-up: host-routed time / P2P time, " + "; ".join(
+            f"{c['host']} vs {c['p2p']}" for c in comparisons))
+    table = terminal_table(f"{result.name}: {result.description}" if result.description
+                           else result.name, columns, caption)
     speedups: dict[str, str] = {}
-    pairs = []
     for c in comparisons:
-        parts = [f"{c[key]:.3g}x {label}" for key, label in
-                 (("ttft_s_speedup", "TTFT"), ("tpot_mean_s_speedup", "TPOT"),
-                  ("latency_s_speedup", "latency")) if key in c]
-        speedups.setdefault(c["host"], ", ".join(parts))
-        pairs.append(f"{c['host']} vs {c['p2p']}")
-    if pairs:
-        table.caption = ("P2P speed-up: host-routed time / P2P time, " + "; ".join(pairs))
-        table.caption_justify = "left"
+        speedups.setdefault(c["host"], ", ".join(f"{c[key]:.3g}" if key in c else "-"
+                                                 for key, _ in shown))
     for v in result.variants:
         cells = [v.name, f"{v.metrics['socs']:.0f}"]
-        for _, key, scale in columns:
+        for _, key, scale in metrics:
             value = v.metrics.get(key)
             cells.append("-" if value is None else f"{value * scale:.4g}")
         top = v.links[0] if v.links else None
-        cells.append(f"{top['link']} {100 * top['utilization']:.2g}%" if top else "-")
+        cells.append(f"{link_text(top['link'])} {100 * top['utilization']:.2g}%" if top else "-")
         if comparisons:
             cells.append(speedups.get(v.name, ""))
         table.add_row(*cells)

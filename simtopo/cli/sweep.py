@@ -14,7 +14,7 @@ SHOWN = 25
 
 
 def _table(result: Any) -> Any:
-    from rich.table import Table
+    from ..report.tables import NAME, NUMBER, TEXT, link_text, terminal_table
 
     frame = result.frame
     ok = frame[frame["status"] == "ok"]
@@ -26,23 +26,20 @@ def _table(result: Any) -> Any:
         title = f"{result.name} sweep: the {SHOWN} lowest-latency of {len(frame)} points"
     else:
         title = f"{result.name} sweep"
-    table = Table(title=title, title_justify="left")
-    table.add_column("variant")
-    for axis in result.axes:
-        table.add_column(axis.key.split(".")[-1], justify="right")
-    table.add_column("SoCs", justify="right")
-    labels = (["TTFT ms", "TPOT ms", "tok/s", "tok/s/SoC"] if llm
-              else ["latency ms", "inf/s", "inf/s/SoC"])
-    for label in labels:
-        table.add_column(label, justify="right")
-    table.add_column("busiest link")
+    ttft = llm and lat != "ttft_s"  # a TTFT column besides the latency one
+    labels = ((["TTFT ms"] if ttft else []) +
+              [{"tpot_mean_s": "TPOT ms", "ttft_s": "TTFT ms"}.get(lat, "latency ms")] +
+              (["tok/s", "tok/s/SoC"] if llm else ["inf/s", "inf/s/SoC"]))
+    table = terminal_table(title, [
+        ("variant", NAME), *((axis.key.split(".")[-1], NUMBER) for axis in result.axes),
+        ("SoCs", NUMBER), *((label, NUMBER) for label in labels), ("busiest link", TEXT)])
     for _, row in ok.iterrows():
         cells = [row["variant"], *(str(row[a.key]) for a in result.axes),
                  f"{row['socs']:.0f}"]
-        if llm:
+        if ttft:
             cells.append(f"{1e3 * row['ttft_s']:.4g}")
         cells += [f"{1e3 * row[lat]:.4g}", f"{row[thr]:.4g}",
-                  f"{row[thr] / row['socs']:.4g}", row["busiest_link"]]
+                  f"{row[thr] / row['socs']:.4g}", link_text(str(row["busiest_link"]))]
         table.add_row(*cells)
     return table
 

@@ -58,10 +58,10 @@ def variant_table(v: Any) -> Any:
     base = ", ".join(f"{SHORT[m]} {_value(m, v.base[m])}" for m in v.metrics)
     table = Table(title=f"{v.variant}: ranked by {SHORT[v.metrics[0]]} ({base})",
                   title_justify="left", box=box.SIMPLE_HEAD, leading=1)
-    table.add_column("#", justify="right")
-    table.add_column("perturbation: what changed", ratio=1)
-    for m in v.metrics:
-        table.add_column(SHORT[m], justify="right", no_wrap=True)
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("perturbation: what changed", overflow="fold")
+    for m in v.metrics:  # the gain above the elasticity: narrow enough for 80 columns
+        table.add_column(SHORT[m], justify="right", max_width=9)
     for rank, o in enumerate(v.outcomes, 1):
         p = o.perturbation
         label = p.label if p.relative_change is None else \
@@ -105,11 +105,11 @@ def band_table(b: Any) -> Any:
     base = ", ".join(f"{SHORT[m]} {b.base[m]:.4g}x" for m in metrics)
     table = Table(title=f"P2P over host-routed, {b.host} vs {b.p2p} ({base})",
                   title_justify="left", box=box.SIMPLE_HEAD)
-    table.add_column("constant", ratio=1)
+    table.add_column("constant", overflow="fold")
     table.add_column("now", justify="right", no_wrap=True)
-    table.add_column("varied", no_wrap=True)
-    for m in metrics:
-        table.add_column(f"{SHORT[m]} speed-up", justify="right", no_wrap=True)
+    table.add_column("varied", overflow="fold")
+    for m in metrics:  # low above high: narrow enough for 80 columns
+        table.add_column(f"{SHORT[m]} speed-up", justify="right", max_width=9)
     ranges = {key: f"{_constant(low)} .. {_constant(high)}"
               for key, _, low, high in BAND}
     for row in b.rows:

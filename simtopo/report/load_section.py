@@ -65,17 +65,15 @@ def _heading(load: LoadResult) -> str:
 
 def loads_table(result: Result) -> object:
     """A rich table for the terminal: one row per variant, source and strategy."""
-    from rich.table import Table
+    from .tables import NAME, NUMBER, TEXT, terminal_table
 
-    table = Table(title=f"{result.name}: weight loading", title_justify="left",
-                  caption="compile, 1st run: read, shard, serialise, then load the sharded "
-                          "files; pre-sharded: later runs; busy time per phase (they overlap)",
-                  caption_justify="left")
-    for label, justify in (("variant", "left"), ("source", "left"), ("strategy", "left"),
-                           ("load time", "right"), ("storage read", "right"),
-                           ("sharding", "right"), ("serialize", "right"),
-                           ("to device", "right"), ("bottleneck", "left")):
-        table.add_column(label, justify=justify)  # type: ignore[arg-type]
+    table = terminal_table(
+        f"{result.name}: weight loading",
+        [("variant", NAME), ("source", TEXT), ("strategy", TEXT), ("load time", NUMBER),
+         ("storage read", NUMBER), ("sharding", NUMBER), ("serialize", NUMBER),
+         ("to device", NUMBER), ("bottleneck", TEXT)],
+        caption="compile, 1st run: read, shard, serialise, then load the sharded files; "
+                "pre-sharded: later runs; busy time per phase (they overlap)")
     for load in result.loads:
         for o in load.outcomes:
             cells = [_min(o.phases[p]["busy_s"]) if p in o.phases else "-"

@@ -37,16 +37,18 @@ def render_model(name: str, graph: nx.DiGraph, decoder: DecoderSpec | None) -> s
                  f"{'weights':>14}")
     for kind, items in sorted(by_kind.items()):
         lines.append(f"  {kind:<12}{len(items):>6}{sum(o.flops for o in items) / 1e9:>14.4g}"
-                     f"{format_bytes(sum(o.bytes_read for o in items)):>14}"
-                     f"{format_bytes(sum(o.bytes_written for o in items)):>14}"
-                     f"{format_bytes(sum(o.stored_bytes for o in items)):>14}")
+                     f"{format_bytes(sum(o.bytes_read for o in items), False):>14}"
+                     f"{format_bytes(sum(o.bytes_written for o in items), False):>14}"
+                     f"{format_bytes(sum(o.stored_bytes for o in items), False):>14}")
     return "\n".join(lines) + "\n"
 
 
 def render_plan(plan: PartitionPlan, memory: Sequence[MemoryUse]) -> str:
     """Stages, devices, collectives per pass, hand-offs, and memory per SoC."""
-    lines = [f"plan for {plan.model}: {len(plan.stages)} stage(s) x "
-             f"{plan.stages[0].tp} device(s), {len(plan.replicas)} replica(s)"]
+    widths = [stage.tp for stage in plan.stages]
+    shape = (f"{len(widths)} stage(s) x {widths[0]} device(s)" if len(set(widths)) == 1 else
+             f"{len(widths)} stages of {', '.join(map(str, widths))} devices")
+    lines = [f"plan for {plan.model}: {shape}, {len(plan.replicas)} replica(s)"]
     for r, stages in enumerate(plan.replicas):
         for stage in stages:
             first, last = stage.ops[0], stage.ops[-1]
@@ -66,6 +68,12 @@ def render_plan(plan: PartitionPlan, memory: Sequence[MemoryUse]) -> str:
     for h in plan.handoffs:
         lines.append(f"  hand-off into stage {h.stage}: {format_bytes(h.bytes)} after {h.after} "
                      "(rank i to rank i)")
+    sliced = [stage for stage in plan.stages if stage.tp > 1 and stage.mode == "weight"]
+    if plan.decoder is None and not plan.rules and sliced and all(
+            plan.shards[op].split in ("replicate", "none", "follow")
+            for stage in sliced for op in stage.ops):
+        lines.append("  note: without --rule (split rules) every op of a graph model runs whole "
+                     "on each SoC of a stage: replicated, not tensor-sliced")
     groups = sorted({frozenset(p) for p in plan.p2p_pairs}, key=sorted)
     connected = f"p2p between {len(groups)} pairs" if groups else "host for every pair"
     lines.append(f"  connections: {connected}")

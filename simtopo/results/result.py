@@ -24,6 +24,8 @@ from ..sim.loading import LoadOutcome
 from ..sim.profiles import PassProfile
 from ..topology.graph import Topology
 from ..version import __version__
+from ..workload.cost import rate_fallbacks
+from ..workload.opgraph import COMPUTE_PRECISION
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -103,8 +105,21 @@ class VariantResult:
 
     @property
     def warnings(self) -> list[str]:
-        """Platform checks that failed (host memory, memory mappings)."""
-        return self.host.warnings()
+        """Platform checks that failed (host memory, memory mappings), and precisions the
+        SoCs list no rate for (bf16 on the AI 100 runs at its fp16 rate)."""
+        workload = self.inputs.get("workload", {})
+        precisions = [COMPUTE_PRECISION.get(workload.get("precision", "fp16"), "fp16"),
+                      workload.get("activations", "fp16")]
+        found: dict[str, list[str]] = {}
+        for stage in self.plan.stages:
+            for device in stage.devices:
+                node = self.topology.node(device)
+                for text in rate_fallbacks(node, precisions):
+                    found.setdefault(text, [])
+                    if node["card_type"] not in found[text]:
+                        found[text].append(node["card_type"])
+        return self.host.warnings() + [f"{text} on {', '.join(types)} (no rate listed for it)"
+                                       for text, types in found.items()]
 
 
 @dataclass

@@ -128,13 +128,18 @@ def _socket_path(topo: Topology, a: str, b: str) -> list[str]:
     return list(nx.shortest_path(sockets, a, b))
 
 
+HOST_HINT = ("route it through host memory instead (connection: host in a plan, --mode host "
+             "on the command line, mode='host' in Python)")
+"""What a refused P2P route suggests, in the words of each way of asking for one."""
+
+
 def _refuse_rc(topo: Topology, rc: str, a: str, b: str) -> None:
     node = topo.graph.nodes[rc]
     if not node["p2p"]:
         raise RouteError(
             f"no P2P route from {a} to {b}: it must pass through root complex {rc}, which does "
             f"not carry peer-to-peer traffic between root ports ({node['p2p_key']} is off); "
-            "use mode='host'"
+            f"{HOST_HINT}"
         )
 
 
@@ -148,7 +153,7 @@ def p2p_route(topo: Topology, a: str, b: str) -> Route:
         if not topo.platform.cross_socket_p2p:
             raise RouteError(
                 f"no P2P route from {a} to {b}: it would cross the socket link {link}, and "
-                "cross-socket P2P is off (platform.cross_socket_p2p); use mode='host'"
+                f"cross-socket P2P is off (platform.cross_socket_p2p); {HOST_HINT}"
             )
         _refuse_rc(topo, up[-2], a, b)
         _refuse_rc(topo, down[-2], a, b)

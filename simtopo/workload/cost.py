@@ -14,7 +14,7 @@ proportional to their fp16 peak).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,6 +68,16 @@ def peak_flops(soc: Mapping[str, Any], cores: int, precision: str) -> float:
     if rate is None:
         rate = max(per_core.values())
     return rate * cores
+
+
+def rate_fallbacks(soc: Mapping[str, Any], precisions: Iterable[str]) -> list[str]:
+    """The precisions among ``precisions`` that ``soc`` lists no rate for, with the rate
+    :func:`peak_flops` runs them at instead (a warning, not an error: the AI 100 lists no
+    bf16 rate, and bf16 then runs at the fp16 one)."""
+    per_core = soc["peak_flops_per_core"]
+    fallback = "fp16" if "fp16" in per_core else max(per_core, key=per_core.get)
+    return [f"{p} runs at the {fallback} rate" for p in sorted(set(precisions))
+            if p not in per_core]
 
 
 def op_cost(work: Work, soc: Mapping[str, Any], cores: int,
