@@ -1,8 +1,9 @@
 """Standard figures of a sweep table (matplotlib Figures, no pyplot state).
 
 - ``scaling.png``: latency and throughput against the SoC count, one series per connection;
-- ``p2p_vs_host.png``: the P2P-over-host speed-up of every pair of points that differ only in
-  ``plan.connection`` (when the sweep has that axis);
+- ``p2p_vs_host.png``: the P2P-over-host speed-up (time to first token and per output token)
+  of every pair of points that differ only in ``plan.connection`` (when the sweep has that
+  axis);
 - ``pareto.png``: latency against throughput per SoC, the Pareto-optimal points joined and
   labelled (lower latency and more throughput per SoC are both better).
 """
@@ -57,6 +58,9 @@ def scaling(frame: pd.DataFrame) -> Figure:
             ax.plot(top.index, top.to_numpy() * scale, marker="o", color=color,
                     label=f"{connection} (best per count)")
         ax.set_xscale("log", base=2)
+        counts = sorted(int(c) for c in frame["socs"].unique())
+        ax.set_xticks(counts, [str(c) for c in counts])  # 8, 16; not 2^3, 2^4
+        ax.minorticks_off()
         ax.set_xlabel("SoCs")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
@@ -65,28 +69,49 @@ def scaling(frame: pd.DataFrame) -> Figure:
     return fig
 
 
-def p2p_vs_host(frame: pd.DataFrame, axes: Sequence[Axis]) -> Figure | None:
-    """Speed-up of P2P over host for point pairs differing only in the connection."""
-    others = ["variant", *(a.key for a in axes if a.key != "plan.connection")]
+def p2p_speedups(frame: pd.DataFrame, axes: Sequence[Axis]) -> pd.DataFrame | None:
+    """Host time / P2P time per pair of points that differ only in the connection: one
+    column per time metric there is (TTFT, where the gap is largest, and TPOT; or the
+    latency), indexed by the other settings."""
     if "plan.connection" not in frame:
         return None
-    lat, lat_label = _latency(frame)
-    p2p = frame[frame["plan.connection"] == "p2p"].set_index(others)[lat]
-    host = frame[frame["plan.connection"] == "host"].set_index(others)[lat]
-    speedup = (host / p2p).dropna().sort_index()
-    if speedup.empty:
+    others = ["variant", *(a.key for a in axes if a.key != "plan.connection")]
+    metrics = [m for m in ("ttft_s", "tpot_mean_s", "latency_s") if m in frame]
+    p2p = frame[frame["plan.connection"] == "p2p"].set_index(others)[metrics]
+    host = frame[frame["plan.connection"] == "host"].set_index(others)[metrics]
+    speedup = (host / p2p).dropna(how="all").sort_index()
+    return None if speedup.empty else speedup
+
+
+LABELS = {"ttft_s": "time to first token", "tpot_mean_s": "time per output token",
+          "latency_s": "latency"}
+
+
+def p2p_vs_host(frame: pd.DataFrame, axes: Sequence[Axis]) -> Figure | None:
+    """Speed-up of P2P over host for point pairs differing only in the connection, for each
+    time metric side by side."""
+    speedup = p2p_speedups(frame, axes)
+    if speedup is None:
         return None
-    fig = Figure(figsize=(max(6.0, 0.35 * len(speedup) + 2), 4.5), layout="constrained")
+    others = ["variant", *(a.key for a in axes if a.key != "plan.connection")]
+    fig = Figure(figsize=(max(6.0, 0.5 * len(speedup) * len(speedup.columns) + 2), 4.5),
+                 layout="constrained")
     ax = fig.subplots()
+    width = 0.8 / len(speedup.columns)
+    for k, (metric, colour) in enumerate(zip(speedup.columns, ("tab:blue", "tab:green",
+                                                               "tab:purple"), strict=False)):
+        x = [i + (k - (len(speedup.columns) - 1) / 2) * width for i in range(len(speedup))]
+        ax.bar(x, speedup[metric].to_numpy(), width=width, color=colour,
+               label=LABELS[metric])
     labels = [" ".join(str(v) for v in (k if isinstance(k, tuple) else (k,)))
               for k in speedup.index]
-    ax.bar(range(len(speedup)), speedup.to_numpy(), color="tab:blue")
     ax.axhline(1.0, color="black", linewidth=0.8)
     ax.set_xticks(range(len(speedup)), labels, rotation=60, ha="right", fontsize=7)
-    ax.set_ylabel(f"host / P2P ({lat_label.split(' (')[0]})")
+    ax.set_ylabel("host-routed time / P2P time")
     ax.set_title("what P2P buys over host-routed, per point (" + ", ".join(others) + ")",
                  fontsize=9)
     ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
     return fig
 
 

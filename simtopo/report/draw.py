@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from matplotlib import colormaps, rc_context
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.font_manager import FontProperties
 from matplotlib.lines import Line2D
@@ -32,6 +34,8 @@ LEVEL_IN = 0.95
 TOP_IN = 0.55
 BOTTOM_IN = 0.6
 DPI = 130
+MAX_PIXELS = 30_000
+"""Longest side of a raster figure, in pixels."""
 
 NODE_COLOURS = {
     "socket": "#d6e4f5", "root_complex": "#dcefd2", "switch": "#fff0c2", "card": "#fbe0cc",
@@ -39,6 +43,10 @@ NODE_COLOURS = {
 }
 LINK_COLOURS = ("#1f4e79", "#2e86c1", "#48a868", "#e0a100", "#c0392b", "#7d3c98", "#5d6d7e")
 LOAD_COLOURS = colormaps["YlOrRd"]
+LOAD_FLOOR = 1e-3
+"""Utilisation at the pale end of the load scale (0.1%); an idle link is grey."""
+LOAD_SCALE = LogNorm(vmin=LOAD_FLOOR, vmax=1.0)
+IDLE_COLOUR = "#cccccc"
 LAYER_NAMES = {"socket": "CPU sockets", "root_complex": "root complexes", "switch": "switches",
                "card": "card switches", "soc": "SoCs", "storage": "storage"}
 
@@ -134,7 +142,8 @@ def draw_topology(topo: Topology, link_load: dict[str, float] | None = None,
     """Draw ``topo`` as a layered tree; returns a matplotlib Figure (no pyplot state).
 
     ``link_load`` maps directed links (``"u->v"``) to their utilisation (0..1): each link is
-    then coloured by the busier of its two directions instead of by its bandwidth class.
+    then coloured by the busier of its two directions, on an absolute logarithmic scale from
+    0.1% to 100% with a colour bar, instead of by its bandwidth class.
     """
     pos = layout(topo)
     graph = topo.graph
@@ -183,7 +192,8 @@ def draw_topology(topo: Topology, link_load: dict[str, float] | None = None,
             colour, lw = style[(data["link"], data["bw_Bps"])]
             if link_load is not None:
                 load = max(link_load.get(f"{u}->{v}", 0.0), link_load.get(f"{v}->{u}", 0.0))
-                colour = LOAD_COLOURS(min(load, 1.0))
+                colour = LOAD_COLOURS(LOAD_SCALE(min(max(load, LOAD_FLOOR), 1.0))) if load \
+                    else IDLE_COLOUR
             (x0, y0), (x1, y1) = at(u), at(v)
             ax.plot([x0, x1], [y0, y1], color=colour, lw=lw, solid_capstyle="butt", zorder=1)
     handles = [Line2D([], [], color="#777777" if link_load is not None else style[c][0],
@@ -191,8 +201,15 @@ def draw_topology(topo: Topology, link_load: dict[str, float] | None = None,
                       label=(f"{c[0]}: {format_bandwidth(c[1])}" if c[0] != "explicit"
                              else format_bandwidth(c[1]))) for c in classes]
     if link_load is not None:
-        handles += [Line2D([], [], color=LOAD_COLOURS(x), lw=3,
-                           label=f"{int(x * 100)}% of the busiest") for x in (0.0, 0.5, 1.0)]
+        handles.append(Line2D([], [], color=IDLE_COLOUR, lw=3, label="no traffic"))
+        # the colour bar under the title, right: utilisation on an absolute log scale
+        bar = fig.add_axes((0.62, 1 - (TOP_IN - 0.05) / height, 0.33, 0.09 / height))
+        colorbar = fig.colorbar(ScalarMappable(norm=LOAD_SCALE, cmap=LOAD_COLOURS), cax=bar,
+                                orientation="horizontal")
+        colorbar.set_ticks([0.001, 0.01, 0.1, 1.0], labels=["0.1%", "1%", "10%", "100%"])
+        colorbar.ax.tick_params(labelsize=FONT_PT * 0.9, length=2, pad=1)
+        colorbar.set_label("utilisation over the run (busier direction)",
+                           fontsize=FONT_PT * 0.9, labelpad=1)
     socket_edges = [(u, v, d) for u, v, d in graph.edges(data=True)
                     if d["direction"] == "socket" and u < v]
     for u, v, _ in socket_edges:
@@ -209,7 +226,7 @@ def draw_topology(topo: Topology, link_load: dict[str, float] | None = None,
                 zorder=3, linespacing=1.15,
                 bbox={"boxstyle": "round,pad=0.3", "fc": NODE_COLOURS[_role(topo, node)],
                       "ec": "#555555", "lw": 0.6})
-    legend_title = ("links (width: bandwidth; colour: load of the busier direction)"
+    legend_title = ("links (width: bandwidth; colour: utilisation, scale above)"
                     if link_load is not None else "links, payload bandwidth per direction")
     ax.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 0.0),
               bbox_transform=ax.transAxes, ncol=min(len(handles), 8 if link_load else 4),
@@ -221,6 +238,9 @@ def save_figure(fig: Figure, path: str | Path, dpi: int = DPI) -> Path:
     """Write ``fig`` atomically (a temporary file, then a rename) without a timestamp."""
     path = Path(path)
     fmt = path.suffix.lstrip(".").lower() or "png"
+    # a drawing of a thousand-SoC tree is a few hundred inches wide: fewer dots per inch
+    # keep its image within what renderers take (2**16 pixels a side) and a few MB
+    dpi = min(dpi, MAX_PIXELS / max(fig.get_size_inches()))
     metadata = {"png": {"Software": None}, "svg": {"Date": None},
                 "pdf": {"CreationDate": None}}.get(fmt)
 

@@ -6,16 +6,11 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from ..results.result import Result, VariantResult
-from ..sim.profiles import PassProfile, Span
+from ..sim.profiles import Span
 from .draw import draw_topology
-from .trace import stage_spans
+from .figure_data import link_busy, representative, step_shares
 
-COMPUTE, COLLECTIVE, TRANSFER = "#2e86c1", "#e67e22", "#8e44ad"
-
-
-def _representative(result: VariantResult) -> tuple[str, PassProfile]:
-    keys = [k for k in result.profiles if k.startswith("decode@")][-1:] or ["forward"]
-    return keys[0], result.profiles[keys[0]]
+COMPUTE, COLLECTIVE, TRANSFER, IDLE = "#2e86c1", "#e67e22", "#8e44ad", "#d5d8dc"
 
 
 def _rows(ax: Axes, spans: list[Span], order: list[str], min_width_ms: float = 0.0) -> None:
@@ -32,50 +27,115 @@ def _rows(ax: Axes, spans: list[Span], order: list[str], min_width_ms: float = 0
     ax.invert_yaxis()
 
 
+def _merge_alike(spans: list[Span]) -> tuple[list[Span], list[str]]:
+    """SoC tracks with identical spans (the SoCs of a tensor-parallel stage) as one row named
+    after the first and last, and the rows in order (SoCs first)."""
+    by_track: dict[str, list[Span]] = {}
+    for span in spans:
+        by_track.setdefault(span.track, []).append(span)
+    alike: dict[tuple, list[str]] = {}
+    for track in sorted(by_track, key=lambda x: (x.startswith("stage"), x)):
+        key = tuple((s.name, s.category, s.start_s, s.end_s) for s in by_track[track])
+        alike.setdefault(key, []).append(track)
+    merged, order = [], []
+    for tracks in alike.values():
+        label = tracks[0] if len(tracks) == 1 else \
+            f"{len(tracks)} SoCs {tracks[0]} .. {tracks[-1]}"
+        order.append(label)
+        merged += [Span(label, s.name, s.category, s.start_s, s.end_s)
+                   for s in by_track[tracks[0]]]
+    return merged, order
+
+
+def _shares(ax: Axes, result: VariantResult, kind: str) -> None:
+    """Stacked bars: where each stage's SoCs spend the step, with the shares written in."""
+    step, rows = step_shares(result)
+    parts = (("compute_s", "compute", COMPUTE), ("communication_s", "collectives not hidden",
+                                                  COLLECTIVE),
+             ("host_s", "host round trip", TRANSFER), ("waiting_s", "waiting", IDLE))
+    for i, row in enumerate(rows):
+        left = 0.0
+        for attr, label, colour in parts:
+            width = getattr(row, attr) * 1e3
+            ax.barh(i, width, left=left, color=colour, height=0.6,
+                    label=label if i == 0 else None)
+            if width >= 0.06 * step * 1e3:
+                ax.text(left + width / 2, i, f"{width / (step * 1e3):.0%}", ha="center",
+                        va="center", fontsize=8, color="white" if colour != IDLE else "black")
+            left += width
+    ax.set_yticks(range(len(rows)), labels=[r.label for r in rows], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, step * 1e3)
+    ax.set_xlabel(f"time in the {kind} (ms)")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.35 if len(rows) < 3 else -0.2),
+              ncol=4, fontsize=8, frameon=False)
+
+
 def step_timeline(result: VariantResult, top_links: int = 4) -> Figure:
-    """One decode step (or the forward pass) on every SoC, and one layer of it up close with
-    its collectives and the flows on the busiest links."""
-    name, profile = _representative(result)
-    spans, t = stage_spans(profile)
-    tracks = sorted({x.track for x in spans},
-                    key=lambda x: (x.startswith(("stage", "hand-off")), x))
+    """Where each stage's SoCs spend a decode step (or the forward pass), and one layer up
+    close with its collectives and the flows on the busiest links."""
+    name, profile = representative(result)
+    kind = "median decode step" if "step_s" in result.metrics else f"{name} pass"
+    step, rows = step_shares(result)
     layer = next(((run, stage) for stage in profile.stages for block, run, _ in stage.blocks
                   if block == "layer"), None)
-    panels = 2 if layer else 1
-    fig = Figure(figsize=(11, (0.28 * len(tracks) + 1.4) * panels + 0.6))
-    ax = fig.add_subplot(panels, 1, 1)
-    _rows(ax, spans, tracks, min_width_ms=t * 1e3 / 700)
-    ax.set_xlabel("time in the pass (ms)")
-    ax.set_title(f"{result.name}: one {name.split('@')[0]} pass, {t * 1e3:.4g} ms "
-                 "(blue compute, orange collectives, purple flows on links; the shortest "
-                 "drawn wider)", fontsize=9)
+    close: list[Span] = []
+    order: list[str] = []
     if layer:
         run, _ = layer
         busiest = [r["link"] for r in result.links[:top_links]]
         flows = [f for f in run.flows if f.track in busiest]
-        close = run.spans + flows
-        order = sorted({x.track for x in run.spans}, key=lambda x: (x.startswith("stage"), x))
+        close, order = _merge_alike(run.spans)
+        close += flows
         order += [b for b in busiest if any(f.track == b for f in flows)]
-        ax2 = fig.add_subplot(2, 1, 2)
+    top_h, low_h = 0.45 * len(rows) + 1.6, 0.32 * len(order) + 1.2
+    fig = Figure(figsize=(11, top_h + (low_h if layer else 0)))
+    grid = fig.add_gridspec(2 if layer else 1, 1,
+                            height_ratios=[top_h, low_h] if layer else [1])
+    ax = fig.add_subplot(grid[0])
+    _shares(ax, result, kind)
+    groups = result.inputs.get("workload", {}).get("groups", 1)
+    others = (f"\n(with {groups} request groups in flight, the others' steps fill the waiting)"
+              if groups > 1 and len(rows) > 1 else "")
+    ax.set_title(f"{result.name}: the {kind}, {step * 1e3:.4g} ms: where each stage's SoCs "
+                 f"spend it{others}", fontsize=9)
+    if layer:
+        run, _ = layer
+        ax2 = fig.add_subplot(grid[1])
         _rows(ax2, close, order)
         ax2.set_xlabel("time in one layer (ms)")
         ax2.set_title(f"one layer up close: {run.seconds * 1e6:.4g} us, of which collectives "
-                      f"{(run.seconds - run.compute_s) * 1e6:.3g} us", fontsize=9)
+                      f"{(run.seconds - run.compute_s) * 1e6:.3g} us (blue compute, orange "
+                      "collectives, purple flows on the busiest links)", fontsize=9)
     fig.tight_layout()
     return fig
 
 
 def link_utilization(result: VariantResult, top: int = 12) -> Figure:
-    """Utilisation of the busiest directed links over the whole run."""
-    rows = result.links[:top]
-    fig = Figure(figsize=(8, 0.3 * max(len(rows), 1) + 1.2))
+    """The busiest directed links of a step: how hard each is driven while it carries
+    traffic, and how much of the step it carries any."""
+    name, _ = representative(result)
+    busy = link_busy(result)
+    rows = sorted(busy.values(), key=lambda b: (-b.bytes, b.link))[:top]
+    fig = Figure(figsize=(9, 0.32 * max(len(rows), 1) + 1.5))
     ax = fig.add_subplot(1, 1, 1)
-    ax.barh([r["link"] for r in rows], [100 * r["utilization"] for r in rows],
-            color=COLLECTIVE)
+    labels = [b.link for b in rows]
+    ax.barh(labels, [100 * b.while_busy for b in rows], color=COLLECTIVE,
+            label="while carrying traffic")
+    ax.barh(labels, [100 * b.while_busy * b.busy_share for b in rows], color=COMPUTE,
+            height=0.35, label="over the whole pass")
+    for i, b in enumerate(rows):
+        ax.text(100 * b.while_busy + 1, i, f"busy {b.busy_share:.1%} of the pass", va="center",
+                fontsize=7)
     ax.invert_yaxis()
-    ax.set_xlabel("utilisation over the run (%)")
+    ax.set_xlim(0, 125)
+    ax.set_xticks(range(0, 101, 20))
+    ax.set_xlabel("utilisation (% of the link's capacity)")
     ax.tick_params(axis="y", labelsize=7)
-    ax.set_title(f"{result.name}: busiest links", fontsize=9)
+    ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=2, fontsize=7,
+              frameon=False)
+    ax.set_title(f"{result.name}: the links of one {name.split('@')[0]} pass, by bytes "
+                 "moved", fontsize=9, loc="left")
     fig.tight_layout()
     return fig
 
@@ -102,11 +162,11 @@ def comparison(result: Result) -> Figure:
 
 
 def topology_load(result: VariantResult) -> Figure:
-    """The topology with each link coloured by its busier direction's utilisation, relative to
-    the busiest link of the run (named in the title)."""
-    peak = result.links[0]["utilization"] if result.links else 0.0
-    load = {r["link"]: (r["utilization"] / peak if peak else 0.0) for r in result.links}
-    busiest = f"{result.links[0]['link']} at {peak:.1%}" if result.links else "no traffic"
+    """The topology with each link coloured by its busier direction's utilisation over the
+    run, on an absolute (logarithmic) scale with a colour bar."""
+    load = {r["link"]: r["utilization"] for r in result.links}
+    busiest = (f"busiest {result.links[0]['link']} at {result.links[0]['utilization']:.2%}"
+               if result.links else "no traffic")
     return draw_topology(result.topology, link_load=load,
-                         title=f"{result.topology.name}: link load of {result.name} "
-                               f"(colour relative to the busiest, {busiest})")
+                         title=f"{result.topology.name}: link load of {result.name} over the "
+                               f"run ({busiest})")

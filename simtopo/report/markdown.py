@@ -214,10 +214,12 @@ def render_report(result: Result, figure_names: list[str], command: str) -> str:
 
 
 CAPTIONS = {"comparison": "Headline metrics of every variant",
-            "timeline": "One decode step (or forward pass) per SoC, and one layer up close with "
-                        "the flows on its busiest links:",
-            "links": "Busiest directed links over the run:",
-            "topology": "The topology coloured by link load:",
+            "timeline": "Where each stage's SoCs spend the median decode step (or the forward "
+                        "pass), and one layer up close with the flows on its busiest links:",
+            "links": "The links of one decode step (or forward pass): utilisation while "
+                     "carrying traffic, over the whole pass, and how much of it they are busy:",
+            "topology": "The topology coloured by each link's utilisation over the run "
+                        "(absolute, logarithmic scale):",
             "load": "Load time per strategy and source, by phase:",
             "loadtimeline": "When each phase of each load ran:"}
 
