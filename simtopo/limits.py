@@ -92,6 +92,12 @@ MAX_MATRIX_DEVICES = 2048
 MAX_SWEEP_POINTS = 100_000
 """Points of one sweep."""
 
+MAX_MESSAGE_BYTES = 10**12
+"""Largest message ``simtopo bench --sizes`` sweeps (1 TB; nccl-tests go to a few GiB)."""
+
+MAX_TENSOR_ELEMENTS = 2**53
+"""Elements of one tensor of an ONNX model (exact as a float; no real model comes near)."""
+
 # -- plausible values ----------------------------------------------------------------------
 BANDWIDTH_Bps = (1e6, 1e14)
 """Bandwidths, from 1 MB/s to 100 TB/s."""

@@ -252,3 +252,18 @@ def test_a_sweep_whose_every_point_fails_exits_1(experiment, tmp_path, capsys):
     assert err.count("failed: ") == 2 and err.endswith("error: every point failed (see above)\n")
     # one point that works makes it a partial success
     assert main([*args[:3], "plan.tp=[1, 3]", *args[4:]]) == 0
+
+
+def test_a_sweep_beyond_the_point_limit_is_refused_before_anything_runs(experiment, tmp_path):
+    from simtopo.analysis.executors import sweep
+
+    # 2 variants x 400 x 200 = 160,000 points; the axes are built lazily from ranges
+    with pytest.raises(ConfigError) as info:
+        sweep(experiment, {"workload.prompt": range(1, 401), "workload.generate": range(1, 201)},
+              folder=tmp_path / "out")
+    assert str(info.value).endswith("2 variant(s) x 400 workload.prompt x 200 "
+                                    "workload.generate is 160,000 points; a sweep may have at "
+                                    "most 100,000")
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(ConfigError, match="more than 100,000 values"):
+        sweep(experiment, {"workload.prompt": range(10**9)}, folder=tmp_path / "out")

@@ -146,6 +146,35 @@ EXAMPLES = (
             _route),
     Example(ConfigError, "a baseline that is not JSON",
             lambda: _baseline("{")),
+    Example(ConfigError, "a bandwidth no hardware has",
+            lambda: _topology(TOPOLOGY.replace("memory_bw: 100GB/s", "memory_bw: 5e-324"))),
+    Example(ConfigError, "an id with a newline in it",
+            lambda: _topology(TOPOLOGY.replace("{id: sw0,", '{id: "sw\\n0",'))),
+    Example(ConfigError, "a count beyond the limit",
+            lambda: _topology(TOPOLOGY.replace("count: 2", "count: 1000000000"))),
+    Example(TopologyError, "a topology with more SoCs than the limit",
+            lambda: _topology(TOPOLOGY.replace("cards: [{type: solo, parent: sw0, count: 2}]",
+                                               "cards:\n" + "".join(
+                                                   "  - {type: solo, parent: sw0, count: 2000}\n"
+                                                   for _ in range(2))))),
+    Example(TopologyError, "switches nested deeper than the limit",
+            lambda: _topology(TOPOLOGY.replace(
+                "  - {id: sw0, parent: rc0, uplink: {gen: 4, lanes: 16}, acs: true}\n",
+                "".join(f"  - {{id: sw{i}, parent: {'rc0' if i == 0 else f'sw{i - 1}'}, "
+                        "uplink: {gen: 4, lanes: 16}}\n" for i in range(40))).replace(
+                "parent: sw0, count", "parent: sw39, count"))),
+    Example(ConfigError, "YAML nested deeper than the limit",
+            lambda: _topology("name: " + "[" * 100 + "]" * 100 + "\n")),
+    Example(ConfigError, "an integer of too many digits",
+            lambda: _topology(TOPOLOGY.replace("cores: 8", "cores: 1" + "0" * 200))),
+    Example(ConfigError, "an include outside the allowed folders",
+            lambda: _topology(TOPOLOGY + "include: [/etc/hosts]\n")),
+    Example(ConfigError, "an experiment name that is a path",
+            lambda: _run("name: ../x\ntopology: two.yaml\nmodel: llama-2-7b\n")),
+    Example(ConfigError, "more passes than the limit",
+            lambda: _run("name: e\ntopology: two.yaml\nmodel: llama-2-7b\nplan: {tp: 2, "
+                         "connection: host}\nworkload: {prompt: 16, generate: 200000, "
+                         "groups: 20}\n")),
 )
 
 
@@ -195,4 +224,34 @@ def markdown() -> str:
              "| class | situation | message |", "|---|---|---|"]
     for cls, situation, message in messages():
         lines.append(f"| `{cls}` | {situation} | `{message.replace('|', '/')}` |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _limits()) + "\n"
+
+
+def _limits() -> list[str]:
+    """The limits and plausible ranges of simtopo/limits.py, with their docstrings."""
+    import ast
+    import inspect
+
+    from .. import limits
+
+    tree = ast.parse(inspect.getsource(limits))
+    rows: list[tuple[str, object, str]] = []
+    body = tree.body
+    for node, after in zip(body, [*body[1:], None], strict=True):
+        if isinstance(node, ast.Assign) and isinstance(after, ast.Expr) and \
+                isinstance(after.value, ast.Constant) and isinstance(after.value.value, str):
+            name = node.targets[0].id  # type: ignore[attr-defined]
+            rows.append((name, getattr(limits, name), " ".join(after.value.value.split())))
+    work = [r for r in rows if not isinstance(r[1], tuple)]
+    ranges = [r for r in rows if isinstance(r[1], tuple)]
+    return ["", "## Limits", "",
+            "What an input may ask for (`simtopo/limits.py`), checked before any work starts; "
+            "an input beyond one is refused in one line naming the key and the limit.", "",
+            "| limit | value | what |", "|---|---|---|",
+            *(f"| `{name}` | {value:,} | {text} |" for name, value, text in work), "",
+            "## Plausible values", "",
+            "Numbers outside these ranges are refused by the schemas, with the range in the "
+            "message (no hardware has a bandwidth of 5e-324 B/s or 1e18 cores).", "",
+            "| range | low | high | what |", "|---|---|---|---|",
+            *(f"| `{name}` | {value[0]:g} | {value[1]:g} | {text} |"  # type: ignore[index]
+              for name, value, text in ranges)]

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from .. import limits
 from ..errors import ConfigError, SimtopoError
 from ..spec.experiment import Experiment, Variant, load_experiment
 from ..version import __version__
@@ -131,11 +133,14 @@ def make_axis(key: str, values: Iterable[Any], where: str) -> Axis:
     """An axis of plain values (numpy scalars and ranges accepted); a value given twice is
     refused, since two points would share one key."""
     plain = tuple(v.item() if hasattr(v, "item") and not isinstance(v, str | bytes) else v
-                  for v in values)
-    shown = [_show(v) for v in plain]
-    for i, text in enumerate(shown):
-        if shown.index(text) != i:
+                  for v in itertools.islice(values, limits.MAX_SWEEP_POINTS + 1))
+    if len(plain) > limits.MAX_SWEEP_POINTS:
+        raise ConfigError(f"{where} {key}: more than {limits.MAX_SWEEP_POINTS:,} values")
+    seen: set[str] = set()
+    for text in (_show(v) for v in plain):
+        if text in seen:
             raise ConfigError(f"{where} {key}: the value {text} is given twice")
+        seen.add(text)
     if not plain:
         raise ConfigError(f"{where} {key}: no values")
     return Axis(key, plain)
@@ -172,6 +177,11 @@ def plan_points(experiment: Experiment, axes: Sequence[Axis],
     if len(set(keys)) != len(keys):
         raise ConfigError(f"a key is swept twice: {', '.join(keys)}")
     chosen = [n for n in names if not variants or n in variants]
+    count = len(chosen) * math.prod(len(a.values) for a in axes)
+    if count > limits.MAX_SWEEP_POINTS:
+        raise ConfigError(f"{len(chosen)} variant(s) x " + " x ".join(
+            f"{len(a.values)} {a.key}" for a in axes) + f" is {count:,} points; a sweep may "
+            f"have at most {limits.MAX_SWEEP_POINTS:,}", file=str(experiment.source))
     return [Point(name, tuple(zip(keys, combo, strict=True)))
             for name in chosen for combo in itertools.product(*(a.values for a in axes))]
 

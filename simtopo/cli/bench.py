@@ -29,14 +29,10 @@ def _size_list(text: str, option: str) -> list[float]:
         values = [parse_bytes(v.strip()) for v in text.split(",") if v.strip()]
     except ValueError as exc:
         raise ConfigError(f"{option}: {exc}") from None
-    if not values or min(values) < 1 or max(values) > MAX_BENCH_BYTES:
+    if not values or min(values) < 1 or max(values) > limits.MAX_MESSAGE_BYTES:
         raise ConfigError(f"{option}: expected sizes from 1B to 1TB such as 16KiB,64MiB (got "
                           f"{text!r})")
     return values
-
-
-MAX_BENCH_BYTES = 1e12
-"""Largest message a benchmark sweeps (nccl-tests go to a few GiB)."""
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

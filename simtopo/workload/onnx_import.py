@@ -79,14 +79,10 @@ def _symbol(name: str, dims: Mapping[str, int]) -> int:
 
 def _elements(shape: tuple[int, ...]) -> int:
     count = math.prod(shape) if shape else 1
-    if count > MAX_ELEMENTS:
+    if count > limits.MAX_TENSOR_ELEMENTS:
         raise ConfigError(f"a tensor of shape {list(shape)} has {count:.3g} elements; at most "
-                          f"{MAX_ELEMENTS:.3g}")
+                          f"{limits.MAX_TENSOR_ELEMENTS:.3g}")
     return count
-
-
-MAX_ELEMENTS = 2**53
-"""Elements of one tensor (exact as a float; no real model comes near)."""
 
 
 def load_onnx(path: str | Path, dims: Mapping[str, int] | None = None) -> nx.DiGraph:
