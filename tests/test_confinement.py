@@ -214,3 +214,20 @@ def test_variant_names_that_would_share_figure_files_are_refused(tmp_path, capsy
     path = experiment(tmp_path, variants=[{"name": "a"}, {"name": second}])
     assert main(["run", str(path), "--no-report"]) == 2
     assert capsys.readouterr().err == f"error: e.yaml:9: variants[1].name: {message}\n"
+
+
+def test_a_full_disk_is_one_line_and_leaves_no_temporary(tmp_path, capsys, monkeypatch):
+    import errno
+
+    from simtopo.report import draw
+
+    def full(fig, path, dpi=130):
+        def write(handle):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return draw.write_atomic(path, write)
+
+    monkeypatch.setattr(draw, "save_figure", full)
+    assert main(["topo", "draw", str(ROOT / "topologies" / "ultra8.yaml"), "-o",
+                 "t.png"]) == 2
+    assert capsys.readouterr().err == "error: cannot write t.png (No space left on device)\n"
+    assert list(tmp_path.iterdir()) == []
