@@ -25,6 +25,7 @@ from . import (
     model,
     plan,
     run,
+    schema,
     sizing,
     sweep,
     topo,
@@ -34,7 +35,7 @@ from . import (
 from .common import EXIT_BAD_INPUT, EXIT_OK
 
 COMMANDS = (validate, topo, bench, calibrate, model, mdp, run, plan, check, sweep, sizing,
-            whatif, errors)
+            whatif, errors, schema)
 """Command modules, in the order ``simtopo --help`` lists them."""
 
 

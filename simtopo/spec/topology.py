@@ -13,6 +13,7 @@ from pydantic import BeforeValidator, Field, model_validator
 
 from .. import constants, limits, units
 from .types import (
+    SIZE_PATTERN,
     Bandwidth,
     Duration,
     Flops,
@@ -25,6 +26,7 @@ from .types import (
     Spec,
     _no_bool,
     bounded,
+    quantity_schema,
 )
 
 
@@ -96,7 +98,11 @@ class TransferSpec(Spec):
 
     dma_setup: Duration | None = None
     concurrency_efficiency: Fraction | None = None
-    chunk: Annotated[float, BeforeValidator(_chunk)] = constants.CHUNK_BYTES
+    chunk: Annotated[float, BeforeValidator(_chunk), quantity_schema(
+        SIZE_PATTERN, f"a staging chunk: a number of bytes, or a string such as '256KiB'; from "
+        f"{units.format_bytes(limits.MIN_CHUNK_BYTES)} to "
+        f"{units.format_bytes(limits.MAX_CHUNK_BYTES)}", limits.MIN_CHUNK_BYTES,
+        limits.MAX_CHUNK_BYTES)] = constants.CHUNK_BYTES
     staging_buffers: Annotated[int, bounded(limits.MAX_STAGING_BUFFERS)] = \
         constants.STAGING_BUFFERS
     host_allreduce: Literal["auto", "ring", "tree", "host-staged"] = "auto"
