@@ -31,11 +31,16 @@ MAX_INCLUDED_FILES = 256
 MAX_NESTING = 64
 """Levels of mappings and lists in one YAML or JSON document."""
 
-MAX_DOCUMENT_NODES = 1_000_000
-"""Values in one YAML document once aliases are expanded (alias bombs)."""
+MAX_DOCUMENT_NODES = 500_000
+"""Values (keys, scalars, mappings and lists) in one YAML document, and values that aliases
+may add by expansion (alias bombs): some 300 MB once read; a hand-written graph of 40,000 ops
+(larger models belong in ONNX files)."""
 
 MAX_FILE_BYTES = 64 * 2**20
 """Size of one input file (a YAML or JSON file; ONNX models excepted)."""
+
+MAX_ONNX_BYTES = 2**31
+"""Size of one ONNX file (protobuf's own limit; weights in external files are not read)."""
 
 MAX_DIGITS = 100
 """Digits of an integer in an input file."""
@@ -91,6 +96,9 @@ MAX_MATRIX_DEVICES = 2048
 
 MAX_SWEEP_POINTS = 100_000
 """Points of one sweep."""
+
+MAX_BENCH_VALUES = 64
+"""Values of ``simtopo bench --sizes`` or ``--groups`` (nccl-tests sweeps some 30 sizes)."""
 
 MAX_MESSAGE_BYTES = 10**12
 """Largest message ``simtopo bench --sizes`` sweeps (1 TB; nccl-tests go to a few GiB)."""

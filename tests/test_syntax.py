@@ -87,3 +87,15 @@ def test_a_deep_model_file_is_exit_2_not_a_traceback(tmp_path, monkeypatch, caps
     assert main(["validate", "m.yaml"]) == 2
     assert capsys.readouterr().err.strip().endswith("m.yaml:2: YAML nested more than 64 levels "
                                                     "deep")
+
+
+def test_a_document_of_more_values_than_the_limit_is_refused_before_composing(monkeypatch):
+    from simtopo import limits
+
+    monkeypatch.setattr(limits, "MAX_DOCUMENT_NODES", 1000)
+    # a mapping, its key, the list and 997 items: 1000 values pass; one more does not
+    assert len(load("a: [" + ", ".join(["1"] * 997) + "]\n")["a"]) == 997
+    with pytest.raises(ConfigError) as info:
+        load("a: [" + ", ".join(["1"] * 998) + "]\n")
+    assert str(info.value) == ("t.yaml:1: more than 1,000 values in one document (a graph this "
+                               "large belongs in an ONNX file)")

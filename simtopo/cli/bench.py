@@ -11,11 +11,17 @@ from .common import EXIT_OK, echo, select_devices
 from .topo import load_topology_arg
 
 
+def _count(values: list[Any], option: str) -> None:
+    if len(values) > limits.MAX_BENCH_VALUES:
+        raise ConfigError(f"{option}: {len(values)} values; at most {limits.MAX_BENCH_VALUES}")
+
+
 def _int_list(text: str, option: str) -> list[int]:
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise ConfigError(f"{option}: expected comma-separated integers (got {text!r})") from None
+    _count(values, option)
     if not values or min(values) < 1 or max(values) > limits.MAX_SOCS:
         raise ConfigError(f"{option}: expected integers from 1 to {limits.MAX_SOCS} (got "
                           f"{text!r})")
@@ -29,6 +35,7 @@ def _size_list(text: str, option: str) -> list[float]:
         values = [parse_bytes(v.strip()) for v in text.split(",") if v.strip()]
     except ValueError as exc:
         raise ConfigError(f"{option}: {exc}") from None
+    _count(values, option)
     if not values or min(values) < 1 or max(values) > limits.MAX_MESSAGE_BYTES:
         raise ConfigError(f"{option}: expected sizes from 1B to 1TB such as 16KiB,64MiB (got "
                           f"{text!r})")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,19 +30,19 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_matrix(args: argparse.Namespace) -> int:
     """``simtopo topo matrix``: the all-pairs table as text, CSV or JSON."""
-    from ..report.text import matrix_json, render_matrix
+    from ..report.text import matrix_json_lines, matrix_lines
 
     topo = load_topology_arg(args)
     matrix = topo.path_matrix(select_devices(topo, args.devices))
     if args.format == "json":
-        echo(matrix_json(matrix))
+        sys.stdout.writelines(matrix_json_lines(matrix))
     elif args.format == "csv":
         frame = matrix.to_dataframe(args.value)
         if args.value != "class":
             frame = frame.map(lambda x: float(f"{x:.12g}"))
         echo(frame.to_csv())
     else:
-        echo(render_matrix(matrix, args.value))
+        sys.stdout.writelines(matrix_lines(matrix, args.value))
     return EXIT_OK
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import copy
 import functools
 import math
+import os
+import stat
 import types
 import typing
 from collections.abc import Mapping
@@ -104,12 +106,21 @@ def deep_merge(base: Any, change: Any) -> Any:
     return change
 
 
-def _read_text(path: Path, file: str, what: str) -> str:
+def read_bytes(path: Path, file: str, what: str, limit: int = limits.MAX_FILE_BYTES) -> bytes:
+    """The bytes of an input file: refused in one line when missing, a folder, not a regular
+    file, or larger than ``limit``."""
     try:
-        if path.stat().st_size > limits.MAX_FILE_BYTES:
-            raise ConfigError(f"larger than {limits.MAX_FILE_BYTES // 2**20} MiB: not an input "
-                              "file", file=file)
-        raw = path.read_bytes()
+        # opened without blocking and checked on the open descriptor: a FIFO would block,
+        # /dev/zero never end, and a check of the name could be raced
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as handle:
+            mode = os.fstat(fd).st_mode
+            if stat.S_ISDIR(mode):
+                raise IsADirectoryError
+            if not stat.S_ISREG(mode):
+                raise ConfigError(f"not a regular file (a device, pipe or socket), expected "
+                                  f"{what}", file=file)
+            raw = handle.read(limit + 1)
     except FileNotFoundError:
         raise ConfigError("no such file", file=file) from None
     except IsADirectoryError:
@@ -117,6 +128,13 @@ def _read_text(path: Path, file: str, what: str) -> str:
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot read file ({getattr(exc, 'strerror', None) or exc})",
                           file=file) from None
+    if len(raw) > limit:
+        raise ConfigError(f"larger than {limit // 2**20} MiB: not {what}", file=file)
+    return raw
+
+
+def _read_text(path: Path, file: str, what: str) -> str:
+    raw = read_bytes(path, file, what)
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:

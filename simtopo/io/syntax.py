@@ -4,7 +4,7 @@ YAML is read with YAML 1.2's core schema, not PyYAML's 1.1 defaults: only ``true
 ``false`` are booleans (``yes``, ``no``, ``on``, ``off`` stay strings), ``1:30`` is a string
 (not sexagesimal 90), ``010`` is ten, and ``1e9`` is a number. A document may nest at most
 :data:`~simtopo.limits.MAX_NESTING` levels, hold integers of at most
-:data:`~simtopo.limits.MAX_DIGITS` digits, and expand aliases by at most
+:data:`~simtopo.limits.MAX_DIGITS` digits, and hold (or expand aliases by) at most
 :data:`~simtopo.limits.MAX_DOCUMENT_NODES` values. JSON gets the same limits and refuses
 duplicate keys, as YAML does. Every failure is one line (:class:`~simtopo.errors.ConfigError`).
 """
@@ -140,12 +140,19 @@ def _next_event(parser: Any, deep: ConfigError) -> Any:
 
 def _check_nesting(text: str, file: str) -> bool:
     """Refuse nesting beyond the limit from the event stream, before anything recursive
-    (either composer) sees the document; returns whether it has aliases."""
+    (either composer) sees the document, and documents of more values than the limit before
+    they take memory; returns whether it has aliases."""
     parser = _COMPOSER(text)
-    depth, aliases = 0, False
+    depth, aliases, values = 0, False, 0
     deep = ConfigError(f"YAML nested more than {limits.MAX_NESTING} levels deep", file=file)
     try:
         while (event := _next_event(parser, deep)) is not None:
+            if isinstance(event, yaml.NodeEvent):
+                values += 1
+                if values > limits.MAX_DOCUMENT_NODES:
+                    raise ConfigError(f"more than {limits.MAX_DOCUMENT_NODES:,} values in one "
+                                      "document (a graph this large belongs in an ONNX file)",
+                                      file=file, line=event.start_mark.line + 1)
             if isinstance(event, yaml.AliasEvent):
                 aliases = True
             elif isinstance(event, yaml.CollectionStartEvent):

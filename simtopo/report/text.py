@@ -7,7 +7,7 @@ notebook and a golden file.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -129,15 +129,22 @@ def render_matrix(matrix: PathMatrix, value: str = "class") -> str:
 
     ``value`` is ``"class"`` (path class codes), ``"bandwidth"`` (GB/s) or ``"latency"`` (us).
     """
+    return "".join(matrix_lines(matrix, value))
+
+
+def matrix_lines(matrix: PathMatrix, value: str = "class") -> Iterator[str]:
+    """:func:`render_matrix` line by line (a 2,048-device table is 4 million cells: made a
+    row at a time, never held whole)."""
     n = len(matrix.devices)
-    cells = [[_cell(matrix, value, i, j) for j in range(n)] for i in range(n)]
-    width = max([len(str(n - 1)), *(len(c) for row in cells for c in row)]) + 1
+    width = 1 + max(len(str(n - 1)), *(len(_cell(matrix, value, i, j)) for i in range(n)
+                                        for j in range(n)))
     label = max(len(d) for d in matrix.devices) + len(str(n - 1)) + 3
     unit = {"class": "path class", "bandwidth": "bottleneck, GB/s", "latency": "latency, us"}
-    out = [f"{unit[value]:<{label}}" + "".join(f"{j:>{width}}" for j in range(n))]
+    yield f"{unit[value]:<{label}}" + "".join(f"{j:>{width}}" for j in range(n)) + "\n"
     for i, device in enumerate(matrix.devices):
-        out.append(f"{f'{device} [{i}]':<{label}}" + "".join(f"{c:>{width}}" for c in cells[i]))
-    out.append("")
+        yield f"{f'{device} [{i}]':<{label}}" + "".join(
+            f"{_cell(matrix, value, i, j):>{width}}" for j in range(n)) + "\n"
+    yield "\n"
     summary = [("class", "meaning", "pairs", "bottleneck", "latency")]
     for name, count in matrix.counts().items():
         mask = matrix.path_class == PATH_CLASSES.index(name)
@@ -146,20 +153,30 @@ def render_matrix(matrix: PathMatrix, value: str = "class") -> str:
                         _span(matrix.latency_s[mask], format_time)))
     widths = [max(len(row[k]) for row in summary) for k in range(5)]
     for row in summary:
-        out.append("  ".join([row[0].ljust(widths[0]), row[1].ljust(widths[1]),
-                              row[2].rjust(widths[2]), row[3].ljust(widths[3]), row[4]]).rstrip())
-    return "\n".join(out) + "\n"
+        yield "  ".join([row[0].ljust(widths[0]), row[1].ljust(widths[1]),
+                         row[2].rjust(widths[2]), row[3].ljust(widths[3]), row[4]]).rstrip() + "\n"
 
 
 def matrix_json(matrix: PathMatrix) -> str:
     """The matrix as JSON: devices, class names, bottlenecks (B/s, null on the diagonal) and
     latencies (s)."""
-    bw: list[list[Any]] = [[None if np.isinf(x) else float(f"{x:.12g}") for x in row]
-                           for row in matrix.bottleneck_Bps]
-    data = {
-        "devices": list(matrix.devices),
-        "path_class": [[PATH_CLASSES[c] for c in row] for row in matrix.path_class],
-        "bottleneck_Bps": bw,
-        "latency_s": [[float(f"{x:.12g}") for x in row] for row in matrix.latency_s],
-    }
-    return json.dumps(data, indent=1) + "\n"
+    return "".join(matrix_json_lines(matrix))
+
+
+def matrix_json_lines(matrix: PathMatrix) -> Iterator[str]:
+    """:func:`matrix_json` a row per line, made a row at a time."""
+    def rows(name: str, make: Callable[[int], list[Any]]) -> Iterator[str]:
+        yield f' "{name}": [\n'
+        n = len(matrix.devices)
+        for i in range(n):
+            yield "  " + json.dumps(make(i)) + (",\n" if i < n - 1 else "\n")
+        yield " ]"
+
+    yield '{\n "devices": ' + json.dumps(list(matrix.devices)) + ",\n"
+    yield from rows("path_class", lambda i: [PATH_CLASSES[c] for c in matrix.path_class[i]])
+    yield ",\n"
+    yield from rows("bottleneck_Bps", lambda i: [None if np.isinf(x) else float(f"{x:.12g}")
+                                                 for x in matrix.bottleneck_Bps[i]])
+    yield ",\n"
+    yield from rows("latency_s", lambda i: [float(f"{x:.12g}") for x in matrix.latency_s[i]])
+    yield "\n}\n"

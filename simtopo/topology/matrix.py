@@ -144,7 +144,7 @@ def path_matrix(topo: Topology, devices: Sequence[str] | None = None) -> PathMat
     memory_bw = np.array([graph.nodes[s]["memory_bw_Bps"] for s in topo.sockets])
 
     n, depth = len(devices), 1 + max(a["depth"] for a in attrs)
-    anc = np.full((n, depth), -1)
+    anc = np.full((n, depth), -1, dtype=np.int32)
     up_bw = np.full((n, depth), np.inf)
     down_bw = np.full((n, depth), np.inf)
     up_lat = np.zeros((n, depth))
@@ -162,60 +162,68 @@ def path_matrix(topo: Topology, devices: Sequence[str] | None = None) -> PathMat
             node, d = parent, d - 1
             anc[e, d] = index[node]
 
+    # n x n arrays in small types, filled in place: a 2,048-device matrix stays ~200 MB
     # depth of the lowest common ancestor; -1 when the devices hang off different sockets
-    lca_depth = np.full((n, n), -1)
+    lca_depth = np.full((n, n), -1, dtype=np.int8)
     for d in range(depth):
         col = anc[:, d]
-        same = (col[:, None] == col[None, :]) & (col[:, None] >= 0)
-        lca_depth = np.where(same, d, lca_depth)
+        np.copyto(lca_depth, d, where=(col[:, None] == col[None, :]) & (col[:, None] >= 0))
     rows = np.arange(n)[:, None]
     lca = anc[rows, np.maximum(lca_depth, 0)]
     same_socket = lca_depth >= 0
     rc = anc[:, 1]
     rc_p2p = p2p[rc][:, None] & p2p[rc][None, :]
 
-    cls = np.full((n, n), _HOST)
-    turn = np.zeros((n, n), dtype=int)
+    cls = np.full((n, n), _HOST, dtype=np.int8)
+    turn = np.zeros((n, n), dtype=np.int8)
     lca_switch = same_socket & is_switch[lca]
     direct = lca_switch & ~acs[lca]
-    cls = np.where(direct, np.where(on_card[lca], _CARD, _SWITCH), cls)
-    turn = np.where(direct, lca_depth, turn)
+    np.copyto(cls, _SWITCH, where=direct)
+    np.copyto(cls, _CARD, where=direct & on_card[lca])
+    np.copyto(turn, lca_depth, where=direct)
     hairpin = lca_switch & acs[lca]
-    cls = np.where(hairpin, _ACS, cls)
-    turn = np.where(hairpin, 1, turn)
+    np.copyto(cls, _ACS, where=hairpin)
+    np.copyto(turn, 1, where=hairpin)
     via_rc = same_socket & ~is_switch[lca] & rc_p2p
-    cls = np.where(via_rc, _RC, cls)
-    turn = np.where(via_rc, lca_depth, turn)
-    cross = ~same_socket & rc_p2p & topo.platform.cross_socket_p2p
-    cls = np.where(cross, _SOCKET, cls)
+    np.copyto(cls, _RC, where=via_rc)
+    np.copyto(turn, lca_depth, where=via_rc)
+    np.copyto(cls, _SOCKET, where=~same_socket & rc_p2p & topo.platform.cross_socket_p2p)
+    del lca, lca_switch, direct, hairpin, via_rc, rc_p2p
 
     sock = np.array([socket_index[graph.nodes[dv]["socket"]] for dv in devices])
     sock_bw, sock_lat = _socket_paths(topo)
-    pair_bw = sock_bw[sock[:, None], sock[None, :]]
-    pair_lat = sock_lat[sock[:, None], sock[None, :]]
     sock_hop = hop[[index[s] for s in topo.sockets]][sock]
     cols = np.arange(n)[None, :]
 
     # P2P turning inside one socket's tree
-    bw = np.minimum(up_bw[rows, turn], down_bw[cols, turn])
-    lat = up_lat[rows, turn] + down_lat[cols, turn] + hop[anc[rows, turn]]
-    # across sockets, turning at neither: up to the socket, over the socket link(s), down
-    cross_bw = np.minimum(np.minimum(up_bw[:, :1], down_bw[:, 0][None, :]), pair_bw)
-    cross_lat = (up_lat[:, :1] + down_lat[:, 0][None, :] + pair_lat + sock_hop[:, None]
-                 + sock_hop[None, :])
-    bw = np.where(cls == _SOCKET, cross_bw, bw)
-    lat = np.where(cls == _SOCKET, cross_lat, lat)
-    # host bounce through the source socket's memory, then its hand-off
-    leg2_bw = np.where(same_socket, down_bw[:, 0][None, :], cross_bw)
-    leg2_lat = np.where(same_socket, down_lat[:, 0][None, :],
-                        pair_lat + down_lat[:, 0][None, :] + sock_hop[None, :])
-    bounce_bw = np.minimum(np.minimum(up_bw[:, :1], leg2_bw), memory_bw[sock][:, None] / 2)
-    bounce_lat = up_lat[:, :1] + topo.handoff_latency_s + leg2_lat
-    bw = np.where(cls == _HOST, bounce_bw, bw)
-    lat = np.where(cls == _HOST, bounce_lat, lat)
+    bw = up_bw[rows, turn]
+    np.minimum(bw, down_bw[cols, turn], out=bw)
+    lat = up_lat[rows, turn]
+    lat += down_lat[cols, turn]
+    lat += hop[anc[rows, turn]]
+    del turn
 
-    diagonal = np.eye(n, dtype=bool)
-    cls = np.where(diagonal, _SELF, cls).astype(np.int8)
-    bw = np.where(diagonal, np.inf, bw)
-    lat = np.where(diagonal, 0.0, lat)
+    def cross(i: np.ndarray, j: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Across sockets, turning at neither: up to the socket, over the socket link(s),
+        down (for the pairs ``i``, ``j``)."""
+        a, b = sock[i], sock[j]
+        return (np.minimum(np.minimum(up_bw[i, 0], down_bw[j, 0]), sock_bw[a, b]),
+                up_lat[i, 0] + down_lat[j, 0] + sock_lat[a, b] + sock_hop[i] + sock_hop[j])
+
+    i, j = np.nonzero(cls == _SOCKET)
+    bw[i, j], lat[i, j] = cross(i, j)
+    # host bounce through the source socket's memory, then its hand-off
+    i, j = np.nonzero(cls == _HOST)
+    here = same_socket[i, j]
+    far_bw, _ = cross(i, j)
+    leg2_bw = np.where(here, down_bw[j, 0], far_bw)
+    leg2_lat = np.where(here, down_lat[j, 0], sock_lat[sock[i], sock[j]] + down_lat[j, 0]
+                        + sock_hop[j])
+    bw[i, j] = np.minimum(np.minimum(up_bw[i, 0], leg2_bw), memory_bw[sock[i]] / 2)
+    lat[i, j] = up_lat[i, 0] + topo.handoff_latency_s + leg2_lat
+
+    diagonal = np.arange(n)
+    cls[diagonal, diagonal] = _SELF
+    bw[diagonal, diagonal] = np.inf
+    lat[diagonal, diagonal] = 0.0
     return PathMatrix(devices=devices, path_class=cls, bottleneck_Bps=bw, latency_s=lat)

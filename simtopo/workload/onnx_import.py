@@ -27,6 +27,7 @@ import networkx as nx
 
 from .. import limits
 from ..errors import ConfigError
+from ..io.documents import read_bytes
 from .opgraph import Op
 
 ELEMENTWISE = {"Add", "Sub", "Mul", "Div", "Relu", "Sigmoid", "Tanh", "Erf", "Gelu", "Pow",
@@ -88,15 +89,14 @@ def _elements(shape: tuple[int, ...]) -> int:
 def load_onnx(path: str | Path, dims: Mapping[str, int] | None = None) -> nx.DiGraph:
     """Read an ONNX file into an op graph (see the module docstring for the cost rules)."""
     onnx = _require_onnx()
+    raw = read_bytes(Path(path), str(path), "an ONNX model", limits.MAX_ONNX_BYTES)
     try:
-        model = onnx.load(str(path), load_external_data=False)
+        model = onnx.load_model_from_string(raw)  # weights in external files stay there
         nodes = len(model.graph.node)
         if nodes > limits.MAX_GRAPH_NODES:
             raise ConfigError(f"{nodes:,} nodes; a model may have at most "
                               f"{limits.MAX_GRAPH_NODES:,}", file=str(path))
         model = onnx.shape_inference.infer_shapes(model)
-    except FileNotFoundError:
-        raise ConfigError("no such file", file=str(path)) from None
     except ConfigError:
         raise
     except Exception as exc:  # onnx raises a variety of decode errors
