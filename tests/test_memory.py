@@ -114,3 +114,35 @@ variants: [{{name: a}}]
         run("{pp: 3}")
     assert run("{pp: 4}").variants[0].metrics["socs"] == 4
     assert run("{tp: 4}").variants[0].metrics["socs"] == 4
+
+
+def test_dynamic_shapes_check_the_kv_cache_the_generation_reaches(tmp_path):
+    """A 32-token compiled context with dynamic shapes still grows its KV cache to prompt +
+    generate positions: 30,000 generated tokens do not fit one Standard SoC either way, and
+    both refusals give the same KV cache."""
+    import re
+
+    import simtopo
+
+    from .conftest import ROOT
+
+    def refusal(workload: str) -> str:
+        path = tmp_path / "kv.yaml"
+        path.write_text(f"""
+name: kv
+topology: {ROOT / "topologies" / "std8.yaml"}
+model: llama-2-7b
+workload: {workload}
+plan: {{tp: 1}}
+variants: [{{name: a}}]
+""")
+        with pytest.raises(PlanError) as info:
+            simtopo.run(path)
+        return str(info.value)
+
+    dynamic = refusal("{prompt: 16, generate: 30000, context: 32, shapes: dynamic}")
+    compiled = refusal("{prompt: 16, generate: 30000, context: 30016}")
+    kv = [re.search(r"KV ([\d.]+)", m).group(1) for m in (dynamic, compiled)]
+    assert kv[0] == kv[1]
+    # 32 layers x 2 (K and V) x 4096 x 2 bytes x 30,016 positions = 15.7 GB
+    assert float(kv[0]) == pytest.approx(32 * 2 * 4096 * 2 * 30016 / 1e9, abs=0.05)
