@@ -139,6 +139,12 @@ def test_add_writes_a_new_baseline_and_never_overwrites(tree, capsys):
      '"metrics": {"ttft_s": true}}]}}',
      "summary.variants[0].metrics.ttft_s: a metric must be a finite number (got true)"),
     ('{"baseline": {"experiment": "x"}, "summary": {"variants": [{"name": "a", '
+     '"metrics": {"ttft_s": {"a": 1}}}]}}',
+     "summary.variants[0].metrics.ttft_s: a metric must be a finite number (got 1)"),
+    ('{"baseline": {"experiment": "x"}, "summary": {"variants": [{"name": "a", '
+     '"metrics": {"ttft_s": []}}]}}',
+     "summary.variants[0].metrics.ttft_s: a metric must be a finite number (got [])"),
+    ('{"baseline": {"experiment": "x"}, "summary": {"variants": [{"name": "a", '
      '"links": [{"bytes": Infinity}]}]}}',
      "summary.variants[0].links[0].bytes: a number must be finite (got inf)"),
     ('{"baseline": {"experiment": "/etc/passwd"}, "summary": {"variants": []}}',

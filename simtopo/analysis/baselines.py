@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -93,25 +93,32 @@ def read_baseline(path: str | Path) -> Baseline:
     return baseline
 
 
+def _leaves(data: Any) -> Iterator[tuple[tuple[str | int, ...], Any]]:
+    """Every value of ``data`` that is not a mapping or a list (or is an empty one), with its
+    key path, without recursion."""
+    stack: list[tuple[Any, tuple[str | int, ...]]] = [(data, ())]
+    while stack:
+        value, where = stack.pop()
+        if isinstance(value, dict) and value:
+            stack.extend((item, (*where, key)) for key, item in value.items())
+        elif isinstance(value, list) and value:
+            stack.extend((item, (*where, i)) for i, item in enumerate(value))
+        else:
+            yield where, value
+
+
 def _check_values(doc: Document, summary: Mapping[str, Any]) -> None:
     """Every number of a baseline's summary is finite; every metric is a number (a tampered
     or hand-edited baseline is refused, not compared)."""
-    stack: list[tuple[Any, tuple[str | int, ...]]] = [(summary, ("summary",))]
-    while stack:
-        value, where = stack.pop()
-        if isinstance(value, dict):
-            for key, item in value.items():
-                stack.append((item, (*where, key)))
-                if key == "metrics" and isinstance(item, dict):
-                    for name, number in item.items():
-                        if not _is_number(number):
-                            raise doc.error(f"a metric must be a finite number (got "
-                                            f"{json.dumps(number)[:40]})",
-                                            (*where, key, name))
-        elif isinstance(value, list):
-            stack.extend((item, (*where, i)) for i, item in enumerate(value))
-        elif isinstance(value, float) and not math.isfinite(value):
-            raise doc.error(f"a number must be finite (got {value})", where)
+    for where, value in _leaves(summary):
+        path = ("summary", *where)
+        if "metrics" in where[:-1]:  # variants[i].metrics.<name>: a number, nothing deeper
+            metric = len(where) - where[::-1].index("metrics") + 1
+            if metric != len(where) or not _is_number(value):
+                raise doc.error(f"a metric must be a finite number (got "
+                                f"{json.dumps(value)[:40]})", path[:metric + 1])
+        if isinstance(value, float) and not math.isfinite(value):
+            raise doc.error(f"a number must be finite (got {value})", path)
 
 
 def _is_number(value: Any) -> bool:
@@ -122,16 +129,8 @@ def _is_number(value: Any) -> bool:
 def check_tolerance_keys(baseline: Baseline, keys: Iterable[str]) -> None:
     """Every tolerance key names numbers of ``baseline`` (a last key or a dotted tail of a
     path, list items left out); an unknown one is refused, naming the keys there are."""
-    paths: set[str] = set()
-    stack: list[tuple[Any, str]] = [(baseline.summary, "")]
-    while stack:
-        value, where = stack.pop()
-        if isinstance(value, dict):
-            stack.extend((v, f"{where}.{k}" if where else str(k)) for k, v in value.items())
-        elif isinstance(value, list):
-            stack.extend((v, where) for v in value)
-        elif _is_number(value):
-            paths.add(where)
+    paths = {".".join(str(k) for k in where if isinstance(k, str))
+             for where, value in _leaves(baseline.summary) if _is_number(value)}
     for key in keys:
         if key == DEFAULT_KEY:
             continue

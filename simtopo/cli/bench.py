@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import Any
 
 from .. import limits
@@ -11,35 +12,33 @@ from .common import EXIT_OK, echo, select_devices
 from .topo import load_topology_arg
 
 
-def _count(values: list[Any], option: str) -> None:
+def _values(text: str, option: str, parse: Callable[[str], Any], high: float,
+            expected: str, unparsed: str | None = None) -> list[Any]:
+    """Comma-separated values, each parsed, at most :data:`limits.MAX_BENCH_VALUES` of them,
+    each from 1 to ``high``; anything else refused in one line saying what was ``expected``
+    (``unparsed``: what to say of a value ``parse`` refuses, else its own message)."""
+    try:
+        values = [parse(v.strip()) for v in text.split(",") if v.strip()]
+    except ValueError as exc:
+        raise ConfigError(f"{option}: {exc}" if unparsed is None else
+                          f"{option}: {unparsed} (got {text!r})") from None
     if len(values) > limits.MAX_BENCH_VALUES:
         raise ConfigError(f"{option}: {len(values)} values; at most {limits.MAX_BENCH_VALUES}")
+    if not values or min(values) < 1 or max(values) > high:
+        raise ConfigError(f"{option}: expected {expected} (got {text!r})")
+    return values
 
 
 def _int_list(text: str, option: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise ConfigError(f"{option}: expected comma-separated integers (got {text!r})") from None
-    _count(values, option)
-    if not values or min(values) < 1 or max(values) > limits.MAX_SOCS:
-        raise ConfigError(f"{option}: expected integers from 1 to {limits.MAX_SOCS} (got "
-                          f"{text!r})")
-    return values
+    return _values(text, option, int, limits.MAX_SOCS, f"integers from 1 to {limits.MAX_SOCS}",
+                   "expected comma-separated integers")
 
 
 def _size_list(text: str, option: str) -> list[float]:
     from ..units import parse_bytes
 
-    try:
-        values = [parse_bytes(v.strip()) for v in text.split(",") if v.strip()]
-    except ValueError as exc:
-        raise ConfigError(f"{option}: {exc}") from None
-    _count(values, option)
-    if not values or min(values) < 1 or max(values) > limits.MAX_MESSAGE_BYTES:
-        raise ConfigError(f"{option}: expected sizes from 1B to 1TB such as 16KiB,64MiB (got "
-                          f"{text!r})")
-    return values
+    return _values(text, option, parse_bytes, limits.MAX_MESSAGE_BYTES,
+                   "sizes from 1B to 1TB such as 16KiB,64MiB")
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

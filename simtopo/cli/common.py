@@ -50,6 +50,17 @@ def console(stream: Any) -> Any:
     return Console(file=stream, width=width, highlight=False)
 
 
+def emit(text: str, output: str | None) -> None:
+    """``text`` written atomically to ``output`` (and said so), or on stdout."""
+    if output is None:
+        sys.stdout.write(text)
+        return
+    from ..io.atomic import write_text_atomic
+
+    write_text_atomic(output, text)
+    echo(f"wrote {output}")
+
+
 def echo(text: str) -> None:
     """Print ``text`` on stdout, ending it with a newline."""
     sys.stdout.write(text if text.endswith("\n") else text + "\n")

@@ -3,23 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
-from .common import EXIT_OK, echo
+from .common import EXIT_OK, emit
 
 
 def cmd_errors(args: argparse.Namespace) -> int:
     """``simtopo errors``: the error catalogue as markdown."""
     from ..analysis.error_catalog import markdown
-    from ..io.atomic import write_text_atomic
 
-    text = markdown()
-    if args.output is not None:
-        write_text_atomic(args.output, text)
-        echo(f"wrote {args.output}")
-    else:
-        sys.stdout.write(text)
+    emit(markdown(), args.output)
     return EXIT_OK
 
 

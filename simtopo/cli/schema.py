@@ -4,24 +4,17 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 from ..spec.schemas import KINDS
-from .common import EXIT_OK, echo
+from .common import EXIT_OK, emit
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
     """``simtopo schema``: one kind's JSON Schema as indented JSON with sorted keys."""
-    from ..io.atomic import write_text_atomic
     from ..spec.schemas import schema_text
 
-    text = schema_text(args.kind)
-    if args.output is not None:
-        write_text_atomic(args.output, text)
-        echo(f"wrote {args.output}")
-    else:
-        sys.stdout.write(text)
+    emit(schema_text(args.kind), args.output)
     return EXIT_OK
 
 

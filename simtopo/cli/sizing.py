@@ -7,7 +7,7 @@ import sys
 from typing import Any
 
 from .. import limits
-from .common import console, counted
+from .common import console, counted, emit
 
 
 def _builtin(path: str) -> Any:
@@ -23,7 +23,7 @@ def _builtin(path: str) -> Any:
 def cmd_sizing(args: argparse.Namespace) -> int:
     """``simtopo sizing``: the advisor's table over models and topologies."""
     from ..analysis.sizing import MODELS, TOPOLOGIES, sizing_markdown
-    from ..io.atomic import check_output, write_text_atomic
+    from ..io.atomic import check_output
 
     if args.output is not None:
         check_output(args.output)  # before sixteen minutes of work, not after
@@ -40,11 +40,7 @@ def cmd_sizing(args: argparse.Namespace) -> int:
 
     text = sizing_markdown(models, topologies, jobs=args.jobs, command=command,
                            progress=progress)
-    if args.output is not None:
-        write_text_atomic(args.output, text + "\n")
-        print(f"wrote {args.output}")
-    else:
-        print(text)
+    emit(text + "\n", args.output)
     return 0
 
 

@@ -41,7 +41,7 @@ from ..engine.transfers import Fabric
 from ..errors import ConfigError
 from .blocks import SPREAD, copy_handoff, host_round_trip, profile_pass, replica_programs, run_tasks
 from .profiles import PassProfile, interpolate
-from .setup import Setup
+from .setup import Setup, groups_and_steps
 from .tasks import CommTask, StageProgram, lower
 
 MODES = ("auto", "memoized", "full")
@@ -126,11 +126,15 @@ class Pipeline:
     @classmethod
     def of(cls, setup: Setup) -> Pipeline:
         """The pass level of a set-up variant."""
-        w = setup.variant.workload
-        llm = setup.kind == "llm"
-        return cls(len(setup.plan.stages), len(setup.plan.replicas), w.groups if llm else 1,
-                   setup.forward_passes, w.generate - 1 if llm else 0, w.prompt + 1,
+        groups, steps = groups_and_steps(setup.variant)
+        return cls(len(setup.plan.stages), len(setup.plan.replicas), groups,
+                   setup.forward_passes, steps, setup.variant.workload.prompt + 1,
                    setup.compiled, setup.kind)
+
+    @property
+    def passes(self) -> int:
+        """Passes through the pipeline, all replicas and request groups together."""
+        return self.replicas * self.groups * (self.forward_passes + self.steps)
 
 
 class _Live:
@@ -339,8 +343,7 @@ def run_pipeline(shape: Pipeline, profiles: dict[str, PassProfile],
 
 def _check_live_work(setup: Setup) -> None:
     """Refuse a full simulation beyond :data:`limits.MAX_LIVE_TASKS` before it starts."""
-    shape = Pipeline.of(setup)
-    passes = shape.replicas * shape.groups * (shape.forward_passes + shape.steps)
+    passes = Pipeline.of(setup).passes
     ops = max(len(setup.forward_graph), *(len(g) for g in setup.decode_graphs.values()))
     # a pipeline's stages each run their share of the ops, on their own SoCs
     width = sum(len(stage.devices) for stage in setup.plan.stages) / len(setup.plan.stages)

@@ -49,13 +49,18 @@ def plan_variant(variant: Variant, ref: ModelRef, graph: nx.DiGraph, topo: Topol
     return make_plan(graph, ref.decoder, topo, spec, precision, soc_model)
 
 
+def groups_and_steps(variant: Variant) -> tuple[int, int]:
+    """Request groups in flight per replica, and decode steps per group after the first token
+    (an inference workload: one forward pass, no steps)."""
+    w = variant.workload
+    return (w.groups, w.generate - 1) if w.kind == "llm" else (1, 0)
+
+
 def check_passes(variant: Variant, plan: PartitionPlan, forward_passes: int) -> int:
     """The passes the pass level would simulate (replicas x request groups x passes per group
     x stages), refused beyond :data:`limits.MAX_PASSES` before anything runs."""
-    w = variant.workload
-    llm = w.kind == "llm"
-    groups = w.groups if llm else 1
-    steps = w.generate - 1 if llm else 0
+    llm = variant.workload.kind == "llm"
+    groups, steps = groups_and_steps(variant)
     replicas, stages = len(plan.replicas), len(plan.stages)
     passes = replicas * groups * (forward_passes + steps) * stages
     if passes > limits.MAX_PASSES:

@@ -28,22 +28,20 @@ def _mps(value: object) -> float:
     return size
 
 
-def _check_id(value: str) -> str:
-    if not _ID.fullmatch(value):
-        raise ValueError(
-            f"ids are letters, digits, '_' and '-', starting with a letter, at most 64 "
-            f"(got {_shown(value)}); dots are reserved for generated ids such as 'card3.soc1'"
-        )
-    return value
+def _matching(pattern: re.Pattern[str], rule: str, why: str) -> Callable[[str], str]:
+    """A check that a string is all of ``pattern``: the message gives the rule, the value
+    and why the rule is there."""
+    def check(value: str) -> str:
+        if not pattern.fullmatch(value):
+            raise ValueError(f"{rule} (got {_shown(value)}){why}")
+        return value
+    return check
 
 
-def _check_name(value: str) -> str:
-    if not _NAME.fullmatch(value):
-        raise ValueError(
-            f"names are letters, digits, '.', '_' and '-', starting with a letter or digit, "
-            f"at most 100 (got {_shown(value)}): they name files and folders"
-        )
-    return value
+_check_id = _matching(_ID, "ids are letters, digits, '_' and '-', starting with a letter, at "
+                      "most 64", "; dots are reserved for generated ids such as 'card3.soc1'")
+_check_name = _matching(_NAME, "names are letters, digits, '.', '_' and '-', starting with a "
+                        "letter or digit, at most 100", ": they name files and folders")
 
 
 def _shown(value: str) -> str:
