@@ -79,7 +79,7 @@ def test_the_base_file_is_valid(tmp_path):
      "(got '1GB')"),
     ("{id: sw1, parent", "{id: sw1, acss: true, parent",
      "t.yaml:12: switches[1].acss: unknown key 'acss' (expected one of: id, parent, uplink, acs, "
-     "hop_latency, model)"),
+     "hop_latency, model, chip, p2p)"),
     ("cores: 4,", "cores: many,",
      "t.yaml:4: host.sockets[0].cores: expected a valid integer (got 'many')"),
     ("cores: 4,", "cores: true,",

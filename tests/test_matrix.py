@@ -102,7 +102,9 @@ LATENCY = st.sampled_from(["0ns", "100ns", "250ns"])
 
 
 @st.composite
-def random_topology(draw: st.DrawFn) -> dict:
+def random_topology(draw: st.DrawFn, extras: bool = True) -> dict:
+    """A random tree; ``extras`` adds partitioned switch chips, switches without P2P and a
+    card type without P2P (which can make P2P reachability intransitive)."""
     rc_p2p = draw(st.booleans())
     platform = {"root_complex_p2p": rc_p2p, "cross_socket_p2p": rc_p2p and draw(st.booleans()),
                 "acs": draw(st.booleans())}
@@ -114,12 +116,35 @@ def random_topology(draw: st.DrawFn) -> dict:
         sockets.append({"id": f"s{s}", "cores": 4, "memory": "8GB",
                         "memory_bw": draw(st.sampled_from(["10GB/s", "400GB/s"])),
                         "root_complexes": rcs})
-    switches = []
-    for i in range(draw(st.integers(0, 5))):
-        switches.append({"id": f"sw{i}", "parent": draw(st.sampled_from(parents)),
-                         "uplink": draw(LINKS), "acs": draw(st.none() | st.booleans()),
-                         "hop_latency": draw(LATENCY)})
+    switches: list[dict] = []
+    chip_of: dict[str, str] = {}  # switch -> chip
+    parent_of: dict[str, str] = {}
+    chip_hop: dict[str, str] = {}
+    for i in range(draw(st.integers(0, 6 if extras else 5))):
+        parent = draw(st.sampled_from(parents))
+        switch = {"id": f"sw{i}", "parent": parent, "uplink": draw(LINKS),
+                  "acs": draw(st.none() | st.booleans()), "hop_latency": draw(LATENCY)}
+        chip = draw(st.sampled_from([None, "k0", "k0", "k1"])) if extras else None
+        above, node = set(), parent
+        while node in parent_of:  # a partition may not sit below another of its chip
+            above.add(chip_of.get(node))
+            node = parent_of[node]
+        if chip is not None and chip not in above:
+            switch["chip"] = chip_of[switch["id"]] = chip
+            switch["hop_latency"] = chip_hop.setdefault(chip, switch["hop_latency"])
+            switch["acs"] = draw(st.sampled_from([False, False, True]))  # crossings mostly
+        if extras and draw(st.integers(0, 7)) == 0:
+            switch["p2p"] = False
+        parent_of[switch["id"]] = parent
+        switches.append(switch)
         parents.append(f"sw{i}")
+    if extras and draw(st.booleans()):  # a chip of two partitions, maybe below another chip
+        hop = draw(LATENCY)
+        for part in ("pa", "pb"):
+            switches.append({"id": part, "parent": draw(st.sampled_from(parents)),
+                             "uplink": draw(LINKS), "chip": "kx", "hop_latency": hop,
+                             "acs": draw(st.sampled_from([False, False, True]))})
+        parents += ["pa", "pb"]
     soc = {"cores": 1, "peak_flops": {"fp16": "1TFLOPS"}, "dram": "1GB", "dram_bw": "1GB/s"}
     card_types = {
         "multi": {"name": "M", "host_link": draw(LINKS), "soc_link": draw(LINKS),
@@ -128,8 +153,12 @@ def random_topology(draw: st.DrawFn) -> dict:
                   "socs": draw(st.integers(2, 3)), "soc": soc},
         "single": {"name": "S", "host_link": draw(LINKS), "soc": soc},
     }
+    if extras and draw(st.integers(0, 3)) == 0:
+        card_types["single"]["p2p"] = False
+    partitions = [sw["id"] for sw in switches if "chip" in sw]
+    homes = parents + 4 * partitions  # cards under partitions, so that chips are crossed
     cards = [{"type": draw(st.sampled_from(["multi", "single"])),
-              "parent": draw(st.sampled_from(parents)), "count": draw(st.integers(1, 2))}
+              "parent": draw(st.sampled_from(homes)), "count": draw(st.integers(1, 2))}
              for _ in range(draw(st.integers(1, 4)))]
     host = {"sockets": sockets, "handoff_latency": "7us"}
     if len(sockets) > 1:
@@ -167,9 +196,10 @@ def test_p2p_routes_are_symmetric_walks(spec):
 
 
 @settings(max_examples=100, deadline=None)
-@given(random_topology())
+@given(random_topology(extras=False))
 def test_p2p_reachability_is_an_equivalence(spec):
-    """checks.check_p2p_domains relies on it: compare with connected components."""
+    """On a tree (no partitioned chips), check_p2p_domains' domains are exactly the classes:
+    compare with connected components."""
     import networkx as nx
 
     topo = simtopo.topology_from_dict(spec)
@@ -183,3 +213,19 @@ def test_p2p_reachability_is_an_equivalence(spec):
     components = sorted((len(c) for c in nx.connected_components(graph)), reverse=True)
     _, counts = np.unique(linked.argmax(axis=1), return_counts=True)
     assert sorted(counts.tolist(), reverse=True) == components
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(random_topology())
+def test_p2p_domains_are_groups_that_all_reach_each_other(spec):
+    """With partitioned chips reachability may be intransitive: the domains of
+    check_p2p_domains (SoCs with identical rows) are still groups joined pair by pair."""
+    from simtopo.topology.checks import check_p2p_domains
+
+    topo = simtopo.topology_from_dict(spec)
+    linked = topo.path_matrix().path_class != PATH_CLASSES.index("host")
+    rows, domain = np.unique(linked, axis=0, return_inverse=True)
+    for k in range(len(rows)):
+        members = np.flatnonzero(domain.ravel() == k)
+        assert linked[np.ix_(members, members)].all()
+    assert f"{len(rows)} P2P domain" in check_p2p_domains(topo).message

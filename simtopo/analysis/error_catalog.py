@@ -106,6 +106,13 @@ def _route() -> object:
     return load_topology("two.yaml").route("host", "cpu0")
 
 
+def _no_p2p_route() -> object:
+    from ..topology.files import load_topology
+
+    text = TOPOLOGY.replace("    name: Solo\n", "    name: Solo\n    p2p: false\n")
+    return load_topology(_file("gpus.yaml", text)).route("card0.soc0", "card1.soc0")
+
+
 def _baseline(text: str) -> object:
     from .baselines import read_baseline
 
@@ -144,6 +151,14 @@ EXAMPLES = (
             lambda: _mdp('{"partitions": [{"name": "a", "devices": []}]}')),
     Example(RouteError, "a transfer with no device at either end",
             _route),
+    Example(RouteError, "P2P to a device whose card type cannot do P2P",
+            lambda: _no_p2p_route()),
+    Example(TopologyError, "partitions of one switch chip with different hop latencies",
+            lambda: _topology(TOPOLOGY.replace(
+                "  - {id: sw0, parent: rc0, uplink: {gen: 4, lanes: 16}, acs: true}\n",
+                "  - {id: sw0, parent: rc0, uplink: {gen: 4, lanes: 16}, chip: pex0}\n"
+                "  - {id: sw1, parent: rc0, uplink: {gen: 4, lanes: 16}, chip: pex0, "
+                "hop_latency: 90ns}\n"))),
     Example(ConfigError, "a baseline that is not JSON",
             lambda: _baseline("{")),
     Example(ConfigError, "a bandwidth no hardware has",

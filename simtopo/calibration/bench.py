@@ -4,7 +4,10 @@
   bandwidth matrices (bidirectional counts both directions) and a latency matrix (time per
   copy of small copies queued back to back, as the test measures it), with P2P on (pairs the
   platform cannot connect fall back to host staging, as CUDA does) or off.
-- :func:`collective_sweep`: ``nccl-tests``: time, algbw and busbw against message size.
+- :func:`collective_sweep`: ``nccl-tests``: time, algbw and busbw against message size;
+  :func:`group_sweep` runs it with P2P on or off, and with P2P on a group the platform cannot
+  connect peer-to-peer (a pair refused, or over ``platform.max_p2p_group``) runs host-routed
+  instead, as NCCL falls back to its shared-memory transport, saying why.
 - :func:`copy_sweep`: CUDA ``bandwidthTest``: host-to-device and device-to-host bandwidth
   against transfer size.
 
@@ -15,6 +18,7 @@ once.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +32,7 @@ from ..errors import RouteError
 from ..spec.topology import TransferSpec
 from ..topology import routing
 from ..topology.graph import Topology
+from ..topology.matrix import PATH_CLASSES, path_matrix
 from ..topology.routing import BounceRoute, Route
 
 MATRIX_BYTES = 40_000_000
@@ -166,6 +171,35 @@ def collective_sweep(topo: Topology, op: str, group: Sequence[str], mode: str,
     return [run_collective(topo, op, group, size, mode=mode, params=params) for size in sizes]
 
 
+def p2p_refusal(topo: Topology, group: Sequence[str]) -> str | None:
+    """Why ``group`` cannot run P2P collectives: the first pair the platform refuses (the
+    route's message without its hint) or the P2P group limit; ``None`` if it can."""
+    limit = topo.platform.max_p2p_group
+    if limit is not None and len(group) > limit:
+        return (f"{len(group)} SoCs is over {topo.name}'s P2P limit of {limit} "
+                "(platform.max_p2p_group)")
+    matrix = path_matrix(topo, group)
+    refused = np.argwhere(matrix.path_class == PATH_CLASSES.index("host"))
+    if not len(refused):
+        return None
+    i, j = refused[0]
+    try:
+        routing.route(topo, group[i], group[j])
+    except RouteError as err:
+        return str(err).removesuffix(f"; {routing.HOST_HINT}")
+    raise AssertionError(f"the path matrix and route() disagree on {group[i]}, {group[j]}")
+
+
+def group_sweep(topo: Topology, op: str, group: Sequence[str], p2p: bool,
+                sizes: Sequence[float] = COLLECTIVE_SIZES, params: TransferSpec | None = None
+                ) -> tuple[list[CollectiveResult], str | None]:
+    """:func:`collective_sweep` with P2P on or off; with P2P on, a group that cannot use P2P
+    runs host-routed (the reason is returned alongside, else ``None``)."""
+    fallback = p2p_refusal(topo, group) if p2p else None
+    mode = "p2p" if p2p and fallback is None else "host"
+    return collective_sweep(topo, op, group, mode, sizes, params), fallback
+
+
 def copy_sweep(topo: Topology, device: str, sizes: Sequence[float] = COPY_SIZES,
                params: TransferSpec | None = None) -> list[tuple[float, float, float]]:
     """(size, host-to-device B/s, device-to-host B/s) for each size."""
@@ -211,22 +245,35 @@ def format_matrices(m: P2PMatrices) -> str:
     ]) + note
 
 
-def format_collective_table(op: str, p2p: list[CollectiveResult],
-                            host: list[CollectiveResult]) -> str:
-    """nccl-tests columns for P2P and host-routed side by side, with the P2P speed-up."""
-    n = len(p2p[0].group)
-    head = (f"{op} over {n} devices ({p2p[0].group[0]} .. {p2p[0].group[-1]})\n"
-            f"{'size (B)':>12} {'p2p alg':>8} {'time (us)':>11} {'algbw':>8} {'busbw':>8}"
-            f"  {'host alg':>11} {'time (us)':>11} {'busbw':>8} {'p2p speed-up':>13}")
-    rows = [head]
-    for a, b in zip(p2p, host, strict=True):
-        rows.append(
-            f"{a.size_bytes:>12.0f} {a.algorithm:>8} {a.time_s * 1e6:>11.2f} "
-            f"{a.algbw_Bps / 1e9:>8.3f} {a.busbw_Bps / 1e9:>8.3f}  {b.algorithm:>11} "
-            f"{b.time_s * 1e6:>11.2f} {b.busbw_Bps / 1e9:>8.3f} "
-            f"{b.time_s / a.time_s:>12.2f}x")
-    rows.append("(algbw = size / time; busbw = algbw x "
-                + ("2(n-1)/n" if op == "all_reduce" else "(n-1)/n") + ", GB/s)")
+def format_collective_table(op: str, p2p: Sequence[CollectiveResult],
+                            host: Sequence[CollectiveResult], fallback: str | None = None,
+                            width: int = 80) -> str:
+    """nccl-tests columns with P2P on (``p2p``), off (``host``), or both side by side with the
+    P2P speed-up; ``fallback`` is why the P2P runs went through host memory. Rows fit 80
+    columns (up to sizes of 10 digits and times of 9 characters)."""
+    runs = p2p or host
+    group = runs[0].group
+    rows = [f"{op} over {len(group)} devices ({group[0]} .. {group[-1]})"]
+    if p2p and host:
+        first = "fallback" if fallback else "p2p alg"
+        rows.append(f"{'size (B)':>10} {first:>11} {'time (us)':>9} {'busbw':>6}  "
+                    f"{'host alg':>11} {'time (us)':>9} {'busbw':>6} {'speed-up':>8}")
+        rows += [f"{a.size_bytes:>10.0f} {a.algorithm:>11} {a.time_s * 1e6:>9.2f} "
+                 f"{a.busbw_Bps / 1e9:>6.2f}  {b.algorithm:>11} {b.time_s * 1e6:>9.2f} "
+                 f"{b.busbw_Bps / 1e9:>6.2f} {b.time_s / a.time_s:>7.2f}x"
+                 for a, b in zip(p2p, host, strict=True)]
+    else:
+        rows.append(f"{'size (B)':>12} {'via':>4} {'algorithm':>11} {'time (us)':>11} "
+                    f"{'algbw':>8} {'busbw':>8}")
+        rows += [f"{r.size_bytes:>12.0f} {r.mode:>4} {r.algorithm:>11} {r.time_s * 1e6:>11.2f} "
+                 f"{r.algbw_Bps / 1e9:>8.3f} {r.busbw_Bps / 1e9:>8.3f}" for r in runs]
+    factor = "2(n-1)/n" if op == "all_reduce" else "(n-1)/n"
+    rows.append(f"(busbw = size / time x {factor}, GB/s)" if p2p and host else
+                f"(algbw = size / time; busbw = algbw x {factor}, GB/s)")
+    if fallback:
+        rows += textwrap.wrap(f"(P2P on, but host-routed here, as NCCL falls back to its "
+                              f"shared-memory transport: {fallback})", width,
+                              break_long_words=False, break_on_hyphens=False)
     return "\n".join(rows)
 
 

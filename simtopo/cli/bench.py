@@ -69,7 +69,9 @@ def register(sub: Any) -> None:
     p.add_argument("--devices", metavar="PATTERNS",
                    help="comma-separated globs (default: every SoC)")
     p.add_argument("--p2p", choices=("on", "off", "both"), default="both",
-                   help="P2P enabled, disabled (host-staged), or both (default)")
+                   help="matrices and collectives with P2P on (host-routed where the "
+                   "platform has no P2P path, and said so), off (host-routed), or both "
+                   "(default)")
     p.add_argument("--groups", default="2,4,8,16", metavar="N,...",
                    help="collective group sizes, the first N devices (default 2,4,8,16)")
     p.add_argument("--sizes", metavar="SIZES",

@@ -47,6 +47,7 @@ LOAD_FLOOR = 1e-3
 """Utilisation at the pale end of the load scale (0.1%); an idle link is grey."""
 LOAD_SCALE = LogNorm(vmin=LOAD_FLOOR, vmax=1.0)
 IDLE_COLOUR = "#cccccc"
+CHIP_COLOUR = "#b7950b"
 LAYER_NAMES = {"socket": "CPU sockets", "root_complex": "root complexes", "switch": "switches",
                "card": "card switches", "soc": "SoCs", "storage": "storage"}
 
@@ -68,15 +69,18 @@ def node_label(topo: Topology, node: str) -> str:
     if role == "root_complex":
         return f"{node}\nroot complex\nP2P {'on' if data['p2p'] else 'off'}"
     if role == "switch":
-        return f"{node}\nswitch\nACS {'on' if data['acs'] else 'off'}"
+        what = f"chip {data['chip']}" if data.get("chip") else "switch"
+        p2p = "" if data.get("p2p", True) else ", no P2P"
+        return f"{node}\n{what}\nACS {'on' if data['acs'] else 'off'}{p2p}"
     if role == "card":
         card = topo.cards[data["card"]]
         return f"{card.id}\n{card.name}\nACS {'on' if data['acs'] else 'off'}"
     if role == "soc":
         card = topo.cards[data["card"]]
+        p2p = "" if data.get("p2p", True) else "\nno P2P"
         if card.switch is None:
-            return f"{card.id}\n{card.name}"
-        return node.rsplit(".", 1)[1]
+            return f"{card.id}\n{card.name}{p2p}"
+        return node.rsplit(".", 1)[1] + p2p
     kind = "NVMe" if data["storage_kind"] == "nvme" else "network"
     return f"{node}\n{kind}\n{format_bandwidth(data['read_bw_Bps'])}"
 
@@ -219,6 +223,15 @@ def draw_topology(topo: Topology, link_load: dict[str, float] | None = None,
         bw = socket_edges[0][2]["bw_Bps"]
         handles.append(Line2D([], [], color="#333333", lw=2.0, ls="--",
                               label=f"socket link: {format_bandwidth(bw)}"))
+    # partitions of one switch chip: joined inside the chip (a crossing, not a tree link)
+    chip_edges = [(u, v) for u, v, d in graph.edges(data=True)
+                  if d["direction"] == "chip" and u < v]
+    for u, v in chip_edges:
+        (x0, y0), (x1, y1) = at(u), at(v)
+        ax.plot([x0, x1], [y0, y1], color=CHIP_COLOUR, lw=1.5, ls=":", zorder=2)
+    if chip_edges:
+        handles.append(Line2D([], [], color=CHIP_COLOUR, lw=1.5, ls=":",
+                              label="partitions of one switch chip"))
 
     for node in pos:
         x, y = at(node)

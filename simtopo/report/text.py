@@ -44,14 +44,18 @@ def describe_node(topo: Topology, node: str) -> str:
             card = topo.cards[data["card"]]
             return f"on-card switch of {card.id} ({card.name}): {acs}"
         model = f" ({data['model']})" if data["model"] else ""
-        return f"switch{model}: {acs}"
+        chip = f", partition of chip {data['chip']}" if data.get("chip") else ""
+        p2p = "" if data.get("p2p", True) else ", no P2P"
+        return f"switch{model}{chip}: {acs}{p2p}"
     if kind == "soc":
         fp16 = data["peak_flops_per_core"].get("fp16")
         compute = f", {format_flops(fp16 * data['cores'])} fp16" if fp16 else ""
         owner = topo.cards[data["card"]]
         where = f" of {owner.id} ({owner.name})" if owner.switch is None else ""
+        p2p = "" if data.get("p2p", True) else ", no P2P"
         return (f"SoC{where}: {data['cores']} cores{compute}, "
-                f"{format_bytes(data['dram_bytes'])} at {format_bandwidth(data['dram_bw_Bps'])}")
+                f"{format_bytes(data['dram_bytes'])} at {format_bandwidth(data['dram_bw_Bps'])}"
+                f"{p2p}")
     if kind == "storage":
         what = "NVMe drive" if data["storage_kind"] == "nvme" else "network volume"
         return (f"{what}: read {format_bandwidth(data['read_bw_Bps'])}, write "

@@ -107,6 +107,22 @@ class TransferSpec(Spec):
         constants.STAGING_BUFFERS
     host_allreduce: Literal["auto", "ring", "tree", "host-staged"] = "auto"
     reduction_traffic: Annotated[float, Field(ge=0)] = constants.REDUCTION_TRAFFIC
+    duplex_efficiency: Annotated[float, Field(ge=0.5, le=1)] | None = None
+    """Both directions of a link together move at most this x (up + down capacity)."""
+    host_duplex_efficiency: Annotated[float, Field(ge=0.5, le=1)] | None = None
+    """A device's engine moves at most this x (tx + rx link rate) to and from host memory."""
+    socket_p2p_efficiency: Fraction | None = None
+    """Share of the device link rate a P2P stream keeps across the socket link."""
+    collective_launch: Duration | None = None
+    """Software cost of one collective call (low-latency protocol)."""
+    collective_step: Duration | None = None
+    """Software cost of one algorithm step (low-latency protocol)."""
+    host_collectives: Literal["handoff", "polled"] = "handoff"
+    """How the steps of host-routed collectives synchronise: a host hand-off per staged chunk
+    (a runtime relaying through the host), or the devices polling a flag in host memory (as
+    NCCL's shared-memory transport does)."""
+    host_thread_bw: Bandwidth = constants.HOST_THREAD_BW_BPS
+    """Memory traffic one host thread drives while summing (host-staged all-reduce)."""
 
 
 class PlatformSpec(Spec):
@@ -151,7 +167,12 @@ class HostSpec(Spec):
 
 
 class SwitchSpec(Spec):
-    """A server PCIe switch below a root complex or another switch."""
+    """A server PCIe switch below a root complex or another switch.
+
+    Switches naming one ``chip`` are partitions (virtual switches) of one physical switch chip,
+    each with its own uplink: peer traffic between their devices crosses inside the chip.
+    ``p2p: false`` is platform policy: no P2P route may pass through this switch.
+    """
 
     id: Id
     parent: str
@@ -159,6 +180,8 @@ class SwitchSpec(Spec):
     acs: bool | None = None
     hop_latency: Duration | None = None
     model: str = ""
+    chip: Id | None = None
+    p2p: bool = True
 
 
 class SocSpec(Spec):
@@ -203,7 +226,11 @@ class OnCardSwitchSpec(Spec):
 
 
 class CardTypeSpec(Spec):
-    """A card defined once: its host link, optional on-card switch, and its SoCs."""
+    """A card defined once: its host link, optional on-card switch, and its SoCs.
+
+    ``p2p: false``: its SoCs cannot be peer-to-peer endpoints at all (consumer GPUs); their
+    traffic with other devices goes through host memory.
+    """
 
     name: str
     host_link: LinkSpec
@@ -211,6 +238,7 @@ class CardTypeSpec(Spec):
     soc_link: LinkSpec | None = None
     socs: Annotated[int, bounded(limits.MAX_SOCS_PER_CARD)] = 1
     soc: SocSpec
+    p2p: bool = True
 
     @model_validator(mode="after")
     def _switch_iff_several_socs(self) -> CardTypeSpec:

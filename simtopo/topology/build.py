@@ -18,6 +18,7 @@ from ..spec.topology import (
     RootComplexSpec,
     TopologySpec,
 )
+from ..units import format_time
 from . import pcie
 from .graph import PARENT_KINDS, Card, Topology, some_ids
 
@@ -81,6 +82,7 @@ class _Builder:
         self.add_host()
         placements = list(self.claim_devices())
         self.check_parents()
+        self.check_chips()
         self.add_switches()
         for index, card_type, card_ids in placements:
             self.add_cards(index, card_type, card_ids)
@@ -254,16 +256,62 @@ class _Builder:
         out += [st.id for st in self.spec.storage if st.parent in below]
         return out
 
+    def check_chips(self) -> None:
+        """The partitions of one chip share its hop latency and none lies below another (a
+        chip's partitions sit side by side, each with its own uplink)."""
+        chip_of = {sw.id: sw.chip for sw in self.spec.switches}
+        parent_of = {sw.id: sw.parent for sw in self.spec.switches}
+        first: dict[str, tuple[str, float]] = {}
+        for i, sw in enumerate(self.spec.switches):
+            if sw.chip is None:
+                continue
+            hop = self.hop(sw.hop_latency, self.model.switch_hop_s)
+            other, other_hop = first.setdefault(sw.chip, (sw.id, hop))
+            if hop != other_hop:
+                raise TopologyError(
+                    f"switch {sw.id!r} has hop latency {format_time(hop)} but {other!r}, a "
+                    f"partition of the same chip {sw.chip!r}, has {format_time(other_hop)}; a "
+                    "chip is one switch: give its partitions one hop_latency",
+                    path=("switches", i, "hop_latency"))
+            node = sw.parent
+            while node in parent_of:  # switch parents are acyclic (checked before)
+                if chip_of[node] == sw.chip:
+                    raise TopologyError(
+                        f"switch {sw.id!r} is below {node!r}, a partition of the same chip "
+                        f"{sw.chip!r}; a chip's partitions sit side by side, each with its own "
+                        "uplink", path=("switches", i, "chip"))
+                node = parent_of[node]
+
     def add_switches(self) -> None:
         # parents before children, level by level in the order given, so that the graph's
         # node order is the tree's order
+        index = {sw.id: i for i, sw in enumerate(self.spec.switches)}
         ordered = sorted(self.spec.switches, key=lambda sw: self.switch_level[sw.id])
         for sw in ordered:
             acs = self.spec.platform.acs if sw.acs is None else sw.acs
             self.graph.add_node(sw.id, kind="switch", parent=sw.parent, acs=acs,
                                 hop_latency_s=self.hop(sw.hop_latency, self.model.switch_hop_s),
-                                card=None, model=sw.model)
+                                card=None, model=sw.model, chip=sw.chip, p2p=sw.p2p,
+                                p2p_key=f"switches[{index[sw.id]}].p2p")
             self.add_link(sw.parent, sw.id, sw.uplink)
+        self.add_chip_crossings()
+
+    def add_chip_crossings(self) -> None:
+        """Join every two partitions of a chip both ways by an unbounded ``chip`` edge: the
+        crossing inside the chip, which loads no link (the engine makes resources of finite
+        edges only) and is no parent link (tree walks follow ``parent``)."""
+        chips: dict[str, list[str]] = {}
+        for sw in self.spec.switches:
+            if sw.chip is not None:
+                chips.setdefault(sw.chip, []).append(sw.id)
+        for chip, parts in chips.items():
+            for k, a in enumerate(parts):
+                for b in parts[k + 1:]:
+                    common = {"bw_Bps": math.inf, "latency_s": 0.0, "direction": "chip",
+                              "link": "chip", "link_id": f"{a}-{b}", "chip": chip,
+                              "gen": None, "lanes": None}
+                    self.graph.add_edge(a, b, **common)
+                    self.graph.add_edge(b, a, **common)
 
     def add_cards(self, index: int, card_type: CardTypeSpec, card_ids: list[str]) -> None:
         placement = self.spec.cards[index]
@@ -274,7 +322,8 @@ class _Builder:
             "dram_bw_Bps": soc.dram_bw, "noc_bw_Bps": soc.noc_bw, "sram_bytes": soc.sram,
             "vtcm_per_core_bytes": soc.vtcm_per_core, "bar_bytes": soc.bar_size,
             "dma_bw_Bps": soc.dma_bw,
-            "hop_latency_s": 0.0,
+            "hop_latency_s": 0.0, "p2p": card_type.p2p,
+            "p2p_key": f"card_types.{placement.type}.p2p",
         }
         for card_id in card_ids:
             soc_ids = tuple(f"{card_id}.soc{k}" for k in range(card_type.socs))
@@ -286,8 +335,8 @@ class _Builder:
                 self.graph.add_node(switch_id, kind="switch", parent=placement.parent, acs=acs,
                                     hop_latency_s=self.hop(card_type.switch.hop_latency,
                                                            self.model.switch_hop_s),
-                                    card=card_id,
-                                    model=card_type.switch.model)
+                                    card=card_id, model=card_type.switch.model, chip=None,
+                                    p2p=True, p2p_key=None)
                 self.add_link(placement.parent, switch_id, card_type.host_link)
                 for soc_id in soc_ids:
                     self.graph.add_node(soc_id, parent=switch_id, card=card_id, **soc_attrs)
@@ -305,7 +354,7 @@ class _Builder:
             self.graph.add_node(st.id, kind="storage", parent=st.parent, storage_kind=st.kind,
                                 read_bw_Bps=st.read_bw, write_bw_Bps=st.write_bw,
                                 latency_s=st.latency, capacity_bytes=st.capacity,
-                                hop_latency_s=0.0)
+                                hop_latency_s=0.0, p2p=True, p2p_key=None)
             self.add_link(st.parent, st.id, st.link)
 
     def set_depths(self) -> None:

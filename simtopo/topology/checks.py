@@ -4,7 +4,7 @@
 - ACS: a switch with ACS on turns P2P into a hairpin through the root port, and Qualcomm's
   multi-device partitioning (MDP) P2P needs ACS off.
 - P2P domains: the largest group of SoCs that can all reach each other peer-to-peer, against
-  the platform's tensor-slicing limit.
+  the platform's tensor-slicing limit (naming the card types and switches without P2P).
 - Uplinks: how many times a switch's downstream bandwidth oversubscribes its uplink (what
   host-routed traffic and weight loading will feel).
 """
@@ -78,14 +78,22 @@ def check_p2p_domains(topo: Topology) -> Finding:
     if not topo.socs:
         return Finding("info", "p2p-domains", "no SoCs")
     matrix = path_matrix(topo)
-    # P2P is decided by the lowest common ancestor and per-root-complex flags, which makes
-    # "reaches by P2P" an equivalence: a device's domain is the first device it reaches.
+    # a domain is the SoCs that reach exactly the same SoCs: each can reach all the others
+    # (a row holds its own column), and where "reaches by P2P" is an equivalence (on a tree,
+    # decided by the lowest common ancestor and per-root-complex flags) the domains are its
+    # classes; a partitioned chip (a crossing between two subtrees that otherwise meet at a
+    # root complex without P2P) can break transitivity, and then a domain is a group that
+    # surely can, not always the largest one
     linked = matrix.path_class != PATH_CLASSES.index("host")
-    _, counts = np.unique(linked.argmax(axis=1), return_counts=True)
+    _, counts = np.unique(linked, axis=0, return_counts=True)
     sizes = sorted(counts.tolist(), reverse=True)
     largest, limit = sizes[0], topo.platform.max_p2p_group
+    nodes = topo.graph.nodes
+    off = sorted({nodes[s]["p2p_key"] for s in topo.socs if not nodes[s]["p2p"]}) + [
+        nodes[s]["p2p_key"] for s in topo.switches if not nodes[s]["p2p"]]
+    why = f"; P2P off by {_names(off, 4)}" if off else ""
     text = (f"{len(sizes)} P2P domain{'s' if len(sizes) > 1 else ''} "
-            f"(sizes {', '.join(map(str, sizes))})")
+            f"(sizes {_names([str(k) for k in sizes], 8)}{why})")
     acs = [s for s in topo.switches if topo.graph.nodes[s]["acs"] and topo.children(s)]
     if acs:
         return Finding("warning", "p2p-domains", f"{text}, counting hairpins through ACS-on "

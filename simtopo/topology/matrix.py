@@ -5,8 +5,10 @@ object per pair, so that a 1,024-SoC topology stays cheap. For every device and 
 hold its ancestor there and the bottleneck and latency of the way up (and down) to it; a pair's
 lowest common ancestor and the platform's rules then pick where the route turns.
 
-The rules are those of :mod:`simtopo.topology.routing`; pairs that cannot use P2P get class
-``host`` and the figures of a bounce through the source socket's memory.
+The rules are those of :mod:`simtopo.topology.routing`; pairs that cannot use P2P (refused by a
+root complex, the socket link, a card type or a switch without P2P) get class ``host`` and the
+figures of a bounce through the source socket's memory. A partitioned chip is found per chip:
+the depth at which each device's chain meets one of its partitions.
 """
 
 from __future__ import annotations
@@ -27,24 +29,25 @@ from .routing import ENDPOINT_KINDS
 if TYPE_CHECKING:
     import pandas as pd
 
-PATH_CLASSES = ("self", "card", "switch", "acs", "rc", "socket", "host")
+PATH_CLASSES = ("self", "card", "switch", "chip", "acs", "rc", "socket", "host")
 """Path classes, from nearest to farthest."""
 
-CODES = {"self": "X", "card": "CARD", "switch": "SW", "acs": "ACS", "rc": "RC", "socket": "XS",
-         "host": "HOST"}
+CODES = {"self": "X", "card": "CARD", "switch": "SW", "chip": "CHIP", "acs": "ACS", "rc": "RC",
+         "socket": "XS", "host": "HOST"}
 """Short codes used in matrix tables."""
 
 MEANING = {
     "self": "the device itself",
     "card": "same card: through the on-card switch",
     "switch": "same server switch (ACS off)",
+    "chip": "across partitions of one switch chip, inside the chip",
     "acs": "ACS on at the common switch: hairpin through the root port",
     "rc": "through the root complex (between root ports or switches)",
     "socket": "across sockets over the socket link (cross-socket P2P on)",
     "host": "no P2P path: bounced through host memory",
 }
 
-_SELF, _CARD, _SWITCH, _ACS, _RC, _SOCKET, _HOST = range(len(PATH_CLASSES))
+_SELF, _CARD, _SWITCH, _CHIP, _ACS, _RC, _SOCKET, _HOST = range(len(PATH_CLASSES))
 
 
 @dataclass(frozen=True, eq=False)
@@ -120,6 +123,37 @@ def _socket_paths(topo: Topology) -> tuple[np.ndarray, np.ndarray]:
     return bw, lat
 
 
+def _chip_crossings(graph: nx.DiGraph, nodes: list[str], anc: np.ndarray, acs: np.ndarray,
+                    devices: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Pairs that cross a partitioned chip, and the depths of the source's and destination's
+    partitions, as :func:`simtopo.topology.routing.chip_crossing` picks them (the crossing
+    nearest the devices, ties to the chip named first); ``None`` without chips."""
+    chips = sorted({c for n in nodes if (c := graph.nodes[n].get("chip")) is not None})
+    if not chips:
+        return None
+    n = len(devices)
+    code = np.array([chips.index(c) if (c := graph.nodes[v].get("chip")) is not None else -1
+                     for v in nodes])
+    chip_at = np.where(anc >= 0, code[np.maximum(anc, 0)], -1)
+    own = np.array([graph.nodes[dv]["depth"] for dv in devices])
+    best = np.full((n, n), np.iinfo(np.int16).max, dtype=np.int16)
+    chip_up = np.zeros((n, n), dtype=np.int8)
+    chip_down = np.zeros((n, n), dtype=np.int8)
+    rows = np.arange(n)
+    for c in range(len(chips)):
+        on = chip_at == c
+        at = on.argmax(axis=1)  # a chain meets at most one partition of a chip
+        part = np.where(on.any(axis=1), anc[rows, at], -1)
+        ok = (part >= 0) & ~acs[np.maximum(part, 0)]
+        up = (own - at).astype(np.int16)  # links from each device up to its partition
+        cost = up[:, None] + up[None, :]
+        better = ok[:, None] & ok[None, :] & (part[:, None] != part[None, :]) & (cost < best)
+        np.copyto(best, cost, where=better)
+        np.copyto(chip_up, np.broadcast_to(at[:, None], (n, n)), where=better)
+        np.copyto(chip_down, np.broadcast_to(at[None, :], (n, n)), where=better)
+    return best < np.iinfo(np.int16).max, chip_up, chip_down
+
+
 def path_matrix(topo: Topology, devices: Sequence[str] | None = None) -> PathMatrix:
     """Compute the :class:`PathMatrix` of ``devices`` (default: every SoC)."""
     devices = tuple(topo.socs if devices is None else devices)
@@ -138,7 +172,8 @@ def path_matrix(topo: Topology, devices: Sequence[str] | None = None) -> PathMat
     is_switch = kind == "switch"
     acs = np.array([bool(a.get("acs")) for a in attrs])
     on_card = np.array([a.get("card") is not None for a in attrs]) & is_switch
-    p2p = np.array([bool(a.get("p2p")) for a in attrs])
+    p2p = np.array([bool(a.get("p2p", True)) for a in attrs])
+    no_p2p_switch = is_switch & ~p2p
     hop = np.array([a["hop_latency_s"] for a in attrs])
     socket_index = {s: k for k, s in enumerate(topo.sockets)}
     memory_bw = np.array([graph.nodes[s]["memory_bw_Bps"] for s in topo.sockets])
@@ -149,10 +184,13 @@ def path_matrix(topo: Topology, devices: Sequence[str] | None = None) -> PathMat
     down_bw = np.full((n, depth), np.inf)
     up_lat = np.zeros((n, depth))
     down_lat = np.zeros((n, depth))
+    # blocked[e, d]: a switch without P2P from device e up to its ancestor at depth d, included
+    blocked = np.zeros((n, depth), dtype=bool)
     for e, device in enumerate(devices):
         node, d = device, graph.nodes[device]["depth"]
         anc[e, d] = index[node]
         while (parent := graph.nodes[node]["parent"]) is not None:
+            blocked[e, d - 1] = blocked[e, d] | no_p2p_switch[index[parent]]
             up, down = graph.edges[node, parent], graph.edges[parent, node]
             between = hop[index[node]] if node != device else 0.0
             up_bw[e, d - 1] = min(up_bw[e, d], up["bw_Bps"])
@@ -189,6 +227,24 @@ def path_matrix(topo: Topology, devices: Sequence[str] | None = None) -> PathMat
     np.copyto(turn, lca_depth, where=via_rc)
     np.copyto(cls, _SOCKET, where=~same_socket & rc_p2p & topo.platform.cross_socket_p2p)
     del lca, lca_switch, direct, hairpin, via_rc, rc_p2p
+    # switches without P2P on the route (hairpins to the root complex included), then the
+    # partitioned chips (their routes are checked on their own chains), then the endpoints
+    if no_p2p_switch.any():
+        refused = blocked[rows, turn]
+        refused |= blocked[np.arange(n)[None, :], turn]
+        np.copyto(cls, _HOST, where=refused)
+        del refused
+    crossing = _chip_crossings(graph, nodes, anc, acs, devices)
+    if crossing is not None:
+        chip_pair, chip_up, chip_down = crossing
+        np.copyto(cls, _CHIP, where=chip_pair)
+        i, j = np.nonzero(chip_pair)
+        cls[i, j] = np.where(blocked[i, chip_up[i, j]] | blocked[j, chip_down[i, j]], _HOST,
+                             _CHIP)
+    endpoint = np.array([p2p[index[dv]] for dv in devices])
+    if not endpoint.all():
+        cls[~endpoint, :] = _HOST
+        cls[:, ~endpoint] = _HOST
 
     sock = np.array([socket_index[graph.nodes[dv]["socket"]] for dv in devices])
     sock_bw, sock_lat = _socket_paths(topo)
@@ -202,6 +258,12 @@ def path_matrix(topo: Topology, devices: Sequence[str] | None = None) -> PathMat
     lat += down_lat[cols, turn]
     lat += hop[anc[rows, turn]]
     del turn
+    if crossing is not None:  # up to the source's partition, across the chip (one hop), down
+        i, j = np.nonzero(cls == _CHIP)
+        a, b = chip_up[i, j], chip_down[i, j]
+        bw[i, j] = np.minimum(up_bw[i, a], down_bw[j, b])
+        lat[i, j] = up_lat[i, a] + down_lat[j, b] + hop[anc[i, a]]
+        del crossing, chip_pair, chip_up, chip_down
 
     def cross(i: np.ndarray, j: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Across sockets, turning at neither: up to the socket, over the socket link(s),

@@ -7,9 +7,20 @@ Peer-to-peer (DESIGN.md, routing semantics):
 - with ACS on at that switch, redirected up to the root complex and back down (``acs``): the
   hairpin loads every link between the switch and the root complex in both directions;
 - between switches or root ports, through the root complex only if it carries P2P (``rc``);
-- across sockets over the socket link only if ``platform.cross_socket_p2p`` is on (``socket``).
+- across sockets over the socket link only if ``platform.cross_socket_p2p`` is on (``socket``);
+- across a partitioned switch chip (``chip``, tried first): when two devices hang below different
+  partitions of one chip (switches naming one ``chip``) under their lowest common ancestor, up
+  to the source's partition, across the chip (an unbounded ``chip`` edge of the graph) and down
+  from the destination's partition, with ACS off on both partitions: no uplink, no root
+  complex, none of the root complex's refusals. The chip is one switch, so the crossing costs
+  one hop latency, the entry partition's (a chip's partitions share it). With ACS on at either
+  partition the chip redirects peer traffic to its upstream port, and the route is the one the
+  tree gives without the chip (the rules above, refusals included). When the chains cross
+  several chips, the crossing nearest the devices is taken (ties: the chip named first).
 
-A refused P2P route raises :class:`RouteError` naming the root complex or socket link.
+A refused P2P route raises :class:`RouteError` naming the root complex or socket link, a device
+whose card type cannot do P2P (``card_types.<name>.p2p: false``), or a switch the route passes
+(hairpins included) that does not carry P2P (``switches[i].p2p: false``).
 
 Host-routed (``mode="host"``): two legs through a staging buffer in one socket's memory, plus
 the host hand-off; both legs use host memory bandwidth.
@@ -27,7 +38,7 @@ from ..errors import RouteError
 from .graph import Topology
 
 ENDPOINT_KINDS = ("soc", "storage")
-P2P_CLASSES = ("card", "switch", "acs", "rc", "socket")
+P2P_CLASSES = ("card", "switch", "chip", "acs", "rc", "socket")
 
 
 @dataclass(frozen=True)
@@ -41,12 +52,13 @@ class Route:
     src: str
     dst: str
     path_class: str
-    """``card``, ``switch``, ``acs``, ``rc``, ``socket`` (P2P), ``h2d`` or ``d2h``."""
+    """``card``, ``switch``, ``chip``, ``acs``, ``rc``, ``socket`` (P2P), ``h2d`` or ``d2h``."""
     nodes: tuple[str, ...]
     link_bw_Bps: tuple[float, ...]
     link_latency_s: tuple[float, ...]
     hop_latency_s: tuple[float, ...]
-    """Of every switch and root complex between the ends."""
+    """Of every switch and root complex between the ends (0 for the partition a chip crossing
+    leaves by: the chip is one switch, counted once)."""
     memory: str | None = None
     memory_bw_Bps: float = float("inf")
 
@@ -117,7 +129,9 @@ def _path(topo: Topology, src: str, dst: str, path_class: str, nodes: list[str],
         src=src, dst=dst, path_class=path_class, nodes=tuple(nodes),
         link_bw_Bps=tuple(e["bw_Bps"] for e in edges),
         link_latency_s=tuple(e["latency_s"] for e in edges),
-        hop_latency_s=tuple(graph.nodes[n]["hop_latency_s"] for n in nodes[1:-1]),
+        hop_latency_s=tuple(0.0 if graph.edges[u, n]["direction"] == "chip"
+                            else graph.nodes[n]["hop_latency_s"]
+                            for u, n in pairwise(nodes[:-1])),
         memory=memory,
         memory_bw_Bps=graph.nodes[memory]["memory_bw_Bps"] if memory else float("inf"),
     )
@@ -143,12 +157,64 @@ def _refuse_rc(topo: Topology, rc: str, a: str, b: str) -> None:
         )
 
 
+def _refuse_device(topo: Topology, device: str, a: str, b: str) -> None:
+    node = topo.graph.nodes[device]
+    if not node.get("p2p", True):
+        raise RouteError(
+            f"no P2P route from {a} to {b}: {device} cannot be a peer-to-peer endpoint "
+            f"({node['p2p_key']} is off); {HOST_HINT}"
+        )
+
+
+def _refuse_switches(topo: Topology, route: Route) -> None:
+    nodes = topo.graph.nodes
+    for sw in route.nodes[1:-1]:
+        if nodes[sw]["kind"] == "switch" and not nodes[sw]["p2p"]:
+            raise RouteError(
+                f"no P2P route from {route.src} to {route.dst}: it must pass through switch "
+                f"{sw}, which does not carry peer-to-peer traffic ({nodes[sw]['p2p_key']} is "
+                f"off); {HOST_HINT}"
+            )
+
+
+def chip_crossing(topo: Topology, up: list[str], down: list[str]) -> tuple[int, int] | None:
+    """Where a P2P route crosses a partitioned chip: the positions in ``up`` and ``down`` (the
+    two devices' chains below their lowest common ancestor) of two partitions of one chip,
+    both with ACS off, nearest the devices (ties: the chip named first); ``None`` if none."""
+    nodes = topo.graph.nodes
+    below = {chip: j for j, n in enumerate(down) if (chip := nodes[n].get("chip")) is not None}
+    best: tuple[int, str, int, int] | None = None
+    for i, n in enumerate(up):
+        chip = nodes[n].get("chip")
+        j = below.get(chip)
+        if j is None or nodes[n]["acs"] or nodes[down[j]]["acs"]:
+            continue
+        if best is None or (i + j, chip) < best[:2]:
+            best = (i + j, chip, i, j)
+    return None if best is None else (best[2], best[3])
+
+
 def p2p_route(topo: Topology, a: str, b: str) -> Route:
     """The peer-to-peer route from device ``a`` to device ``b`` (rules in the module doc)."""
+    for device in (a, b):
+        _refuse_device(topo, device, a, b)
+    route = _tree_route(topo, a, b)
+    _refuse_switches(topo, route)
+    return route
+
+
+def _tree_route(topo: Topology, a: str, b: str) -> Route:
     up = topo.ancestors(a)  # a, ..., root complex, socket
     down = topo.ancestors(b)
     nodes = topo.graph.nodes
-    if up[-1] != down[-1]:
+    in_down = set(down)
+    lca = next((n for n in up if n in in_down), None)
+    i, j = (up.index(lca), down.index(lca)) if lca is not None else (len(up), len(down))
+    crossing = chip_crossing(topo, up[:i], down[:j])
+    if crossing is not None:
+        k, m = crossing
+        return _path(topo, a, b, "chip", up[: k + 1] + down[: m + 1][::-1])
+    if lca is None:
         link = f"{up[-1]}-{down[-1]}"
         if not topo.platform.cross_socket_p2p:
             raise RouteError(
@@ -159,8 +225,6 @@ def p2p_route(topo: Topology, a: str, b: str) -> Route:
         _refuse_rc(topo, down[-2], a, b)
         middle = _socket_path(topo, up[-1], down[-1])[1:-1]
         return _path(topo, a, b, "socket", up + middle + down[::-1])
-    in_down = set(down)
-    lca = next(n for n in up if n in in_down)
     kind = nodes[lca]["kind"]
     if kind == "switch" and nodes[lca]["acs"]:
         turn, path_class = up[-2], "acs"  # redirected to the root complex and back down
