@@ -10,25 +10,50 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 
 # -- fitted (docs/validation.md) -------------------------------------------------------------
-TLP_OVERHEAD_BYTES = 62.9
+TLP_OVERHEAD_BYTES = 56.5
 """Per-TLP bytes besides payload (Gen1-5): sets the payload efficiency MPS / (MPS + this)."""
 
-DMA_SETUP_S = 0.519e-6
+DMA_SETUP_S = 459e-9
 """Fixed cost of one DMA transfer (descriptor, doorbell, completion), before the first byte."""
 
-HANDOFF_S = 15.7e-6
+HANDOFF_S = 43.6e-6
 """One host-mediated hand-off of a staged chunk (interrupt or poll, driver, wake-up)."""
 
 SWITCH_HOP_S = 150e-9
 """Latency a PCIe switch adds per traversal. Not fitted (the data reach it only in one sum with
 the root-complex hop): the middle of ../shared/DESIGN.md's 100-200 ns per hop."""
 
-RC_HOP_S = 102e-9
+RC_HOP_S = 6.17e-9
 """Latency a root complex adds per traversal (P2P between ports, or to host memory)."""
 
-CONCURRENCY_EFFICIENCY = 0.606
+CONCURRENCY_EFFICIENCY = 0.582
 """Share of an endpoint's bandwidth that survives many concurrent streams: an endpoint serving
 k flows in one direction delivers e(k) = c + (1 - c) / k of its capacity."""
+
+DUPLEX_EFFICIENCY = 1
+"""Share of twice a link's one-way bandwidth that both directions reach together: each direction
+also carries the other's acknowledgements and flow-control updates (DLLPs), so a link moves
+at most d x (up + down capacity) in total; one direction alone is not limited by it. The fit
+finds no loss (1): with one payload efficiency for Gen3-5, one-way Gen5 copies are already
+predicted a few percent low, and bidirectional ones right."""
+
+HOST_DUPLEX_EFFICIENCY = 0.557
+"""Share of twice a device's link rate its DMA engine moves when it writes to host memory and
+reads from it at once (the staged legs of host-routed copies, host <-> device copies): reads
+of host memory are non-posted (the engine waits for completions), so pushing and pulling
+together stalls it, where P2P traffic in both directions is posted writes on both sides."""
+
+SOCKET_P2P_EFFICIENCY = 0.797
+"""Share of the slower device link a peer-to-peer stream keeps when it crosses the socket link
+(the inter-socket fabric forwards peer writes below the devices' link rate)."""
+
+COLLECTIVE_LAUNCH_S = 20e-6
+"""Software cost of one collective call with the low-latency protocol (kernel launch, set-up
+and the final synchronisation); the bandwidth protocol costs SIMPLE_LAUNCH_RATIO times this."""
+
+COLLECTIVE_STEP_S = 154e-9
+"""Software cost of one algorithm step with the low-latency protocol (flag write and wait
+between neighbours); the bandwidth protocol costs SIMPLE_STEP_RATIO times this."""
 
 # -- assumptions -----------------------------------------------------------------------------
 DEFAULT_MAX_PAYLOAD_BYTES = 256
@@ -46,7 +71,27 @@ with 2 buffers a balanced bounce would run at 2/3 of its links, against measurem
 a one-way host-staged copy as fast as P2P (../shared/calibration/v100pcie-...)."""
 
 HANDOFF_THREADS = 4
-"""Host threads serving hand-offs (assumption)."""
+"""Host threads serving hand-offs and host-side sums (assumption; what-if band 1 to 16)."""
+
+HOST_THREAD_BW_BPS = 10e9
+"""Memory traffic one host thread drives while summing buffers (assumption: a server core
+streams about 10-20 GB/s alone, STREAM-style single-thread figures); a host sum runs at
+min(threads x this, the socket's memory bandwidth)."""
+
+# NCCL's protocol model (src/graph/tuning.cc, PCI tables): the low-latency protocol (LL) has a
+# base latency of 6.6 us and 1.0 us per ring step, the bandwidth protocol (Simple) 8.4 us and
+# 5.7 us; LL reaches a quarter of Simple's bus bandwidth on an all-reduce ring (half its bytes
+# are flags, and its polling loop moves the rest at half the rate). Used as ratios: the fit
+# sets the scale (COLLECTIVE_LAUNCH_S, COLLECTIVE_STEP_S), these set the shape.
+SIMPLE_LAUNCH_RATIO = 8.4 / 6.6
+"""Bandwidth protocol's launch cost over the low-latency protocol's (NCCL tuning.cc)."""
+
+SIMPLE_STEP_RATIO = 5.7 / 1.0
+"""Bandwidth protocol's per-step cost over the low-latency protocol's (NCCL tuning.cc, PCI)."""
+
+LL_BANDWIDTH_SHARE = 0.25
+"""Share of the bandwidth protocol's throughput the low-latency protocol reaches (NCCL
+tuning.cc: ring LL bus bandwidth x 1/4 for all-reduce)."""
 
 REDUCTION_TRAFFIC = 3.0
 """Memory bytes moved per byte reduced: read two operands, write one."""
@@ -98,6 +143,11 @@ class LinkModel:
     switch_hop_s: float = SWITCH_HOP_S
     rc_hop_s: float = RC_HOP_S
     concurrency_efficiency: float = CONCURRENCY_EFFICIENCY
+    duplex_efficiency: float = DUPLEX_EFFICIENCY
+    host_duplex_efficiency: float = HOST_DUPLEX_EFFICIENCY
+    socket_p2p_efficiency: float = SOCKET_P2P_EFFICIENCY
+    collective_launch_s: float = COLLECTIVE_LAUNCH_S
+    collective_step_s: float = COLLECTIVE_STEP_S
 
     def with_values(self, **values: float) -> LinkModel:
         """A copy with some parameters changed."""

@@ -67,7 +67,8 @@ def test_auto_runs_overlapping_prefills_live_and_matches_the_full_simulation(
     for metric in HEADLINE:
         assert auto.metrics[metric] == pytest.approx(full.metrics[metric], rel=1e-6), metric
     # the contention the memoized profiles cannot see: the second prefill waits on the first
-    assert memo.metrics["ttft_s"] < full.metrics["ttft_s"] * (1 - 5e-3)
+    # (a small share of a prefill that collective launches and hand-offs now lengthen)
+    assert memo.metrics["ttft_s"] < full.metrics["ttft_s"] * (1 - 1e-3)
 
 
 def test_stages_that_cannot_contend_stay_memoized():

@@ -29,7 +29,8 @@ def line(uplink="10GB/s", card_link="100GB/s", a0_link=None, memory="1000GB/s",
     return simtopo.topology_from_dict({
         "name": "line",
         "platform": {"root_complex_p2p": True},
-        "transfer": {"dma_setup": "0us", "concurrency_efficiency": 1.0, **(transfer or {})},
+        "transfer": {"dma_setup": "0us", "concurrency_efficiency": 1.0,
+                     "duplex_efficiency": 1.0, **(transfer or {})},
         "host": {"handoff_latency": "100us", "handoff_threads": 1,
                  "sockets": [{"id": "cpu0", "cores": 1, "memory": "1GB", "memory_bw": memory,
                               "root_complexes": [{"id": "rc0", "hop_latency": "0ns"}]}]},
@@ -72,6 +73,16 @@ def test_opposite_directions_do_not_slow_each_other():
     # up and down the same 10 GB/s uplink: 10 GB/s each, 1 GB takes 0.1 s
     ends, _ = run(line(), [("a0.soc0", "host", 1e9, "p2p"), ("host", "a0.soc0", 1e9, "p2p")])
     assert ends == pytest.approx({"f0": 0.1, "f1": 0.1}, rel=1e-12)
+
+
+def test_duplex_efficiency_limits_both_directions_together_not_one():
+    # d = 0.9: up + down of the 10 GB/s uplink carry at most 0.9 x 20 = 18 GB/s together, so
+    # opposite copies get 9 GB/s each (1 GB in 1/9 s); one direction alone still gets 10 GB/s
+    topo = line(transfer={"duplex_efficiency": 0.9})
+    ends, _ = run(topo, [("a0.soc0", "host", 1e9, "p2p"), ("host", "a0.soc0", 1e9, "p2p")])
+    assert ends == pytest.approx({"f0": 1 / 9, "f1": 1 / 9}, rel=1e-12)
+    ends, _ = run(topo, [("a0.soc0", "host", 1e9, "p2p")])
+    assert ends == pytest.approx({"f0": 0.1}, rel=1e-12)
 
 
 def test_three_flows_with_different_bottlenecks():
@@ -167,11 +178,15 @@ def test_four_copies_around_a_card(ultra8):
     x16 = ultra8.graph.edges["card0.sw", "sw0"]["bw_Bps"]
     p2p, _ = run(ultra8, [(s, d, n, "p2p") for s, d, n in ring])
     host, _ = run(ultra8, [(s, d, n, "host") for s, d, n in ring])
-    # P2P: each copy has its own x8 links; host-routed: all four writes climb the card's one
-    # x16 uplink and all four reads come down it, x16 / 4 each
+    # P2P: each copy has its own x8 links, each SoC link busy both ways (duplex d: d x8 each);
+    # host-routed: all four writes climb the card's one x16 uplink and all four reads come
+    # down it, d x16 / 4 each, unless the hand-offs pace the chunks (one thread per bounce:
+    # a chunk per hand-off at most)
+    d = ultra8.transfer.duplex_efficiency
+    paced = ultra8.transfer.chunk / ultra8.handoff_latency_s
     for label in p2p:
-        assert 256e6 / p2p[label] == pytest.approx(x8, rel=0.01)
-        assert 256e6 / host[label] == pytest.approx(x16 / 4, rel=0.05)
+        assert 256e6 / p2p[label] == pytest.approx(d * x8, rel=0.01)
+        assert 256e6 / host[label] == pytest.approx(min(d * x16 / 4, paced), rel=0.05)
 
 
 # -- invariants over random traffic -----------------------------------------------------------

@@ -16,7 +16,16 @@ Algorithms (``size`` is the per-device buffer, as in nccl-tests):
 - all-gather: a ring (P2P, or of bounces); host-routed also ``host-staged`` (every device
   copies its slice to host memory, every device reads the whole back: the same two hand-off
   rounds, no sum), chosen by the same setting (``tree`` has no all-gather: a ring runs).
-- reduce-scatter: ring; broadcast: a pipelined chain from the root; send/recv.
+- reduce-scatter: ring; broadcast: a pipelined chain from the root; send/recv (a copy).
+
+Software costs: every collective pays a launch cost per call and a synchronisation cost per
+algorithm step (kernel launch, flag write and wait), by protocol: ``LL`` (cheap, a quarter of
+the bandwidth) or ``simple`` (:mod:`simtopo.engine.protocols`); each call takes the one an
+alpha-beta estimate says is faster for its size, and P2P ``auto`` chooses algorithm and
+protocol together.
+Host-routed steps synchronise by a host hand-off per staged chunk (``host_collectives:
+handoff``, a runtime relaying through the host, protocol ``simple``) or by the devices polling
+a flag in host memory (``polled``, NCCL's shared-memory transport: no host thread involved).
 
 Rings follow the topology depth first (the order of ``topology.socs``), so that a ring crosses
 each uplink as few times as possible. Reductions cost ``reduction_traffic`` bytes of memory
@@ -35,15 +44,15 @@ from simpy.events import AllOf, Event
 from ..errors import RouteError
 from ..topology import routing
 from ..topology.graph import Topology
-from ..topology.routing import BounceRoute, Route
+from ..topology.routing import Route
+from . import protocols
 from .transfers import Fabric
 
 OPS = ("all_reduce", "all_gather", "reduce_scatter", "broadcast", "send")
 ALL_REDUCE_ALGORITHMS = ("auto", "ring", "tree", "direct")
 HOST_ALGORITHMS = {"all_reduce": ("ring", "tree", "host-staged"),
                    "all_gather": ("ring", "host-staged")}
-"""Host-routed algorithms ``auto`` chooses from, by collective (a direct all-reduce of bounces,
-n (n - 1) hand-offs, never wins on a host with a few hand-off threads)."""
+"""Host-routed algorithms ``auto`` chooses from (a direct all-reduce of bounces never wins)."""
 
 BUS_FACTOR = {
     "all_reduce": lambda n: 2 * (n - 1) / n,
@@ -68,6 +77,8 @@ class CollectiveResult:
     size_bytes: float
     """The per-device buffer, as nccl-tests counts it."""
     time_s: float
+    protocol: str = "simple"
+    """``LL``, ``simple`` or ``handoff`` (:mod:`simtopo.engine.protocols`)."""
 
     @property
     def algbw_Bps(self) -> float:
@@ -110,7 +121,12 @@ class Collectives:
     # -- building blocks --------------------------------------------------------------------
     def _reduce_time(self, device: str, size_bytes: float) -> float:
         node = self.topo.node(device)
-        bw = node["memory_bw_Bps"] if node["kind"] == "socket" else node.get("dram_bw_Bps")
+        if node["kind"] == "socket":
+            # a host sum: the host's threads each stream host_thread_bw, capped by the memory
+            bw = min(node["memory_bw_Bps"],
+                     self.topo.handoff_threads * self.params.host_thread_bw)
+        else:
+            bw = node.get("dram_bw_Bps")
         if not bw or self.params.reduction_traffic == 0:
             return 0.0
         return self.params.reduction_traffic * size_bytes / bw
@@ -119,9 +135,14 @@ class Collectives:
               reduce_bytes: float = 0.0) -> Event:
         return self.env.process(self._send_then_reduce(src, dst, size, mode, reduce_bytes))
 
+    def _copy(self, src: str, dst: str, size: float, mode: str) -> Event:
+        # the step cost stands for the copies' set-up (NCCL's kernels move the data)
+        return self.fab.copy(src, dst, size, mode=mode, label=self.label, setup=False,
+                             poll=mode == "host" and self.params.host_collectives == "polled")
+
     def _send_then_reduce(self, src: str, dst: str, size: float, mode: str,
                           reduce_bytes: float) -> Generator[Event, Any, None]:
-        yield self.fab.copy(src, dst, size, mode=mode, label=self.label)
+        yield self._copy(src, dst, size, mode)
         delay = self._reduce_time(dst, reduce_bytes)
         if delay > 0:
             yield self.env.timeout(delay)
@@ -129,31 +150,41 @@ class Collectives:
     def _step(self, sends: list[Event]) -> Event:
         return AllOf(self.env, sends)
 
-    # -- algorithms -------------------------------------------------------------------------
+    def _sync(self, seconds: float) -> Generator[Event, Any, None]:
+        if seconds > 0:
+            yield self.env.timeout(seconds)
+
+    # -- algorithms (``wire`` scales bytes on the wire: 1 / the protocol's bandwidth share) ---
     def _ring_steps(self, ring: list[str], piece: float, mode: str, steps: int,
-                    reducing_steps: int) -> Generator[Event, Any, None]:
+                    reducing_steps: int, step_s: float,
+                    wire: float) -> Generator[Event, Any, None]:
         n = len(ring)
         for step in range(steps):
             reduce = piece if step < reducing_steps else 0.0
-            yield self._step([self._send(ring[i], ring[(i + 1) % n], piece, mode, reduce)
+            yield from self._sync(step_s)
+            yield self._step([self._send(ring[i], ring[(i + 1) % n], piece * wire, mode, reduce)
                               for i in range(n)])
 
-    def _tree_all_reduce(self, ring: list[str], size: float,
-                         mode: str) -> Generator[Event, Any, None]:
+    def _tree_all_reduce(self, ring: list[str], size: float, mode: str, step_s: float,
+                         wire: float) -> Generator[Event, Any, None]:
         n = len(ring)
         span = 1
         while span < n:  # binomial reduce towards ring[0]
-            yield self._step([self._send(ring[i + span], ring[i], size, mode, size)
+            yield from self._sync(step_s)
+            yield self._step([self._send(ring[i + span], ring[i], size * wire, mode, size)
                               for i in range(0, n - span, 2 * span)])
             span *= 2
         while span > 1:  # and broadcast back down the same tree
             span //= 2
-            yield self._step([self._send(ring[i], ring[i + span], size, mode)
+            yield from self._sync(step_s)
+            yield self._step([self._send(ring[i], ring[i + span], size * wire, mode)
                               for i in range(0, n - span, 2 * span)])
 
-    def _direct_all_reduce(self, ring: list[str], size: float,
-                           mode: str) -> Generator[Event, Any, None]:
-        yield self._step([self._send(a, b, size, mode) for a in ring for b in ring if a != b])
+    def _direct_all_reduce(self, ring: list[str], size: float, mode: str, step_s: float,
+                           wire: float) -> Generator[Event, Any, None]:
+        yield from self._sync(step_s)
+        yield self._step([self._send(a, b, size * wire, mode) for a in ring for b in ring
+                          if a != b])
         delay = max(self._reduce_time(d, size * (len(ring) - 1)) for d in ring)
         if delay > 0:
             yield self.env.timeout(delay)
@@ -161,22 +192,24 @@ class Collectives:
     def _host_staged(self, ring: list[str], size: float,
                      reduce: bool) -> Generator[Event, Any, None]:
         """Through host memory: every device copies its buffer (all-reduce) or its slice
-        (all-gather) in, the host sees them arrive (one hand-off each), sums them (all-reduce),
-        releases the result (one hand-off each), and every device copies the whole back."""
+        (all-gather) in, the host sees them arrive (one hand-off each), sums them (all-reduce,
+        on the hand-off threads), releases the result (one hand-off each), and every device
+        copies the whole back."""
         socket = self.topo.node(ring[0])["socket"]
         handoff = self.topo.handoff_latency_s
         n = len(ring)
         yield self._step([self.fab.copy(d, socket, size if reduce else size / n,
-                                                       label=self.label) for d in ring])
+                                        label=self.label, setup=False) for d in ring])
         yield self._step([self.fab.handoff_once(handoff) for _ in ring])
         delay = self._reduce_time(socket, size * (n - 1)) if reduce else 0.0
         if delay > 0:
             yield self.env.timeout(delay)
         yield self._step([self.fab.handoff_once(handoff) for _ in ring])
-        yield self._step([self.fab.copy(socket, d, size, label=self.label) for d in ring])
+        yield self._step([self.fab.copy(socket, d, size, label=self.label, setup=False)
+                          for d in ring])
 
-    def _broadcast(self, chain: list[str], size: float, mode: str) -> Generator[Event, Any,
-                                                                                 None]:
+    def _broadcast(self, chain: list[str], size: float, mode: str,
+                   step_s: float, wire: float) -> Generator[Event, Any, None]:
         chunks = max(1, math.ceil(size / self.params.chunk - 1e-12))
         piece = size / chunks
         received = [[self.env.event() for _ in range(chunks)] for _ in chain]
@@ -186,36 +219,36 @@ class Collectives:
         def hop(i: int) -> Generator[Event, Any, None]:
             for j in range(chunks):
                 yield received[i][j]
-                yield self.fab.copy(chain[i], chain[i + 1], piece, mode=mode,
-                                    label=self.label)
+                yield from self._sync(step_s)
+                yield self._copy(chain[i], chain[i + 1], piece * wire, mode)
                 received[i + 1][j].succeed()
 
         yield self._step([self.env.process(hop(i)) for i in range(len(chain) - 1)])
 
-    # -- estimates for algorithm choice -----------------------------------------------------
-    def _alpha_beta(self, ring: list[str]) -> tuple[float, float]:
-        """Per-message cost and bandwidth of the ring's neighbour routes (P2P)."""
-        routes = [routing.route(self.topo, a, b) for a, b in zip(ring, ring[1:] + ring[:1],
-                                                                 strict=True)]
-        assert not any(isinstance(r, BounceRoute) for r in routes)
-        alpha = self.params.dma_setup + max(r.latency_s for r in routes)
-        beta = min(r.bottleneck_Bps for r in routes)
-        return alpha, beta
-
+    # -- algorithm and protocol choice ------------------------------------------------------
     def choose_all_reduce(self, ring: list[str], size: float) -> str:
         """The P2P all-reduce algorithm an alpha-beta estimate says is fastest for ``size``."""
-        n = len(ring)
-        alpha, bw = self._alpha_beta(ring)
-        c = self.params.concurrency_efficiency
-        fan = (n - 1) if n > 1 else 1
-        levels = math.ceil(math.log2(n))
-        per_byte = max(self._reduce_time(d, 1.0) for d in ring)  # reduction, s per byte
-        estimates = {
-            "ring": 2 * (n - 1) * (alpha + size / (n * bw)) + (n - 1) * size / n * per_byte,
-            "tree": 2 * levels * (alpha + size / bw) + levels * size * per_byte,
-            "direct": alpha + fan * size / (bw * (c + (1 - c) / fan)) + fan * size * per_byte,
-        }
-        return min(estimates, key=lambda k: (estimates[k], k != "ring"))
+        return self.choose(ring, size)[0]
+
+    def choose(self, ring: list[str], size: float, algorithm: str = "auto",
+               mode: str = "p2p") -> tuple[str, str]:
+        """(algorithm, protocol) the estimates (:func:`protocols.estimates`) say is
+        fastest."""
+        table = protocols.estimates(self.topo, self.params, ring, size,
+                                    lambda d: self._reduce_time(d, 1.0), mode)
+        return protocols.fastest(table, algorithm)
+
+    def protocol(self, op: str, ring: list[str], size: float, name: str, mode: str) -> str:
+        """The protocol of one call: by estimate, except where host hand-offs synchronise the
+        steps (host-staged, or relays with ``host_collectives: handoff``): ``handoff``."""
+        if len(ring) < 2 or size <= 0:
+            return "simple"
+        if name == "host-staged" or (mode == "host"
+                                     and self.params.host_collectives != "polled"):
+            return "handoff"
+        per_device = size if op in ("all_reduce", "broadcast", "send") else size * len(ring)
+        return self.choose(ring, per_device, name if name in ("ring", "tree", "direct")
+                           else "ring", mode)[1]
 
     def choose_host(self, op: str, ring: list[str], size: float) -> str:
         """The host-routed algorithm for ``op`` that runs fastest on an idle fabric (see the
@@ -227,7 +260,8 @@ class Collectives:
             # the usual winner first, so that slower trials can stop at the best time so far
             for name in sorted(candidates, key=lambda a: a != "host-staged"):
                 trial = Collectives(Fabric.create(self.topo, self.params))
-                done = trial.env.process(trial._run(op, name, ring, size, "host"))
+                protocol = trial.protocol(op, ring, size, name, "host")
+                done = trial.env.process(trial._run(op, name, ring, size, "host", protocol))
                 trial.env.run(until=None if math.isinf(best_time) else best_time * 1.000001)
                 if not done.triggered:  # still running at the best time: slower
                     continue
@@ -258,7 +292,8 @@ class Collectives:
             k = ring.index(root)
             ring = ring[k:] + ring[:k]
         name = self._algorithm(op, ring, size_bytes, mode, algorithm)
-        return self.env.process(self._run(op, name, ring, size_bytes, mode))
+        protocol = self.protocol(op, ring, size_bytes, name, mode)
+        return self.env.process(self._run(op, name, ring, size_bytes, mode, protocol))
 
     def _algorithm(self, op: str, ring: list[str], size: float, mode: str,
                    algorithm: str) -> str:
@@ -278,29 +313,35 @@ class Collectives:
             return "ring"
         return self.choose_all_reduce(ring, size) if algorithm == "auto" else algorithm
 
-    def _run(self, op: str, name: str, ring: list[str], size: float,
-             mode: str) -> Generator[Event, Any, CollectiveResult]:
+    def _run(self, op: str, name: str, ring: list[str], size: float, mode: str,
+             protocol: str = "simple") -> Generator[Event, Any, CollectiveResult]:
         start = self.env.now
         n = len(ring)
         if n >= 2 and size > 0:
+            launch, step, share = protocols.costs(self.params, protocol)
+            wire = 1 / share
+            if op == "send":  # a point-to-point copy: no collective launch, no steps
+                launch, step = 0.0, 0.0
+            yield from self._sync(launch)
             if op == "all_reduce" and name == "ring":
-                yield from self._ring_steps(ring, size / n, mode, 2 * (n - 1), n - 1)
+                yield from self._ring_steps(ring, size / n, mode, 2 * (n - 1), n - 1, step, wire)
             elif op == "all_reduce" and name == "tree":
-                yield from self._tree_all_reduce(ring, size, mode)
+                yield from self._tree_all_reduce(ring, size, mode, step, wire)
             elif op == "all_reduce" and name == "direct":
-                yield from self._direct_all_reduce(ring, size, mode)
+                yield from self._direct_all_reduce(ring, size, mode, step, wire)
             elif name == "host-staged":
                 yield from self._host_staged(ring, size, reduce=op == "all_reduce")
             elif op == "all_gather":
-                yield from self._ring_steps(ring, size / n, mode, n - 1, 0)
+                yield from self._ring_steps(ring, size / n, mode, n - 1, 0, step, wire)
             elif op == "reduce_scatter":
-                yield from self._ring_steps(ring, size / n, mode, n - 1, n - 1)
+                yield from self._ring_steps(ring, size / n, mode, n - 1, n - 1, step, wire)
             elif op == "broadcast":
-                yield from self._broadcast(ring, size, mode)
-            else:
+                yield from self._broadcast(ring, size, mode, step, wire)
+            else:  # a send is a plain copy, set-up included
                 yield self.fab.copy(ring[0], ring[1], size, mode=mode, label=self.label)
         return CollectiveResult(op=op, algorithm=name, mode=mode, group=tuple(ring),
-                                size_bytes=size, time_s=self.env.now - start)
+                                size_bytes=size, time_s=self.env.now - start,
+                                protocol=protocol)
 
 
 HANDOFF = "handoff"

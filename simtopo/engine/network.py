@@ -5,10 +5,17 @@ rate is re-solved (progressive filling, :mod:`simtopo.engine.maxmin`) whenever a
 ends. Resources:
 
 - every directed link with a finite bandwidth (the two directions of a link are independent);
-- the memory of each socket (host-routed and host-to-device traffic, reads and writes alike);
+- the memory of each socket (host-routed and host-to-device traffic, reads and writes alike),
+  with the concurrency efficiency below;
 - each endpoint's transmit and receive side, with the device's DMA-engine cap (default: its own
-  link) scaled by the concurrency efficiency e(k) = c + (1 - c) / k when k flows share it
-  (max-min alone over-predicts many-to-one and all-to-all traffic through one switch).
+  link), for a SoC below a switch scaled by the concurrency efficiency e(k) = c + (1 - c) / k
+  when k flows share it (max-min alone over-predicts many-to-one and all-to-all traffic
+  through one switch);
+- a device's engine writing to and reading from host memory together (``ce:``), at most h x
+  (tx + rx) with the host duplex efficiency h < 1 (reads of host memory are non-posted);
+- each link's two directions together (``dx:``), at most d x (up + down) with the duplex
+  efficiency d < 1: the reverse direction carries the acknowledgements of the forward one;
+- each cross-socket P2P stream (``xs:``), at the socket P2P efficiency times its slowest link.
 
 A transfer pays the DMA set-up, then moves its bytes at the fluid rate, then its route latency.
 
@@ -90,8 +97,15 @@ class Network:
         for u, v, data in graph.edges(data=True):
             if np.isfinite(data["bw_Bps"]):
                 add(f"{u}->{v}", data["bw_Bps"])
+        duplex = self.params.duplex_efficiency
+        if duplex is not None and duplex < 1:
+            for u, v, data in graph.edges(data=True):
+                back = graph.edges[v, u]["bw_Bps"] if graph.has_edge(v, u) else np.inf
+                if u < v and np.isfinite(data["bw_Bps"]) and np.isfinite(back):
+                    add(f"dx:{u}|{v}", duplex * (data["bw_Bps"] + back))
         for socket in topo.sockets:
-            add(f"mem:{socket}", graph.nodes[socket]["memory_bw_Bps"])
+            # many concurrent DMA streams into one DRAM lose efficiency as an endpoint does
+            add(f"mem:{socket}", graph.nodes[socket]["memory_bw_Bps"], True)
         for node, data in graph.nodes(data=True):
             if data["kind"] not in ("soc", "storage"):
                 continue
@@ -104,11 +118,16 @@ class Network:
             if data["kind"] == "storage":
                 tx_cap, rx_cap = min(tx_cap, data["read_bw_Bps"]), min(rx_cap,
                                                                         data["write_bw_Bps"])
-            # the concurrency efficiency is a copy-engine effect measured on accelerators; a
-            # drive reaches its bandwidth with many requests in flight, so storage has none
-            penalised = data["kind"] == "soc"
+            # the concurrency efficiency is measured on accelerators behind a switch (its port
+            # arbitration among many streams); a device on a root port reads from seven peers
+            # at its link rate (calibration/rtx6kpro-epyc9124), and a drive reaches its
+            # bandwidth with many requests in flight, so neither has it
+            penalised = data["kind"] == "soc" and graph.nodes[parent]["kind"] == "switch"
             add(f"tx:{node}", tx_cap, penalised)
             add(f"rx:{node}", rx_cap, penalised)
+            host_duplex = self.params.host_duplex_efficiency
+            if data["kind"] == "soc" and host_duplex is not None and host_duplex < 1:
+                add(f"ce:{node}", host_duplex * (tx_cap + rx_cap))
         self.resource_names = tuple(names)
         self.index = {name: i for i, name in enumerate(names)}
         self.capacity = np.array(capacity, dtype=float)
@@ -146,14 +165,33 @@ class Network:
         if cached is not None:
             return cached
         out = [self.index[f"{u}->{v}"] for u, v in route.links if f"{u}->{v}" in self.index]
+        out += [self.index[name] for u, v in route.links
+                if (name := f"dx:{min(u, v)}|{max(u, v)}") in self.index]
+        share = self.params.socket_p2p_efficiency
+        if route.path_class == "socket" and share is not None and share < 1:
+            name = f"xs:{route.src}|{route.dst}"
+            if name not in self.index:
+                self._add_resource(name, share * min(route.link_bw_Bps))
+            out.append(self.index[name])
         if route.memory is not None:
             out.append(self.index[f"mem:{route.memory}"])
+            device = route.dst if route.path_class == "h2d" else route.src
+            if f"ce:{device}" in self.index:
+                out.append(self.index[f"ce:{device}"])
         for name in (f"tx:{route.src}", f"rx:{route.dst}"):
             if name in self.index:
                 out.append(self.index[name])
         result = tuple(sorted(set(out)))
         self._route_cache[key] = result
         return result
+
+    def _add_resource(self, name: str, capacity: float) -> None:
+        """A resource found on first use (a cross-socket P2P stream's share of its links)."""
+        self.index[name] = len(self.resource_names)
+        self.resource_names = (*self.resource_names, name)
+        self.capacity = np.append(self.capacity, capacity)
+        self._endpoint = np.append(self._endpoint, False)
+        self._res_classes.append(set())
 
     # -- flows ------------------------------------------------------------------------------
     def flow(self, resources: Sequence[int], size_bytes: float, label: str = "") -> Event:

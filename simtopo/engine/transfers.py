@@ -43,17 +43,21 @@ class Fabric:
 
     # -- one transfer -------------------------------------------------------------------------
     def copy(self, src: str, dst: str, size_bytes: float, mode: str = "p2p",
-             label: str = "", staging: str | None = None) -> Event:
+             label: str = "", staging: str | None = None, poll: bool = False,
+             setup: bool = True) -> Event:
         """Copy ``size_bytes`` from ``src`` to ``dst`` as a process.
 
         ``mode="p2p"`` uses the direct route (a P2P route the platform refuses raises
         :class:`~simtopo.errors.RouteError`, it is never silently rerouted); ``"host"`` bounces
-        through host memory. Either end may be ``"host"`` or a socket id (host memory).
+        through host memory, each chunk handed off by a host thread, or with ``poll`` noticed
+        by the destination polling a flag in host memory (one read round trip, no host
+        thread). Either end may be ``"host"`` or a socket id (host memory). ``setup=False``
+        leaves out the DMA set-up (a collective's step cost stands for it).
         """
         route = routing.route(self.topo, src, dst, mode=mode, staging=staging)
         if isinstance(route, BounceRoute):
-            return self.env.process(self._bounce(route, size_bytes, label))
-        return self.net.transfer(route, size_bytes, label)
+            return self.env.process(self._bounce(route, size_bytes, label, poll, setup))
+        return self.net.transfer(route, size_bytes, label, setup)
 
     def queue(self, src: str, dst: str, size_bytes: float, count: int,
               mode: str = "p2p") -> Event:
@@ -89,10 +93,10 @@ class Fabric:
             yield turn
             yield self.env.timeout(duration_s)
 
-    def _bounce(self, route: BounceRoute, size_bytes: float,
-                label: str) -> Generator[Event, Any, None]:
+    def _bounce(self, route: BounceRoute, size_bytes: float, label: str,
+                poll: bool = False, setup: bool = True) -> Generator[Event, Any, None]:
         env, net, params = self.env, self.net, self.params
-        if params.dma_setup > 0:
+        if setup and params.dma_setup > 0:
             yield env.timeout(params.dma_setup)
         if size_bytes <= 0:
             return
@@ -105,7 +109,10 @@ class Fabric:
         to_host, from_host = net.resources(route.to_host), net.resources(route.from_host)
 
         def handed_off(i: int) -> Generator[Event, Any, None]:
-            yield self.handoff_once(route.handoff_s)
+            if poll:  # the destination reads the chunk's flag across its link and back
+                yield env.timeout(2 * route.from_host.latency_s)
+            else:
+                yield self.handoff_once(route.handoff_s)
             ready[i].succeed()
 
         def writer() -> Generator[Event, Any, None]:

@@ -75,11 +75,12 @@ def run_tasks(fab: Fabric, coll: Collectives, tasks: Sequence[Task], devices: Se
                     spans.append(Span(device, task.op, "compute", start, env.now))
         elif len(devices) > 1 and task.size_bytes > 0:
             result = yield coll.run(task.kind, list(devices), task.size_bytes, task.mode)
-            algorithms[f"{task.kind} {result.algorithm} ({task.mode})"] += 1
+            algorithms[f"{task.kind} {result.algorithm} {result.protocol} ({task.mode})"] += 1
             if spans is not None:
                 spans.append(Span(track, f"{task.kind} {task.size_bytes:.0f} B", "collective",
                                   start, env.now,
-                                  (("algorithm", result.algorithm), ("mode", task.mode))))
+                                  (("algorithm", result.algorithm),
+                                   ("protocol", result.protocol), ("mode", task.mode))))
 
 
 def interacting(topo: Topology, groups: Sequence[tuple[str, ...]],

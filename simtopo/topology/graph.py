@@ -65,11 +65,15 @@ class Topology:
         self.source = source
         self.model = model
         given = spec.transfer
+        defaults = {"dma_setup": model.dma_setup_s,
+                    "concurrency_efficiency": model.concurrency_efficiency,
+                    "duplex_efficiency": model.duplex_efficiency,
+                    "host_duplex_efficiency": model.host_duplex_efficiency,
+                    "socket_p2p_efficiency": model.socket_p2p_efficiency,
+                    "collective_launch": model.collective_launch_s,
+                    "collective_step": model.collective_step_s}
         self.transfer: TransferSpec = given.model_copy(update={
-            "dma_setup": model.dma_setup_s if given.dma_setup is None else given.dma_setup,
-            "concurrency_efficiency": (model.concurrency_efficiency
-                                       if given.concurrency_efficiency is None
-                                       else given.concurrency_efficiency)})
+            key: value for key, value in defaults.items() if getattr(given, key) is None})
         """Transfer parameters with the link model's values where the file says nothing."""
         self.routes: dict[tuple[str, str, str, str | None], Route | BounceRoute] = {}
         """Routes computed so far (:func:`simtopo.topology.routing.route` memoizes here: the

@@ -1,0 +1,80 @@
+"""Collective software costs and the alpha-beta estimates that choose algorithm and protocol.
+
+Two protocols, after NCCL's: ``LL`` (low latency: cheap launch and steps, a quarter of the
+bandwidth) and ``simple`` (the bandwidth protocol). The fitted scale of the costs is the
+transfer setting's ``collective_launch`` and ``collective_step``; the ratios between the
+protocols are NCCL's (:mod:`simtopo.constants`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from .. import constants
+from ..topology import routing
+from ..topology.graph import Topology
+from ..topology.routing import BounceRoute
+
+PROTOCOLS = ("LL", "simple")
+"""The low-latency and the bandwidth protocol. A third, ``handoff``, is what host-routed steps
+synchronised by host hand-offs run: the launch, and no step cost of its own (the hand-off is
+the step's synchronisation), at full bandwidth."""
+
+
+def costs(params: Any, protocol: str) -> tuple[float, float, float]:
+    """(launch s, per-step s, bandwidth share) of ``protocol`` under transfer ``params``."""
+    launch = params.collective_launch or 0.0
+    step = params.collective_step or 0.0
+    if protocol == "LL":
+        return launch, step, constants.LL_BANDWIDTH_SHARE
+    if protocol == "handoff":
+        return launch, 0.0, 1.0
+    return launch * constants.SIMPLE_LAUNCH_RATIO, step * constants.SIMPLE_STEP_RATIO, 1.0
+
+
+def alpha_beta(topo: Topology, params: Any, ring: list[str],
+               mode: str = "p2p") -> tuple[float, float]:
+    """Per-message latency and bandwidth of the ring's neighbour routes (a collective's copies
+    pay no DMA set-up: its step cost stands for it)."""
+    routes = [routing.route(topo, a, b, mode=mode)
+              for a, b in zip(ring, ring[1:] + ring[:1], strict=True)]
+    if mode == "host" and params.host_collectives == "polled":
+        # a leg in, the flag's read round trip, a leg out
+        latency = max(r.to_host.latency_s + 3 * r.from_host.latency_s
+                      for r in routes if isinstance(r, BounceRoute))
+    else:
+        latency = max(r.latency_s for r in routes)
+    return latency, min(r.bottleneck_Bps for r in routes)
+
+
+def estimates(topo: Topology, params: Any, ring: list[str], size: float,
+              reduce_s_per_byte: Callable[[str], float],
+              mode: str = "p2p") -> dict[tuple[str, str], float]:
+    """Alpha-beta estimates of an all-reduce by (algorithm, protocol), software costs
+    included; ``reduce_s_per_byte(device)`` prices the reductions."""
+    n = len(ring)
+    alpha, bw = alpha_beta(topo, params, ring, mode)
+    c = params.concurrency_efficiency
+    fan = (n - 1) if n > 1 else 1
+    levels = math.ceil(math.log2(n))
+    per_byte = max(reduce_s_per_byte(d) for d in ring)
+    out = {}
+    for protocol in PROTOCOLS:
+        launch, step, share = costs(params, protocol)
+        rate = bw * share
+        out[("ring", protocol)] = launch + 2 * (n - 1) * (step + alpha + size / (n * rate)) \
+            + (n - 1) * size / n * per_byte
+        out[("tree", protocol)] = launch + 2 * levels * (step + alpha + size / rate) \
+            + levels * size * per_byte
+        out[("direct", protocol)] = launch + step + alpha \
+            + fan * size / (rate * (c + (1 - c) / fan)) + fan * size * per_byte
+    return out
+
+
+def fastest(table: dict[tuple[str, str], float], algorithm: str = "auto") -> tuple[str, str]:
+    """(algorithm, protocol) with the lowest estimate (``algorithm`` fixed unless ``auto``);
+    ties go to the ring, then to the bandwidth protocol."""
+    keys = [k for k in table if algorithm in ("auto", k[0])] or list(table)
+    return min(keys, key=lambda k: (table[k], k[0] != "ring", k[1] != "simple"))
