@@ -7,9 +7,10 @@ from statistics import median
 import pytest
 import yaml
 
-from simtopo.calibration.links import BOUNDS, DATA, all_points, base_machine
+from simtopo.calibration.links import BOUNDS, base_machine
+from simtopo.calibration.points import DATA, all_points
 from simtopo.calibration.soc import breakdown, measured_tokens_per_s
-from simtopo.calibration.validation import read_fit_record, validation_document
+from simtopo.calibration.validation import TARGETS, read_fit_record, validation_document
 from simtopo.constants import DEFAULT_MODEL, DEFAULT_SOC_MODEL
 from simtopo.results.run import run
 
@@ -47,12 +48,24 @@ def test_measured_values_are_read_from_the_files(points):
     assert point.measured == pytest.approx(16.6e9)
 
 
-def test_leave_one_out_bandwidth_meets_the_target():
+MET = ("bandwidth", "busbw")
+"""Issue 14's leave-one-out targets met so far; the others hold their current level."""
+CEILINGS = {"latency-gpu": 0.17, "collective": 0.23}
+"""Where a target is not met yet (docs/validation.md says so): the level reached, a little up."""
+
+
+def test_leave_one_out_meets_the_targets():
+    """Every machine left out once, every fit from the neutral start; the pooled medians of the
+    left-out machines' errors, category by category, against issue 14's targets."""
     record = read_fit_record()
-    errors = [e for r in record["leave_one_out"] for e in r["bandwidth_errors"]]
-    assert median(errors) <= 0.10
     machines = {r["machine"] for r in record["leave_one_out"]}
     assert machines == {base_machine(p.machine) for p in all_points()}
+    for kind, target in TARGETS.items():
+        errors = [e for r in record["leave_one_out"] for e in r["errors"].get(kind, [])]
+        assert errors, kind
+        limit = target if kind in MET else CEILINGS[kind]
+        assert median(errors) <= limit, (kind, median(errors))
+        assert (median(errors) <= target) == (kind in MET), kind  # MET says what is met
 
 
 def test_soc_defaults_are_the_stored_fit():

@@ -32,7 +32,7 @@ from ..results.run import run_variant
 from ..sim.setup import setup_variant
 from ..sim.tasks import ComputeTask, lower
 from ..spec.experiment import Variant, load_experiment
-from .links import DATA
+from .points import DATA
 
 MEASUREMENT = DATA / "qualcomm-ai100-standard-gptj-decode.yaml"
 EXPERIMENT = Path(__file__).resolve().parents[2] / "experiments" / "standard-gptj.yaml"

@@ -10,7 +10,7 @@ from .common import EXIT_OK, counted, echo
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     """``simtopo calibrate``: refit, write the validation document, or list the errors."""
-    from ..calibration.links import all_points
+    from ..calibration.points import all_points
     from ..calibration.validation import (
         FIT_RECORD,
         MEANING,
@@ -26,7 +26,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         check_output(args.output)  # before the fit, not after
     points = all_points()
     if args.fit in ("all", "links"):
-        record = run_fit(points, args.max_evaluations)
+        record = run_fit(points, args.max_evaluations, args.jobs)
         if FIT_RECORD.is_file():
             record["soc"] = read_fit_record().get("soc")
         write_fit_record(record)
@@ -56,7 +56,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         write_text_atomic(args.output, validation_document(points, read_fit_record()))
         echo(f"wrote {args.output}")
     if not args.fit and args.output is None:
-        from ..calibration.links import predict, relative_error
+        from ..calibration.points import predict, relative_error
 
         for point, value in zip(points, predict(points), strict=True):
             echo(f"{100 * relative_error(value, point.measured):+7.1f}%  {point.machine}: "
@@ -77,9 +77,12 @@ def register(sub: Any) -> None:
                        help="link and SoC models against the calibration measurements")
     p.add_argument("--fit", nargs="?", const="all", choices=("all", "links", "soc"),
                    help="refit (writes reports/calibration/fit.json): the link model with each "
-                        "machine left out in turn (minutes), the SoC model on GPT-J decode "
+                        "machine left out in turn (about 40 minutes on one core; see --jobs), "
+                        "the SoC model on GPT-J decode "
                         "(seconds), or both (the default)")
     p.add_argument("-o", "--output", metavar="MARKDOWN",
                    help="write the validation document (docs/validation.md)")
-    p.add_argument("--max-evaluations", type=counted(100_000), default=400, metavar="N")
+    p.add_argument("--max-evaluations", type=counted(100_000), default=800, metavar="N")
+    p.add_argument("--jobs", type=counted(64), default=1, metavar="N",
+                   help="fit the leave-one-machine-out models in N processes")
     p.set_defaults(func=cmd_calibrate)
