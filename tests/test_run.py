@@ -167,7 +167,8 @@ variants: [{name: p2p}, {name: host, plan: {connection: host}}]
         assert m["e2e_s"] == m["ttft_s"]
         assert m["tokens_per_s"] == pytest.approx(2 / m["makespan_s"])
     (comparison,) = result.comparisons()
-    assert set(comparison) == {"p2p", "host", "ttft_s_speedup", "e2e_s_speedup"}
+    assert set(comparison) == {"p2p", "host", "ttft_s_speedup", "e2e_s_speedup",
+                               "ttft_s_speedup_band", "e2e_s_speedup_band"}
     folder = result.write_report(tmp_path / "report")
     text = (folder / "report.md").read_text()
     assert "## One decode step" not in text
@@ -203,4 +204,4 @@ def test_the_table_fits_80_columns_without_cutting_anything(capsys, monkeypatch)
     for name in ("tp16-host-mxfp6", "pp2-tp16-p2p", "tp16x2-p2p"):  # names whole
         assert any(f" {name} " in line for line in lines)
     # a link may wrap at its arrow, never mid-id
-    assert "card0.soc0" in out and "card0.sw" in out
+    assert "card0.sw" in out and "rc0" in out and "sw0" in out

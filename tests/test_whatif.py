@@ -18,10 +18,11 @@ import yaml
 
 import simtopo
 from simtopo import cli
-from simtopo.analysis.whatif import BAND, whatif
+from simtopo.analysis.whatif import whatif
 from simtopo.analysis.whatif_settings import extra_switch, gen5_uplinks
 from simtopo.constants import DEFAULT_SOC_MODEL, LinkModel
 from simtopo.errors import ConfigError
+from simtopo.results.bands import UNMEASURED, value_at
 from simtopo.topology.files import load_topology
 
 from .conftest import ROOT
@@ -135,20 +136,29 @@ def test_the_band_brackets_the_plain_speedup_and_matches_runs_with_the_link_mode
         low, high = band.span(metric)
         assert low <= speedup <= high
     rows = {r.key: r for r in band.rows}
-    # a second method: the same constants through the link model the topology leaves them to
-    for key, _, low, high in BAND:  # the band's constants are LinkModel's names
-        for value, point in zip((low, high), rows[key].points, strict=True):
-            model = LinkModel().with_values(**{key: value})
-            (again,) = simtopo.run(small, ["tp2-p2p", "tp2-host"], link_model=model).comparisons()
+    # a second method: the constants the link model holds, through the link model (the
+    # topology leaves them to it); relative ranges scale the value in effect
+    model_keys = {"handoff_s": "handoff_s", "dma_setup": "dma_setup_s",
+                  "collective_launch": "collective_launch_s",
+                  "collective_step": "collective_step_s"}
+    for item in UNMEASURED:
+        if item.key not in model_keys:
+            continue
+        name = model_keys[item.key]
+        for end, point in zip(("low", "high"), rows[item.key].points, strict=True):
+            value = value_at(item, end, getattr(LinkModel(), name))
+            model = LinkModel().with_values(**{name: value})
+            (again,) = simtopo.run(small, ["tp2-p2p", "tp2-host"], link_model=model,
+                                   band=False).comparisons()
             for metric in band.base:
                 assert point.speedups[metric] == pytest.approx(again[f"{metric}_speedup"],
                                                                rel=1e-12)
-    corner = rows["all"].points[-1]
-    assert corner.values == {"handoff_s": 50e-6, "dma_setup_s": 2e-6, "rc_hop_s": 700e-9}
-    model = LinkModel(handoff_s=50e-6, dma_setup_s=2e-6, rc_hop_s=700e-9)
-    (again,) = simtopo.run(small, ["tp2-p2p", "tp2-host"], link_model=model).comparisons()
-    assert corner.speedups["tpot_mean_s"] == pytest.approx(again["tpot_mean_s_speedup"],
-                                                           rel=1e-12)
+    # the corners are the two ends `simtopo run` bands every headline with
+    (pair_band,) = simtopo.run(small, ["tp2-p2p", "tp2-host"]).bands
+    favour_host, favour_p2p = rows["corners"].points
+    for metric in band.base:
+        assert pair_band[f"{metric}_speedup_band"] == sorted(
+            [favour_host.speedups[metric], favour_p2p.speedups[metric]])
     # P2P between two SoCs of one card turns at the on-card switch: refusing P2P at the root
     # complex changes nothing; hand-offs only slow the host-routed side
     (refused,) = rows["rc_p2p"].points
@@ -183,14 +193,17 @@ def test_gen5_doubles_a_gen4_uplink_and_one_more_switch_takes_half_its_cards():
 
 
 def test_one_more_switch_for_a_host_routed_slice_equals_a_gen5_uplink(tmp_path):
-    # host-routed, every SoC's bounces share its server switch's uplink; 8 SoCs on each of two
-    # Gen4 uplinks get the rates 16 SoCs get on one Gen5 uplink (twice Gen4), hop for hop
+    # host-staged, every SoC's copies to and from host memory share its server switch's
+    # uplink; 8 SoCs on each of two Gen4 uplinks get the rates 16 SoCs get on one Gen5 uplink
+    # (twice Gen4), hop for hop (a tree of bounces would pair SoCs across the two switches
+    # differently from one)
     path = tmp_path / "exp.yaml"
     path.write_text(yaml.safe_dump({
         "name": "u8", "topology": str(ROOT / "topologies" / "ultra8.yaml"),
         "model": "llama-2-7b",
         "workload": {"batch": 1, "prompt": 64, "generate": 4, "context": 128},
-        "plan": {"tp": 16, "connection": "host"}}))
+        "plan": {"tp": 16, "connection": "host"},
+        "transfer": {"host_allreduce": "host-staged"}}))
     v, by_key = outcomes(whatif(path, with_band=False), "u8")
     assert "card2, card3: sw0 -> new sw0-b" in by_key["extra-switch"].perturbation.changed
     for metric in v.metrics:
@@ -230,3 +243,15 @@ def test_cli_tables_json_and_a_one_line_error(pipe, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert err.startswith("error: ") and "unknown variant 'nope'" in err and "pipe" in err
+
+
+def test_each_constant_moves_the_tpot_speedup_the_way_the_band_assumes(small_whatif):
+    """`simtopo run` bands a headline by setting every constant at the end that favours one
+    path at once; each constant alone (a second method, one run per end) must move the TPOT
+    speed-up that way, or not at all."""
+    (band,) = small_whatif.bands
+    rows = {r.key: r for r in band.rows}
+    for item in UNMEASURED:
+        low, high = (p.speedups["tpot_mean_s"] for p in rows[item.key].points)
+        raised, lowered = (high, low) if item.raises == "high" else (low, high)
+        assert raised >= lowered * (1 - 1e-9), (item.key, low, high)

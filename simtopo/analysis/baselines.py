@@ -166,6 +166,8 @@ def _only(summary: Mapping[str, Any], names: Sequence[str]) -> dict[str, Any]:
     out["variants"] = [v for v in summary.get("variants", []) if v.get("name") in keep]
     out["comparisons"] = [c for c in summary.get("comparisons", [])
                           if c.get("p2p") in keep and c.get("host") in keep]
+    if not out["comparisons"]:
+        out.pop("band", None)  # the band's constants come with its pairs
     if "loads" in summary:
         out["loads"] = [v for v in summary["loads"] if v.get("name") in keep]
     return out

@@ -12,7 +12,6 @@ ranges and their sources: ``docs/whatif.md``.
 
 from __future__ import annotations
 
-import itertools
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,6 +20,8 @@ from typing import Any
 
 from ..constants import DEFAULT_SOC_MODEL, SocModel
 from ..errors import ConfigError, SimtopoError
+from ..results import bands
+from ..results.bands import speedups
 from ..results.result import Result, VariantResult, round12
 from ..spec.experiment import Experiment, Variant, load_experiment
 from ..topology.files import load_topology
@@ -29,11 +30,9 @@ from .whatif_settings import (
     Perturbation,
     Setting,
     continuous_perturbations,
-    dma_setup_s,
     extra_switch,
     gen5_uplinks,
     run_setting,
-    with_handoff,
     with_root_complexes,
 )
 
@@ -46,13 +45,8 @@ METRICS = {"llm": ("tpot_mean_s", "ttft_s", "tokens_per_s", "e2e_s"),
 
 HIGHER_IS_BETTER = frozenset({"tokens_per_s", "inferences_per_s"})
 
-SPEEDUPS = ("ttft_s", "tpot_mean_s", "e2e_s", "latency_s")
-"""Metrics of the P2P-over-host speed-up (as :meth:`Result.comparisons`)."""
-
-BAND = (("handoff_s", "host hand-off", 5e-6, 50e-6),
-        ("dma_setup_s", "DMA set-up", 0.3e-6, 2e-6),
-        ("rc_hop_s", "root-complex hop", 50e-9, 700e-9))
-"""(constant, label, low, high): the ranges of the band (sources in docs/whatif.md)."""
+RC_HOP = ("rc_hop_s", "root-complex hop", 50e-9, 700e-9)
+"""The root-complex hop's range, besides :data:`simtopo.results.bands.UNMEASURED`."""
 
 
 @dataclass(frozen=True)
@@ -213,51 +207,49 @@ def evaluate(variant: Variant, perturbations: Sequence[Perturbation], base: Vari
                          tuple(sorted(outcomes, key=rank)), tuple(notes))
 
 
-def speedups(p2p: dict[str, float], host: dict[str, float]) -> dict[str, float]:
-    """host-routed / P2P for each time metric both have (as :meth:`Result.comparisons`)."""
-    return {m: host[m] / p2p[m] for m in SPEEDUPS if p2p.get(m) and m in host}
-
-
-def band_setting(topo: Topology, soc_model: SocModel,
+def band_setting(topo: Topology, variant: Variant, soc_model: SocModel,
                  values: dict[str, float | bool]) -> Setting:
-    """The setting with the band's constants at ``values`` (absent ones stay as they are)."""
-    if "handoff_s" in values:
-        topo = with_handoff(topo, values["handoff_s"])
+    """The setting with band constants at ``values`` (absent ones stay as they are)."""
     if "rc_hop_s" in values or "rc_p2p" in values:
         p2p = bool(values["rc_p2p"]) if "rc_p2p" in values else None
         topo = with_root_complexes(topo, values.get("rc_hop_s"), p2p)
-    transfer = {"dma_setup": values["dma_setup_s"]} if "dma_setup_s" in values else {}
+    numbers = {k: float(v) for k, v in values.items() if k not in ("rc_hop_s", "rc_p2p")}
+    topo, changed = bands.with_values(topo, variant, numbers)
+    transfer = {k: v for k, v in changed.transfer.items() if variant.transfer.get(k) != v}
     return Setting(topo, transfer, soc_model)
 
 
 def band(p2p: Variant, host: Variant, topo: Topology, base: dict[str, float],
          soc_model: SocModel = DEFAULT_SOC_MODEL,
          progress: Callable[[str], None] | None = None) -> Band:
-    """The pair's speed-ups at each end of each range, at the 8 corners of the three ranges,
-    and with the root complexes refusing P2P."""
+    """The pair's speed-ups at each end of each range, at the two corners (every constant at
+    the end that favours one path, as ``simtopo run`` bands the headline), and with the root
+    complexes refusing P2P."""
 
     def point(values: dict[str, float | bool]) -> BandPoint:
-        setting = band_setting(topo, soc_model, values)
         try:
-            runs = [run_setting(v, setting).metrics for v in (p2p, host)]
+            runs = [run_setting(v, band_setting(topo, v, soc_model, values)).metrics
+                    for v in (p2p, host)]
         except SimtopoError as err:
             return BandPoint(values, None, str(err))
         return BandPoint(values, speedups(*runs))
 
-    hops = sorted({topo.graph.nodes[rc]["hop_latency_s"] for rc in topo.root_complexes})
-    current = {"handoff_s": topo.handoff_latency_s, "dma_setup_s": dma_setup_s(topo, p2p),
-               "rc_hop_s": hops[0] if len(hops) == 1 else None}
     rows = []
-    for key, label, low, high in BAND:
+    for item in bands.UNMEASURED:
         if progress:
-            progress(f"band {host.name} vs {p2p.name}: {label}")
-        rows.append(BandRow(key, label, current[key], (point({key: low}), point({key: high}))))
+            progress(f"band {host.name} vs {p2p.name}: {item.label}")
+        current = bands.in_effect(topo, p2p, item.key)
+        rows.append(BandRow(item.key, item.label, current, tuple(
+            point({item.key: bands.value_at(item, end, current)}) for end in ("low", "high"))))
+    hops = sorted({topo.graph.nodes[rc]["hop_latency_s"] for rc in topo.root_complexes})
+    key, label, low, high = RC_HOP
+    rows.append(BandRow(key, label, hops[0] if len(hops) == 1 else None,
+                        (point({key: low}), point({key: high}))))
     if progress:
         progress(f"band {host.name} vs {p2p.name}: corners")
-    keys = [key for key, _, _, _ in BAND]
-    corners = itertools.product(*[(low, high) for _, _, low, high in BAND])
-    rows.append(BandRow("all", "all three at once", None, tuple(
-        point(dict(zip(keys, ends, strict=True))) for ends in corners)))
+    rows.append(BandRow("corners", "all at the ends that favour the host path, then P2P",
+                        None, tuple(point(dict(bands.corner(topo, p2p, favour)))
+                                    for favour in ("host", "p2p"))))
     carries = all(topo.graph.nodes[rc]["p2p"] for rc in topo.root_complexes)
     rows.append(BandRow("rc_p2p", "root complexes carry P2P", carries,
                         (point({"rc_p2p": not carries}),)))

@@ -30,18 +30,25 @@ def _results_table(result: Result) -> object:
              if any(key in c for c in comparisons)]
     columns = [("variant", NAME), ("SoCs", NUMBER), *((label, NUMBER) for label, _, _ in metrics),
                ("busiest link", TEXT)]
+    banded = [(key, label) for key, label in shown[-1:]
+              if any(f"{key}_band" in c for c in comparisons)]
     if comparisons:
         columns.append(("P2P\nspeed-up\n" + ", ".join(label for _, label in shown), NUMBER))
     caption = ""
     if comparisons:
         caption = ("P2P speed-up: host-routed time / P2P time, " + "; ".join(
             f"{c['host']} vs {c['p2p']}" for c in comparisons))
+        if result.bands:
+            caption += (f"; in brackets the {banded[0][1]} speed-up's range over the "
+                        "unmeasured host and collective constants (docs/whatif.md)"
+                        if banded else "")
     table = terminal_table(f"{result.name}: {result.description}" if result.description
                            else result.name, columns, caption)
     speedups: dict[str, str] = {}
     for c in comparisons:
-        speedups.setdefault(c["host"], ", ".join(f"{c[key]:.3g}" if key in c else "-"
-                                                 for key, _ in shown))
+        speedups.setdefault(c["host"], "\n".join([", ".join(
+            f"{c[key]:.3g}" if key in c else "-" for key, _ in shown)]
+            + [_band(c, key) for key, _ in banded]))
     for v in result.variants:
         cells = [v.name, f"{v.metrics['socs']:.0f}"]
         for _, key, scale in metrics:
@@ -53,6 +60,11 @@ def _results_table(result: Result) -> object:
             cells.append(speedups.get(v.name, ""))
         table.add_row(*cells)
     return table
+
+
+def _band(row: dict[str, Any], key: str) -> str:
+    band = row.get(f"{key}_band")
+    return f"({band[0]:.3g}-{band[1]:.3g})" if band else ""
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -82,9 +94,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                 seen.append(name)
                 bar.update(task, description=f"simulating {exp.name}: {name}")
 
-            result = run(exp, names, progress=progress, mode=args.simulation)
+            result = run(exp, names, progress=progress, mode=args.simulation,
+                         band=not args.no_band)
     else:
-        result = run(exp, names, mode=args.simulation)
+        result = run(exp, names, mode=args.simulation, band=not args.no_band)
     out = console(sys.stdout)
     if args.json:
         sys.stdout.write(result.to_json())
@@ -101,7 +114,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if folder is not None:
         command = "simtopo run " + " ".join(
             [display_path(Path(args.file))] + (["--ci"] if args.ci else [])
-            + [f"--variant {n}" for n in (names or [])])
+            + [f"--variant {n}" for n in (names or [])] + (["--no-band"] if args.no_band else []))
         written = result.write_report(folder, command=command, all_figures=args.all_figures)
         if not args.quiet and not args.json:
             out.print(f"report: {display_path(written)}/report.md")
@@ -118,6 +131,9 @@ def register(sub: Any) -> None:
     p.add_argument("--reports", default="reports", metavar="DIR",
                    help="where reports/<name>/ goes (default: reports)")
     p.add_argument("--no-report", action="store_true", help="print the table only")
+    p.add_argument("--no-band", action="store_true",
+                   help="skip the P2P speed-ups' range over the unmeasured constants (two more "
+                        "runs of each P2P/host-routed pair)")
     p.add_argument("--all-figures", action="store_true",
                    help="figures and trace for every variant (default: the first and the "
                         "first P2P/host pair)")

@@ -86,12 +86,18 @@ def _best(v: Any) -> str:
             f"{top.perturbation.label} ({_percent(gain)})")
 
 
-def _constant(value: Any) -> str:
-    from ..units import format_time
+def _constant(value: Any, key: str = "") -> str:
+    from ..units import format_bandwidth, format_time
 
     if isinstance(value, bool):
         return "yes" if value else "no"
-    return "-" if value is None else format_time(value)
+    if value is None:
+        return "-"
+    if key == "handoff_threads":
+        return f"{value:g}"
+    if key == "host_thread_bw":
+        return format_bandwidth(value)
+    return format_time(value)
 
 
 def band_table(b: Any) -> Any:
@@ -99,7 +105,8 @@ def band_table(b: Any) -> Any:
     from rich import box
     from rich.table import Table
 
-    from ..analysis.whatif import BAND
+    from ..analysis.whatif import RC_HOP
+    from ..results.bands import UNMEASURED
 
     metrics = list(b.base)
     base = ", ".join(f"{SHORT[m]} {b.base[m]:.4g}x" for m in metrics)
@@ -110,23 +117,20 @@ def band_table(b: Any) -> Any:
     table.add_column("varied", overflow="fold")
     for m in metrics:  # low above high: narrow enough for 80 columns
         table.add_column(f"{SHORT[m]} speed-up", justify="right", max_width=9)
-    ranges = {key: f"{_constant(low)} .. {_constant(high)}"
-              for key, _, low, high in BAND}
+    ranges = {i.key: f"{i.text(i.low)} .. {i.text(i.high)}" for i in UNMEASURED}
+    ranges[RC_HOP[0]] = f"{_constant(RC_HOP[2])} .. {_constant(RC_HOP[3])}"
     for row in b.rows:
         cells = []
         for m in metrics:
             values = [f"{p.speedups[m]:.4g}x" if p.speedups else "refused" for p in row.points]
-            if row.key == "all":
-                low, high = b.span(m, [row])
-                values = [f"{low:.4g}x", f"{high:.4g}x"]
             cells.append(" .. ".join(values))
-        if row.key == "all":
-            varied = f"{len(row.points)} corners: min .. max"
+        if row.key == "corners":
+            varied = "favouring host .. P2P"
         elif row.key == "rc_p2p":
             varied = _constant(row.points[0].values["rc_p2p"])
         else:
             varied = ranges[row.key]
-        table.add_row(row.label, _constant(row.base_value), varied, *cells)
+        table.add_row(row.label, _constant(row.base_value, row.key), varied, *cells)
     table.add_row("band", "", "every run: min .. max",
                   *[f"{b.span(m)[0]:.4g}x .. {b.span(m)[1]:.4g}x" for m in metrics])
     refused = [p.error for r in b.rows for p in r.points if p.error]

@@ -138,11 +138,14 @@ def render_report(result: Result, figure_names: list[str], command: str) -> str:
                 "| P2P | host-routed | TTFT | TPOT | end to end | latency |",
                 "|---|---|---|---|---|---|"]
         for c in comparisons:
-            cells = [f"{c[k]:.3g}x" if k in c else "-" for k in
-                     ("ttft_s_speedup", "tpot_mean_s_speedup", "e2e_s_speedup",
-                      "latency_s_speedup")]
+            cells = [(f"{c[k]:.3g}x" + (f" ({c[k + '_band'][0]:.3g}-{c[k + '_band'][1]:.3g})"
+                                        if k + "_band" in c else "")) if k in c else "-"
+                     for k in ("ttft_s_speedup", "tpot_mean_s_speedup", "e2e_s_speedup",
+                               "latency_s_speedup")]
             out.append(f"| {c['p2p']} | {c['host']} | " + " | ".join(cells) + " |")
         out.append("")
+        if result.bands:
+            out += band_notes()
     out += load_section(result)
     if not result.variants:
         return _figures_markdown(out, figure_names, trace=False)
@@ -222,6 +225,17 @@ CAPTIONS = {"comparison": "Headline metrics of every variant",
                         "(absolute, logarithmic scale):",
             "load": "Load time per strategy and source, by phase:",
             "loadtimeline": "When each phase of each load ran:"}
+
+
+def band_notes() -> list[str]:
+    """What the brackets of the speed-up table mean, and the constants behind them."""
+    from ..results.bands import UNMEASURED
+
+    ranges = "; ".join(f"{i.label} {i.text(i.low)} to {i.text(i.high)}" for i in UNMEASURED)
+    return ["In brackets: the speed-up with every constant that no measurement pins down for "
+            "this platform at the end of its range that favours the host path, then P2P "
+            f"({ranges}; relative ranges scale the value in effect). `simtopo whatif` varies "
+            "each alone; sources in `docs/whatif.md`.", ""]
 
 
 def _figures_markdown(out: list[str], figure_names: list[str], trace: bool) -> str:

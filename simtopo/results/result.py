@@ -162,6 +162,9 @@ class Result:
     source: str
     variants: list[VariantResult]
     loads: list[LoadResult] = field(default_factory=list)
+    bands: list[dict[str, Any]] = field(default_factory=list)
+    """Each P2P-over-host pair's speed-ups at the ends of the unmeasured constants
+    (:mod:`simtopo.results.bands`); empty when not computed."""
 
     def variant(self, name: str) -> VariantResult:
         """The variant called ``name``."""
@@ -180,9 +183,16 @@ class Result:
             for p2p in self.variants:
                 if p2p.connection == "p2p" and _without_connection(p2p.inputs) == key:
                     row = {"p2p": p2p.name, "host": host.name}
+                    band = next((b for b in self.bands if (b["p2p"], b["host"])
+                                 == (p2p.name, host.name)), {})
                     for metric in ("ttft_s", "tpot_mean_s", "e2e_s", "latency_s"):
                         if p2p.metrics.get(metric) and metric in host.metrics:
-                            row[f"{metric}_speedup"] = host.metrics[metric] / p2p.metrics[metric]
+                            value = host.metrics[metric] / p2p.metrics[metric]
+                            row[f"{metric}_speedup"] = value
+                            ends = band.get(f"{metric}_speedup_band")
+                            if ends:  # the corners, widened to the value if it lies outside
+                                row[f"{metric}_speedup_band"] = [min(ends[0], value),
+                                                                 max(ends[1], value)]
                     out.append(row)
         return out
 
@@ -192,6 +202,10 @@ class Result:
                "description": self.description,
                "variants": [v.summary() for v in self.variants],
                "comparisons": self.comparisons()}
+        if self.bands:
+            from .bands import describe
+
+            out["band"] = describe()
         if self.loads:
             out["loads"] = [load.summary() for load in self.loads]
         return round12(out)

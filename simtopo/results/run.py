@@ -19,6 +19,7 @@ from ..topology.files import load_topology
 from ..topology.graph import Topology
 from ..workload.modelref import resolve_model
 from ..workload.opgraph import Precision, decode_shape
+from .bands import headline_bands
 from .metrics import inference_metrics, llm_metrics
 from .result import LoadResult, Result, VariantResult
 
@@ -81,11 +82,14 @@ def run_load(variant: Variant, link_model: LinkModel = DEFAULT_MODEL,
 def run(experiment: str | Path | Experiment, variants: Sequence[str] | None = None,
         reduced: bool = False, link_model: LinkModel = DEFAULT_MODEL,
         soc_model: SocModel = DEFAULT_SOC_MODEL,
-        progress: Callable[[str], None] | None = None, mode: str = "auto") -> Result:
+        progress: Callable[[str], None] | None = None, mode: str = "auto",
+        band: bool = True) -> Result:
     """Run an experiment (a file or a loaded :class:`Experiment`) and return its Result.
 
     ``variants`` restricts the run to those names; ``reduced`` applies the file's ``ci:``
-    block (the size CI runs); ``mode`` is the simulation mode (:mod:`simtopo.sim.driver`).
+    block (the size CI runs); ``mode`` is the simulation mode (:mod:`simtopo.sim.driver`);
+    ``band`` re-runs every P2P/host-routed pair at the ends of the unmeasured constants
+    (:mod:`simtopo.results.bands`), so that each speed-up carries its range.
     """
     exp = experiment if isinstance(experiment, Experiment) else load_experiment(experiment,
                                                                                 reduced)
@@ -114,4 +118,15 @@ def run(experiment: str | Path | Experiment, variants: Sequence[str] | None = No
                             line=err.line) from None
         except SimtopoError as err:
             raise type(err)(f"{exp.source}: variant {variant.name!r}: {err}") from None
-    return Result(exp.name, exp.description, str(exp.source), results, loads)
+    result = Result(exp.name, exp.description, str(exp.source), results, loads)
+    if band and result.comparisons():
+        by_name = {v.name: v for v in chosen}
+        pairs = [(by_name[c["p2p"]], by_name[c["host"]]) for c in result.comparisons()]
+        try:
+            result.bands = headline_bands(
+                pairs, lambda v, topo, ch: run_variant(v, link_model, soc_model, choices=ch,
+                                                       topology=topo, mode=mode),
+                link_model, progress)
+        except SimtopoError as err:
+            raise type(err)(f"{exp.source}: the speed-up band: {err}") from None
+    return result

@@ -1,0 +1,167 @@
+"""The headline's uncertainty: each P2P-over-host speed-up re-run at the two ends of the
+constants no measurement pins down for the AI 100.
+
+The AI 100's host hand-off, its host threads, the host's summing rate, its collective software
+costs and its DMA set-up are unpublished; the link model's values come from PCIe GPU machines
+(``docs/validation.md``) or are assumptions (:mod:`simtopo.constants`). A pair of variants that
+differ only in the connection is simulated twice more: once with every constant at the end
+that favours P2P (a slow host path, cheap per-message costs) and once at the end that favours
+the host path. The two speed-ups bound the headline; ``simtopo whatif`` shows each constant
+alone. Ranges and their sources: ``docs/whatif.md``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from ..constants import DEFAULT_MODEL, LinkModel
+from ..spec.experiment import Variant
+from ..topology.files import load_topology
+from ..topology.graph import Topology
+from ..units import format_bandwidth, format_time
+
+if TYPE_CHECKING:
+    from .result import VariantResult
+
+SPEEDUPS = ("ttft_s", "tpot_mean_s", "e2e_s", "latency_s")
+"""Metrics of the P2P-over-host speed-up (as :meth:`Result.comparisons`)."""
+
+
+@dataclass(frozen=True)
+class Unmeasured:
+    """One constant of the band: its range, and which end raises the P2P speed-up."""
+
+    key: str
+    label: str
+    low: float
+    high: float
+    relative: bool
+    """The range is a factor of the value in effect (for fitted values the AI 100 may not
+    share); otherwise absolute SI values."""
+    raises: str
+    """``high`` or ``low``: the end that makes host-routed traffic relatively slower."""
+
+    def text(self, value: float) -> str:
+        """A value of this constant (or a factor, for a relative range) for people."""
+        if self.relative:
+            return f"x{value:g}"
+        if self.key == "handoff_threads":
+            return f"{value:g}"
+        if self.key == "host_thread_bw":
+            return format_bandwidth(value)
+        return format_time(value)
+
+    def end(self, favour: str) -> str:
+        """``low`` or ``high``: the end that favours ``p2p`` or ``host``."""
+        return self.raises if favour == "p2p" else ("low" if self.raises == "high" else "high")
+
+
+UNMEASURED = (
+    Unmeasured("handoff_s", "host hand-off", 5e-6, 50e-6, False, "high"),
+    Unmeasured("handoff_threads", "host hand-off threads", 1, 16, False, "low"),
+    Unmeasured("host_thread_bw", "host summing rate per thread", 5e9, 20e9, False, "low"),
+    Unmeasured("collective_launch", "collective launch cost", 0.25, 2.0, True, "low"),
+    Unmeasured("collective_step", "collective step cost", 0.25, 2.0, True, "low"),
+    Unmeasured("dma_setup", "DMA set-up", 0.3e-6, 2e-6, False, "low"),
+)
+"""The band's constants. A slower host path (long hand-offs, few threads, slow sums) raises
+the speed-up; per-message costs that both paths pay (collective launch and steps, DMA set-up)
+weigh more on the faster P2P path, so cheap ones raise it."""
+
+TRANSFER_KEYS = ("host_thread_bw", "collective_launch", "collective_step", "dma_setup")
+
+
+def in_effect(topo: Topology, variant: Variant, key: str) -> float:
+    """The value of band constant ``key`` a run of ``variant`` on ``topo`` uses."""
+    if key == "handoff_s":
+        return topo.handoff_latency_s
+    if key == "handoff_threads":
+        return float(topo.handoff_threads)
+    given = variant.transfer.get(key)
+    if given is not None and not isinstance(given, str):
+        return float(given)
+    if given is not None:  # a unit string from the experiment file
+        from ..sim.setup import transfer_settings
+
+        return float(getattr(transfer_settings(topo, variant), key))
+    return float(getattr(topo.transfer, key) or 0.0)
+
+
+def value_at(item: Unmeasured, end: str, current: float) -> float:
+    """The constant's value at ``end`` of its range."""
+    bound = item.low if end == "low" else item.high
+    return current * bound if item.relative else bound
+
+
+def with_values(topo: Topology, variant: Variant,
+                values: dict[str, float]) -> tuple[Topology, Variant]:
+    """``topo`` and ``variant`` with band constants set (absent ones stay as they are)."""
+    host: dict[str, Any] = {}
+    if "handoff_s" in values:
+        host["handoff_latency"] = values["handoff_s"]
+    if "handoff_threads" in values:
+        host["handoff_threads"] = round(values["handoff_threads"])
+    if host:
+        spec = topo.spec.model_copy(update={"host": topo.spec.host.model_copy(update=host)})
+        topo = Topology(spec, topo.graph, topo.cards, topo.source, topo.model)
+    transfer = {k: values[k] for k in TRANSFER_KEYS if k in values}
+    if transfer:
+        variant = replace(variant, transfer={**variant.transfer, **transfer})
+    return topo, variant
+
+
+def corner(topo: Topology, variant: Variant, favour: str) -> dict[str, float]:
+    """Every band constant at the end that favours ``favour`` (``p2p`` or ``host``)."""
+    return {item.key: value_at(item, item.end(favour), in_effect(topo, variant, item.key))
+            for item in UNMEASURED}
+
+
+def speedups(p2p: dict[str, float], host: dict[str, float]) -> dict[str, float]:
+    """host-routed / P2P for each time metric both have."""
+    return {m: host[m] / p2p[m] for m in SPEEDUPS if p2p.get(m) and m in host}
+
+
+def headline_bands(pairs: Sequence[tuple[Variant, Variant]],
+                   run: Callable[[Variant, Topology, dict[Any, Any]], VariantResult],
+                   link_model: LinkModel = DEFAULT_MODEL,
+                   progress: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+    """For each (P2P, host-routed) pair, the speed-ups at the corner that favours each path.
+
+    ``run(variant, topology, choices)`` simulates one variant. Returns one row per pair:
+    ``{"p2p", "host", "<metric>_speedup_band": [low, high]}``."""
+    topologies: dict[str, Topology] = {}
+    runs: dict[tuple[str, str], dict[str, float]] = {}
+    choices: dict[str, dict[Any, Any]] = {"p2p": {}, "host": {}}
+
+    def metrics(variant: Variant, favour: str) -> dict[str, float]:
+        key = (variant.name, favour)
+        if key not in runs:
+            path = str(variant.topology)
+            if path not in topologies:
+                topologies[path] = load_topology(variant.topology, link_model)
+            base = topologies[path]
+            topo, changed = with_values(base, variant, corner(base, variant, favour))
+            if progress:
+                progress(f"band: {variant.name} with constants favouring {favour}")
+            runs[key] = run(changed, topo, choices[favour]).metrics
+        return runs[key]
+
+    rows = []
+    for p2p, host in pairs:
+        ends = [speedups(metrics(p2p, favour), metrics(host, favour))
+                for favour in ("host", "p2p")]
+        row: dict[str, Any] = {"p2p": p2p.name, "host": host.name}
+        for metric in SPEEDUPS:
+            if all(metric in e for e in ends):
+                values = sorted(e[metric] for e in ends)
+                row[f"{metric}_speedup_band"] = values
+        rows.append(row)
+    return rows
+
+
+def describe() -> list[dict[str, Any]]:
+    """The band's constants and ranges as plain data (for summaries)."""
+    return [{"constant": i.key, "label": i.label, "low": i.low, "high": i.high,
+             "relative": i.relative, "raises_speedup": i.raises} for i in UNMEASURED]
