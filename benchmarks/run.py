@@ -2,7 +2,8 @@
 
 End to end is the command as a user runs it, in a fresh process (interpreter start, imports,
 the simulation of every variant, the table, the report with its figures and trace). The
-simulation alone is ``simtopo.run`` in this process after a warm-up (no report). Prints the
+simulation alone is ``simtopo.run`` in this process after a warm-up (no report), with and
+without the speed-up band (two more runs of each P2P/host-routed pair). Prints the
 median (and min, max) of ``--repeat`` runs; ``--output`` records them in
 ``benchmarks/results/run.json``.
 Target: under 10 s end to end on a 2-core machine, the simulation well under that.
@@ -36,9 +37,9 @@ def end_to_end(experiment: Path, reports: Path) -> float:
     return time.perf_counter() - start
 
 
-def simulation(experiment: Path) -> float:
+def simulation(experiment: Path, band: bool = True) -> float:
     start = time.perf_counter()
-    simtopo.run(experiment)
+    simtopo.run(experiment, band=band)
     return time.perf_counter() - start
 
 
@@ -54,6 +55,7 @@ def main() -> None:
     args = parser.parse_args()
     simulation(args.experiment)  # warm-up: imports, caches of the file system
     sim = [simulation(args.experiment) for _ in range(args.repeat)]
+    bare = [simulation(args.experiment, band=False) for _ in range(args.repeat)]
     with tempfile.TemporaryDirectory() as tmp:
         whole = [end_to_end(args.experiment, Path(tmp)) for _ in range(args.repeat)]
     figures = {
@@ -62,12 +64,13 @@ def main() -> None:
         "repeat": args.repeat,
         "end_to_end": summary(whole),
         "simulation": summary(sim),
+        "simulation_without_band": summary(bare),
         "machine": {"python": platform.python_version(), "processor": platform.machine(),
                     "cpus": os.cpu_count()},
     }
-    for key in ("end_to_end", "simulation"):
+    for key in ("end_to_end", "simulation", "simulation_without_band"):
         f = figures[key]
-        print(f"{key:11} median {f['median_s']:.2f} s  (min {f['min_s']:.2f}, "
+        print(f"{key:23} median {f['median_s']:.2f} s  (min {f['min_s']:.2f}, "
               f"max {f['max_s']:.2f}) over {args.repeat} runs")
     record(figures, args.output, "run")
 
