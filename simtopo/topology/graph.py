@@ -6,7 +6,10 @@ full duplex, so it becomes two directed edges with independent capacities:
 
 - ``up`` (child to parent) and ``down`` (parent to child) edges carry ``bw_Bps`` and ``latency_s``;
 - ``socket`` edges join sockets; ``internal`` edges join a root complex to its socket (unbounded:
-  host memory bandwidth is a resource of the socket, not of this edge).
+  host memory bandwidth is a resource of the socket, not of this edge);
+- ``chip`` edges join the partitions of one switch chip (switches naming one ``chip``), both
+  ways and unbounded: P2P between partitions crosses the chip, not the tree. Tree walks follow
+  ``parent`` and never take them.
 
 Node attributes are plain data (``kind``, ``parent``, ``depth``, ``socket`` and the numbers of
 the device) so that later stages and notebooks can read them directly from ``topology.graph``.
