@@ -21,6 +21,7 @@ import networkx as nx
 import yaml
 
 from ..constants import DEFAULT_SOC_MODEL, SocModel
+from ..results.bands import with_host
 from ..results.result import VariantResult
 from ..spec.experiment import Variant
 from ..topology.build import link_rates
@@ -79,8 +80,7 @@ def derived(topo: Topology, *, spec: Any = None, graph: nx.DiGraph | None = None
 
 def with_handoff(topo: Topology, handoff_s: float) -> Topology:
     """``topo`` with the host hand-off at ``handoff_s`` (whether the file pinned it or not)."""
-    host = topo.spec.host.model_copy(update={"handoff_latency": handoff_s})
-    return derived(topo, spec=topo.spec.model_copy(update={"host": host}))
+    return with_host(topo, handoff_latency=handoff_s)
 
 
 def with_root_complexes(topo: Topology, hop_s: float | None = None,

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from ..constants import DEFAULT_MODEL, LinkModel
+from ..sim.setup import transfer_settings
 from ..spec.experiment import Variant
 from ..topology.files import load_topology
 from ..topology.graph import Topology
@@ -79,20 +80,20 @@ def in_effect(topo: Topology, variant: Variant, key: str) -> float:
         return topo.handoff_latency_s
     if key == "handoff_threads":
         return float(topo.handoff_threads)
-    given = variant.transfer.get(key)
-    if given is not None and not isinstance(given, str):
-        return float(given)
-    if given is not None:  # a unit string from the experiment file
-        from ..sim.setup import transfer_settings
-
-        return float(getattr(transfer_settings(topo, variant), key))
-    return float(getattr(topo.transfer, key) or 0.0)
+    return float(getattr(transfer_settings(topo, variant), key) or 0.0)
 
 
 def value_at(item: Unmeasured, end: str, current: float) -> float:
     """The constant's value at ``end`` of its range."""
     bound = item.low if end == "low" else item.high
     return current * bound if item.relative else bound
+
+
+def with_host(topo: Topology, **changes: Any) -> Topology:
+    """``topo`` with fields of its host spec changed (``handoff_latency``, ``handoff_threads``),
+    whether the file pinned them or not; a fresh route cache, the same graph and source."""
+    spec = topo.spec.model_copy(update={"host": topo.spec.host.model_copy(update=changes)})
+    return Topology(spec, topo.graph, topo.cards, topo.source, topo.model)
 
 
 def with_values(topo: Topology, variant: Variant,
@@ -104,8 +105,7 @@ def with_values(topo: Topology, variant: Variant,
     if "handoff_threads" in values:
         host["handoff_threads"] = round(values["handoff_threads"])
     if host:
-        spec = topo.spec.model_copy(update={"host": topo.spec.host.model_copy(update=host)})
-        topo = Topology(spec, topo.graph, topo.cards, topo.source, topo.model)
+        topo = with_host(topo, **host)
     transfer = {k: values[k] for k in TRANSFER_KEYS if k in values}
     if transfer:
         variant = replace(variant, transfer={**variant.transfer, **transfer})

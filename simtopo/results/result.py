@@ -26,6 +26,7 @@ from ..topology.graph import Topology
 from ..version import __version__
 from ..workload.cost import rate_fallbacks
 from ..workload.opgraph import COMPUTE_PRECISION
+from .bands import SPEEDUPS, describe
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -185,7 +186,7 @@ class Result:
                     row = {"p2p": p2p.name, "host": host.name}
                     band = next((b for b in self.bands if (b["p2p"], b["host"])
                                  == (p2p.name, host.name)), {})
-                    for metric in ("ttft_s", "tpot_mean_s", "e2e_s", "latency_s"):
+                    for metric in SPEEDUPS:
                         if p2p.metrics.get(metric) and metric in host.metrics:
                             value = host.metrics[metric] / p2p.metrics[metric]
                             row[f"{metric}_speedup"] = value
@@ -203,8 +204,6 @@ class Result:
                "variants": [v.summary() for v in self.variants],
                "comparisons": self.comparisons()}
         if self.bands:
-            from .bands import describe
-
             out["band"] = describe()
         if self.loads:
             out["loads"] = [load.summary() for load in self.loads]
