@@ -226,10 +226,6 @@ class Collectives:
         yield self._step([self.env.process(hop(i)) for i in range(len(chain) - 1)])
 
     # -- algorithm and protocol choice ------------------------------------------------------
-    def choose_all_reduce(self, ring: list[str], size: float) -> str:
-        """The P2P all-reduce algorithm an alpha-beta estimate says is fastest for ``size``."""
-        return self.choose(ring, size)[0]
-
     def choose(self, ring: list[str], size: float, algorithm: str = "auto",
                mode: str = "p2p") -> tuple[str, str]:
         """(algorithm, protocol) the estimates (:func:`protocols.estimates`) say is
@@ -311,7 +307,7 @@ class Collectives:
                              f"{', '.join(ALL_REDUCE_ALGORITHMS)})")
         if len(ring) < 2:
             return "ring"
-        return self.choose_all_reduce(ring, size) if algorithm == "auto" else algorithm
+        return self.choose(ring, size)[0] if algorithm == "auto" else algorithm
 
     def _run(self, op: str, name: str, ring: list[str], size: float, mode: str,
              protocol: str = "simple") -> Generator[Event, Any, CollectiveResult]:
