@@ -21,8 +21,10 @@ C = 20e9
 S = 64e6
 
 
-def two(**transfer) -> simtopo.Topology:
+def two(b_setup: str | None = None, **transfer) -> simtopo.Topology:
+    """``b_setup``: the b cards' SoCs state their own DMA set-up (a card type of their own)."""
     soc = {"cores": 1, "peak_flops": {"fp16": "1TFLOPS"}, "dram": "1GB", "dram_bw": "1000GB/s"}
+    b_soc = soc if b_setup is None else {**soc, "dma_setup": b_setup}
     socket = {"cores": 8, "memory": "1GB", "memory_bw": "1000GB/s"}
     return simtopo.topology_from_dict({
         "name": "two",
@@ -37,9 +39,10 @@ def two(**transfer) -> simtopo.Topology:
                               "root_complexes": [{"id": "rc0", "hop_latency": "0ns"}]},
                              {**socket, "id": "cpu1",
                               "root_complexes": [{"id": "rc1", "hop_latency": "0ns"}]}]},
-        "card_types": {"c": {"name": "C", "host_link": {"bandwidth": "20GB/s"}, "soc": soc}},
+        "card_types": {"c": {"name": "C", "host_link": {"bandwidth": "20GB/s"}, "soc": soc},
+                       "e": {"name": "E", "host_link": {"bandwidth": "20GB/s"}, "soc": b_soc}},
         "cards": [{"type": "c", "parent": "rc0", "count": 2, "prefix": "a"},
-                  {"type": "c", "parent": "rc1", "count": 2, "prefix": "b"}],
+                  {"type": "e", "parent": "rc1", "count": 2, "prefix": "b"}],
     })
 
 
@@ -148,6 +151,32 @@ def test_a_cross_socket_p2p_copy_keeps_its_share_and_pays_the_socket_link():
         [1e-6 + S / C], rel=1e-9)
 
 
+def test_a_copy_pays_the_set_up_of_the_engine_that_runs_it():
+    # the b SoCs' engines cost 3 us a copy, the a SoCs' the transfer setting's 1 us: a copy
+    # runs on its source's engine, and a copy to or from host memory on the device's; each
+    # then moves 1 MB at 20 GB/s (the b pair's route has no latency)
+    topo = two(b_setup="3us")
+    wire = 1e6 / C
+    got = ends(topo, [("b0.soc0", "b1.soc0", 1e6, "p2p", False)])
+    assert got == [pytest.approx(3e-6 + wire, rel=1e-9)]
+    got = ends(topo, [("a0.soc0", "a1.soc0", 1e6, "p2p", False)])
+    assert got == [pytest.approx(1e-6 + wire, rel=1e-9)]
+    got = ends(topo, [("cpu1", "b0.soc0", 1e6, "p2p", False),
+                      ("a1.soc0", "cpu0", 1e6, "p2p", False)])
+    assert got == [pytest.approx(3e-6 + wire, rel=1e-9), pytest.approx(1e-6 + wire, rel=1e-9)]
+
+
+def test_queued_tiny_copies_take_their_engines_set_up_each():
+    # the latency tests' number: N copies of 4 B back to back, each its engine's set-up and
+    # 4 B at 20 GB/s
+    topo = two(b_setup="3us")
+    fab = Fabric.create(topo)
+    done = fab.queue("b0.soc0", "b1.soc0", 4.0, 100)
+    fab.env.run()
+    assert done.triggered
+    assert fab.env.now / 100 == pytest.approx(3e-6 + 4 / C, rel=1e-9)
+
+
 # -- the host path ---------------------------------------------------------------------------
 
 def test_a_polled_relay_waits_one_flag_read_instead_of_a_hand_off():
@@ -155,10 +184,9 @@ def test_a_polled_relay_waits_one_flag_read_instead_of_a_hand_off():
     # 25 ns leg latency set on the card links), the read leg; no hand-off thread is used
     topo = simtopo.topology_from_dict({
         **two().spec.model_dump(mode="json", exclude_none=True),
-        "card_types": {"c": {"name": "C", "host_link": {"bandwidth": "20GB/s",
-                                                        "latency": "25ns"},
-                             "soc": {"cores": 1, "peak_flops": {"fp16": "1TFLOPS"},
-                                     "dram": "1GB", "dram_bw": "1000GB/s"}}}})
+        "card_types": {t: {"name": t, "host_link": {"bandwidth": "20GB/s", "latency": "25ns"},
+                           "soc": {"cores": 1, "peak_flops": {"fp16": "1TFLOPS"},
+                                   "dram": "1GB", "dram_bw": "1000GB/s"}} for t in "ce"}})
     size = 128e3
     leg = size / C + 25e-9
     polled = ends(topo, [("a0.soc0", "a1.soc0", size, "host", True)])
@@ -203,3 +231,20 @@ def test_hand_off_steps_pay_the_launch_but_no_step_cost():
         took = [run_collective(t, "all_reduce", group, S, mode="host") for t in (bare, costly)]
         assert took[1].protocol == "handoff"
         assert took[1].time_s - took[0].time_s == pytest.approx(10e-6, rel=1e-9), algorithm
+
+
+
+def test_the_one_shot_estimate_applies_the_concurrency_efficiency_only_below_a_switch():
+    # the cards sit on root ports, where the network applies no concurrency loss, so the
+    # estimate of a direct (one-shot) all-reduce over three of them is the same for c = 0.3
+    # and c = 1: L + s + the slowest neighbour route's latency (the 50 ns socket link) + a
+    # fan-out of 2 x S at the full 20 GB/s link rate (bandwidth protocol)
+    from simtopo.engine import protocols
+
+    ring = ["a0.soc0", "a1.soc0", "b0.soc0"]
+    launch, step = 10e-6 * constants.SIMPLE_LAUNCH_RATIO, 1e-6 * constants.SIMPLE_STEP_RATIO
+    for c in (0.3, 1.0):
+        topo = two(concurrency_efficiency=c, collective_launch="10us", collective_step="1us")
+        table = protocols.estimates(topo, topo.transfer, ring, S, lambda _d: 0.0)
+        assert table[("direct", "simple")] == pytest.approx(
+            launch + step + 50e-9 + 2 * S / C, rel=1e-9), c

@@ -229,6 +229,10 @@ class Network:
         self._touch(cls)
         return done
 
+    def setup_s(self, route: Route) -> float:
+        """DMA set-up of a copy on ``route``: its engine's, else the transfer setting's."""
+        return self.params.dma_setup if route.setup_s is None else route.setup_s
+
     def transfer(self, route: Route, size_bytes: float, label: str = "",
                  setup: bool = True) -> Event:
         """A direct transfer as a process: DMA set-up, the flow, then the route latency."""
@@ -236,8 +240,8 @@ class Network:
 
     def _transfer(self, route: Route, size_bytes: float, label: str,
                   setup: bool) -> Generator[Event, Any, None]:
-        if setup and self.params.dma_setup > 0:
-            yield self.env.timeout(self.params.dma_setup)
+        if setup and self.setup_s(route) > 0:
+            yield self.env.timeout(self.setup_s(route))
         yield self.flow(self.resources(route), size_bytes, label)
         if route.latency_s > 0:
             yield self.env.timeout(route.latency_s)

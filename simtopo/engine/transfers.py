@@ -77,9 +77,10 @@ class Fabric:
                 yield self.env.process(self._bounce(route, size_bytes, ""))
             return
         resources = self.net.resources(route)
+        setup = self.net.setup_s(route)
         for _ in range(count):
-            if self.params.dma_setup > 0:
-                yield self.env.timeout(self.params.dma_setup)
+            if setup > 0:
+                yield self.env.timeout(setup)
             yield self.net.flow(resources, size_bytes)
         if route.latency_s > 0:
             yield self.env.timeout(route.latency_s)
@@ -96,8 +97,8 @@ class Fabric:
     def _bounce(self, route: BounceRoute, size_bytes: float, label: str,
                 poll: bool = False, setup: bool = True) -> Generator[Event, Any, None]:
         env, net, params = self.env, self.net, self.params
-        if setup and params.dma_setup > 0:
-            yield env.timeout(params.dma_setup)
+        if setup and net.setup_s(route.to_host) > 0:
+            yield env.timeout(net.setup_s(route.to_host))
         if size_bytes <= 0:
             return
         chunk = min(params.chunk, size_bytes)

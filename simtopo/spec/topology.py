@@ -201,6 +201,9 @@ class SocSpec(Spec):
     vtcm_per_core: SizeOrZero | None = None
     bar_size: SizeOrZero = 0.0
     dma_bw: Bandwidth | None = None
+    dma_setup: Duration | None = None
+    """Fixed cost of one copy on this SoC's DMA (copy) engine before its first byte: a property
+    of the engine's generation; left out, the topology's ``transfer.dma_setup``."""
 
     @model_validator(mode="after")
     def _one_peak(self) -> SocSpec:

@@ -321,7 +321,7 @@ class _Builder:
             "peak_flops_per_core": soc.flops_per_core(), "dram_bytes": soc.dram,
             "dram_bw_Bps": soc.dram_bw, "noc_bw_Bps": soc.noc_bw, "sram_bytes": soc.sram,
             "vtcm_per_core_bytes": soc.vtcm_per_core, "bar_bytes": soc.bar_size,
-            "dma_bw_Bps": soc.dma_bw,
+            "dma_bw_Bps": soc.dma_bw, "dma_setup_s": soc.dma_setup,
             "hop_latency_s": 0.0, "p2p": card_type.p2p,
             "p2p_key": f"card_types.{placement.type}.p2p",
         }
