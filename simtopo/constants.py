@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 
 # -- fitted (docs/validation.md) -------------------------------------------------------------
-TLP_OVERHEAD_BYTES = 56.5
+TLP_OVERHEAD_BYTES = 54.7
 """Per-TLP bytes besides payload (Gen1-5): sets the payload efficiency MPS / (MPS + this)."""
 
-DMA_SETUP_S = 459e-9
+DMA_SETUP_S = 449e-9
 """Fixed cost of one DMA transfer (descriptor, doorbell, completion), before the first byte."""
 
 HANDOFF_S = 43.6e-6
@@ -23,10 +23,10 @@ SWITCH_HOP_S = 150e-9
 """Latency a PCIe switch adds per traversal. Not fitted (the data reach it only in one sum with
 the root-complex hop): the middle of ../shared/DESIGN.md's 100-200 ns per hop."""
 
-RC_HOP_S = 6.17e-9
+RC_HOP_S = 101e-9
 """Latency a root complex adds per traversal (P2P between ports, or to host memory)."""
 
-CONCURRENCY_EFFICIENCY = 0.582
+CONCURRENCY_EFFICIENCY = 0.576
 """Share of an endpoint's bandwidth that survives many concurrent streams: an endpoint serving
 k flows in one direction delivers e(k) = c + (1 - c) / k of its capacity."""
 
@@ -43,15 +43,15 @@ reads from it at once (the staged legs of host-routed copies, host <-> device co
 of host memory are non-posted (the engine waits for completions), so pushing and pulling
 together stalls it, where P2P traffic in both directions is posted writes on both sides."""
 
-SOCKET_P2P_EFFICIENCY = 0.797
+SOCKET_P2P_EFFICIENCY = 0.738
 """Share of the slower device link a peer-to-peer stream keeps when it crosses the socket link
 (the inter-socket fabric forwards peer writes below the devices' link rate)."""
 
-COLLECTIVE_LAUNCH_S = 20e-6
+COLLECTIVE_LAUNCH_S = 12.6e-6
 """Software cost of one collective call with the low-latency protocol (kernel launch, set-up
 and the final synchronisation); the bandwidth protocol costs SIMPLE_LAUNCH_RATIO times this."""
 
-COLLECTIVE_STEP_S = 154e-9
+COLLECTIVE_STEP_S = 398e-9
 """Software cost of one algorithm step with the low-latency protocol (flag write and wait
 between neighbours); the bandwidth protocol costs SIMPLE_STEP_RATIO times this."""
 

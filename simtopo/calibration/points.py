@@ -121,6 +121,10 @@ CPU_NOTE = ("CPU-timed: the host's time to issue a copy and see it complete, whi
             "has no per-call cost for; predicted as the GPU-timed latency")
 
 
+ENGINE_NOTE = ("sets the V100's copy-engine set-up (soc.dma_setup of the v100-pcie card type in "
+               "topologies/cards/gpus.yaml), the only measurement of it: not a prediction")
+
+
 def bidirectional_matrix(src: str, machine: str, data: dict[str, Any]) -> list[Point]:
     """The points of p2pBandwidthLatencyTest's bidirectional P2P matrix."""
     return [Point(src, machine, f"bidirectional_p2p_enabled {r}->{c}", "bandwidth", v * 1e9,
@@ -144,11 +148,11 @@ def v100_points() -> list[Point]:
         ("latency_p2p_disabled_cpu", "latency-cpu", latency, "host"),
     ]:
         scale = 1e9 if kind == "bandwidth" else 1e-6
-        cpu = kind == "latency-cpu"
+        note = {"latency-cpu": CPU_NOTE, "latency-gpu": ENGINE_NOTE if mode == "p2p" else ""}
         for row, col, value in _matrix(_measurement(data, item_name)):
             points.append(Point(src, machine, f"{item_name} {row}->{col}", kind,
                                 value * scale, maker(machine, gpu(row), gpu(col), mode),
-                                fitted=not cpu, note=CPU_NOTE if cpu else ""))
+                                fitted=not note.get(kind), note=note.get(kind, "")))
     return points
 
 
@@ -209,7 +213,7 @@ def rtx6k_points() -> list[Point]:
                             row["write"] * 1e9, aggregate(machine, pairs)))
     four = [gpu(i) for i in range(4)]
     points += kernel_and_nccl(src, machine, four, _measurement(
-        data, "pcie_oneshot_allreduce_vs_nccl_tp4_bf16")["rows"], "TP4")
+        data, "pcie_oneshot_allreduce_vs_nccl_tp4_bf16")["rows"], "TP4", OTHER_BUILD_NOTE)
     return points
 
 
@@ -217,9 +221,18 @@ KERNEL_NOTE = ("a GPU-kernel all-reduce (loads and stores across PCIe, launch an
                "not DMA copies")
 
 
+OTHER_BUILD_NOTE = (
+    "measured on the three-switch WRX90 machine by an earlier SGLang build (the source copies "
+    "the table: 'Same as 3-switch topology'), and not comparable: a 4-GPU ring inside one Gen5 "
+    "switch takes 32 us at 1-16 KB, where 8 direct-attached GPUs across two sockets take 18 "
+    "(epyc9124) and 4 GPUs through host memory 16 (genoa), a cost that grows with neither "
+    "steps nor size; shown, not fitted")
+
+
 def kernel_and_nccl(src: str, machine: str, group: list[str], rows: list[dict[str, Any]],
-                    label: str) -> list[Point]:
-    """SGLang's one-shot kernel (shown, not fitted) and NCCL's all-reduce time, by size."""
+                    label: str, nccl_note: str = "") -> list[Point]:
+    """SGLang's one-shot kernel (shown, not fitted) and NCCL's all-reduce time, by size
+    (fitted unless ``nccl_note`` says why not)."""
     points = []
     for row in rows:
         number, unit = row["size"].split()
@@ -233,7 +246,8 @@ def kernel_and_nccl(src: str, machine: str, group: list[str], rows: list[dict[st
         points.append(Point(
             src, machine, f"NCCL all-reduce {label} {row['size']}", "collective",
             row["nccl"] * 1e-6,
-            lambda m, s=size: run_collective(m[machine], "all_reduce", group, s).time_s))
+            lambda m, s=size: run_collective(m[machine], "all_reduce", group, s).time_s,
+            fitted=not nccl_note, note=nccl_note))
     return points
 
 
