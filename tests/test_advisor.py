@@ -105,8 +105,17 @@ def test_leading_layouts_whose_stages_contend_are_simulated_again(monkeypatch):
 
     monkeypatch.setattr(advisor_module, "REFINED", 1)
     monkeypatch.setattr("simtopo.analysis.executors.execute", fake_execute)
-    ranked = advise("llama-2-13b", TOPOLOGY, WORKLOAD, "throughput", socs=4)
+    ticks: list[tuple[int, int, str]] = []
+    ranked = advise("llama-2-13b", TOPOLOGY, WORKLOAD, "throughput", socs=4,
+                    progress=lambda done, total, rec: ticks.append((done, total, rec.get("key"))))
     kept = [c for c in ranked if c.kept]
+    # the progress counts every simulation as it finishes: the screen's layouts, then each
+    # refinement adds one to the total
+    screen = sum(mode == "memoized" for _, mode in calls)
+    assert [(done, total) for done, total, _ in ticks] == (
+        [(i, screen) for i in range(screen + 1)] + [(screen + 1, screen + 1),
+                                                    (screen + 2, screen + 2)])
+    assert [key for _, _, key in ticks[1:]] == [key for key, _ in calls]
     # tp1 pp4 led the screen at 40 tok/s, fell to 10 when simulated; tp2 pp2 then led at 30,
     # fell to 7.5; tp4 pp1, exact from the start, leads at 20
     assert [c.layout.label for c in kept] == ["tp4 pp1 p2p", "tp1 pp4 host", "tp2 pp2 host"]

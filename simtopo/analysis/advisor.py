@@ -26,7 +26,7 @@ from ..plan.layouts import check_tp
 from ..spec.experiment import PlanSpec, Variant, WorkloadSpec
 from ..spec.model import DecoderSpec
 from ..topology.files import load_topology
-from .executors import Task
+from .executors import Progress, Task
 from .sweep import Point, topology_digest
 
 if TYPE_CHECKING:
@@ -152,9 +152,11 @@ contention between pipeline stages (the rest keep the memoized screen)."""
 def advise(model: str, topology: str | Path, workload: WorkloadSpec,
            objective: str = "latency", cores: Sequence[int | None] = (None,),
            executor: str = "local", jobs: int | None = None,
-           socs: int | None = None) -> list[Candidate]:
+           socs: int | None = None, progress: Progress | None = None) -> list[Candidate]:
     """Candidates ranked by ``objective`` (kept ones first), dropped ones after with their
-    reasons. ``socs`` caps the SoCs used (default: all of the topology's).
+    reasons. ``socs`` caps the SoCs used (default: all of the topology's). ``progress(done,
+    total, record)`` is called as each layout's simulation finishes (the refinements below
+    add to the total).
 
     Every layout is simulated with the memoized shortcuts first. Those shortcuts are
     optimistic only where pipeline stages in flight together contend (``docs/metrics.md``),
@@ -191,14 +193,28 @@ def advise(model: str, topology: str | Path, workload: WorkloadSpec,
             name=layout.label, description="", topology=topo_path, model=model,
             workload=load(layout), plan=layout.plan(), transfer={}), "advisor", digest, mode)
 
-    screened = {rec["key"]: rec for rec in execute([task(lay, "memoized") for lay in candidates],
-                                                    executor, jobs, None)}
+    total = len(candidates)
+    done = 0
+
+    def collect(tasks: list[Task]) -> dict[str, dict[str, Any]]:
+        nonlocal done
+        records = {}
+        for rec in execute(tasks, executor, jobs, None):
+            records[rec["key"]] = rec
+            done += 1
+            if progress is not None:
+                progress(done, total, rec)
+        return records
+
+    if progress is not None:
+        progress(0, total, {})
+    screened = collect([task(lay, "memoized") for lay in candidates])
     out = [_candidate(layout, screened[layout.label]) for layout in candidates]
     key = _rank_key(objective)
     kept = sorted((c for c in out if c.kept), key=key)
     while todo := [c for c in kept[:REFINED] if c.approximate]:
-        again = {rec["key"]: rec for rec in execute([task(c.layout, "auto") for c in todo],
-                                                    executor, jobs, None)}
+        total += len(todo)
+        again = collect([task(c.layout, "auto") for c in todo])
         kept = sorted([_candidate(c.layout, again[c.layout.label], refined=True)
                        if c.layout.label in again else c for c in kept], key=key)
     dropped = sorted((c for c in out if not c.kept), key=lambda c: c.layout)

@@ -7,7 +7,8 @@ import argparse
 import fnmatch
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from .. import limits
@@ -48,6 +49,33 @@ def console(stream: Any) -> Any:
     width = None if getattr(stream, "isatty", lambda: False)() else int(
         os.environ.get("COLUMNS", "120"))
     return Console(file=stream, width=width, highlight=False)
+
+
+@contextmanager
+def progress_bar(label: str, enabled: bool) -> Iterator[Callable[[int, int, Any], None] | None]:
+    """A transient bar on stderr counting ``label`` (done / total, elapsed, time left) when
+    ``enabled`` and stderr is a terminal; yields the ``progress(done, total, record)`` callback
+    for :mod:`simtopo.analysis.executors`' runners, or ``None``."""
+    if not (enabled and sys.stderr.isatty()):
+        yield None
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TimeRemainingColumn(), console=console(sys.stderr), transient=True) as bar:
+        task = bar.add_task(label, total=None)
+
+        def progress(done: int, total: int, _record: Any) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield progress
 
 
 def emit(text: str, output: str | None) -> None:

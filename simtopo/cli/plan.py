@@ -16,6 +16,7 @@ from .common import (
     devices_option,
     echo,
     memory_fit,
+    progress_bar,
     rules,
     workload_graphs,
 )
@@ -115,11 +116,9 @@ def cmd_advise(args: argparse.Namespace) -> int:
     args.objective = args.objective or "latency"
     if args.dim:
         raise ConfigError("--dim sets ONNX dimensions; the advisor lays out decoders")
-    err = console(sys.stderr)
-    if sys.stderr.isatty():
-        err.print("simulating every layout that fits ...", end="\r")
-    ranked = advise(args.model, args.topology, workload, args.objective,
-                    _cores(args.cores), jobs=args.jobs, socs=args.socs)
+    with progress_bar("layouts", True) as progress:
+        ranked = advise(args.model, args.topology, workload, args.objective,
+                        _cores(args.cores), jobs=args.jobs, socs=args.socs, progress=progress)
     kept = [c for c in ranked if c.kept]
     dropped = [c for c in ranked if not c.kept]
     out = console(sys.stdout)

@@ -7,7 +7,13 @@ import sys
 from typing import Any
 
 from .. import limits
-from .common import add_selection_options, add_simulation_option, console, counted
+from .common import (
+    add_selection_options,
+    add_simulation_option,
+    console,
+    counted,
+    progress_bar,
+)
 
 SHOWN = 25
 """Points listed in the terminal table when the sweep has more (the best by latency)."""
@@ -51,31 +57,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from ..io.paths import display_path
 
     axes = [parse_set(s) for s in args.set] if args.set else None
-    err = console(sys.stderr)
     kwargs = dict(axes=axes, variants=args.variant, reduced=args.ci, folder=args.out,
                   executor=args.executor, jobs=args.jobs, scheduler=args.scheduler,
                   figures=not args.no_figures, mode=args.simulation)
-    if sys.stderr.isatty() and not args.quiet:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        with Progress(TextColumn("sweep"), BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), TimeRemainingColumn(), console=err,
-                      transient=True) as bar:
-            task = bar.add_task("sweep", total=None)
-
-            def progress(done: int, total: int, rec: Any) -> None:
-                bar.update(task, completed=done, total=total)
-
-            result = run_sweep(args.file, progress=progress, **kwargs)
-    else:
-        result = run_sweep(args.file, **kwargs)
+    with progress_bar("sweep", not args.quiet) as progress:
+        result = run_sweep(args.file, progress=progress, **kwargs)
     if not args.quiet and len(result.failed) < len(result.points):
         console(sys.stdout).print(_table(result))
     for rec in result.failed[:10]:
