@@ -47,12 +47,13 @@ def max_min_rates(capacity: np.ndarray, flow_of: np.ndarray, resource_of: np.nda
     remaining = capacity.astype(float).copy()
     load = np.bincount(resource_of, weights=weights, minlength=n_res)
     newly = np.zeros(n_flows, dtype=bool)
+    share = np.empty(n_res)
     while len(flow_of):
-        live = np.flatnonzero(load > 0)
-        share = np.maximum(remaining[live], 0.0) / load[live]
+        # each loaded resource's fair share of what it has left; unloaded ones never limit
+        share.fill(np.inf)
+        np.divide(np.maximum(remaining, 0.0), load, out=share, where=load > 0)
         level = share.min()
-        saturated = np.zeros(n_res, dtype=bool)
-        saturated[live[share <= level * (1 + RELATIVE_TOLERANCE)]] = True
+        saturated = share <= level * (1 + RELATIVE_TOLERANCE)
         # every unfixed flow crossing a saturated resource is frozen at this level
         newly[flow_of[saturated[resource_of]]] = True
         rate[newly] = level

@@ -2,30 +2,24 @@
 
 A :class:`Network` turns a route into a set of resources and runs each transfer as a flow whose
 rate is re-solved (progressive filling, :mod:`simtopo.engine.maxmin`) whenever a flow starts or
-ends. Resources:
-
-- every directed link with a finite bandwidth (the two directions of a link are independent);
-- the memory of each socket (host-routed and host-to-device traffic, reads and writes alike),
-  with the concurrency efficiency below;
-- each endpoint's transmit and receive side, with the device's DMA-engine cap (default: its own
-  link), for a SoC below a switch scaled by the concurrency efficiency e(k) = c + (1 - c) / k
-  when k flows share it (max-min alone over-predicts many-to-one and all-to-all traffic
-  through one switch);
-- a device's engine writing to and reading from host memory together (``ce:``), at most h x
-  (tx + rx) with the host duplex efficiency h < 1 (reads of host memory are non-posted);
-- each link's two directions together (``dx:``), at most d x (up + down) with the duplex
-  efficiency d < 1: the reverse direction carries the acknowledgements of the forward one;
-- each cross-socket P2P stream (``xs:``), at the socket P2P efficiency times its slowest link.
+ends, over the resources of :mod:`simtopo.engine.resources` (links, each socket's memory, each
+endpoint's sides and DMA engine, duplex and cross-socket shares). Endpoints carrying k flows,
+for a SoC below a switch and for host memory, deliver e(k) = c + (1 - c) / k of their capacity
+(the concurrency efficiency: max-min alone over-predicts many-to-one and all-to-all traffic
+through one switch).
 
 A transfer pays the DMA set-up, then moves its bytes at the fluid rate, then its route latency.
 
 Efficiency: flows with the same resources form one class (one variable in the solve); a start
-or an end re-solves only the classes connected to it through shared resources; all flows that
-start at one instant are solved together, after every other event at that instant.
+or an end re-solves only the classes connected to it through shared resources (all of them,
+without searching, in a dense fabric); after ends alone, only the classes at or above the
+lowest rate that ended; all flows that start at one instant are solved together, after every
+other event at that instant.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -37,6 +31,7 @@ from simpy.events import Event
 from ..spec.topology import TransferSpec
 from ..topology.routing import Route
 from .maxmin import max_min_rates
+from .resources import Resources
 
 if TYPE_CHECKING:
     from ..topology.graph import Topology
@@ -47,6 +42,13 @@ LATE = 2
 SMALL_SOLVE = 48
 """With at most this many active flow classes, re-solve them all: cheaper than searching for
 the component that changed."""
+
+LEVEL_MARGIN = 1e-9
+"""Classes within this fraction below the lowest finished rate are filled again too (any
+threshold at or below that rate gives the same rates)."""
+
+DENSE_SKIPS = 32
+"""Solves that skip the component search after it found the fabric dense."""
 
 FINISH_TOLERANCE = 1e-9
 """A flow whose remaining bytes are below this fraction of its size has finished."""
@@ -84,55 +86,7 @@ class Network:
         self.params = params if params is not None else topo.transfer
         self.record = record
         self.records: list[FlowRecord] = []
-        names: list[str] = []
-        capacity: list[float] = []
-        endpoint: list[bool] = []
-        graph = topo.graph
-
-        def add(name: str, cap: float, is_endpoint: bool = False) -> None:
-            names.append(name)
-            capacity.append(cap)
-            endpoint.append(is_endpoint)
-
-        for u, v, data in graph.edges(data=True):
-            if np.isfinite(data["bw_Bps"]):
-                add(f"{u}->{v}", data["bw_Bps"])
-        duplex = self.params.duplex_efficiency
-        if duplex is not None and duplex < 1:
-            for u, v, data in graph.edges(data=True):
-                back = graph.edges[v, u]["bw_Bps"] if graph.has_edge(v, u) else np.inf
-                if u < v and np.isfinite(data["bw_Bps"]) and np.isfinite(back):
-                    add(f"dx:{u}|{v}", duplex * (data["bw_Bps"] + back))
-        for socket in topo.sockets:
-            # many concurrent DMA streams into one DRAM lose efficiency as an endpoint does
-            add(f"mem:{socket}", graph.nodes[socket]["memory_bw_Bps"], True)
-        for node, data in graph.nodes(data=True):
-            if data["kind"] not in ("soc", "storage"):
-                continue
-            parent = data["parent"]
-            tx_cap = graph.edges[node, parent]["bw_Bps"]
-            rx_cap = graph.edges[parent, node]["bw_Bps"]
-            if data["kind"] == "soc" and data["dma_bw_Bps"] is not None:
-                cap = data["dma_bw_Bps"]
-                tx_cap, rx_cap = min(tx_cap, cap), min(rx_cap, cap)
-            if data["kind"] == "storage":
-                tx_cap, rx_cap = min(tx_cap, data["read_bw_Bps"]), min(rx_cap,
-                                                                        data["write_bw_Bps"])
-            # the concurrency efficiency is measured on accelerators behind a switch (its port
-            # arbitration among many streams); a device on a root port reads from seven peers
-            # at its link rate (calibration/rtx6kpro-epyc9124), and a drive reaches its
-            # bandwidth with many requests in flight, so neither has it
-            penalised = data["kind"] == "soc" and graph.nodes[parent]["kind"] == "switch"
-            add(f"tx:{node}", tx_cap, penalised)
-            add(f"rx:{node}", rx_cap, penalised)
-            host_duplex = self.params.host_duplex_efficiency
-            if data["kind"] == "soc" and host_duplex is not None and host_duplex < 1:
-                add(f"ce:{node}", host_duplex * (tx_cap + rx_cap))
-        self.resource_names = tuple(names)
-        self.index = {name: i for i, name in enumerate(names)}
-        self.capacity = np.array(capacity, dtype=float)
-        self._endpoint = np.array(endpoint, dtype=bool)
-        self._route_cache: dict[tuple[Any, ...], tuple[int, ...]] = {}
+        self.res = Resources(topo, self.params)
 
         # flow classes: a class is a set of resources; its members share one rate
         self._class_of_key: dict[tuple[int, ...], int] = {}
@@ -141,7 +95,17 @@ class Network:
         self._class_members: list[set[int]] = []
         self._active_classes: set[int] = set()
         self._class_rate = np.zeros(16)
-        self._res_classes: list[set[int]] = [set() for _ in names]
+        self._class_count = np.zeros(16)
+        """Members of each class in flight (the class's weight in the solve)."""
+        self._res_classes: list[set[int]] = [set() for _ in self.res.names]
+        # the class-resource incidence of every class ever created, in class order
+        self._incidence: tuple[list[int], list[int]] = ([], [])
+        self._incidence_arrays = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+        self._dense_skips = 0
+        # since the last solve: the lowest rate among flows that finished, and whether any
+        # flow started (see _solve)
+        self._freed_level = math.inf
+        self._grew = False
         # flows, in slots
         self._remaining = np.zeros(64)
         self._size = np.zeros(64)
@@ -157,41 +121,32 @@ class Network:
         self._token = 0
         self.solves = 0
 
-    # -- resources of a route ---------------------------------------------------------------
+    # -- resources ------------------------------------------------------------------------
+    @property
+    def resource_names(self) -> tuple[str, ...]:
+        """Every resource's name (:mod:`simtopo.engine.resources`), by index."""
+        return self.res.names
+
+    @property
+    def index(self) -> dict[str, int]:
+        """A resource's index by name."""
+        return self.res.index
+
+    @property
+    def capacity(self) -> np.ndarray:
+        """Every resource's capacity (bytes/s), by index."""
+        return self.res.capacity
+
+    @property
+    def _endpoint(self) -> np.ndarray:  # resources scaled by the concurrency efficiency
+        return self.res.endpoint
+
     def resources(self, route: Route) -> tuple[int, ...]:
         """Resource indices a direct route loads: its links, memory and endpoint sides."""
-        key = (route.src, route.dst, route.nodes)
-        cached = self._route_cache.get(key)
-        if cached is not None:
-            return cached
-        out = [self.index[f"{u}->{v}"] for u, v in route.links if f"{u}->{v}" in self.index]
-        out += [self.index[name] for u, v in route.links
-                if (name := f"dx:{min(u, v)}|{max(u, v)}") in self.index]
-        share = self.params.socket_p2p_efficiency
-        if route.path_class == "socket" and share is not None and share < 1:
-            name = f"xs:{route.src}|{route.dst}"
-            if name not in self.index:
-                self._add_resource(name, share * min(route.link_bw_Bps))
-            out.append(self.index[name])
-        if route.memory is not None:
-            out.append(self.index[f"mem:{route.memory}"])
-            device = route.dst if route.path_class == "h2d" else route.src
-            if f"ce:{device}" in self.index:
-                out.append(self.index[f"ce:{device}"])
-        for name in (f"tx:{route.src}", f"rx:{route.dst}"):
-            if name in self.index:
-                out.append(self.index[name])
-        result = tuple(sorted(set(out)))
-        self._route_cache[key] = result
-        return result
-
-    def _add_resource(self, name: str, capacity: float) -> None:
-        """A resource found on first use (a cross-socket P2P stream's share of its links)."""
-        self.index[name] = len(self.resource_names)
-        self.resource_names = (*self.resource_names, name)
-        self.capacity = np.append(self.capacity, capacity)
-        self._endpoint = np.append(self._endpoint, False)
-        self._res_classes.append(set())
+        found = self.res.of_route(route)
+        while len(self._res_classes) < len(self.res.names):  # a resource found on first use
+            self._res_classes.append(set())
+        return found
 
     # -- flows ------------------------------------------------------------------------------
     def flow(self, resources: Sequence[int], size_bytes: float, label: str = "") -> Event:
@@ -210,8 +165,12 @@ class Network:
             self._class_res.append(np.array(key, dtype=np.int64))
             self._class_res_tuple.append(key)
             self._class_members.append(set())
+            self._incidence[0].extend([cls] * len(key))
+            self._incidence[1].extend(key)
             if cls == len(self._class_rate):
                 self._class_rate = np.concatenate([self._class_rate, self._class_rate])
+                self._class_count = np.concatenate([self._class_count,
+                                                    np.zeros_like(self._class_count)])
         slot = self._slot()
         self._remaining[slot] = size_bytes
         self._size[slot] = size_bytes
@@ -226,6 +185,8 @@ class Network:
             for r in key:
                 self._res_classes[r].add(cls)
         members.add(slot)
+        self._class_count[cls] += 1
+        self._grew = True
         self._touch(cls)
         return done
 
@@ -273,17 +234,20 @@ class Network:
             self._solve_pending = True
             _At(self.env, 0, LATE).callbacks.append(self._solve)
 
-    def _component(self, seeds: set[int]) -> list[int]:
-        """Active classes connected to the resources of ``seeds`` (which may have emptied).
+    def _component(self, seeds: set[int]) -> list[int] | None:
+        """Active classes connected to the resources of ``seeds`` (which may have emptied), or
+        ``None`` for all active classes.
 
-        The search has a budget: in a dense fabric every uplink is shared by most classes, the
-        component is everything, and solving all active classes (max-min decomposes over
-        components, so the extra ones keep their rates) is cheaper than proving it.
-        """
+        Max-min decomposes over components, so solving all active classes is exact too, and
+        cheaper than a search that finds nearly everything: once the budgeted search finds the
+        fabric dense, the next :data:`DENSE_SKIPS` solves take all without searching."""
         active = self._active_classes
         total = len(active)
         if total <= SMALL_SOLVE:
-            return sorted(active)
+            return None
+        if self._dense_skips > 0:
+            self._dense_skips -= 1
+            return None
         budget = 4 * total
         seen: set[int] = set()
         seen_res = {r for c in seeds for r in self._class_res_tuple[c]}
@@ -292,7 +256,8 @@ class Network:
             classes = self._res_classes[stack.pop()]
             budget -= len(classes)
             if budget < 0 or len(seen) == total:
-                return sorted(active)
+                self._dense_skips = DENSE_SKIPS
+                return None
             for cls in classes:
                 if cls in seen:
                     continue
@@ -301,6 +266,8 @@ class Network:
                     if r not in seen_res:
                         seen_res.add(r)
                         stack.append(r)
+        if 2 * len(seen) > total:
+            self._dense_skips = DENSE_SKIPS
         return sorted(seen)
 
     def _endpoint_scale(self, load: np.ndarray) -> np.ndarray:
@@ -311,22 +278,57 @@ class Network:
         scale[shared] = c + (1 - c) / load[shared]
         return scale
 
+    def _entries(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The class-resource incidence of classes ``ids`` (ascending), in class order."""
+        n = len(self._class_res)
+        if 4 * len(ids) < n:
+            lists = [self._class_res[c] for c in ids.tolist()]
+            return np.repeat(ids, [len(r) for r in lists]), np.concatenate(lists)
+        if len(self._incidence_arrays[0]) != len(self._incidence[0]):
+            self._incidence_arrays = (np.array(self._incidence[0], dtype=np.int64),
+                                      np.array(self._incidence[1], dtype=np.int64))
+        of_class, of_resource = self._incidence_arrays
+        chosen = np.zeros(n, dtype=bool)
+        chosen[ids] = True
+        entries = chosen[of_class]
+        return of_class[entries], of_resource[entries]
+
     def _solve(self, _event: Event | None = None) -> None:
+        """Re-solve the rates of the classes a start or an end may have changed.
+
+        When flows only ended since the last solve, progressive filling below the lowest rate
+        ``r`` among them runs exactly as before (every resource such a flow crossed saturates
+        at ``r`` or above, else it would have been frozen lower), so classes below ``r`` keep
+        their rates and only the rest are filled again, over what the others leave."""
         self._solve_pending = False
         self._advance()
-        classes = self._component(self._dirty)
+        component = self._component(self._dirty)
         self._dirty.clear()
-        if classes:
-            self.solves += 1
-            counts = np.array([len(self._class_members[c]) for c in classes], dtype=float)
-            res_lists = [self._class_res[c] for c in classes]
-            flow_of = np.repeat(np.arange(len(classes)), [len(r) for r in res_lists])
-            resource_of = np.concatenate(res_lists)
-            load = np.bincount(resource_of, weights=counts[flow_of],
-                               minlength=len(self.capacity))
-            capacity = self.capacity * self._endpoint_scale(load)
-            rates = max_min_rates(capacity, flow_of, resource_of, len(classes), counts)
-            self._class_rate[np.array(classes)] = rates
+        freed, grew = self._freed_level, self._grew
+        self._freed_level, self._grew = math.inf, False
+        if component is None:
+            ids = np.array(sorted(self._active_classes), dtype=np.int64)
+        else:
+            ids = np.array(component, dtype=np.int64)
+        if not len(ids):
+            self._schedule_next()
+            return
+        self.solves += 1
+        classes, resources = self._entries(ids)
+        count, rate = self._class_count, self._class_rate
+        load = np.bincount(resources, weights=count[classes], minlength=len(self.capacity))
+        capacity = self.capacity * self._endpoint_scale(load)
+        if not grew and math.isfinite(freed):
+            below = rate[ids] < freed * (1 - LEVEL_MARGIN)
+            if below.any():
+                held = rate[classes] < freed * (1 - LEVEL_MARGIN)
+                capacity = capacity - np.bincount(
+                    resources[held], weights=(count * rate)[classes[held]],
+                    minlength=len(capacity))
+                ids = ids[~below]
+                classes, resources = classes[~held], resources[~held]
+        rate[ids] = max_min_rates(capacity, np.searchsorted(ids, classes), resources, len(ids),
+                                  count[ids])
         self._schedule_next()
 
     def _schedule_next(self) -> None:
@@ -357,6 +359,8 @@ class Network:
         cls = int(self._class[slot])
         members = self._class_members[cls]
         members.discard(slot)
+        self._class_count[cls] -= 1
+        self._freed_level = min(self._freed_level, float(self._class_rate[cls]))
         if not members:
             self._active_classes.discard(cls)
             for r in self._class_res_tuple[cls]:
