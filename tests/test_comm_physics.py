@@ -161,6 +161,10 @@ def test_a_copy_pays_the_set_up_of_the_engine_that_runs_it():
     assert got == [pytest.approx(3e-6 + wire, rel=1e-9)]
     got = ends(topo, [("a0.soc0", "a1.soc0", 1e6, "p2p", False)])
     assert got == [pytest.approx(1e-6 + wire, rel=1e-9)]
+    # an a SoC pushing to a b SoC runs on its own engine, not the destination's (and crosses
+    # the 50 ns socket link)
+    got = ends(topo, [("a0.soc0", "b0.soc0", 1e6, "p2p", False)])
+    assert got == [pytest.approx(1e-6 + wire + 50e-9, rel=1e-9)]
     got = ends(topo, [("cpu1", "b0.soc0", 1e6, "p2p", False),
                       ("a1.soc0", "cpu0", 1e6, "p2p", False)])
     assert got == [pytest.approx(3e-6 + wire, rel=1e-9), pytest.approx(1e-6 + wire, rel=1e-9)]

@@ -322,9 +322,10 @@ class Network:
             below = rate[ids] < freed * (1 - LEVEL_MARGIN)
             if below.any():
                 held = rate[classes] < freed * (1 - LEVEL_MARGIN)
-                capacity = capacity - np.bincount(
-                    resources[held], weights=(count * rate)[classes[held]],
-                    minlength=len(capacity))
+                fixed = classes[held]
+                capacity = capacity - np.bincount(resources[held],
+                                                  weights=count[fixed] * rate[fixed],
+                                                  minlength=len(capacity))
                 ids = ids[~below]
                 classes, resources = classes[~held], resources[~held]
         rate[ids] = max_min_rates(capacity, np.searchsorted(ids, classes), resources, len(ids),

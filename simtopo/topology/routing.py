@@ -62,9 +62,9 @@ class Route:
     memory: str | None = None
     memory_bw_Bps: float = float("inf")
     setup_s: float | None = None
-    """DMA set-up of the engine that runs a copy on this route (the source device's; the
-    device's, to or from host memory) where its SoC states one; ``None``: the transfer
-    setting's."""
+    """DMA set-up of the engine that runs a copy on this route (the source device's; from host
+    memory, the destination's) where its SoC states one; ``None``: the transfer setting's. A
+    host-routed copy pays its first leg's once."""
 
     @cached_property
     def links(self) -> tuple[tuple[str, str], ...]:
@@ -138,8 +138,8 @@ def _path(topo: Topology, src: str, dst: str, path_class: str, nodes: list[str],
                             for u, n in pairwise(nodes[:-1])),
         memory=memory,
         memory_bw_Bps=graph.nodes[memory]["memory_bw_Bps"] if memory else float("inf"),
-        setup_s=next((graph.nodes[n].get("dma_setup_s") for n in (src, dst)
-                      if graph.nodes[n].get("dma_setup_s") is not None), None),
+        setup_s=graph.nodes[src if graph.nodes[src]["kind"] in ENDPOINT_KINDS
+                            else dst].get("dma_setup_s"),
     )
 
 
