@@ -250,7 +250,9 @@ def test_rates_after_every_solve_are_the_max_min_of_all_flows_in_flight(seed, n_
     # the engine solves only what changed: a component, a dense fabric all at once without
     # searching, and after ends only the classes at or above the lowest finished rate; after
     # every solve the rates must be those of a solve from scratch over every flow in flight
-    # (ultra8: 64 SoCs, enough classes to take every path; some flows start together)
+    # (ultra8: 64 SoCs, enough classes to take every path; some flows start together; P2P,
+    # host-routed and host <-> device copies, so socket memory and the engines' host-memory
+    # limit take part)
     topo = simtopo.load_topology(ROOT / "topologies" / "ultra8.yaml")
     rng = random.Random(seed)
     fab = Fabric.create(topo, topo.transfer.model_copy(
@@ -269,13 +271,18 @@ def test_rates_after_every_solve_are_the_max_min_of_all_flows_in_flight(seed, n_
 
     net._solve = checked_solve
 
-    def starter(delay, src, dst, size):
+    def starter(delay, src, dst, size, mode):
         yield env.timeout(delay)
-        yield fab.copy(src, dst, size)
+        yield fab.copy(src, dst, size, mode=mode)
 
     for _ in range(n_flows):
         src, dst = rng.sample(socs, 2)
+        kind = rng.random()
+        if kind < 0.15:
+            src = "cpu0"
+        elif kind < 0.3:
+            dst = "cpu0"
         env.process(starter(rng.choice([0.0, 0.0, 1e-4, 3e-4]), src, dst,
-                            rng.choice([1e4, 1e6, 4e6, 3e7])))
+                            rng.choice([1e4, 1e6, 4e6, 3e7]), "host" if kind > 0.85 else "p2p"))
     env.run()
     assert checked[0] == net.solves > 0  # every solve was checked
