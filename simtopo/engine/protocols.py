@@ -16,6 +16,7 @@ from .. import constants
 from ..topology import routing
 from ..topology.graph import Topology
 from ..topology.routing import BounceRoute
+from .resources import shares_switch_port
 
 PROTOCOLS = ("LL", "simple")
 """The low-latency and the bandwidth protocol. A third, ``handoff``, is what host-routed steps
@@ -56,12 +57,8 @@ def estimates(topo: Topology, params: Any, ring: list[str], size: float,
     included; ``reduce_s_per_byte(device)`` prices the reductions."""
     n = len(ring)
     alpha, bw = alpha_beta(topo, params, ring, mode)
-    # the concurrency efficiency of a one-shot fan-out applies where the network applies it:
-    # to devices below a switch
-    nodes = topo.graph.nodes
-    below_switch = any(nodes[d]["kind"] == "soc" and nodes[nodes[d]["parent"]]["kind"] == "switch"
-                       for d in ring)
-    c = params.concurrency_efficiency if below_switch else 1.0
+    # a one-shot fan-out loses the concurrency efficiency where the network applies it
+    c = params.concurrency_efficiency if any(shares_switch_port(topo, d) for d in ring) else 1.0
     fan = (n - 1) if n > 1 else 1
     levels = math.ceil(math.log2(n))
     per_byte = max(reduce_s_per_byte(d) for d in ring)

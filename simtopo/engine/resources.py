@@ -27,6 +27,16 @@ if TYPE_CHECKING:
     from ..topology.graph import Topology
 
 
+def shares_switch_port(topo: Topology, device: str) -> bool:
+    """Whether ``device``'s endpoint sides lose the concurrency efficiency: a SoC below a
+    switch. The efficiency is measured on accelerators behind a switch (its port arbitration
+    among many streams); a device on a root port reads from seven peers at its link rate
+    (calibration/rtx6kpro-epyc9124), and a drive reaches its bandwidth with many requests in
+    flight, so neither has it."""
+    nodes = topo.graph.nodes
+    return nodes[device]["kind"] == "soc" and nodes[nodes[device]["parent"]]["kind"] == "switch"
+
+
 class Resources:
     """Names, capacities and endpoint flags of a topology's resources under ``params``."""
 
@@ -67,13 +77,8 @@ class Resources:
             if data["kind"] == "storage":
                 tx_cap, rx_cap = min(tx_cap, data["read_bw_Bps"]), min(rx_cap,
                                                                         data["write_bw_Bps"])
-            # the concurrency efficiency is measured on accelerators behind a switch (its port
-            # arbitration among many streams); a device on a root port reads from seven peers
-            # at its link rate (calibration/rtx6kpro-epyc9124), and a drive reaches its
-            # bandwidth with many requests in flight, so neither has it
-            penalised = data["kind"] == "soc" and graph.nodes[parent]["kind"] == "switch"
-            add(f"tx:{node}", tx_cap, penalised)
-            add(f"rx:{node}", rx_cap, penalised)
+            add(f"tx:{node}", tx_cap, shares_switch_port(topo, node))
+            add(f"rx:{node}", rx_cap, shares_switch_port(topo, node))
             if data["kind"] == "soc" and host_duplex is not None and host_duplex < 1:
                 add(f"ce:{node}", host_duplex * (tx_cap + rx_cap))
         self.names = tuple(names)
