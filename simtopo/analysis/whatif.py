@@ -226,10 +226,12 @@ def band(p2p: Variant, host: Variant, topo: Topology, base: dict[str, float],
     the end that favours one path, as ``simtopo run`` bands the headline), and with the root
     complexes refusing P2P."""
 
-    def point(values: dict[str, float | bool]) -> BandPoint:
+    def point(values: dict[str, float | bool], favour: str | None = None) -> BandPoint:
+        # a corner puts each variant's own values at the favoured ends, as `simtopo run` does
         try:
-            runs = [run_setting(v, band_setting(topo, v, soc_model, values)).metrics
-                    for v in (p2p, host)]
+            runs = [run_setting(v, band_setting(topo, v, soc_model, values if favour is None
+                                                else dict(bands.corner(topo, v, favour))))
+                    .metrics for v in (p2p, host)]
         except SimtopoError as err:
             return BandPoint(values, None, str(err))
         return BandPoint(values, speedups(*runs))
@@ -248,7 +250,7 @@ def band(p2p: Variant, host: Variant, topo: Topology, base: dict[str, float],
     if progress:
         progress(f"band {host.name} vs {p2p.name}: corners")
     rows.append(BandRow("corners", "all at the ends that favour the host path, then P2P",
-                        None, tuple(point(dict(bands.corner(topo, p2p, favour)))
+                        None, tuple(point(dict(bands.corner(topo, p2p, favour)), favour)
                                     for favour in ("host", "p2p"))))
     carries = all(topo.graph.nodes[rc]["p2p"] for rc in topo.root_complexes)
     rows.append(BandRow("rc_p2p", "root complexes carry P2P", carries,

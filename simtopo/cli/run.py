@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
 def _results_table(result: Result) -> object:
     from ..report.tables import NAME, NUMBER, TEXT, link_text, terminal_table
+    from ..results.bands import band_text
 
     llm = any("ttft_s" in v.metrics for v in result.variants)
     metrics = []
@@ -38,17 +39,16 @@ def _results_table(result: Result) -> object:
     if comparisons:
         caption = ("P2P speed-up: host-routed time / P2P time, " + "; ".join(
             f"{c['host']} vs {c['p2p']}" for c in comparisons))
-        if result.bands:
+        if banded:
             caption += (f"; in brackets the {banded[0][1]} speed-up's range over the "
-                        "unmeasured host and collective constants (docs/whatif.md)"
-                        if banded else "")
+                        "unmeasured host and collective constants (docs/whatif.md)")
     table = terminal_table(f"{result.name}: {result.description}" if result.description
                            else result.name, columns, caption)
     speedups: dict[str, str] = {}
     for c in comparisons:
         speedups.setdefault(c["host"], "\n".join([", ".join(
             f"{c[key]:.3g}" if key in c else "-" for key, _ in shown)]
-            + [_band(c, key) for key, _ in banded]))
+            + [band_text(c, key) for key, _ in banded]))
     for v in result.variants:
         cells = [v.name, f"{v.metrics['socs']:.0f}"]
         for _, key, scale in metrics:
@@ -60,11 +60,6 @@ def _results_table(result: Result) -> object:
             cells.append(speedups.get(v.name, ""))
         table.add_row(*cells)
     return table
-
-
-def _band(row: dict[str, Any], key: str) -> str:
-    band = row.get(f"{key}_band")
-    return f"({band[0]:.3g}-{band[1]:.3g})" if band else ""
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -92,7 +87,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                 if seen:
                     bar.advance(task)
                 seen.append(name)
-                bar.update(task, description=f"simulating {exp.name}: {name}")
+                # the band's runs (two per variant of a P2P/host pair) come after the
+                # variants, their number known only then: the total grows to show them
+                bar.update(task, description=f"simulating {exp.name}: {name}",
+                           total=max(count, len(seen)))
 
             result = run(exp, names, progress=progress, mode=args.simulation,
                          band=not args.no_band)

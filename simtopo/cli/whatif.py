@@ -87,17 +87,11 @@ def _best(v: Any) -> str:
 
 
 def _constant(value: Any, key: str = "") -> str:
-    from ..units import format_bandwidth, format_time
+    from ..results.bands import format_constant
 
     if isinstance(value, bool):
         return "yes" if value else "no"
-    if value is None:
-        return "-"
-    if key == "handoff_threads":
-        return f"{value:g}"
-    if key == "host_thread_bw":
-        return format_bandwidth(value)
-    return format_time(value)
+    return "-" if value is None else format_constant(key, value)
 
 
 def band_table(b: Any) -> Any:

@@ -19,6 +19,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from ..io.atomic import write_directory_atomic
+from ..results.bands import band_text
 from ..results.result import Result, VariantResult
 from . import figures
 from .draw import save_figure
@@ -138,8 +139,7 @@ def render_report(result: Result, figure_names: list[str], command: str) -> str:
                 "| P2P | host-routed | TTFT | TPOT | end to end | latency |",
                 "|---|---|---|---|---|---|"]
         for c in comparisons:
-            cells = [(f"{c[k]:.3g}x" + (f" ({c[k + '_band'][0]:.3g}-{c[k + '_band'][1]:.3g})"
-                                        if k + "_band" in c else "")) if k in c else "-"
+            cells = [f"{c[k]:.3g}x {band_text(c, k)}".rstrip() if k in c else "-"
                      for k in ("ttft_s_speedup", "tpot_mean_s_speedup", "e2e_s_speedup",
                                "latency_s_speedup")]
             out.append(f"| {c['p2p']} | {c['host']} | " + " | ".join(cells) + " |")

@@ -30,6 +30,15 @@ SPEEDUPS = ("ttft_s", "tpot_mean_s", "e2e_s", "latency_s")
 """Metrics of the P2P-over-host speed-up (as :meth:`Result.comparisons`)."""
 
 
+def format_constant(key: str, value: float) -> str:
+    """A band constant's value for people: a thread count, a bandwidth or a time."""
+    if key == "handoff_threads":
+        return f"{value:g}"
+    if key == "host_thread_bw":
+        return format_bandwidth(value)
+    return format_time(value)
+
+
 @dataclass(frozen=True)
 class Unmeasured:
     """One constant of the band: its range, and which end raises the P2P speed-up."""
@@ -46,13 +55,7 @@ class Unmeasured:
 
     def text(self, value: float) -> str:
         """A value of this constant (or a factor, for a relative range) for people."""
-        if self.relative:
-            return f"x{value:g}"
-        if self.key == "handoff_threads":
-            return f"{value:g}"
-        if self.key == "host_thread_bw":
-            return format_bandwidth(value)
-        return format_time(value)
+        return f"x{value:g}" if self.relative else format_constant(self.key, value)
 
     def end(self, favour: str) -> str:
         """``low`` or ``high``: the end that favours ``p2p`` or ``host``."""
@@ -159,6 +162,12 @@ def headline_bands(pairs: Sequence[tuple[Variant, Variant]],
                 row[f"{metric}_speedup_band"] = values
         rows.append(row)
     return rows
+
+
+def band_text(row: dict[str, Any], key: str) -> str:
+    """A comparison row's range of speed-up ``key`` for people, ``(low-high)``, or ``""``."""
+    band = row.get(f"{key}_band")
+    return f"({band[0]:.3g}-{band[1]:.3g})" if band else ""
 
 
 def describe() -> list[dict[str, Any]]:

@@ -26,7 +26,7 @@ from ..topology.graph import Topology
 from ..version import __version__
 from ..workload.cost import rate_fallbacks
 from ..workload.opgraph import COMPUTE_PRECISION
-from .bands import SPEEDUPS, describe
+from .bands import describe, speedups
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -177,23 +177,21 @@ class Result:
     def comparisons(self) -> list[dict[str, Any]]:
         """P2P-over-host speed-ups between variants that differ only in the connection."""
         out = []
+        bands = {(b["p2p"], b["host"]): b for b in self.bands}
         for host in self.variants:
             if host.connection != "host":
                 continue
             key = _without_connection(host.inputs)
             for p2p in self.variants:
                 if p2p.connection == "p2p" and _without_connection(p2p.inputs) == key:
-                    row = {"p2p": p2p.name, "host": host.name}
-                    band = next((b for b in self.bands if (b["p2p"], b["host"])
-                                 == (p2p.name, host.name)), {})
-                    for metric in SPEEDUPS:
-                        if p2p.metrics.get(metric) and metric in host.metrics:
-                            value = host.metrics[metric] / p2p.metrics[metric]
-                            row[f"{metric}_speedup"] = value
-                            ends = band.get(f"{metric}_speedup_band")
-                            if ends:  # the corners, widened to the value if it lies outside
-                                row[f"{metric}_speedup_band"] = [min(ends[0], value),
-                                                                 max(ends[1], value)]
+                    row: dict[str, Any] = {"p2p": p2p.name, "host": host.name}
+                    band = bands.get((p2p.name, host.name), {})
+                    for metric, value in speedups(p2p.metrics, host.metrics).items():
+                        row[f"{metric}_speedup"] = value
+                        ends = band.get(f"{metric}_speedup_band")
+                        if ends:  # the corners, widened to the value if it lies outside
+                            row[f"{metric}_speedup_band"] = [min(ends[0], value),
+                                                             max(ends[1], value)]
                     out.append(row)
         return out
 

@@ -119,9 +119,10 @@ def run(experiment: str | Path | Experiment, variants: Sequence[str] | None = No
         except SimtopoError as err:
             raise type(err)(f"{exp.source}: variant {variant.name!r}: {err}") from None
     result = Result(exp.name, exp.description, str(exp.source), results, loads)
-    if band and result.comparisons():
+    comparisons = result.comparisons() if band else []
+    if comparisons:
         by_name = {v.name: v for v in chosen}
-        pairs = [(by_name[c["p2p"]], by_name[c["host"]]) for c in result.comparisons()]
+        pairs = [(by_name[c["p2p"]], by_name[c["host"]]) for c in comparisons]
         try:
             result.bands = headline_bands(
                 pairs, lambda v, topo, ch: run_variant(v, link_model, soc_model, choices=ch,
