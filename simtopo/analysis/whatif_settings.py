@@ -21,12 +21,12 @@ import networkx as nx
 import yaml
 
 from ..constants import DEFAULT_SOC_MODEL, SocModel
-from ..results.bands import with_host
+from ..results.bands import in_effect, with_host
 from ..results.result import VariantResult
 from ..spec.experiment import Variant
 from ..topology.build import link_rates
 from ..topology.graph import Topology
-from ..units import format_bandwidth, format_time, parse_time
+from ..units import format_bandwidth, format_time
 
 LINK_CLASSES = {
     "uplink": "switch uplinks (switch to root complex)",
@@ -72,17 +72,6 @@ def run_setting(variant: Variant, setting: Setting) -> VariantResult:
 
 # -- changed topologies --------------------------------------------------------------------
 
-def derived(topo: Topology, *, spec: Any = None, graph: nx.DiGraph | None = None) -> Topology:
-    """``topo`` with another spec or graph (a fresh route cache; the source stays)."""
-    return Topology(topo.spec if spec is None else spec, topo.graph if graph is None else graph,
-                    topo.cards, topo.source, topo.model)
-
-
-def with_handoff(topo: Topology, handoff_s: float) -> Topology:
-    """``topo`` with the host hand-off at ``handoff_s`` (whether the file pinned it or not)."""
-    return with_host(topo, handoff_latency=handoff_s)
-
-
 def with_root_complexes(topo: Topology, hop_s: float | None = None,
                         p2p: bool | None = None) -> Topology:
     """``topo`` with every root complex's hop latency and/or P2P flag set."""
@@ -92,13 +81,7 @@ def with_root_complexes(topo: Topology, hop_s: float | None = None,
             graph.nodes[rc]["hop_latency_s"] = hop_s
         if p2p is not None:
             graph.nodes[rc]["p2p"] = p2p
-    return derived(topo, graph=graph)
-
-
-def dma_setup_s(topo: Topology, variant: Variant) -> float:
-    """The DMA set-up a run of ``variant`` uses (the experiment's, else the topology's)."""
-    given = variant.transfer.get("dma_setup")
-    return parse_time(given) if given is not None else float(topo.transfer.dma_setup or 0.0)
+    return topo.derived(graph=graph)
 
 
 def link_class(graph: nx.DiGraph, u: str, v: str) -> str | None:
@@ -149,14 +132,14 @@ def bandwidth_perturbations(topo: Topology, step: float,
         count = len({graph.edges[e]["link_id"] for e in members[key]})
         out.append(Perturbation(key, LINK_CLASSES[key],
                                 _rates(rates, factor, count, "links"),
-                                Setting(derived(topo, graph=scaled), soc_model=soc_model), step))
+                                Setting(topo.derived(graph=scaled), soc_model=soc_model), step))
     scaled = graph.copy()
     for sock in topo.sockets:
         scaled.nodes[sock]["memory_bw_Bps"] *= factor
     rates = [graph.nodes[s]["memory_bw_Bps"] for s in topo.sockets]
     out.append(Perturbation("host-memory", "host memory bandwidth",
                             _rates(rates, factor, len(rates), "sockets"),
-                            Setting(derived(topo, graph=scaled), soc_model=soc_model), step))
+                            Setting(topo.derived(graph=scaled), soc_model=soc_model), step))
     return out
 
 
@@ -169,9 +152,10 @@ def continuous_perturbations(topo: Topology, variant: Variant, soc_model: SocMod
     handoff = topo.handoff_latency_s
     out.append(Perturbation("handoff", "host hand-off",
                             f"{format_time(handoff)} -> {format_time(handoff * (1 - step))}",
-                            replace(base, topology=with_handoff(topo, handoff * (1 - step))),
+                            replace(base, topology=with_host(
+                                topo, handoff_latency=handoff * (1 - step))),
                             -step))
-    dma = dma_setup_s(topo, variant)
+    dma = in_effect(topo, variant, "dma_setup")
     if dma > 0:
         out.append(Perturbation("dma-setup", "DMA set-up",
                                 f"{format_time(dma)} -> {format_time(dma * (1 - step))}",
@@ -212,7 +196,7 @@ def gen5_uplinks(topo: Topology, soc_model: SocModel) -> Perturbation | str:
         switches.append(sw.model_copy(update={"uplink": link}))
     if not changed:
         return "Gen5 uplinks: no server switch uplink to a root complex below Gen5"
-    new = derived(topo, spec=spec.model_copy(update={"switches": switches}), graph=graph)
+    new = topo.derived(spec.model_copy(update={"switches": switches}), graph)
     return Perturbation("gen5-uplinks", "Gen5 switch uplinks",
                         "; ".join(f"{', '.join(ids)}: {what}" for what, ids in changed.items()),
                         Setting(new, soc_model=soc_model))

@@ -95,8 +95,8 @@ def value_at(item: Unmeasured, end: str, current: float) -> float:
 def with_host(topo: Topology, **changes: Any) -> Topology:
     """``topo`` with fields of its host spec changed (``handoff_latency``, ``handoff_threads``),
     whether the file pinned them or not; a fresh route cache, the same graph and source."""
-    spec = topo.spec.model_copy(update={"host": topo.spec.host.model_copy(update=changes)})
-    return Topology(spec, topo.graph, topo.cards, topo.source, topo.model)
+    return topo.derived(
+        topo.spec.model_copy(update={"host": topo.spec.host.model_copy(update=changes)}))
 
 
 def with_values(topo: Topology, variant: Variant,

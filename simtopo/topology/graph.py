@@ -82,6 +82,14 @@ class Topology:
         """Routes computed so far (:func:`simtopo.topology.routing.route` memoizes here: the
         graph does not change once built, and routes are immutable)."""
 
+    def derived(self, spec: TopologySpec | None = None,
+                graph: nx.DiGraph | None = None) -> Topology:
+        """This topology with another spec or graph: the same cards, source and link model, a
+        fresh route cache (what-if changes and the speed-up band build these)."""
+        return Topology(self.spec if spec is None else spec,
+                        self.graph if graph is None else graph, self.cards, self.source,
+                        self.model)
+
     # -- plain facts ----------------------------------------------------------------------
     @property
     def name(self) -> str:
