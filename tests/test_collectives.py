@@ -213,3 +213,79 @@ def test_a_p2p_collective_over_the_platforms_limit_is_refused_as_plans_refuse_it
                                       "limit of 16 (platform.max_p2p_group): use fewer SoCs, or "
                                       "route it through host memory instead")
     assert run_collective(ultra8, "all_reduce", socs, 2**20, mode="host").time_s > 0
+
+
+SLICE = [f"card{c}.soc{s}" for c in range(4) for s in range(4)]
+
+
+def _twice(topo, memo, op, group, size, mode, solo=True):
+    """``op`` run twice back to back by one solo instance: (first time, second time, flows
+    started by the network during the second, the fabric)."""
+    from simtopo.engine.collectives import Collectives
+    from simtopo.engine.transfers import Fabric
+
+    fab = Fabric.create(topo, record=True)
+    coll = Collectives(fab, memo, label="r", solo=solo)
+    first = coll.run(op, group, size, mode)
+    fab.env.run()
+    started = fab.net.solves
+    second = coll.run(op, group, size, mode)
+    fab.env.run()
+    return first.value.time_s, second.value.time_s, fab.net.solves - started, fab
+
+
+@pytest.mark.parametrize("op, size, mode", [("all_reduce", 16 * 2**20, "host"),
+                                            ("all_reduce", 1e6, "p2p"),
+                                            ("all_gather", 64e3, "host")])
+def test_a_solo_collective_runs_once_and_is_replayed(ultra8, op, size, mode):
+    """A collective with the fabric to itself is simulated once: the second run starts no
+    flow, takes the time of a run on a fresh fabric, and records the same flows shifted."""
+    from simtopo.sim.blocks import link_bytes
+
+    fresh = run_collective(ultra8, op, SLICE, size, mode)
+    memo: dict = {}
+    first, second, solves, fab = _twice(ultra8, memo, op, SLICE, size, mode)
+    assert solves == 0
+    assert first == pytest.approx(fresh.time_s, rel=1e-12)
+    assert second == pytest.approx(fresh.time_s, rel=1e-12)
+    assert fab.env.now == pytest.approx(2 * fresh.time_s, rel=1e-12)
+    records = fab.net.records
+    half = len(records) // 2
+    assert len(records) == 2 * half > 0
+    for a, b in zip(records[:half], records[half:], strict=True):
+        assert (b.label, b.size_bytes, b.resources) == (a.label, a.size_bytes, a.resources)
+        assert b.start_s == pytest.approx(a.start_s + first, rel=1e-12, abs=1e-15)
+        assert b.end_s == pytest.approx(a.end_s + first, rel=1e-12, abs=1e-15)
+    assert link_bytes(records[half:]) == link_bytes(records[:half])
+    # not solo: simulated again, and the same time
+    again = _twice(ultra8, memo, op, SLICE, size, mode, solo=False)
+    assert again[2] > 0 and again[1] == pytest.approx(fresh.time_s, rel=1e-12)
+
+
+def test_the_host_algorithm_trials_are_remembered(ultra8):
+    """Choosing the host-routed algorithm runs each candidate on a fresh fabric; the winner's
+    run is then replayed, not simulated a second time."""
+    memo: dict = {}
+    _, _, _, fab = _twice(ultra8, memo, "all_reduce", SLICE, 16 * 2**20, "host")
+    assert fab.net.solves == 0 and len(fab.net.records) > 0
+    idle = [key for key in memo if key[0] == "idle"]
+    chosen = memo[("all_reduce", tuple(SLICE), 16 * 2**20)]
+    assert ("idle", "all_reduce", tuple(SLICE), 16 * 2**20, "host", chosen, "handoff") in idle
+
+
+def test_a_memo_is_never_shared_by_different_topologies(ultra8):
+    """The memo of a run is keyed by the topology's content and the transfer settings: a
+    what-if change of the graph or of the host is another memo."""
+    from simtopo.results.bands import with_host
+    from simtopo.sim.setup import memo_for
+
+    memo: dict = {}
+    params = ultra8.transfer
+    one = memo_for(memo, ultra8, params)
+    assert memo_for(memo, ultra8.derived(), params) is one  # the same content
+    assert memo_for(memo, with_host(ultra8, handoff_latency=5e-6), params) is not one
+    graph = ultra8.graph.copy()
+    u, v = next((u, v) for u, v, d in graph.edges(data=True) if d["direction"] == "up")
+    graph.edges[u, v]["bw_Bps"] /= 2
+    assert memo_for(memo, ultra8.derived(graph=graph), params) is not one
+    assert memo_for(memo, ultra8, params.model_copy(update={"chunk": 1e6})) is not one

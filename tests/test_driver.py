@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from simtopo.engine.collectives import HANDOFF, footprint
+from simtopo.engine.resources import HANDOFF, footprint
 from simtopo.results.run import run_variant
 from simtopo.sim.blocks import interacting
 from simtopo.sim.driver import contending_stages, simulate

@@ -4,7 +4,7 @@ Executors: ``serial`` (this process), ``local`` (a pool of local processes, the 
 ``dask`` (an existing dask.distributed cluster, ``pip install 'simtopo[dask]'``). All give
 the same records: a point's result depends only on its inputs. Points are handed out grouped
 by what they share (topology, model, precision, plan), so that a process's caches of parsed
-files and host-algorithm choices serve its neighbours.
+files and collective memo (:func:`simtopo.sim.setup.memo_for`) serve its neighbours.
 """
 
 from __future__ import annotations

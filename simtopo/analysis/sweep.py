@@ -254,23 +254,24 @@ def record(point: Point, fingerprint: str, summary: Mapping[str, Any] | None = N
     return out
 
 
-_CHOICES: dict[str, dict[str, dict[Any, str]]] = {}
-"""Host-routed algorithm choices shared by the points a process evaluates, by the content
-digest of their topology (never by its path: a changed file is a new topology)."""
+_MEMO: dict[str, dict[str, dict[Any, Any]]] = {}
+"""What collectives were found to do (host-routed algorithms chosen, runs on an idle fabric),
+shared by the points a process evaluates, by the content digest of their topology file (never
+by its path: a changed file is a new topology)."""
 
 
 def evaluate(point: Point, variant: Variant, fingerprint: str,
              topology: str = "", mode: str = "auto") -> dict[str, Any]:
     """Simulate one point in ``mode``; a SimtopoError becomes the record's one-line error.
-    ``topology`` (its digest) lets points on the same topology share host-routed algorithm
-    choices."""
+    ``topology`` (its digest) lets points on the same topology share what their collectives
+    were found to do."""
     from ..results.run import run_load, run_variant
 
-    choices = _CHOICES.setdefault(topology, {}) if topology else {}
+    memo = _MEMO.setdefault(topology, {}) if topology else {}
     try:
         if variant.workload.kind == "load":
             return record(point, fingerprint, summary=_load_summary(run_load(variant)))
-        result = run_variant(variant, choices=choices, mode=mode)
+        result = run_variant(variant, memo=memo, mode=mode)
     except SimtopoError as err:
         message = str(err).replace("\n", " ")
         return record(point, fingerprint, error=f"{point.key}: {message}")

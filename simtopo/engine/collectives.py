@@ -44,7 +44,7 @@ from simpy.events import AllOf, Event
 from ..errors import RouteError
 from ..topology import routing
 from ..topology.graph import Topology
-from ..topology.routing import Route
+from . import memo as idle
 from . import protocols
 from .transfers import Fabric
 
@@ -106,17 +106,21 @@ def ring_order(topo: Topology, group: Sequence[str]) -> list[str]:
 class Collectives:
     """Collective operations on one :class:`Fabric` (so several can contend)."""
 
-    def __init__(self, fabric: Fabric, choices: dict[Any, str] | None = None,
-                 label: str = "") -> None:
+    def __init__(self, fabric: Fabric, memo: dict[Any, Any] | None = None,
+                 label: str = "", solo: bool = False) -> None:
         self.fab = fabric
         self.env = fabric.env
         self.topo = fabric.topo
         self.params = fabric.params
-        self.choices = {} if choices is None else choices
-        """Host-routed algorithms chosen so far, by (op, ring, size); pass one dict to several
-        instances on the same topology and settings to choose once."""
+        self.memo = {} if memo is None else memo
+        """What was found so far: host-routed algorithms chosen, by (op, ring, size), and runs
+        on an idle fabric (:mod:`simtopo.engine.memo`); pass one dict to several instances on
+        the same topology and settings to find each once."""
         self.label = label
         """Label of every flow these collectives start (the network records it)."""
+        self.solo = solo
+        """Each collective started here has the fabric to itself (idle when it starts, and
+        nothing else starts until it ends): runs are remembered and replayed."""
 
     # -- building blocks --------------------------------------------------------------------
     def _reduce_time(self, device: str, size_bytes: float) -> float:
@@ -248,16 +252,17 @@ class Collectives:
 
     def choose_host(self, op: str, ring: list[str], size: float) -> str:
         """The host-routed algorithm for ``op`` that runs fastest on an idle fabric (see the
-        module docstring); remembered in :attr:`choices`."""
+        module docstring); remembered in :attr:`memo`, as are the trials' runs."""
         key = (op, tuple(ring), size)
         candidates = HOST_ALGORITHMS[op]
-        if key not in self.choices:
+        if key not in self.memo:
             best, best_time = candidates[0], math.inf
             # the usual winner first, so that slower trials can stop at the best time so far
             for name in sorted(candidates, key=lambda a: a != "host-staged"):
-                trial = Collectives(Fabric.create(self.topo, self.params))
+                trial = Collectives(Fabric.create(self.topo, self.params, record=True),
+                                    self.memo, solo=True)
                 protocol = trial.protocol(op, ring, size, name, "host")
-                done = trial.env.process(trial._run(op, name, ring, size, "host", protocol))
+                done = trial._start(op, name, ring, size, "host", protocol)
                 trial.env.run(until=None if math.isinf(best_time) else best_time * 1.000001)
                 if not done.triggered:  # still running at the best time: slower
                     continue
@@ -266,8 +271,8 @@ class Collectives:
                         took <= best_time * (1 + 1e-12)
                         and candidates.index(name) < candidates.index(best)):
                     best, best_time = name, took
-            self.choices[key] = best
-        return self.choices[key]
+            self.memo[key] = best
+        return self.memo[key]
 
     # -- the public operations --------------------------------------------------------------
     def run(self, op: str, group: Sequence[str], size_bytes: float, mode: str = "p2p",
@@ -289,7 +294,17 @@ class Collectives:
             ring = ring[k:] + ring[:k]
         name = self._algorithm(op, ring, size_bytes, mode, algorithm)
         protocol = self.protocol(op, ring, size_bytes, name, mode)
-        return self.env.process(self._run(op, name, ring, size_bytes, mode, protocol))
+        return self._start(op, name, ring, size_bytes, mode, protocol)
+
+    def _start(self, op: str, name: str, ring: list[str], size: float, mode: str,
+               protocol: str) -> Event:
+        body = self._run(op, name, ring, size, mode, protocol)
+        if self.solo:
+            key = ("idle", op, tuple(ring), float(size), mode, name, protocol)
+            known = self.memo.get(key)
+            body = (idle.replay(self.fab.net, known, self.label) if known is not None else
+                    idle.remember(self.fab.net, self.memo, key, self.label, body))
+        return self.env.process(body)
 
     def _algorithm(self, op: str, ring: list[str], size: float, mode: str,
                    algorithm: str) -> str:
@@ -338,44 +353,6 @@ class Collectives:
         return CollectiveResult(op=op, algorithm=name, mode=mode, group=tuple(ring),
                                 size_bytes=size, time_s=self.env.now - start,
                                 protocol=protocol)
-
-
-HANDOFF = "handoff"
-"""The name :func:`footprint` gives the host's hand-off threads (a shared resource)."""
-
-
-def footprint(topo: Topology, group: Sequence[str], mode: str) -> frozenset[str]:
-    """Every resource a collective over ``group`` may load, named as the network names them
-    (directed links of finite bandwidth, ``mem:`` socket memory, ``tx:``/``rx:`` endpoint
-    engines) plus :data:`HANDOFF` for host-routed groups: a superset of what any algorithm
-    uses, so two groups whose footprints are disjoint cannot contend."""
-    out: set[str] = set()
-
-    def add(route: Route) -> None:
-        out.update(f"{u}->{v}" for (u, v), bw in zip(route.links, route.link_bw_Bps,
-                                                     strict=True) if math.isfinite(bw))
-        if route.memory is not None:
-            out.add(f"mem:{route.memory}")
-        out.update((f"tx:{route.src}", f"rx:{route.dst}"))
-
-    if len(group) < 2:
-        return frozenset()
-    if mode == "p2p":
-        for a in group:
-            for b in group:
-                if a != b:
-                    found = routing.route(topo, a, b)
-                    assert isinstance(found, Route)
-                    add(found)
-        return frozenset(out)
-    for socket in sorted({topo.node(d)["socket"] for d in group}):
-        for device in group:
-            for src, dst in ((device, socket), (socket, device)):
-                found = routing.route(topo, src, dst)
-                assert isinstance(found, Route)
-                add(found)
-    out.add(HANDOFF)
-    return frozenset(out)
 
 
 def run_collective(topo: Topology, op: str, group: Sequence[str], size_bytes: float,

@@ -374,7 +374,7 @@ class Network:
             self.records.append(FlowRecord(
                 label=self._labels[slot], size_bytes=float(self._size[slot]),
                 start_s=float(self._start[slot]), end_s=self.env.now,
-                resources=tuple(self.resource_names[r] for r in self._class_res[cls].tolist())))
+                resources=self.res.names_of(self._class_res_tuple[cls])))
         self._free.append(slot)
         assert event is not None
         event.succeed()

@@ -16,11 +16,14 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..spec.topology import TransferSpec
+from ..topology import routing
 from ..topology.routing import Route
 
 if TYPE_CHECKING:
@@ -86,6 +89,14 @@ class Resources:
         self.capacity = np.array(capacity, dtype=float)
         self.endpoint = np.array(endpoint, dtype=bool)
         self._route_cache: dict[tuple[Any, ...], tuple[int, ...]] = {}
+        self._names_cache: dict[tuple[int, ...], tuple[str, ...]] = {}
+
+    def names_of(self, indices: tuple[int, ...]) -> tuple[str, ...]:
+        """The names of resources ``indices`` (a flow's, for its record)."""
+        found = self._names_cache.get(indices)
+        if found is None:
+            found = self._names_cache[indices] = tuple(self.names[i] for i in indices)
+        return found
 
     def of_route(self, route: Route) -> tuple[int, ...]:
         """Resource indices a direct route loads: its links, memory and endpoint sides."""
@@ -121,3 +132,41 @@ class Resources:
         self.names = (*self.names, name)
         self.capacity = np.append(self.capacity, capacity)
         self.endpoint = np.append(self.endpoint, False)
+
+
+HANDOFF = "handoff"
+"""The name :func:`footprint` gives the host's hand-off threads (a shared resource)."""
+
+
+def footprint(topo: Topology, group: Sequence[str], mode: str) -> frozenset[str]:
+    """Every resource a collective over ``group`` may load, named as the network names them
+    (directed links of finite bandwidth, ``mem:`` socket memory, ``tx:``/``rx:`` endpoint
+    engines) plus :data:`HANDOFF` for host-routed groups: a superset of what any algorithm
+    uses, so two groups whose footprints are disjoint cannot contend."""
+    out: set[str] = set()
+
+    def add(route: Route) -> None:
+        out.update(f"{u}->{v}" for (u, v), bw in zip(route.links, route.link_bw_Bps,
+                                                     strict=True) if math.isfinite(bw))
+        if route.memory is not None:
+            out.add(f"mem:{route.memory}")
+        out.update((f"tx:{route.src}", f"rx:{route.dst}"))
+
+    if len(group) < 2:
+        return frozenset()
+    if mode == "p2p":
+        for a in group:
+            for b in group:
+                if a != b:
+                    found = routing.route(topo, a, b)
+                    assert isinstance(found, Route)
+                    add(found)
+        return frozenset(out)
+    for socket in sorted({topo.node(d)["socket"] for d in group}):
+        for device in group:
+            for src, dst in ((device, socket), (socket, device)):
+                found = routing.route(topo, src, dst)
+                assert isinstance(found, Route)
+                add(found)
+    out.add(HANDOFF)
+    return frozenset(out)

@@ -132,11 +132,12 @@ def headline_bands(pairs: Sequence[tuple[Variant, Variant]],
                    progress: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
     """For each (P2P, host-routed) pair, the speed-ups at the corner that favours each path.
 
-    ``run(variant, topology, choices)`` simulates one variant. Returns one row per pair:
+    ``run(variant, topology, memo)`` simulates one variant (``memo``: see
+    :func:`simtopo.sim.setup.memo_for`). Returns one row per pair:
     ``{"p2p", "host", "<metric>_speedup_band": [low, high]}``."""
     topologies: dict[str, Topology] = {}
     runs: dict[tuple[str, str], dict[str, float]] = {}
-    choices: dict[str, dict[Any, Any]] = {"p2p": {}, "host": {}}
+    memo: dict[str, dict[Any, Any]] = {}
 
     def metrics(variant: Variant, favour: str) -> dict[str, float]:
         key = (variant.name, favour)
@@ -148,7 +149,7 @@ def headline_bands(pairs: Sequence[tuple[Variant, Variant]],
             topo, changed = with_values(base, variant, corner(base, variant, favour))
             if progress:
                 progress(f"band: {variant.name} with constants favouring {favour}")
-            runs[key] = run(changed, topo, choices[favour]).metrics
+            runs[key] = run(changed, topo, memo).metrics
         return runs[key]
 
     rows = []

@@ -13,7 +13,7 @@ from pathlib import Path
 from ..constants import DEFAULT_MODEL, DEFAULT_SOC_MODEL, LinkModel, SocModel
 from ..errors import ConfigError, PlanError, SimtopoError
 from ..sim.driver import simulate
-from ..sim.setup import Choices, choices_for, setup_variant, transfer_settings
+from ..sim.setup import Memo, memo_for, setup_variant, transfer_settings
 from ..spec.experiment import Experiment, PlanSpec, Variant, load_experiment
 from ..topology.files import load_topology
 from ..topology.graph import Topology
@@ -27,15 +27,17 @@ from .result import LoadResult, Result, VariantResult
 def run_variant(variant: Variant, link_model: LinkModel = DEFAULT_MODEL,
                 soc_model: SocModel = DEFAULT_SOC_MODEL,
                 progress: Callable[[str], None] | None = None,
-                choices: Choices | None = None, *,
-                topology: Topology | None = None, mode: str = "auto") -> VariantResult:
+                memo: Memo | None = None, *,
+                topology: Topology | None = None, mode: str = "auto",
+                spans: bool = True) -> VariantResult:
     """Simulate one variant in ``mode`` (``auto``, ``memoized`` or ``full``: see
-    :mod:`simtopo.sim.driver`). ``choices`` lets variants on the same topology and transfer
-    settings share their host-routed algorithm choices (``run`` passes one); ``topology``, a
-    built one, replaces the variant's file (and ``link_model`` with it)."""
+    :mod:`simtopo.sim.driver`). ``memo`` lets variants on the same topology and transfer
+    settings share what their collectives were found to do (``run`` passes one); ``topology``, a
+    built one, replaces the variant's file (and ``link_model`` with it); ``spans=False``
+    leaves out the timeline's spans and flows (runs whose metrics alone are read)."""
     setup = setup_variant(variant, link_model, soc_model, topology=topology)
-    sim = simulate(setup, soc_model, mode, choices_for(choices, setup.topo, setup.params),
-                   progress)
+    sim = simulate(setup, soc_model, mode, memo_for(memo, setup.topo, setup.params),
+                   progress, spans)
     return llm_metrics(setup, sim) if setup.kind == "llm" else inference_metrics(setup, sim)
 
 
@@ -102,13 +104,13 @@ def run(experiment: str | Path | Experiment, variants: Sequence[str] | None = No
                                   f"{', '.join(known)})", file=str(exp.source))
         chosen = [v for v in exp.variants if v.name in variants]
     results, loads = [], []
-    choices: Choices = {}
+    memo: Memo = {}
     for variant in chosen:
         if progress:
             progress(variant.name)
         try:
             if variant.workload.kind != "load":
-                results.append(run_variant(variant, link_model, soc_model, choices=choices,
+                results.append(run_variant(variant, link_model, soc_model, memo=memo,
                                            mode=mode))
             if variant.load is not None:
                 loads.append(run_load(variant, link_model))
@@ -125,8 +127,9 @@ def run(experiment: str | Path | Experiment, variants: Sequence[str] | None = No
         pairs = [(by_name[c["p2p"]], by_name[c["host"]]) for c in comparisons]
         try:
             result.bands = headline_bands(
-                pairs, lambda v, topo, ch: run_variant(v, link_model, soc_model, choices=ch,
-                                                       topology=topo, mode=mode),
+                pairs, lambda v, topo, ch: run_variant(v, link_model, soc_model, memo=ch,
+                                                       topology=topo, mode=mode,
+                                                       spans=False),
                 link_model, progress)
         except SimtopoError as err:
             raise type(err)(f"{exp.source}: the speed-up band: {err}") from None

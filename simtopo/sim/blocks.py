@@ -7,7 +7,7 @@ hand-off threads slow each other. A pass is head + layer x layers + tail, which 
 a layer starts and ends on an idle fabric: each ends in a collective every device waits for.
 
 Replicas whose collectives can contend (their footprints,
-:func:`~simtopo.engine.collectives.footprint`, intersect) do not stay in step in reality: one
+:func:`~simtopo.engine.resources.footprint`, intersect) do not stay in step in reality: one
 is served first and the others drift out of phase, so that they collide less than they would
 aligned. Their repeated layers are therefore simulated back to back with the replicas free
 running, until every replica repeats one period (or :data:`WINDOW` runs), and the rest of the
@@ -24,8 +24,9 @@ from typing import Any
 import networkx as nx
 from simpy.events import Event
 
-from ..engine.collectives import Collectives, footprint
+from ..engine.collectives import Collectives
 from ..engine.network import FlowRecord
+from ..engine.resources import footprint
 from ..engine.transfers import Fabric
 from ..plan.stages import PartitionPlan
 from ..spec.topology import TransferSpec
@@ -95,17 +96,19 @@ def interacting(topo: Topology, groups: Sequence[tuple[str, ...]],
 
 def _runs(topo: Topology, params: TransferSpec, tasks: Sequence[Task],
           groups: Sequence[tuple[str, ...]], runs: int, offsets: Sequence[float],
-          choices: dict[Any, str] | None, spans: list[Span] | None
+          memo: dict[Any, Any] | None, spans: list[Span] | None, solo: bool = False
           ) -> tuple[list[list[float]], Fabric, list[Counter[str]]]:
     """``runs`` runs back to back of every replica, replica ``i`` starting at
-    ``offsets[i]``; returns each replica's run lengths, the fabric and its algorithm counts."""
+    ``offsets[i]``; returns each replica's run lengths, the fabric and its algorithm counts.
+    ``solo``: no two replicas' collectives can contend, so each has the fabric to itself
+    (:mod:`simtopo.engine.memo`)."""
     fab = Fabric.create(topo, params, record=True)
     env = fab.env
     lengths: list[list[float]] = [[] for _ in groups]
     counts: list[Counter[str]] = [Counter() for _ in groups]
 
     def replica(i: int, devices: tuple[str, ...]) -> Generator[Event, Any, None]:
-        coll = Collectives(fab, choices, label=str(i))
+        coll = Collectives(fab, memo, label=str(i), solo=solo)
         track = f"stage group {devices[0]}..{devices[-1]}" if len(devices) > 1 else devices[0]
         if offsets[i] > 0:
             yield env.timeout(offsets[i])
@@ -123,17 +126,18 @@ def _runs(topo: Topology, params: TransferSpec, tasks: Sequence[Task],
 
 def run_block(topo: Topology, params: TransferSpec, tasks: Sequence[Task],
               groups: Sequence[tuple[str, ...]], record_spans: bool = True,
-              choices: dict[Any, str] | None = None, repeat: int = 1,
+              memo: dict[Any, Any] | None = None, repeat: int = 1,
               phases: Sequence[float] = ALIGNED) -> BlockRun:
     """Run ``tasks`` on every device group of ``groups`` (one per replica) and return the time
     of one run. With ``repeat`` > 1 the block runs back to back, every replica free running,
     :data:`WINDOW` times for each of ``phases`` (replica ``i`` starting ``i`` x phase x one
     aligned run late), and ``repeat`` runs are the window's runs plus its steady period for
-    the rest; the time is the mean over phases and replicas, per run. ``choices`` carries
-    host-routed algorithm choices between blocks (see :class:`Collectives`)."""
+    the rest; the time is the mean over phases and replicas, per run. ``memo`` carries
+    what collectives were found to do between blocks (see :class:`Collectives`)."""
     spans: list[Span] = []
-    lengths, fab, counts = _runs(topo, params, tasks, groups, 1, [0.0] * len(groups), choices,
-                                 spans if record_spans else None)
+    solo = len(groups) == 1 or not interacting(topo, groups, tasks)
+    lengths, fab, counts = _runs(topo, params, tasks, groups, 1, [0.0] * len(groups), memo,
+                                 spans if record_spans else None, solo)
     aligned = max((x[0] for x in lengths), default=0.0)
     moved: Counter[str] = Counter(link_bytes(fab.net.records))
     algorithms: Counter[str] = sum(counts, Counter())
@@ -147,7 +151,7 @@ def run_block(topo: Topology, params: TransferSpec, tasks: Sequence[Task],
     totals = []
     for phase in phases:
         offsets = [i * phase * aligned for i in range(len(groups))]
-        lengths, _, _ = _runs(topo, params, tasks, groups, window, offsets, choices, None)
+        lengths, _, _ = _runs(topo, params, tasks, groups, window, offsets, memo, None)
         for runs in lengths:
             steady = runs[window // 2:-1] or runs[-1:]
             period = sum(steady) / len(steady)
@@ -166,17 +170,17 @@ def replica_programs(plan: PartitionPlan, programs: Sequence[StageProgram]
 
 def profile_pass(plan: PartitionPlan, graph: nx.DiGraph, topo: Topology, params: TransferSpec,
                  soc_model: Any, record_spans: bool = True,
-                 choices: dict[Any, str] | None = None,
+                 memo: dict[Any, Any] | None = None,
                  phases: Sequence[float] = ALIGNED) -> PassProfile:
     """Simulate one pass shape: every stage's blocks (all replicas together) and hand-offs;
     replicas that contend run their repeated layers free running from ``phases``.
-    ``choices`` remembers host-routed algorithm choices (share it between passes on the same
-    topology and transfer settings)."""
+    ``memo`` remembers what collectives were found to do (share it between passes on the
+    same topology and transfer settings)."""
     programs = lower(plan, graph, topo, soc_model)
     per_replica = replica_programs(plan, programs)
     stage_passes = []
     link: Counter[str] = Counter()
-    choices = {} if choices is None else choices
+    memo = {} if memo is None else memo
     for s, program in enumerate(programs):
         groups = [tuple(per_replica[r][s].stage.devices) for r in range(len(per_replica))]
         blocks = []
@@ -186,7 +190,7 @@ def profile_pass(plan: PartitionPlan, graph: nx.DiGraph, topo: Topology, params:
                 continue
             moved += sum(t.bytes for t in tasks if isinstance(t, ComputeTask)) * times
             repeat = times if times > 1 and interacting(topo, groups, tasks) else 1
-            run = run_block(topo, params, tasks, groups, record_spans, choices, repeat,
+            run = run_block(topo, params, tasks, groups, record_spans, memo, repeat,
                             phases)
             blocks.append((name, run, times))
             seconds += run.seconds * times

@@ -35,8 +35,9 @@ from simpy.events import AllOf, Event
 
 from .. import limits
 from ..constants import DEFAULT_SOC_MODEL, SocModel
-from ..engine.collectives import Collectives, footprint
+from ..engine.collectives import Collectives
 from ..engine.network import Network
+from ..engine.resources import footprint
 from ..engine.transfers import Fabric
 from ..errors import ConfigError
 from .blocks import SPREAD, copy_handoff, host_round_trip, profile_pass, replica_programs, run_tasks
@@ -141,10 +142,10 @@ class _Live:
     """Passes, hand-offs and host round trips as tasks and copies on one shared fabric."""
 
     def __init__(self, env: simpy.Environment, setup: Setup, soc_model: SocModel,
-                 choices: dict[Any, str]) -> None:
+                 memo: dict[Any, Any]) -> None:
         self.env, self.setup, self.soc_model, self.plan = env, setup, soc_model, setup.plan
         self.fab = Fabric(env, Network(env, setup.topo, setup.params))
-        self.coll = [Collectives(self.fab, choices, label=str(r))
+        self.coll = [Collectives(self.fab, memo, label=str(r))
                      for r in range(len(self.plan.replicas))]
         self._programs: dict[Any, tuple[list[list[StageProgram]], list[float]]] = {}
         self._used: Counter[str] = Counter()
@@ -356,12 +357,16 @@ def _check_live_work(setup: Setup) -> None:
 
 
 def simulate(setup: Setup, soc_model: SocModel = DEFAULT_SOC_MODEL, mode: str = "auto",
-             choices: dict[Any, str] | None = None,
-             progress: Callable[[str], None] | None = None) -> Simulation:
-    """Simulate a set-up variant in ``mode`` (``auto``, ``memoized`` or ``full``)."""
+             memo: dict[Any, Any] | None = None,
+             progress: Callable[[str], None] | None = None, spans: bool = True) -> Simulation:
+    """Simulate a set-up variant in ``mode`` (``auto``, ``memoized`` or ``full``). ``memo``
+    keeps what collectives were found to do (share it between runs on the same topology and
+    transfer settings: :func:`simtopo.sim.setup.memo_for`). ``spans=False`` records no spans
+    and flows of the profiled passes (the timeline figures and the trace): for runs whose
+    metrics alone are read."""
     if mode not in MODES:
         raise ValueError(f"simulation mode must be one of {', '.join(MODES)} (got {mode!r})")
-    choices = {} if choices is None else choices
+    memo = {} if memo is None else memo
     plan, topo, params = setup.plan, setup.topo, setup.params
     if mode == "full":
         _check_live_work(setup)
@@ -370,13 +375,13 @@ def simulate(setup: Setup, soc_model: SocModel = DEFAULT_SOC_MODEL, mode: str = 
         progress("prefill" if setup.kind == "llm" else "forward pass")
     first = "prefill" if setup.kind == "llm" else "forward"
     profiles[first] = profile_pass(plan, setup.forward_graph, topo, params, soc_model,
-                                   choices=choices)
+                                   record_spans=spans, memo=memo)
     last = max(setup.decode_graphs, default=0)
     for c, graph in setup.decode_graphs.items():
         if progress:
             progress(f"decode at context {c}")
         profiles[f"decode@{c}"] = profile_pass(plan, graph, topo, params, soc_model,
-                                               record_spans=(c == last), choices=choices,
+                                               record_spans=spans and c == last, memo=memo,
                                                phases=SPREAD)
     logits_s = token_s = 0.0
     host_links: Counter[str] = Counter()
@@ -387,7 +392,7 @@ def simulate(setup: Setup, soc_model: SocModel = DEFAULT_SOC_MODEL, mode: str = 
                                                         setup.host_step_s(soc_model))
     reason = contending_stages(setup, soc_model) if mode != "full" else ""
     run_live = mode == "full" or (mode == "auto" and bool(reason))
-    live = (lambda env: _Live(env, setup, soc_model, choices)) if run_live else None
+    live = (lambda env: _Live(env, setup, soc_model, memo)) if run_live else None
     timeline = run_pipeline(Pipeline.of(setup), profiles, (logits_s, token_s), live,
                             all_live=mode == "full")
     return Simulation(profiles, timeline, logits_s, token_s, host_links, mode,

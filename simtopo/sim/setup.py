@@ -188,15 +188,14 @@ def setup_variant(variant: Variant, link_model: LinkModel = DEFAULT_MODEL,
                  len(chunks), decode_graphs)
 
 
-Choices = dict[str, dict[Any, str]]
-"""Host-routed collective algorithms chosen, per topology and transfer settings."""
+Memo = dict[str, dict[Any, Any]]
+"""What collectives were found to do, per topology and transfer settings: host-routed
+algorithms chosen and runs on an idle fabric (:class:`~simtopo.engine.collectives.Collectives`)."""
 
 
-def choices_for(choices: Choices | None, topo: Topology, params: TransferSpec
-                ) -> dict[Any, str]:
-    """The algorithm choices shared by runs on ``topo`` with ``params`` (a fresh dict when
-    ``choices`` is None)."""
-    if choices is None:
+def memo_for(memo: Memo | None, topo: Topology, params: TransferSpec) -> dict[Any, Any]:
+    """The memo shared by runs on ``topo`` (by its :attr:`~Topology.fingerprint`: never by its
+    path alone) with ``params`` (a fresh dict when ``memo`` is None)."""
+    if memo is None:
         return {}
-    key = f"{topo.source}|{params.model_dump_json()}"
-    return choices.setdefault(key, {})
+    return memo.setdefault(f"{topo.fingerprint}|{params.model_dump_json()}", {})

@@ -17,8 +17,10 @@ the device) so that later stages and notebooks can read them directly from ``top
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import networkx as nx
@@ -89,6 +91,19 @@ class Topology:
         return Topology(self.spec if spec is None else spec,
                         self.graph if graph is None else graph, self.cards, self.source,
                         self.model)
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """A digest of what a simulation on this topology reads: the spec, the link model and
+        the built graph (a what-if change of either is another fingerprint). Results
+        remembered for a topology are keyed by it (:func:`simtopo.sim.setup.memo_for`)."""
+        digest = hashlib.sha256(self.spec.model_dump_json().encode())
+        digest.update(repr(self.model).encode())
+        for node, data in sorted(self.graph.nodes(data=True)):
+            digest.update(repr((node, sorted(data.items()))).encode())
+        for u, v, data in sorted(self.graph.edges(data=True)):
+            digest.update(repr((u, v, sorted(data.items()))).encode())
+        return digest.hexdigest()
 
     # -- plain facts ----------------------------------------------------------------------
     @property
