@@ -101,3 +101,33 @@ def test_modes_are_checked():
     setup = setup_variant(variant("tp1", {"prompt": 16, "generate": 2}, {}))
     with pytest.raises(ValueError, match="simulation mode must be one of auto, memoized, full"):
         simulate(setup, mode="fast")
+
+
+def test_a_free_running_window_ends_once_every_replica_has_settled(monkeypatch):
+    """Replicas whose runs repeat one period end their window early; the block's time is
+    what the whole window gives (the settled period stands in for the rest either way)."""
+    from simtopo.sim import blocks
+
+    v = variant("tp4-host", {"prompt": 128, "generate": 6}, {"tp": 2, "replicas": 2,
+                                                              "devices": None})
+    early = run_variant(v, mode="memoized")
+    monkeypatch.setattr(blocks, "SETTLED", blocks.WINDOW + 1)  # never settles
+    whole = run_variant(v, mode="memoized")
+
+    def runs(result):
+        return [run.free_running for key, profile in sorted(result.profiles.items())
+                for stage in profile.stages for name, run, _ in stage.blocks
+                if name == "layer"]
+
+    assert set(runs(whole)) == {blocks.WINDOW}
+    assert 0 < min(runs(early)) < blocks.WINDOW
+    for metric in HEADLINE:
+        assert early.metrics[metric] == pytest.approx(whole.metrics[metric], rel=1e-9), metric
+
+
+def test_settled_runs():
+    from simtopo.sim.blocks import settled
+
+    assert settled([3.0, 2.0, 2.0, 2.0 * (1 + 1e-12)])
+    assert not settled([2.0, 2.0])  # too few
+    assert not settled([2.0, 2.1, 2.0])  # a period of two runs is not one of one

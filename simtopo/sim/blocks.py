@@ -22,7 +22,7 @@ from dataclasses import replace
 from typing import Any
 
 import networkx as nx
-from simpy.events import Event
+from simpy.events import AllOf, AnyOf, Event
 
 from ..engine.collectives import Collectives
 from ..engine.network import FlowRecord
@@ -37,6 +37,13 @@ from .tasks import CommTask, ComputeTask, StageProgram, Task, lower
 WINDOW = 12
 """Runs of a repeated block simulated back to back with the replicas free running; the later
 half (the last run aside) gives the period that stands in for the rest."""
+
+SETTLED = 3
+"""A replica whose last this many runs took the same time has settled into a period of one
+run; once every replica has, the window ends there, and that run stands in for the rest."""
+
+SETTLED_TOLERANCE = 1e-9
+"""Relative difference below which two runs take "the same time" (:data:`SETTLED`)."""
 
 ALIGNED = (0.0,)
 """Start offsets of the replicas when they start together (a prefill: every request arrives
@@ -94,6 +101,12 @@ def interacting(topo: Topology, groups: Sequence[tuple[str, ...]],
     return any(a & b for i, a in enumerate(prints) for b in prints[i + 1:])
 
 
+def settled(runs: Sequence[float]) -> bool:
+    """Whether the last :data:`SETTLED` of ``runs`` took the same time."""
+    last = runs[-SETTLED:]
+    return len(last) == SETTLED and max(last) - min(last) <= SETTLED_TOLERANCE * max(last)
+
+
 def _runs(topo: Topology, params: TransferSpec, tasks: Sequence[Task],
           groups: Sequence[tuple[str, ...]], runs: int, offsets: Sequence[float],
           memo: dict[Any, Any] | None, spans: list[Span] | None, solo: bool = False
@@ -101,11 +114,13 @@ def _runs(topo: Topology, params: TransferSpec, tasks: Sequence[Task],
     """``runs`` runs back to back of every replica, replica ``i`` starting at
     ``offsets[i]``; returns each replica's run lengths, the fabric and its algorithm counts.
     ``solo``: no two replicas' collectives can contend, so each has the fabric to itself
-    (:mod:`simtopo.engine.memo`)."""
+    (:mod:`simtopo.engine.memo`). With ``runs`` > 1 the runs end early, all replicas at once,
+    when every replica has :func:`settled`."""
     fab = Fabric.create(topo, params, record=True)
     env = fab.env
     lengths: list[list[float]] = [[] for _ in groups]
     counts: list[Counter[str]] = [Counter() for _ in groups]
+    stop = env.event()
 
     def replica(i: int, devices: tuple[str, ...]) -> Generator[Event, Any, None]:
         coll = Collectives(fab, memo, label=str(i), solo=solo)
@@ -117,10 +132,11 @@ def _runs(topo: Topology, params: TransferSpec, tasks: Sequence[Task],
             record = spans if (i == 0 and k == 0) else None
             yield env.process(run_tasks(fab, coll, tasks, devices, track, record, counts[i]))
             lengths[i].append(env.now - start)
+            if runs > 1 and not stop.triggered and all(settled(x) for x in lengths):
+                stop.succeed()
 
-    for i, devices in enumerate(groups):
-        env.process(replica(i, devices))
-    env.run()
+    everyone = [env.process(replica(i, devices)) for i, devices in enumerate(groups)]
+    env.run(until=AnyOf(env, [stop, AllOf(env, everyone)]))
     return lengths, fab, counts
 
 
@@ -131,8 +147,8 @@ def run_block(topo: Topology, params: TransferSpec, tasks: Sequence[Task],
     """Run ``tasks`` on every device group of ``groups`` (one per replica) and return the time
     of one run. With ``repeat`` > 1 the block runs back to back, every replica free running,
     :data:`WINDOW` times for each of ``phases`` (replica ``i`` starting ``i`` x phase x one
-    aligned run late), and ``repeat`` runs are the window's runs plus its steady period for
-    the rest; the time is the mean over phases and replicas, per run. ``memo`` carries
+    aligned run late), or until every replica has settled, and ``repeat`` runs are the
+    window's runs plus its steady period for the rest; the time is the mean over phases and replicas, per run. ``memo`` carries
     what collectives were found to do between blocks (see :class:`Collectives`)."""
     spans: list[Span] = []
     solo = len(groups) == 1 or not interacting(topo, groups, tasks)
@@ -149,16 +165,21 @@ def run_block(topo: Topology, params: TransferSpec, tasks: Sequence[Task],
         return BlockRun(aligned, compute, spans, moved, algorithms, flows)
     window = min(repeat, WINDOW)
     totals = []
+    simulated = 0
     for phase in phases:
         offsets = [i * phase * aligned for i in range(len(groups))]
         lengths, _, _ = _runs(topo, params, tasks, groups, window, offsets, memo, None)
+        simulated = max(simulated, *(len(x) for x in lengths))
         for runs in lengths:
-            steady = runs[window // 2:-1] or runs[-1:]
+            if all(settled(x) for x in lengths):  # every run so far had company
+                steady, done = runs[-1:], runs
+            else:
+                steady = runs[window // 2:-1] or runs[-1:]
+                done = runs[:-1] if window > 1 else runs
             period = sum(steady) / len(steady)
-            done = runs[:-1] if window > 1 else runs
             totals.append(sum(done) + (repeat - len(done)) * period)
     seconds = sum(totals) / len(totals) / repeat
-    return BlockRun(seconds, compute, spans, moved, algorithms, flows, window)
+    return BlockRun(seconds, compute, spans, moved, algorithms, flows, simulated)
 
 
 def replica_programs(plan: PartitionPlan, programs: Sequence[StageProgram]

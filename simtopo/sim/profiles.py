@@ -37,7 +37,8 @@ class BlockRun:
     flows: list[Span] = field(default_factory=list)
     """Each flow on each directed link it crossed (kept when spans are recorded)."""
     free_running: int = 0
-    """Runs simulated back to back with the replicas out of step (0: one run, aligned)."""
+    """Runs simulated back to back with the replicas out of step, the most of any phase
+    (0: one run, aligned; fewer than the window when every replica settled early)."""
 
 
 @dataclass
