@@ -205,3 +205,33 @@ def test_the_table_fits_80_columns_without_cutting_anything(capsys, monkeypatch)
         assert any(f" {name} " in line for line in lines)
     # a link may wrap at its arrow, never mid-id
     assert "card0.sw" in out and "rc0" in out and "sw0" in out
+
+
+def test_the_bands_runs_reuse_the_set_up_and_give_what_a_fresh_set_up_gives():
+    """The band re-runs a variant with other transfer settings and host hand-off: its set-up
+    (plan, memory) is the variant's own, rebased; the metrics are those of a fresh set-up;
+    a variant that differs in anything else is refused."""
+    from dataclasses import replace
+
+    from simtopo.results.bands import corner, with_values
+    from simtopo.results.run import run_setup, run_variant
+    from simtopo.sim.setup import rebased, setup_variant
+    from simtopo.spec.experiment import load_experiment
+    from simtopo.topology.files import load_topology
+
+    (v,) = [v for v in load_experiment(CARD).variants if v.name == "tp4-host"]
+    v = replace(v, workload=v.workload.model_copy(update={"prompt": 128, "generate": 4}))
+    base = load_topology(v.topology)
+    topo, changed = with_values(base, v, corner(base, v, "p2p"))
+    assert topo.handoff_latency_s != base.handoff_latency_s and changed.transfer != v.transfer
+    setup = setup_variant(v)
+    again = run_setup(rebased(setup, changed, topo), spans=False)
+    fresh = run_variant(changed, topology=topo)
+    assert again.metrics == fresh.metrics
+    with pytest.raises(ValueError, match="only transfer settings and the host hand-off"):
+        rebased(setup, replace(changed, plan=v.plan.model_copy(update={"tp": 2})), topo)
+    graph = topo.graph.copy()
+    u, w = next(iter(graph.edges))
+    graph.edges[u, w]["latency_s"] += 1e-6
+    with pytest.raises(ValueError, match="only transfer settings and the host hand-off"):
+        rebased(setup, changed, topo.derived(graph=graph))

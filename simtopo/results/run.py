@@ -13,7 +13,7 @@ from pathlib import Path
 from ..constants import DEFAULT_MODEL, DEFAULT_SOC_MODEL, LinkModel, SocModel
 from ..errors import ConfigError, PlanError, SimtopoError
 from ..sim.driver import simulate
-from ..sim.setup import Memo, memo_for, setup_variant, transfer_settings
+from ..sim.setup import Memo, Setup, memo_for, rebased, setup_variant, transfer_settings
 from ..spec.experiment import Experiment, PlanSpec, Variant, load_experiment
 from ..topology.files import load_topology
 from ..topology.graph import Topology
@@ -36,6 +36,13 @@ def run_variant(variant: Variant, link_model: LinkModel = DEFAULT_MODEL,
     built one, replaces the variant's file (and ``link_model`` with it); ``spans=False``
     leaves out the timeline's spans and flows (runs whose metrics alone are read)."""
     setup = setup_variant(variant, link_model, soc_model, topology=topology)
+    return run_setup(setup, soc_model, progress, memo, mode=mode, spans=spans)
+
+
+def run_setup(setup: Setup, soc_model: SocModel = DEFAULT_SOC_MODEL,
+              progress: Callable[[str], None] | None = None, memo: Memo | None = None, *,
+              mode: str = "auto", spans: bool = True) -> VariantResult:
+    """Simulate a set-up variant and measure it (:func:`run_variant` without the set-up)."""
     sim = simulate(setup, soc_model, mode, memo_for(memo, setup.topo, setup.params),
                    progress, spans)
     return llm_metrics(setup, sim) if setup.kind == "llm" else inference_metrics(setup, sim)
@@ -105,13 +112,15 @@ def run(experiment: str | Path | Experiment, variants: Sequence[str] | None = No
         chosen = [v for v in exp.variants if v.name in variants]
     results, loads = [], []
     memo: Memo = {}
+    setups: dict[str, Setup] = {}
     for variant in chosen:
         if progress:
             progress(variant.name)
         try:
             if variant.workload.kind != "load":
-                results.append(run_variant(variant, link_model, soc_model, memo=memo,
-                                           mode=mode))
+                setups[variant.name] = setup_variant(variant, link_model, soc_model)
+                results.append(run_setup(setups[variant.name], soc_model, memo=memo,
+                                         mode=mode))
             if variant.load is not None:
                 loads.append(run_load(variant, link_model))
         except ConfigError as err:
@@ -127,9 +136,9 @@ def run(experiment: str | Path | Experiment, variants: Sequence[str] | None = No
         pairs = [(by_name[c["p2p"]], by_name[c["host"]]) for c in comparisons]
         try:
             result.bands = headline_bands(
-                pairs, lambda v, topo, ch: run_variant(v, link_model, soc_model, memo=ch,
-                                                       topology=topo, mode=mode,
-                                                       spans=False),
+                pairs, lambda v, topo, ch: run_setup(rebased(setups[v.name], v, topo),
+                                                     soc_model, memo=ch, mode=mode,
+                                                     spans=False),
                 link_model, progress)
         except SimtopoError as err:
             raise type(err)(f"{exp.source}: the speed-up band: {err}") from None

@@ -148,8 +148,9 @@ def run_block(topo: Topology, params: TransferSpec, tasks: Sequence[Task],
     of one run. With ``repeat`` > 1 the block runs back to back, every replica free running,
     :data:`WINDOW` times for each of ``phases`` (replica ``i`` starting ``i`` x phase x one
     aligned run late), or until every replica has settled, and ``repeat`` runs are the
-    window's runs plus its steady period for the rest; the time is the mean over phases and replicas, per run. ``memo`` carries
-    what collectives were found to do between blocks (see :class:`Collectives`)."""
+    window's runs plus its steady period for the rest; the time is the mean over phases and
+    replicas, per run. ``memo`` carries what collectives were found to do between blocks
+    (see :class:`Collectives`)."""
     spans: list[Span] = []
     solo = len(groups) == 1 or not interacting(topo, groups, tasks)
     lengths, fab, counts = _runs(topo, params, tasks, groups, 1, [0.0] * len(groups), memo,

@@ -3,7 +3,7 @@ out and checked; nothing simulated yet."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import networkx as nx
@@ -186,6 +186,20 @@ def setup_variant(variant: Variant, link_model: LinkModel = DEFAULT_MODEL,
     host = host_memory(plan, [prefill_graph, largest], memory, topo)
     return Setup(variant, topo, params, ref, precision, plan, memory, host, prefill_graph,
                  len(chunks), decode_graphs)
+
+
+def rebased(setup: Setup, variant: Variant, topo: Topology) -> Setup:
+    """``setup`` for ``variant`` on ``topo`` where these differ from the set-up's own only in
+    what planning and the memory checks never read: the variant's ``transfer:`` settings and
+    the topology's host hand-off (its graph and link model the same). Anything else is
+    refused."""
+    same_host = topo.spec.model_copy(update={"host": setup.topo.spec.host})
+    if replace(variant, transfer=setup.variant.transfer) != setup.variant \
+            or same_host != setup.topo.spec \
+            or topo.derived(same_host).fingerprint != setup.topo.fingerprint:
+        raise ValueError(f"{variant.name}: only transfer settings and the host hand-off may "
+                         "differ from the set-up's")
+    return replace(setup, variant=variant, topo=topo, params=transfer_settings(topo, variant))
 
 
 Memo = dict[str, dict[Any, Any]]
