@@ -30,14 +30,12 @@ from simpy.events import Event
 
 from ..spec.topology import TransferSpec
 from ..topology.routing import Route
+from .events import LATE, At, succeed_later
 from .maxmin import max_min_rates
 from .resources import Resources
 
 if TYPE_CHECKING:
     from ..topology.graph import Topology
-
-LATE = 2
-"""Event priority after SimPy's URGENT (0) and NORMAL (1): rate solves run last at an instant."""
 
 SMALL_SOLVE = 48
 """With at most this many active flow classes, re-solve them all: cheaper than searching for
@@ -52,17 +50,6 @@ DENSE_SKIPS = 32
 
 FINISH_TOLERANCE = 1e-9
 """A flow whose remaining bytes are below this fraction of its size has finished."""
-
-
-class _At(Event):
-    """An event that fires at ``now + delay`` with a given priority."""
-
-    def __init__(self, env: simpy.Environment, delay: float, priority: int) -> None:
-        self.env = env
-        self.callbacks = []
-        self._ok = True
-        self._value = None
-        env.schedule(self, priority, delay)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -114,6 +101,7 @@ class Network:
         self._active = np.zeros(64, dtype=bool)
         self._events: list[Event | None] = [None] * 64
         self._labels: list[str] = [""] * 64
+        self._delays: dict[int, float] = {}
         self._free = list(range(63, -1, -1))
         self._last = env.now
         self._dirty: set[int] = set()
@@ -149,13 +137,15 @@ class Network:
         return found
 
     # -- flows ------------------------------------------------------------------------------
-    def flow(self, resources: Sequence[int], size_bytes: float, label: str = "") -> Event:
-        """Start moving ``size_bytes`` over ``resources``; the event fires at the last byte."""
+    def flow(self, resources: Sequence[int], size_bytes: float, label: str = "",
+             delay_s: float = 0.0) -> Event:
+        """Start moving ``size_bytes`` over ``resources``; the event fires ``delay_s`` (a
+        route's latency) after the last byte."""
         if size_bytes < 0:
             raise ValueError(f"negative transfer size {size_bytes}")
-        done = self.env.event()
         if size_bytes == 0:
-            return done.succeed()
+            return At(self.env, delay_s)
+        done = self.env.event()
         self._advance()
         key = tuple(resources)
         cls = self._class_of_key.get(key)
@@ -179,6 +169,8 @@ class Network:
         self._active[slot] = True
         self._events[slot] = done
         self._labels[slot] = label
+        if delay_s > 0:
+            self._delays[slot] = delay_s
         members = self._class_members[cls]
         if not members:
             self._active_classes.add(cls)
@@ -203,9 +195,7 @@ class Network:
                   setup: bool) -> Generator[Event, Any, None]:
         if setup and self.setup_s(route) > 0:
             yield self.env.timeout(self.setup_s(route))
-        yield self.flow(self.resources(route), size_bytes, label)
-        if route.latency_s > 0:
-            yield self.env.timeout(route.latency_s)
+        yield self.flow(self.resources(route), size_bytes, label, route.latency_s)
 
     # -- the engine -------------------------------------------------------------------------
     def _slot(self) -> int:
@@ -232,7 +222,7 @@ class Network:
         self._dirty.add(cls)
         if not self._solve_pending:
             self._solve_pending = True
-            _At(self.env, 0, LATE).callbacks.append(self._solve)
+            At(self.env, 0, LATE).callbacks.append(self._solve)
 
     def _component(self, seeds: set[int]) -> list[int] | None:
         """Active classes connected to the resources of ``seeds`` (which may have emptied), or
@@ -377,7 +367,11 @@ class Network:
                 resources=self.res.names_of(self._class_res_tuple[cls])))
         self._free.append(slot)
         assert event is not None
-        event.succeed()
+        delay = self._delays.pop(slot, 0.0)
+        if delay > 0:  # the route's latency
+            succeed_later(self.env, event, delay)
+        else:
+            event.succeed()
 
     # -- inspection -------------------------------------------------------------------------
     def _counts(self) -> np.ndarray:

@@ -104,34 +104,38 @@ class Fabric:
         chunk = min(params.chunk, size_bytes)
         count = math.ceil(size_bytes / chunk - 1e-12)
         sizes = [chunk] * (count - 1) + [size_bytes - chunk * (count - 1)]
-        buffers = simpy.Resource(env, capacity=params.staging_buffers)
-        held: list[Any] = [None] * count
+        buffers = params.staging_buffers
+        # chunk i's staging buffer is free again once chunk i - buffers has been read: one
+        # writer and one reader, both in chunk order, use the ring of buffers in turn
+        read = [env.event() for _ in range(count)]
         ready = [env.event() for _ in range(count)]
         to_host, from_host = net.resources(route.to_host), net.resources(route.from_host)
+        up_s, down_s = route.to_host.latency_s, route.from_host.latency_s
 
-        def handed_off(i: int) -> Generator[Event, Any, None]:
+        def hand_off(i: int) -> None:  # callbacks: no process per chunk
             if poll:  # the destination reads the chunk's flag across its link and back
-                yield env.timeout(2 * route.from_host.latency_s)
-            else:
-                yield self.handoff_once(route.handoff_s)
-            ready[i].succeed()
+                env.timeout(2 * down_s).callbacks.append(ready[i].succeed)
+                return
+            turn = self.handoff.request()
+
+            def done(_event: Event) -> None:
+                self.handoff.release(turn)
+                ready[i].succeed()
+
+            turn.callbacks.append(lambda _e: env.timeout(route.handoff_s).callbacks.append(done))
 
         def writer() -> Generator[Event, Any, None]:
             for i, size in enumerate(sizes):
-                held[i] = buffers.request()
-                yield held[i]
-                yield net.flow(to_host, size, label)
-                if route.to_host.latency_s > 0:
-                    yield env.timeout(route.to_host.latency_s)
-                env.process(handed_off(i))
+                if i >= buffers:
+                    yield read[i - buffers]
+                yield net.flow(to_host, size, label, up_s)
+                hand_off(i)
 
         def reader() -> Generator[Event, Any, None]:
             for i, size in enumerate(sizes):
                 yield ready[i]
-                yield net.flow(from_host, size, label)
-                if route.from_host.latency_s > 0:
-                    yield env.timeout(route.from_host.latency_s)
-                buffers.release(held[i])
+                yield net.flow(from_host, size, label, down_s)
+                read[i].succeed()
 
         env.process(writer())
         yield env.process(reader())
