@@ -146,3 +146,44 @@ variants: [{{name: a}}]
     assert kv[0] == kv[1]
     # 32 layers x 2 (K and V) x 4096 x 2 bytes x 30,016 positions = 15.7 GB
     assert float(kv[0]) == pytest.approx(32 * 2 * 4096 * 2 * 30016 / 1e9, abs=0.05)
+
+
+@pytest.mark.parametrize("model, precision", [("llama-2-70b", "fp16"), ("llama-2-70b", "mxfp6"),
+                                              ("gpt-j-6b", "fp16"), ("opt-13b", "fp16"),
+                                              ("llama-3.1-405b", "mxfp6")])
+def test_every_plan_holds_every_weight_at_least_once(ultra8, model, precision):
+    """The premise of minimum_socs' first candidate: over one replica's SoCs the weights
+    add up to at least the model's, whatever the split; so the search from that count finds
+    what a search from one SoC finds."""
+    from simtopo.plan import memory
+    from simtopo.plan.layouts import check_tp
+    from simtopo.workload.opgraph import Precision, ops
+
+    m = load_model(model)
+    graph = build_graph(m, decode_shape(1, 1023, compiled_context=1024),
+                        Precision(weights=precision))
+    total = sum(op.stored_bytes for op in ops(graph))
+    for spec in [PlanSpec(tp=n) for n in (1, 2, 4, 8, 16, 32)] + \
+            [PlanSpec(pp=n) for n in (1, 2, 5, 8, 32)]:
+        try:
+            check_tp(m, spec.tp)
+            plan = make_plan(graph, m, ultra8, spec)
+        except PlanError:
+            continue
+        held = sum(u.weights for u in memory_use(plan, ultra8, [graph], 1, 1024))
+        assert held >= total * (1 - 1e-12), spec
+    for family in ("tp", "pp"):
+        found = minimum_socs(graph, m, ultra8, family, 1, 1024)
+        scan = None
+        for n in range(1, len(ultra8.socs) + 1):
+            spec = PlanSpec(tp=n) if family == "tp" else PlanSpec(pp=n)
+            try:
+                if family == "tp":
+                    check_tp(m, n)
+                plan = make_plan(graph, m, ultra8, spec)
+            except PlanError:
+                continue
+            if all(u.fits for u in memory.memory_use(plan, ultra8, [graph], 1, 1024)):
+                scan = n
+                break
+        assert found == scan, family

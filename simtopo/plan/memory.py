@@ -9,6 +9,7 @@ would fit.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -18,7 +19,7 @@ from ..errors import PlanError
 from ..spec.experiment import PlanSpec
 from ..spec.model import DecoderSpec
 from ..topology.graph import Topology
-from ..workload.opgraph import Precision
+from ..workload.opgraph import Precision, ops
 from .layouts import Stage, check_tp, shard_stages
 from .stages import PartitionPlan, make_plan
 
@@ -84,7 +85,14 @@ def minimum_socs(graph: nx.DiGraph, model: DecoderSpec, topo: Topology, family: 
     activations of ``graphs`` (the other passes it runs) as :func:`check_fit` counts them."""
     base = spec or PlanSpec()
     limit = len(topo.socs)
-    for n in range(1, limit + 1):
+    # every plan holds every weight at least once over its SoCs: fewer than ``first`` SoCs
+    # cannot hold the weights, so the search starts there
+    room = max(topo.node(d)["dram_bytes"] for d in topo.socs) - reserve
+    if room <= 0:
+        return None
+    total = float(sum(op.stored_bytes for op in ops(graph)))
+    first = max(1, math.ceil(total / room * (1 - 1e-12)))
+    for n in range(first, limit + 1):
         if family == "tp":
             try:
                 check_tp(model, n)
