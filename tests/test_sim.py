@@ -16,7 +16,7 @@ import yaml
 
 from simtopo.constants import SocModel
 from simtopo.results.run import run
-from simtopo.sim.driver import Pipeline, run_pipeline
+from simtopo.sim.pipeline import Pipeline, run_pipeline
 from simtopo.sim.profiles import PassProfile, StagePass
 
 DRAM_BW = 100e9

@@ -12,7 +12,8 @@ import numpy as np
 from ..errors import SimtopoError
 from ..plan.memory import MemoryUse
 from ..plan.stages import PartitionPlan
-from ..sim.driver import Simulation, Timeline
+from ..sim.driver import Simulation
+from ..sim.pipeline import Timeline
 from ..sim.profiles import PassProfile
 from ..sim.setup import Setup
 from ..topology.graph import Topology

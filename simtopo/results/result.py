@@ -19,8 +19,8 @@ import numpy as np
 from ..accessors import view
 from ..plan.memory import HostMemory, MemoryUse
 from ..plan.stages import PartitionPlan
-from ..sim.driver import Timeline
 from ..sim.loading import LoadOutcome
+from ..sim.pipeline import Timeline
 from ..sim.profiles import PassProfile
 from ..topology.graph import Topology
 from ..version import __version__

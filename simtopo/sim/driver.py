@@ -1,10 +1,10 @@
 """The simulation driver: requests through the stages, pass by pass, in one of three modes.
 
-The pass level is one SimPy model for every workload: each request group of each replica
-runs its prefill chunks (or the micro-batches of a forward pass) through the stages, a stage
-serving one pass at a time; after the last stage the logits go to the host, which samples,
-and the next token ids come back before each decode step. What a *pass* costs is where the
-modes differ:
+The pass level (:mod:`simtopo.sim.pipeline`) is one SimPy model for every workload: each
+request group of each replica runs its prefill chunks (or the micro-batches of a forward
+pass) through the stages, a stage serving one pass at a time; after the last stage the logits
+go to the host, which samples, and the next token ids come back before each decode step. What
+a *pass* costs is where the modes differ:
 
 - ``memoized``: every pass takes the time of its profile (:mod:`simtopo.sim.blocks`): one layer
   simulated and repeated, replicas profiled together (free running where they contend), each
@@ -41,24 +41,13 @@ from ..engine.resources import footprint
 from ..engine.transfers import Fabric
 from ..errors import ConfigError
 from .blocks import SPREAD, copy_handoff, host_round_trip, profile_pass, replica_programs, run_tasks
-from .profiles import PassProfile, interpolate
-from .setup import Setup, groups_and_steps
+from .pipeline import Pipeline, Timeline, run_pipeline
+from .profiles import PassProfile
+from .setup import Setup
 from .tasks import CommTask, StageProgram, lower
 
 MODES = ("auto", "memoized", "full")
 """Simulation modes (see the module docstring)."""
-
-
-@dataclass
-class Timeline:
-    """When things happened at the pass level, per replica and request group."""
-
-    token_times: list[list[list[float]]]  # [replica][group] -> time of each output token
-    prefill_end: list[list[float]]
-    stage_busy: list[list[float]]  # [replica][stage] seconds a pass occupied the stage
-    passes: Counter[tuple[str, int]]  # (kind, stage) -> passes run (one replica)
-    makespan: float
-    decode_steps: list[tuple[float, float]]  # (start, end) of group 0's decode steps
 
 
 @dataclass
@@ -104,38 +93,6 @@ def contending_stages(setup: Setup, soc_model: SocModel = DEFAULT_SOC_MODEL) -> 
                 return (f"stages {sa} and {sb} overlap and both load {shared[0]}"
                         + (f" (and {len(shared) - 1} more)" if len(shared) > 1 else ""))
     return ""
-
-
-@dataclass(frozen=True)
-class Pipeline:
-    """The shape of the pass level: stages, replicas, and the passes each request group runs."""
-
-    stages: int
-    replicas: int = 1
-    groups: int = 1
-    """Request groups in flight per replica (LLM workloads; 1 for a forward pass)."""
-    forward_passes: int = 1
-    """Prefill chunks per group, or micro-batches of a forward pass."""
-    steps: int = 0
-    """Decode steps per group after its first token (LLM workloads)."""
-    first_context: int = 1
-    """Context length of the first decode step (each step attends one more)."""
-    compiled: bool = True
-    """Every decode step runs the compiled shape (the largest profiled context)."""
-    kind: str = "llm"
-
-    @classmethod
-    def of(cls, setup: Setup) -> Pipeline:
-        """The pass level of a set-up variant."""
-        groups, steps = groups_and_steps(setup.variant)
-        return cls(len(setup.plan.stages), len(setup.plan.replicas), groups,
-                   setup.forward_passes, steps, setup.variant.workload.prompt + 1,
-                   setup.compiled, setup.kind)
-
-    @property
-    def passes(self) -> int:
-        """Passes through the pipeline, all replicas and request groups together."""
-        return self.replicas * self.groups * (self.forward_passes + self.steps)
 
 
 class _Live:
@@ -195,151 +152,6 @@ class _Live:
         _, token_bytes = self.setup.host_payloads()
         yield AllOf(self.env, [self.fab.copy("host", d, token_bytes, label=str(r))
                                for d in self.plan.replicas[r][0].devices])
-
-
-class _Passes:
-    """The pass-level model: request groups through the stages, each piece of work priced by
-    its profile or, when the policy says so, run live."""
-
-    def __init__(self, env: simpy.Environment, shape: Pipeline,
-                 profiles: dict[str, PassProfile], round_trip: tuple[float, float],
-                 live: _Live | None, all_live: bool) -> None:
-        self.env, self.shape, self.profiles = env, shape, profiles
-        self.logits_s, self.token_s = round_trip
-        self.runner, self.all_live = live, all_live
-        self.pending = shape.replicas * shape.groups
-        """Request groups whose forward passes are not all done: with a runner and not
-        ``all_live``, work that starts before this reaches zero runs live."""
-        self.resources = [[simpy.Resource(env, capacity=1) for _ in range(shape.stages)]
-                          for _ in range(shape.replicas)]
-        self.busy = [[0.0] * shape.stages for _ in range(shape.replicas)]
-        self.passes: Counter[tuple[str, int]] = Counter()
-        self.decode = {int(k.split("@")[1]): p for k, p in profiles.items()
-                       if k.startswith("decode@")}
-
-    def live(self) -> _Live | None:
-        """The runner, if the work starting now runs live."""
-        if self.runner is not None and (self.all_live or self.pending > 0):
-            return self.runner
-        return None
-
-    def _profile(self, key: Any) -> PassProfile:
-        if key == "forward":
-            return self.profiles["prefill" if "prefill" in self.profiles else "forward"]
-        return self.decode[max(self.decode)] if self.shape.compiled else \
-            interpolate(self.decode, key)
-
-    def stage_pass(self, r: int, s: int, key: Any) -> Generator[Event, Any, float]:
-        """Stage ``s`` of replica ``r`` runs one pass (``key``: "forward" or a context);
-        returns its seconds."""
-        runner = self.live()
-        if runner is None:
-            seconds = self._profile(key).stages[s].seconds
-            yield self.env.timeout(seconds)
-            return seconds
-        start = self.env.now
-        yield from runner.stage_pass(r, s, key)
-        return self.env.now - start
-
-    def handoff(self, r: int, s: int, key: Any) -> Generator[Event, Any, None]:
-        """Activations into stage ``s`` of replica ``r``, rank i to rank i."""
-        runner = self.live()
-        if runner is not None:
-            yield from runner.handoff(r, s, key)
-        elif self._profile(key).handoff_s[s] > 0:
-            yield self.env.timeout(self._profile(key).handoff_s[s])
-
-    def logits_out(self, r: int) -> Generator[Event, Any, None]:
-        """The last stage's logits to host memory, then the host samples."""
-        runner = self.live()
-        if runner is not None:
-            yield from runner.logits_out(r)
-        else:
-            yield self.env.timeout(self.logits_s)
-
-    def token_in(self, r: int) -> Generator[Event, Any, None]:
-        """The next token ids to every device of the first stage."""
-        runner = self.live()
-        if runner is not None:
-            yield from runner.token_in(r)
-        elif self.token_s > 0:
-            yield self.env.timeout(self.token_s)
-
-    def through(self, r: int, kind: str, key: Any,
-                left_first: Event | None = None) -> Generator[Event, Any, None]:
-        """One pass through every stage of replica ``r``; ``left_first`` fires when it leaves
-        the first stage (the next chunk or micro-batch may enter)."""
-        for s in range(self.shape.stages):
-            if s > 0:
-                yield from self.handoff(r, s, key)
-            with self.resources[r][s].request() as turn:
-                yield turn
-                self.busy[r][s] += yield from self.stage_pass(r, s, key)
-                if r == 0:
-                    self.passes[(kind, s)] += 1
-            if s == 0 and left_first is not None:
-                left_first.succeed()
-
-    def forward(self, r: int, kind: str) -> Generator[Event, Any, None]:
-        """The forward passes of one group (prefill chunks, micro-batches) one after the
-        other into the pipeline: each enters a stage when the one before has left it."""
-        ready = self.env.event().succeed()
-        last = None
-        for _ in range(self.shape.forward_passes):
-            left = self.env.event()
-            last = self.env.process(self._entering(r, kind, ready, left))
-            ready = left
-        yield last
-
-    def _entering(self, r: int, kind: str, ready: Event,
-                  left: Event) -> Generator[Event, Any, None]:
-        yield ready
-        yield self.env.process(self.through(r, kind, "forward", left))
-
-
-def run_pipeline(shape: Pipeline, profiles: dict[str, PassProfile],
-                 round_trip: tuple[float, float] = (0.0, 0.0),
-                 live: Callable[[simpy.Environment], _Live] | None = None,
-                 all_live: bool = False) -> Timeline:
-    """Every request group of every replica through the stages (module docstring), pricing
-    each pass by ``profiles`` (``prefill`` or ``forward``, and ``decode@<context>``) and
-    ``round_trip`` (logits out with sampling, next token in), except what ``live`` (a runner
-    on the same environment) runs: everything with ``all_live``, else the work that starts
-    while a forward pass is pending."""
-    env = simpy.Environment()
-    passes = _Passes(env, shape, profiles, round_trip, live(env) if live else None, all_live)
-    replicas, groups = range(shape.replicas), range(shape.groups)
-    token_times: list[list[list[float]]] = [[[] for _ in groups] for _ in replicas]
-    prefill_end = [[0.0] * shape.groups for _ in replicas]
-    decode_steps: list[tuple[float, float]] = []
-
-    def group(r: int, g: int) -> Generator[Event, Any, None]:
-        kind = "prefill" if shape.kind == "llm" else "forward"
-        yield from passes.forward(r, kind)
-        prefill_end[r][g] = env.now
-        passes.pending -= 1
-        if shape.kind != "llm":
-            token_times[r][g].append(env.now)
-            return
-        yield from passes.logits_out(r)
-        token_times[r][g].append(env.now)
-        for step in range(shape.steps):
-            start = env.now
-            yield from passes.token_in(r)
-            yield env.process(passes.through(r, "decode", shape.first_context + step))
-            yield from passes.logits_out(r)
-            token_times[r][g].append(env.now)
-            if r == 0 and g == 0:
-                decode_steps.append((start, env.now))
-
-    for r in replicas:
-        for g in groups:
-            env.process(group(r, g))
-    env.run()
-    if shape.kind != "llm":
-        prefill_end = [[0.0] for _ in replicas]
-    return Timeline(token_times, prefill_end, passes.busy, passes.passes, env.now,
-                    decode_steps)
 
 
 def _check_live_work(setup: Setup) -> None:
