@@ -9,16 +9,25 @@ live by a runner on the same environment (:mod:`simtopo.sim.driver`).
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any
 
 import simpy
-from simpy.events import Event
+from simpy.events import AllOf, AnyOf, Event
 
 from .profiles import PassProfile, interpolate
 from .setup import Setup, groups_and_steps
+
+SETTLED = 3
+"""Decode steps every request group repeats at one period, with no forward pass pending and
+every step priced alike (compiled shapes), before the rest of the generation is laid out at
+that period instead of simulated."""
+
+SETTLED_TOLERANCE = 1e-9
+"""Relative difference below which two steps take "the same time" (:data:`SETTLED`)."""
 
 
 @dataclass
@@ -81,6 +90,8 @@ class _Passes:
         self.resources = [[simpy.Resource(env, capacity=1) for _ in range(shape.stages)]
                           for _ in range(shape.replicas)]
         self.busy = [[0.0] * shape.stages for _ in range(shape.replicas)]
+        self.decoded = [[0] * shape.stages for _ in range(shape.replicas)]
+        """Decode passes each stage of each replica has finished."""
         self.passes: Counter[tuple[str, int]] = Counter()
         self.decode = {int(k.split("@")[1]): p for k, p in profiles.items()
                        if k.startswith("decode@")}
@@ -143,6 +154,8 @@ class _Passes:
             with self.resources[r][s].request() as turn:
                 yield turn
                 self.busy[r][s] += yield from self.stage_pass(r, s, key)
+                if kind == "decode":
+                    self.decoded[r][s] += 1
                 if r == 0:
                     self.passes[(kind, s)] += 1
             if s == 0 and left_first is not None:
@@ -173,19 +186,39 @@ def run_pipeline(shape: Pipeline, profiles: dict[str, PassProfile],
     each pass by ``profiles`` (``prefill`` or ``forward``, and ``decode@<context>``) and
     ``round_trip`` (logits out with sampling, next token in), except what ``live`` (a runner
     on the same environment) runs: everything with ``all_live``, else the work that starts
-    while a forward pass is pending."""
+    while a forward pass is pending.
+
+    With compiled shapes every decode step is priced alike, so once no forward pass is
+    pending the groups settle into a periodic schedule; when every group's last
+    :data:`SETTLED` steps took one period, the rest of the generation is laid out at that
+    period (:func:`_extrapolate`) instead of simulated step by step."""
     env = simpy.Environment()
     passes = _Passes(env, shape, profiles, round_trip, live(env) if live else None, all_live)
     replicas, groups = range(shape.replicas), range(shape.groups)
     token_times: list[list[list[float]]] = [[[] for _ in groups] for _ in replicas]
     prefill_end = [[0.0] * shape.groups for _ in replicas]
     decode_steps: list[tuple[float, float]] = []
+    steady = shape.kind == "llm" and shape.compiled and not all_live and shape.steps > SETTLED
+    stop = env.event()
+    decoding_from = [math.inf]  # when the last forward pass ended
+
+    def settled() -> bool:
+        for per_replica in token_times:
+            for times in per_replica:
+                if len(times) < SETTLED + 2 or times[-SETTLED - 1] < decoding_from[0]:
+                    return False
+                gaps = [times[-i] - times[-i - 1] for i in range(1, SETTLED + 1)]
+                if max(gaps) - min(gaps) > SETTLED_TOLERANCE * max(gaps):
+                    return False
+        return True
 
     def group(r: int, g: int) -> Generator[Event, Any, None]:
         kind = "prefill" if shape.kind == "llm" else "forward"
         yield from passes.forward(r, kind)
         prefill_end[r][g] = env.now
         passes.pending -= 1
+        if passes.pending == 0:
+            decoding_from[0] = env.now
         if shape.kind != "llm":
             token_times[r][g].append(env.now)
             return
@@ -199,12 +232,36 @@ def run_pipeline(shape: Pipeline, profiles: dict[str, PassProfile],
             token_times[r][g].append(env.now)
             if r == 0 and g == 0:
                 decode_steps.append((start, env.now))
+            if steady and not stop.triggered and settled():
+                stop.succeed()
 
-    for r in replicas:
-        for g in groups:
-            env.process(group(r, g))
-    env.run()
+    everyone = [env.process(group(r, g)) for r in replicas for g in groups]
+    env.run(until=AnyOf(env, [stop, AllOf(env, everyone)]))
+    makespan = env.now
+    if stop.triggered:
+        makespan = _extrapolate(shape, passes, token_times, decode_steps)
     if shape.kind != "llm":
         prefill_end = [[0.0] for _ in replicas]
-    return Timeline(token_times, prefill_end, passes.busy, passes.passes, env.now,
+    return Timeline(token_times, prefill_end, passes.busy, passes.passes, makespan,
                     decode_steps)
+
+
+def _extrapolate(shape: Pipeline, passes: _Passes, token_times: list[list[list[float]]],
+                 decode_steps: list[tuple[float, float]]) -> float:
+    """Lay out every group's remaining tokens at its settled period, add the decode passes
+    still to run to each stage's busy time and count, and return the makespan."""
+    for per_replica in token_times:
+        for times in per_replica:
+            period, last = times[-1] - times[-2], times[-1]
+            times.extend(last + k * period for k in range(1, shape.steps + 2 - len(times)))
+    first = token_times[0][0]
+    decode_steps.extend((first[k - 1], first[k]) for k in range(len(decode_steps) + 1,
+                                                                 len(first)))
+    stages = passes._profile(shape.first_context).stages
+    for r in range(shape.replicas):
+        for s in range(shape.stages):
+            left = shape.groups * shape.steps - passes.decoded[r][s]
+            passes.busy[r][s] += left * stages[s].seconds
+            if r == 0:
+                passes.passes[("decode", s)] += left
+    return max(times[-1] for per_replica in token_times for times in per_replica)
