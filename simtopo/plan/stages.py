@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import networkx as nx
 
@@ -36,12 +37,24 @@ class PartitionPlan:
     decoder: DecoderSpec | None = field(default=None, compare=False)
     rules: tuple[tuple[str, str], ...] = ()
     mode: str = "weight"
+    # what layout() and group_connection() found (fresh in a copy made with replace())
+    _layouts: dict[int, tuple[nx.DiGraph, Any]] = field(default_factory=dict, init=False,
+                                                        compare=False, repr=False)
+    _groups: dict[tuple[int, ...], str] = field(default_factory=dict, init=False,
+                                                compare=False, repr=False)
 
     def layout(self, graph: nx.DiGraph) -> tuple[dict[str, Shard], list[Comm], list[Handoff]]:
         """Shards, collectives and hand-offs of the same layout applied to another pass of the
-        model (a prefill chunk, a decode step at another context), at that pass's sizes."""
-        precision = graph.graph.get("precision") or Precision()
-        return shard_stages(graph, self.decoder, self.stages, precision, self.rules)
+        model (a prefill chunk, a decode step at another context), at that pass's sizes;
+        computed once per graph (graphs are not changed once built; read, do not change,
+        what this returns)."""
+        known = self._layouts.get(id(graph))
+        if known is None or known[0] is not graph:
+            precision = graph.graph.get("precision") or Precision()
+            known = (graph, shard_stages(graph, self.decoder, self.stages, precision,
+                                         self.rules))
+            self._layouts[id(graph)] = known
+        return known[1]
 
     def reshard(self, graph: nx.DiGraph) -> dict[str, Shard]:
         """The shards of :meth:`layout`."""
@@ -61,8 +74,12 @@ class PartitionPlan:
     def group_connection(self, logical: Sequence[int]) -> str:
         """``p2p`` if every pair of the group is declared P2P (or it has one device), else
         ``host``: a collective over the group goes through the host if any pair does."""
-        pairs = [(a, b) for i, a in enumerate(logical) for b in logical[i + 1:]]
-        return "host" if any(self.connection(a, b) == "host" for a, b in pairs) else "p2p"
+        key = tuple(logical)
+        if key not in self._groups:
+            pairs = [(a, b) for i, a in enumerate(key) for b in key[i + 1:]]
+            self._groups[key] = "host" if any(self.connection(a, b) == "host"
+                                              for a, b in pairs) else "p2p"
+        return self._groups[key]
 
 
 def layer_groups(graph: nx.DiGraph) -> tuple[list[str], list[list[str]], list[str]]:
