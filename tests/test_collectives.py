@@ -291,3 +291,34 @@ def test_a_memo_is_never_shared_by_different_topologies(ultra8):
     graph.edges[u, v]["bw_Bps"] /= 2
     assert memo_for(memo, ultra8.derived(graph=graph), params) is not one
     assert memo_for(memo, ultra8, params.model_copy(update={"chunk": 1e6})) is not one
+
+
+@pytest.mark.parametrize("mode, size", [("p2p", 16e6), ("host", 16 * 2**20)])
+def test_a_ring_on_an_idle_fabric_simulates_one_step_of_each_kind(ultra8, monkeypatch, mode,
+                                                                  size):
+    """Every step of a ring starts on an idle fabric with the same sends: one reducing and one
+    plain step are simulated, the other 2(n - 1) - 2 replayed; the time, the flows and the link
+    bytes are those of simulating every step."""
+    from simtopo.engine.collectives import Collectives
+    from simtopo.engine.network import Network
+    from simtopo.engine.transfers import Fabric
+    from simtopo.sim.blocks import link_bytes
+
+    n = len(SLICE)
+    ref_fab = Fabric.create(ultra8, ultra8.transfer.model_copy(update={"host_allreduce": "ring"}),
+                            record=True)
+    ref = Collectives(ref_fab).run("all_reduce", SLICE, size, mode, algorithm="ring")
+    ref_fab.env.run()
+    started = []
+    flow = Network.flow
+    monkeypatch.setattr(Network, "flow", lambda self, *a, **k: started.append(1) or
+                        flow(self, *a, **k))
+    fab = Fabric.create(ultra8, ref_fab.params, record=True)
+    got = Collectives(fab, solo=True).run("all_reduce", SLICE, size, mode, algorithm="ring")
+    fab.env.run()
+    assert got.value.algorithm == "ring"
+    assert got.value.time_s == pytest.approx(ref.value.time_s, rel=1e-12)
+    assert len(fab.net.records) == len(ref_fab.net.records)
+    assert link_bytes(fab.net.records) == pytest.approx(link_bytes(ref_fab.net.records))
+    per_step = len(ref_fab.net.records) // (2 * (n - 1))
+    assert len(started) == 2 * per_step  # one reducing step and one plain step

@@ -163,11 +163,18 @@ class Collectives:
                     reducing_steps: int, step_s: float,
                     wire: float) -> Generator[Event, Any, None]:
         n = len(ring)
+        seen: dict[bool, idle.IdleRun] = {}  # a step run so far, by whether it reduces
         for step in range(steps):
             reduce = piece if step < reducing_steps else 0.0
+            if (reduce > 0) in seen:  # the same sends from an idle fabric: the same step
+                yield from idle.replay(self.fab.net, seen[reduce > 0], self.label)
+                continue
+            start, first = self.env.now, len(self.fab.net.records)
             yield from self._sync(step_s)
             yield self._step([self._send(ring[i], ring[(i + 1) % n], piece * wire, mode, reduce)
                               for i in range(n)])
+            if self.solo and self.fab.net.record:
+                seen[reduce > 0] = idle.since(self.fab.net, start, first)
 
     def _tree_all_reduce(self, ring: list[str], size: float, mode: str, step_s: float,
                          wire: float) -> Generator[Event, Any, None]:
@@ -306,8 +313,8 @@ class Collectives:
         key = ("idle", op, tuple(ring), float(size), mode, name, protocol)
         if key not in self.memo:
             fab = Fabric.create(self.topo, self.params, record=True)
-            done = fab.env.process(Collectives(fab, self.memo)._run(op, name, ring, size,
-                                                                   mode, protocol))
+            alone = Collectives(fab, self.memo, solo=True)
+            done = fab.env.process(alone._run(op, name, ring, size, mode, protocol))
             fab.env.run(until=None if math.isinf(until) else until * 1.000001)
             if not done.triggered:
                 return CollectiveResult(op, name, mode, tuple(ring), size, math.inf, protocol)
@@ -374,7 +381,7 @@ def run_collective(topo: Topology, op: str, group: Sequence[str], size_bytes: fl
                          f"of {limit} (platform.max_p2p_group): use fewer SoCs, or "
                          f"{routing.HOST_HINT}")
     fab = Fabric.create(topo, params)
-    process = Collectives(fab).run(op, group, size_bytes, mode, algorithm, root)
+    process = Collectives(fab, solo=True).run(op, group, size_bytes, mode, algorithm, root)
     fab.env.run()
     result = process.value
     assert isinstance(result, CollectiveResult)

@@ -33,6 +33,14 @@ class IdleRun:
     """The flows it finished, in order, times relative to its start, unlabelled."""
 
 
+def since(net: Network, start: float, first: int) -> IdleRun:
+    """What ran on ``net`` from time ``start``, its flows from record ``first`` on, as a run
+    to replay (a step of a collective that had the fabric to itself)."""
+    flows = tuple(FlowRecord("", r.size_bytes, r.start_s - start, r.end_s - start, r.resources)
+                  for r in net.records[first:])
+    return IdleRun(None, net.env.now - start, flows)
+
+
 def replay(net: Network, run: IdleRun, label: str) -> Generator[Event, Any, Any]:
     """``run`` again from now: its time passes, its flows are recorded with ``label``."""
     start = net.env.now
