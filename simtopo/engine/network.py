@@ -21,8 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Generator, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import simpy
@@ -52,8 +51,7 @@ FINISH_TOLERANCE = 1e-9
 """A flow whose remaining bytes are below this fraction of its size has finished."""
 
 
-@dataclass(frozen=True)
-class FlowRecord:
+class FlowRecord(NamedTuple):
     """One finished flow: what moved, over which resources, when."""
 
     label: str

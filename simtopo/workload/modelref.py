@@ -6,6 +6,7 @@ Decoders make a graph for any shape; graphs and ONNX models are one fixed pass.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import networkx as nx
@@ -29,12 +30,20 @@ class ModelRef:
 
     def graph_for(self, shape: Shape | None = None,
                   precision: Precision | None = None) -> nx.DiGraph:
-        """The op graph of one pass (fixed graphs ignore the shape)."""
+        """The op graph of one pass (fixed graphs ignore the shape); shared, not to be changed."""
         if self.decoder is None:
             assert self.graph is not None
             return self.graph
-        return build_graph(self.decoder, shape or decode_shape(1, 0, compiled_context=1),
-                           precision)
+        return _decoder_graph(self.decoder, shape or decode_shape(1, 0, compiled_context=1),
+                              precision)
+
+
+@lru_cache(maxsize=64)
+def _decoder_graph(decoder: DecoderSpec, shape: Shape, precision: Precision | None
+                   ) -> nx.DiGraph:
+    """A decoder's pass, built once per process for each shape and precision: variants,
+    band runs and sweep points that run the same pass share it (read it, do not change it)."""
+    return build_graph(decoder, shape, precision)
 
 
 def resolve_model(name_or_path: str | Path, dims: dict[str, int] | None = None) -> ModelRef:
