@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ConfigError
 from ..io.atomic import write_atomic
 from ..io.paths import child_path, display_path
+from ..results.parallel import worker_init
 from ..spec.experiment import Experiment, Variant, load_experiment
 from ..version import __version__
 from .sweep import (
@@ -113,24 +113,10 @@ def _serial(tasks: Sequence[Task]) -> Iterator[dict[str, Any]]:
         yield evaluate(*task)
 
 
-def _worker() -> None:
-    """A pool worker: Ctrl-C is the parent's to handle (the terminal sends it to the whole
-    process group), and on Linux the worker dies with its parent, even a killed one."""
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if sys.platform.startswith("linux"):
-        import contextlib
-        import ctypes
-
-        with contextlib.suppress(AttributeError, OSError):  # prctl(PR_SET_PDEATHSIG, SIGKILL)
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
-
-
 def _local(tasks: Sequence[Task], jobs: int) -> Iterator[dict[str, Any]]:
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    pool = ProcessPoolExecutor(max_workers=jobs, initializer=_worker)
+    pool = ProcessPoolExecutor(max_workers=jobs, initializer=worker_init)
     finished = False
     try:
         futures = [pool.submit(evaluate, *task) for task in tasks]

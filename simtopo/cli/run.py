@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .common import EXIT_OK, add_selection_options, add_simulation_option, console
+from .. import limits
+from .common import EXIT_OK, add_selection_options, add_simulation_option, console, counted
 
 if TYPE_CHECKING:
     from ..results.result import Result
@@ -73,6 +75,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         args.reports, exp.name + ("-ci" if args.ci else ""), "the experiment name")
     names = args.variant or None
     count = len(names) if names else len(exp.variants)
+    jobs = args.jobs or os.cpu_count() or 1
     err = console(sys.stderr)
     if sys.stderr.isatty() and not args.quiet:
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -93,9 +96,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                            total=max(count, len(seen)))
 
             result = run(exp, names, progress=progress, mode=args.simulation,
-                         band=not args.no_band)
+                         band=not args.no_band, jobs=jobs)
     else:
-        result = run(exp, names, mode=args.simulation, band=not args.no_band)
+        result = run(exp, names, mode=args.simulation, band=not args.no_band, jobs=jobs)
     out = console(sys.stdout)
     if args.json:
         sys.stdout.write(result.to_json())
@@ -113,7 +116,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         command = "simtopo run " + " ".join(
             [display_path(Path(args.file))] + (["--ci"] if args.ci else [])
             + [f"--variant {n}" for n in (names or [])] + (["--no-band"] if args.no_band else []))
-        written = result.write_report(folder, command=command, all_figures=args.all_figures)
+        written = result.write_report(folder, command=command, all_figures=args.all_figures,
+                                      jobs=jobs)
         if not args.quiet and not args.json:
             out.print(f"report: {display_path(written)}/report.md")
     return EXIT_OK
@@ -137,5 +141,8 @@ def register(sub: Any) -> None:
                         "first P2P/host pair)")
     p.add_argument("--json", action="store_true", help="print summary.json instead of a table")
     p.add_argument("-q", "--quiet", action="store_true", help="no table, no progress")
+    p.add_argument("-j", "--jobs", type=counted(limits.MAX_THREADS), metavar="N",
+                   help="processes: the band's runs and the figures go to forked ones "
+                        "(default: the CPU count; 1: all in this process; the same report)")
     add_simulation_option(p)
     p.set_defaults(func=cmd_run)

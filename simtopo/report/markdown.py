@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 
 from ..io.atomic import write_directory_atomic
 from ..results.bands import band_text
+from ..results.parallel import Forked
 from ..results.result import Result, VariantResult
 from . import figures
 from .draw import save_figure
@@ -269,21 +270,26 @@ def is_report_folder(folder: Path) -> bool:
 
 
 def write_report(result: Result, directory: str | Path, command: str = "simtopo run",
-                 all_figures: bool = False) -> Path:
+                 all_figures: bool = False, jobs: int = 1) -> Path:
     """Write ``directory`` (usually ``reports/<experiment>``) atomically; returns it. An
-    existing folder is replaced only if it holds a report and nothing else."""
+    existing folder is replaced only if it holds a report and nothing else. With ``jobs`` >
+    1 the figures are drawn by that many forked processes (the same files)."""
     directory = Path(directory)
     drawn = figure_files(result, all_figures)
+    names = list(drawn)
     traced = figure_variants(result, all_figures)
 
     def fill(folder: Path) -> None:
-        (folder / "summary.json").write_text(result.to_json())
-        for name, draw in drawn.items():
-            save_figure(draw(), folder / name)
-        if traced:
-            trace = chrome_trace(traced)
-            (folder / "trace.json").write_text(json.dumps(trace, separators=(",", ":"))
-                                               + "\n")
-        (folder / "report.md").write_text(render_report(result, list(drawn), command))
+        def draw(i: int) -> Path:
+            return save_figure(drawn[names[i]](), folder / names[i])
+
+        with Forked(draw, len(names), jobs if jobs > 1 else 0) as forked:
+            (folder / "summary.json").write_text(result.to_json())
+            if traced:
+                trace = chrome_trace(traced)
+                (folder / "trace.json").write_text(json.dumps(trace, separators=(",", ":"))
+                                                   + "\n")
+            (folder / "report.md").write_text(render_report(result, names, command))
+            forked.results()
 
     return write_directory_atomic(directory, fill, ours=is_report_folder)

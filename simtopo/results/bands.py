@@ -12,7 +12,7 @@ alone. Ranges and their sources: ``docs/whatif.md``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +24,7 @@ from ..topology.graph import Topology
 from ..units import format_bandwidth, format_time
 
 if TYPE_CHECKING:
-    from .result import VariantResult
+    pass
 
 SPEEDUPS = ("ttft_s", "tpot_mean_s", "e2e_s", "latency_s")
 """Metrics of the P2P-over-host speed-up (as :meth:`Result.comparisons`)."""
@@ -126,41 +126,42 @@ def speedups(p2p: dict[str, float], host: dict[str, float]) -> dict[str, float]:
     return {m: host[m] / p2p[m] for m in SPEEDUPS if p2p.get(m) and m in host}
 
 
-def headline_bands(pairs: Sequence[tuple[Variant, Variant]],
-                   run: Callable[[Variant, Topology, dict[Any, Any]], VariantResult],
-                   link_model: LinkModel = DEFAULT_MODEL,
-                   progress: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
-    """For each (P2P, host-routed) pair, the speed-ups at the corner that favours each path.
+def band_runs(pairs: Sequence[tuple[Variant, Variant]]) -> list[tuple[Variant, str]]:
+    """The runs the band of ``pairs`` needs: each variant once at each corner, in order."""
+    out: list[tuple[Variant, str]] = []
+    for pair in pairs:
+        for favour in ("host", "p2p"):
+            for variant in pair:
+                if not any(v.name == variant.name and f == favour for v, f in out):
+                    out.append((variant, favour))
+    return out
 
-    ``run(variant, topology, memo)`` simulates one variant (``memo``: see
-    :func:`simtopo.sim.setup.memo_for`). Returns one row per pair:
-    ``{"p2p", "host", "<metric>_speedup_band": [low, high]}``."""
-    topologies: dict[str, Topology] = {}
-    runs: dict[tuple[str, str], dict[str, float]] = {}
-    memo: dict[str, dict[Any, Any]] = {}
 
-    def metrics(variant: Variant, favour: str) -> dict[str, float]:
-        key = (variant.name, favour)
-        if key not in runs:
-            path = str(variant.topology)
-            if path not in topologies:
-                topologies[path] = load_topology(variant.topology, link_model)
-            base = topologies[path]
-            topo, changed = with_values(base, variant, corner(base, variant, favour))
-            if progress:
-                progress(f"band: {variant.name} with constants favouring {favour}")
-            runs[key] = run(changed, topo, memo).metrics
-        return runs[key]
+def at_corner(variant: Variant, favour: str, topologies: dict[str, Topology],
+              link_model: LinkModel = DEFAULT_MODEL) -> tuple[Variant, Topology]:
+    """``variant`` and its topology with every band constant at the end that favours
+    ``favour`` (``topologies`` keeps the files loaded so far, by path)."""
+    path = str(variant.topology)
+    if path not in topologies:
+        topologies[path] = load_topology(variant.topology, link_model)
+    base = topologies[path]
+    topo, changed = with_values(base, variant, corner(base, variant, favour))
+    return changed, topo
 
+
+def band_rows(pairs: Sequence[tuple[Variant, Variant]],
+              metrics: dict[tuple[str, str], dict[str, float]]) -> list[dict[str, Any]]:
+    """For each (P2P, host-routed) pair, the speed-ups at the two corners, from the metrics of
+    every run of :func:`band_runs` by (variant name, favour): ``{"p2p", "host",
+    "<metric>_speedup_band": [low, high]}``."""
     rows = []
     for p2p, host in pairs:
-        ends = [speedups(metrics(p2p, favour), metrics(host, favour))
+        ends = [speedups(metrics[(p2p.name, favour)], metrics[(host.name, favour)])
                 for favour in ("host", "p2p")]
         row: dict[str, Any] = {"p2p": p2p.name, "host": host.name}
         for metric in SPEEDUPS:
             if all(metric in e for e in ends):
-                values = sorted(e[metric] for e in ends)
-                row[f"{metric}_speedup_band"] = values
+                row[f"{metric}_speedup_band"] = sorted(e[metric] for e in ends)
         rows.append(row)
     return rows
 

@@ -178,21 +178,18 @@ class Result:
         """P2P-over-host speed-ups between variants that differ only in the connection."""
         out = []
         bands = {(b["p2p"], b["host"]): b for b in self.bands}
-        for host in self.variants:
-            if host.connection != "host":
-                continue
-            key = _without_connection(host.inputs)
-            for p2p in self.variants:
-                if p2p.connection == "p2p" and _without_connection(p2p.inputs) == key:
-                    row: dict[str, Any] = {"p2p": p2p.name, "host": host.name}
-                    band = bands.get((p2p.name, host.name), {})
-                    for metric, value in speedups(p2p.metrics, host.metrics).items():
-                        row[f"{metric}_speedup"] = value
-                        ends = band.get(f"{metric}_speedup_band")
-                        if ends:  # the corners, widened to the value if it lies outside
-                            row[f"{metric}_speedup_band"] = [min(ends[0], value),
-                                                             max(ends[1], value)]
-                    out.append(row)
+        by_name = {v.name: v for v in self.variants}
+        for p2p_name, host_name in connection_pairs(
+                [(v.name, v.connection, v.inputs) for v in self.variants]):
+            p2p, host = by_name[p2p_name], by_name[host_name]
+            row: dict[str, Any] = {"p2p": p2p.name, "host": host.name}
+            band = bands.get((p2p.name, host.name), {})
+            for metric, value in speedups(p2p.metrics, host.metrics).items():
+                row[f"{metric}_speedup"] = value
+                ends = band.get(f"{metric}_speedup_band")
+                if ends:  # the corners, widened to the value if it lies outside
+                    row[f"{metric}_speedup_band"] = [min(ends[0], value), max(ends[1], value)]
+            out.append(row)
         return out
 
     def summary(self) -> dict[str, Any]:
@@ -266,10 +263,11 @@ class Result:
         return view("report.trace:chrome_trace")(chosen)
 
     def write_report(self, directory: str | Path, command: str = "simtopo run",
-                     all_figures: bool = False) -> Path:
+                     all_figures: bool = False, jobs: int = 1) -> Path:
         """Write ``directory`` (summary.json, report.md, figures, trace.json) atomically;
         see :func:`simtopo.report.write_report`."""
-        return view("report.markdown:write_report")(self, directory, command, all_figures)
+        return view("report.markdown:write_report")(self, directory, command, all_figures,
+                                                    jobs)
 
     def plot_comparison(self) -> Figure:
         """Headline metrics of every variant side by side (a matplotlib Figure)."""
@@ -283,6 +281,20 @@ class Result:
         if self.loads:
             html += self.loads_dataframe()._repr_html_()
         return html
+
+
+def connection_pairs(entries: Sequence[tuple[str, str, dict[str, Any]]]
+                     ) -> list[tuple[str, str]]:
+    """(P2P, host-routed) names of the variants that differ only in the connection, from
+    each variant's (name, connection, inputs), host-routed variants in order."""
+    out = []
+    for host, connection, inputs in entries:
+        if connection != "host":
+            continue
+        key = _without_connection(inputs)
+        out += [(p2p, host) for p2p, other, theirs in entries
+                if other == "p2p" and _without_connection(theirs) == key]
+    return out
 
 
 def _without_connection(inputs: dict[str, Any]) -> str:

@@ -7,9 +7,12 @@ metrics (:mod:`simtopo.results.metrics`); a ``load:`` section is simulated too.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+from .. import errors
 from ..constants import DEFAULT_MODEL, DEFAULT_SOC_MODEL, LinkModel, SocModel
 from ..errors import ConfigError, PlanError, SimtopoError
 from ..sim.driver import simulate
@@ -19,9 +22,10 @@ from ..topology.files import load_topology
 from ..topology.graph import Topology
 from ..workload.modelref import resolve_model
 from ..workload.opgraph import Precision, decode_shape
-from .bands import headline_bands
+from .bands import at_corner, band_rows, band_runs
 from .metrics import inference_metrics, llm_metrics
-from .result import LoadResult, Result, VariantResult
+from .parallel import Forked
+from .result import LoadResult, Result, VariantResult, connection_pairs
 
 
 def run_variant(variant: Variant, link_model: LinkModel = DEFAULT_MODEL,
@@ -92,13 +96,15 @@ def run(experiment: str | Path | Experiment, variants: Sequence[str] | None = No
         reduced: bool = False, link_model: LinkModel = DEFAULT_MODEL,
         soc_model: SocModel = DEFAULT_SOC_MODEL,
         progress: Callable[[str], None] | None = None, mode: str = "auto",
-        band: bool = True) -> Result:
+        band: bool = True, jobs: int = 1) -> Result:
     """Run an experiment (a file or a loaded :class:`Experiment`) and return its Result.
 
     ``variants`` restricts the run to those names; ``reduced`` applies the file's ``ci:``
     block (the size CI runs); ``mode`` is the simulation mode (:mod:`simtopo.sim.driver`);
     ``band`` re-runs every P2P/host-routed pair at the ends of the unmeasured constants
-    (:mod:`simtopo.results.bands`), so that each speed-up carries its range.
+    (:mod:`simtopo.results.bands`), so that each speed-up carries its range. With ``jobs`` >
+    1 the band's runs go to forked processes while this one simulates the variants
+    (:mod:`simtopo.results.parallel`); the Result is the same.
     """
     exp = experiment if isinstance(experiment, Experiment) else load_experiment(experiment,
                                                                                 reduced)
@@ -110,36 +116,65 @@ def run(experiment: str | Path | Experiment, variants: Sequence[str] | None = No
                 raise ConfigError(f"unknown variant {name!r} (expected one of: "
                                   f"{', '.join(known)})", file=str(exp.source))
         chosen = [v for v in exp.variants if v.name in variants]
-    results, loads = [], []
-    memo: Memo = {}
     setups: dict[str, Setup] = {}
     for variant in chosen:
-        if progress:
-            progress(variant.name)
-        try:
-            if variant.workload.kind != "load":
+        if variant.workload.kind != "load":
+            with _named(variant, exp):
                 setups[variant.name] = setup_variant(variant, link_model, soc_model)
-                results.append(run_setup(setups[variant.name], soc_model, memo=memo,
-                                         mode=mode))
-            if variant.load is not None:
-                loads.append(run_load(variant, link_model))
-        except ConfigError as err:
-            raise type(err)(f"variant {variant.name!r}: {err.message}",
-                            file=err.file or str(exp.source), path=err.path,
-                            line=err.line) from None
-        except SimtopoError as err:
-            raise type(err)(f"{exp.source}: variant {variant.name!r}: {err}") from None
-    result = Result(exp.name, exp.description, str(exp.source), results, loads)
-    comparisons = result.comparisons() if band else []
-    if comparisons:
-        by_name = {v.name: v for v in chosen}
-        pairs = [(by_name[c["p2p"]], by_name[c["host"]]) for c in comparisons]
+    by_name = {v.name: v for v in chosen}
+    pairs = [(by_name[a], by_name[b]) for a, b in connection_pairs(
+        [(s.variant.name, "p2p" if s.plan.p2p_pairs else "host", s.variant.inputs())
+         for s in setups.values()])] if band else []
+    runs = band_runs(pairs)
+    topologies: dict[str, Topology] = {}
+    band_memo: Memo = {}  # each forked worker has its own copy
+
+    def band_run(i: int) -> tuple[str, Any]:
+        variant, favour = runs[i]
         try:
-            result.bands = headline_bands(
-                pairs, lambda v, topo, ch: run_setup(rebased(setups[v.name], v, topo),
-                                                     soc_model, memo=ch, mode=mode,
-                                                     spans=False),
-                link_model, progress)
+            changed, topo = at_corner(variant, favour, topologies, link_model)
+            return "ok", run_setup(rebased(setups[variant.name], changed, topo), soc_model,
+                                   memo=band_memo, mode=mode, spans=False).metrics
         except SimtopoError as err:
-            raise type(err)(f"{exp.source}: the speed-up band: {err}") from None
+            return type(err).__name__, str(err)
+
+    with Forked(band_run, len(runs), jobs - 1) as forked:
+        results, loads = [], []
+        memo: Memo = {}
+        for variant in chosen:
+            if progress:
+                progress(variant.name)
+            with _named(variant, exp):
+                if variant.workload.kind != "load":
+                    results.append(run_setup(setups[variant.name], soc_model, memo=memo,
+                                             mode=mode))
+                if variant.load is not None:
+                    loads.append(run_load(variant, link_model))
+        result = Result(exp.name, exp.description, str(exp.source), results, loads)
+        if runs and progress and forked.pool is None:
+            answers = []
+            for i, (variant, favour) in enumerate(runs):
+                progress(f"band: {variant.name} with constants favouring {favour}")
+                answers.append(band_run(i))
+        else:
+            answers = forked.results()
+    metrics = {}
+    for (variant, favour), (status, value) in zip(runs, answers, strict=True):
+        if status != "ok":
+            raise getattr(errors, status)(f"{exp.source}: the speed-up band: {value}")
+        metrics[(variant.name, favour)] = value
+    result.bands = band_rows(pairs, metrics) if pairs else []
     return result
+
+
+@contextmanager
+def _named(variant: Variant, exp: Experiment) -> Iterator[None]:
+    """Errors of ``variant`` name it (and the experiment file)."""
+    try:
+        yield
+    except ConfigError as err:
+        raise type(err)(f"variant {variant.name!r}: {err.message}",
+                        file=err.file or str(exp.source), path=err.path,
+                        line=err.line) from None
+    except SimtopoError as err:
+        raise type(err)(f"{exp.source}: variant {variant.name!r}: {err}") from None
