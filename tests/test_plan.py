@@ -210,3 +210,21 @@ def test_tensor_slicing_beyond_the_p2p_limit(ultra8):
     with pytest.raises(PlanError) as info:
         make_plan(graph, m, ultra8, PlanSpec(tp=32))
     assert "tensor slicing over 32 SoCs exceeds ultra8's P2P limit of 16" in str(info.value)
+
+
+@pytest.mark.parametrize("spec", [PlanSpec(tp=8), PlanSpec(tp=4, pp=2), PlanSpec(pp=4)])
+def test_a_plan_remembers_its_own_layout_as_laying_it_out_again_gives(ultra8, spec):
+    """make_plan keeps the layout it made for its graph; layout() of the same graph returns
+    it, equal to laying the graph out afresh, and another graph is laid out on its own."""
+    from simtopo.plan.layouts import shard_stages
+    from simtopo.workload.decoders import load_model
+    from simtopo.workload.opgraph import Precision, build_graph, decode_shape
+
+    model = load_model("llama-2-70b")
+    graph = build_graph(model, decode_shape(1, 100, compiled_context=2048))
+    plan = make_plan(graph, model, ultra8, spec)
+    fresh = shard_stages(graph, model, plan.stages, Precision(), plan.rules)
+    assert plan.layout(graph) == fresh
+    other = build_graph(model, decode_shape(4, 100, compiled_context=2048))
+    assert plan.layout(other) == shard_stages(other, model, plan.stages, Precision(),
+                                              plan.rules) != fresh

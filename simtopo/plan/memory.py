@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import networkx as nx
 
@@ -82,8 +83,33 @@ def minimum_socs(graph: nx.DiGraph, model: DecoderSpec, topo: Topology, family: 
                  ) -> int | None:
     """Smallest SoC count of a plan family that fits: ``tp`` (weight-mode tensor parallel,
     the size must divide the heads) or ``pp`` (a pipeline of one SoC per stage), with the
-    activations of ``graphs`` (the other passes it runs) as :func:`check_fit` counts them."""
+    activations of ``graphs`` (the other passes it runs) as :func:`check_fit` counts them.
+    Found once per process for each model, topology, family, passes and plan options (a
+    sweep or the advisor asks it for every layout that does not fit)."""
     base = spec or PlanSpec()
+    passes = [_pass_key(g) for g in (graph, *graphs)]
+    if any(p[1] is None for p in passes):  # not a built decoder pass: nothing to key it by
+        return _minimum_socs(graph, model, topo, family, batch, context, reserve, base, graphs)
+    key = (model, topo.fingerprint, family, batch, context, reserve, base.model_dump_json(),
+           *passes)
+    if key not in _MINIMUM:
+        _MINIMUM[key] = _minimum_socs(graph, model, topo, family, batch, context, reserve,
+                                      base, graphs)
+    return _MINIMUM[key]
+
+
+_MINIMUM: dict[tuple[Any, ...], int | None] = {}
+""":func:`minimum_socs` found so far in this process."""
+
+
+def _pass_key(graph: nx.DiGraph) -> tuple[Any, ...]:
+    """What a decoder's pass graph is built from (its model, shape and precision)."""
+    return (graph.graph.get("model"), graph.graph.get("shape"), graph.graph.get("precision"))
+
+
+def _minimum_socs(graph: nx.DiGraph, model: DecoderSpec, topo: Topology, family: str,
+                  batch: int, context: int, reserve: float, base: PlanSpec,
+                  graphs: Sequence[nx.DiGraph]) -> int | None:
     limit = len(topo.socs)
     # every plan holds every weight at least once over its SoCs: fewer than ``first`` SoCs
     # cannot hold the weights, so the search starts there

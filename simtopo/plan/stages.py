@@ -206,11 +206,14 @@ def make_plan(graph: nx.DiGraph, model: DecoderSpec, topo: Topology, spec: PlanS
     whole = Stage(index=0, name="all", devices=tuple(devices[:spec.tp]),
                   logical=tuple(range(spec.tp)), cores=(cores,) * spec.tp,
                   ops=tuple(nx.topological_sort(graph)), mode=spec.mode)
-    times = op_times(graph, model, whole, precision, spec.split_rules, soc_model,
-                     topo.node(devices[0]))
-    weight = [sum(times[n] for n in group) for group in layers]
-    counts = split_layers(weight, spec.pp, sum(times[n] for n in head),
-                          sum(times[n] for n in tail))
+    if spec.pp == 1:  # one stage holds every layer: nothing to balance
+        counts = [len(layers)]
+    else:
+        times = op_times(graph, model, whole, precision, spec.split_rules, soc_model,
+                         topo.node(devices[0]))
+        weight = [sum(times[n] for n in group) for group in layers]
+        counts = split_layers(weight, spec.pp, sum(times[n] for n in head),
+                              sum(times[n] for n in tail))
     groups, start = [], 0
     for s, count in enumerate(counts):
         ops = [n for group in layers[start:start + count] for n in group]
@@ -241,9 +244,12 @@ def make_plan(graph: nx.DiGraph, model: DecoderSpec, topo: Topology, spec: PlanS
                         f"of {limit} (platform.max_p2p_group)")
     for stages in replicas:
         check_connections(topo, [d for s in stages for d in s.devices], pairs)
-    shards, comms, handoffs = shard_stages(graph, model, replicas[0], precision,
-                                           spec.split_rules)
-    return PartitionPlan(model=model.name, stages=replicas[0], replicas=tuple(replicas),
+    laid_out = shard_stages(graph, model, replicas[0], precision, spec.split_rules)
+    shards, comms, handoffs = laid_out
+    plan = PartitionPlan(model=model.name, stages=replicas[0], replicas=tuple(replicas),
                          shards=shards, comms=tuple(comms), handoffs=tuple(handoffs),
                          p2p_pairs=pairs, decoder=model, rules=spec.split_rules,
                          mode=spec.mode)
+    if precision == (graph.graph.get("precision") or Precision()):
+        plan._layouts[id(graph)] = (graph, laid_out)  # what plan.layout(graph) would find
+    return plan
