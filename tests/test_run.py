@@ -235,3 +235,22 @@ def test_the_bands_runs_reuse_the_set_up_and_give_what_a_fresh_set_up_gives():
     graph.edges[u, w]["latency_s"] += 1e-6
     with pytest.raises(ValueError, match="only transfer settings and the host hand-off"):
         rebased(setup, changed, topo.derived(graph=graph))
+
+
+@pytest.mark.parametrize("name", ["tp4-host", "tp2-p2p"])
+def test_a_run_without_spans_has_the_same_summary(name):
+    """Sweeps, the advisor and the band run without the timeline's spans and flows (the
+    report's figures and trace need them, no metric does): the summary is the same."""
+    from dataclasses import replace
+
+    from simtopo.results.run import run_variant
+    from simtopo.spec.experiment import load_experiment
+
+    (v,) = [v for v in load_experiment(CARD).variants if v.name == name]
+    v = replace(v, workload=v.workload.model_copy(update={"prompt": 64, "generate": 8}))
+    full, bare = run_variant(v), run_variant(v, spans=False)
+    assert any(run.spans for stage in full.profiles["prefill"].stages
+               for _, run, _ in stage.blocks)
+    assert not any(run.spans or run.flows for stage in bare.profiles["prefill"].stages
+                   for _, run, _ in stage.blocks)
+    assert bare.summary() == full.summary()

@@ -271,7 +271,7 @@ def evaluate(point: Point, variant: Variant, fingerprint: str,
     try:
         if variant.workload.kind == "load":
             return record(point, fingerprint, summary=_load_summary(run_load(variant)))
-        result = run_variant(variant, memo=memo, mode=mode)
+        result = run_variant(variant, memo=memo, mode=mode, spans=False)  # a record: no timeline
     except SimtopoError as err:
         message = str(err).replace("\n", " ")
         return record(point, fingerprint, error=f"{point.key}: {message}")
