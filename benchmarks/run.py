@@ -1,12 +1,13 @@
 """Benchmark: ``simtopo run experiments/ultra8.yaml`` end to end, and the simulation alone.
 
 End to end is the command as a user runs it, in a fresh process (interpreter start, imports,
-the simulation of every variant, the table, the report with its figures and trace). The
-simulation alone is ``simtopo.run`` in this process after a warm-up (no report), with and
-without the speed-up band (two more runs of each P2P/host-routed pair). Prints the
-median (and min, max) of ``--repeat`` runs; ``--output`` records them in
+the simulation of every variant, the table, the report with its figures and trace), with its
+default ``--jobs`` (the CPU count: the band's runs and the figures in forked processes). The
+simulation alone is ``simtopo.run`` in this process after a warm-up (no report, one
+process), with and without the speed-up band (two more runs of each P2P/host-routed pair).
+Prints the median (and min, max) of ``--repeat`` runs; ``--output`` records them in
 ``benchmarks/results/run.json``.
-Target: under 10 s end to end on a 2-core machine, the simulation well under that.
+Target (issue 15): under 3 s end to end on a 2-core machine.
 
     python benchmarks/run.py [--repeat 5] [--experiment experiments/ultra8.yaml]
 """

@@ -1,5 +1,5 @@
-"""Time a 1,000-point sweep of decode predictions on ultra8 (target: under 2 minutes on a
-2-core machine).
+"""Time a 1,000-point sweep of decode predictions on ultra8 (target, issue 15: under 10 s on
+2 processes of a 2-core machine).
 
 The points: 5 decoders (7B to 70B) x tensor-parallel size 1-16 x P2P or host-routed x fp16
 or mxfp6 weights x 5 compiled context lengths x batch 1 or 8, each a 128-token prompt and 128
