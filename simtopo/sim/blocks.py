@@ -40,7 +40,9 @@ half (the last run aside) gives the period that stands in for the rest."""
 
 SETTLED = 3
 """A replica whose last this many runs took the same time has settled into a period of one
-run; once every replica has, the window ends there, and that run stands in for the rest."""
+run; once every replica has, at one period for all, the window ends there, and that run
+stands in for the rest (a decode schedule of one request group settles the same way:
+:mod:`simtopo.sim.pipeline`)."""
 
 SETTLED_TOLERANCE = 1e-9
 """Relative difference below which two runs take "the same time" (:data:`SETTLED`)."""
@@ -107,6 +109,14 @@ def settled(runs: Sequence[float]) -> bool:
     return len(last) == SETTLED and max(last) - min(last) <= SETTLED_TOLERANCE * max(last)
 
 
+def all_settled(lengths: Sequence[Sequence[float]]) -> bool:
+    """Whether every replica's runs have :func:`settled`, at one period for all."""
+    if not all(settled(x) for x in lengths):
+        return False
+    last = [x[-1] for x in lengths]
+    return max(last) - min(last) <= SETTLED_TOLERANCE * max(last)
+
+
 def _runs(topo: Topology, params: TransferSpec, tasks: Sequence[Task],
           groups: Sequence[tuple[str, ...]], runs: int, offsets: Sequence[float],
           memo: dict[Any, Any] | None, spans: list[Span] | None, solo: bool = False
@@ -132,7 +142,7 @@ def _runs(topo: Topology, params: TransferSpec, tasks: Sequence[Task],
             record = spans if (i == 0 and k == 0) else None
             yield env.process(run_tasks(fab, coll, tasks, devices, track, record, counts[i]))
             lengths[i].append(env.now - start)
-            if runs > 1 and not stop.triggered and all(settled(x) for x in lengths):
+            if runs > 1 and not stop.triggered and all_settled(lengths):
                 stop.succeed()
 
     everyone = [env.process(replica(i, devices)) for i, devices in enumerate(groups)]
@@ -172,7 +182,7 @@ def run_block(topo: Topology, params: TransferSpec, tasks: Sequence[Task],
         lengths, _, _ = _runs(topo, params, tasks, groups, window, offsets, memo, None)
         simulated = max(simulated, *(len(x) for x in lengths))
         for runs in lengths:
-            if all(settled(x) for x in lengths):  # every run so far had company
+            if all_settled(lengths):  # every run so far had company
                 steady, done = runs[-1:], runs
             else:
                 steady = runs[window // 2:-1] or runs[-1:]

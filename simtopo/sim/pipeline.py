@@ -18,16 +18,9 @@ from typing import Any
 import simpy
 from simpy.events import AllOf, AnyOf, Event
 
+from . import blocks
 from .profiles import PassProfile, interpolate
 from .setup import Setup, groups_and_steps
-
-SETTLED = 3
-"""Decode steps every request group repeats at one period, with no forward pass pending and
-every step priced alike (compiled shapes), before the rest of the generation is laid out at
-that period instead of simulated."""
-
-SETTLED_TOLERANCE = 1e-9
-"""Relative difference below which two steps take "the same time" (:data:`SETTLED`)."""
 
 
 @dataclass
@@ -188,27 +181,32 @@ def run_pipeline(shape: Pipeline, profiles: dict[str, PassProfile],
     on the same environment) runs: everything with ``all_live``, else the work that starts
     while a forward pass is pending.
 
-    With compiled shapes every decode step is priced alike, so once no forward pass is
-    pending the groups settle into a periodic schedule; when every group's last
-    :data:`SETTLED` steps took one period, the rest of the generation is laid out at that
-    period (:func:`_extrapolate`) instead of simulated step by step."""
+    With compiled shapes and one request group per replica every decode step after the
+    prefill is the same chain of durations; once every replica's last ``blocks.SETTLED`` steps
+    took one period, the rest of the generation is laid out at that period
+    (:func:`_extrapolate`) instead of simulated step by step."""
     env = simpy.Environment()
     passes = _Passes(env, shape, profiles, round_trip, live(env) if live else None, all_live)
     replicas, groups = range(shape.replicas), range(shape.groups)
     token_times: list[list[list[float]]] = [[[] for _ in groups] for _ in replicas]
     prefill_end = [[0.0] * shape.groups for _ in replicas]
     decode_steps: list[tuple[float, float]] = []
-    steady = shape.kind == "llm" and shape.compiled and not all_live and shape.steps > SETTLED
+    # one request group per replica never queues for a stage: once no prefill is pending
+    # every compiled step is the same chain of durations (with several groups, steps can keep
+    # equal gaps while a stage's queue still grows, and the last steps speed up as groups
+    # finish: those are simulated step by step)
+    steady = shape.kind == "llm" and shape.compiled and not all_live and shape.groups == 1 \
+        and shape.steps > blocks.SETTLED
     stop = env.event()
     decoding_from = [math.inf]  # when the last forward pass ended
 
     def settled() -> bool:
+        n = blocks.SETTLED
         for per_replica in token_times:
             for times in per_replica:
-                if len(times) < SETTLED + 2 or times[-SETTLED - 1] < decoding_from[0]:
-                    return False
-                gaps = [times[-i] - times[-i - 1] for i in range(1, SETTLED + 1)]
-                if max(gaps) - min(gaps) > SETTLED_TOLERANCE * max(gaps):
+                if len(times) < n + 2 or times[-n - 1] < decoding_from[0] or \
+                        not blocks.settled([b - a for a, b in zip(times[-n - 1:-1],
+                                                                 times[-n:], strict=True)]):
                     return False
         return True
 
