@@ -73,3 +73,16 @@ def test_the_cli_report_is_the_same_in_one_process_and_in_several(tmp_path):
     assert sorted(p.name for p in one.iterdir()) == sorted(p.name for p in two.iterdir())
     for path in one.iterdir():
         assert path.read_bytes() == (two / path.name).read_bytes(), path.name
+
+
+@forks
+def test_a_worker_that_dies_is_an_error_not_a_hang():
+    from concurrent.futures.process import BrokenProcessPool
+
+    def die(i):
+        if i == 1:
+            os._exit(3)
+        return i
+
+    with Forked(die, 3, 1) as forked, pytest.raises(BrokenProcessPool):
+        forked.results()

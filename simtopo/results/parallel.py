@@ -32,8 +32,9 @@ def worker_init() -> None:
 
 
 def can_fork() -> bool:
-    """Whether this platform forks processes (Linux, most Unixes; not Windows)."""
-    return "fork" in multiprocessing.get_all_start_methods()
+    """Whether work is forked here: on Linux (macOS can fork, but forking after numpy and
+    matplotlib are loaded is unsafe there, which is why Python spawns by default)."""
+    return sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
 
 
 def _call(index: int) -> Any:
@@ -50,21 +51,24 @@ class Forked:
         self.function, self.count = function, count
         self.pool: Any = None
         if workers > 0 and count > 0 and can_fork():
+            from concurrent.futures import ProcessPoolExecutor
+
             _JOB.append(function)
-            try:
-                self.pool = multiprocessing.get_context("fork").Pool(
-                    min(workers, count), initializer=worker_init)
+            try:  # a fork context starts every worker at the first submit: they inherit _JOB
+                self.pool = ProcessPoolExecutor(min(workers, count),
+                                                multiprocessing.get_context("fork"),
+                                                initializer=worker_init)
+                self.pending = [self.pool.submit(_call, i) for i in range(count)]
             finally:
                 _JOB.pop()
-            self.pending = self.pool.map_async(_call, range(count), chunksize=1)
 
     def results(self) -> list[Any]:
-        """Every answer, in order (waiting for the workers)."""
+        """Every answer, in order (waiting for the workers; a worker that dies raises
+        ``BrokenProcessPool`` rather than leaving this waiting)."""
         if self.pool is None:
             return [self.function(i) for i in range(self.count)]
-        answers = self.pending.get()
-        self.pool.close()
-        self.pool.join()
+        answers = [future.result() for future in self.pending]
+        self.pool.shutdown()
         self.pool = None
         return answers
 
@@ -72,6 +76,8 @@ class Forked:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.pool is not None:
-            self.pool.terminate()
-            self.pool.join()
+        if self.pool is not None:  # left early: stop the workers now
+            for process in list(getattr(self.pool, "_processes", {}).values()):
+                process.terminate()
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None
