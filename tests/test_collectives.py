@@ -322,3 +322,15 @@ def test_a_ring_on_an_idle_fabric_simulates_one_step_of_each_kind(ultra8, monkey
     assert link_bytes(fab.net.records) == pytest.approx(link_bytes(ref_fab.net.records))
     per_step = len(ref_fab.net.records) // (2 * (n - 1))
     assert len(started) == 2 * per_step  # one reducing step and one plain step
+
+
+def test_a_memo_refuses_another_topology_or_setting(ultra8):
+    from simtopo.engine.collectives import Collectives
+    from simtopo.engine.transfers import Fabric
+
+    memo: dict = {}
+    Collectives(Fabric.create(ultra8), memo)
+    Collectives(Fabric.create(ultra8), memo)  # the same: shared
+    other = ultra8.transfer.model_copy(update={"chunk": 1e6})
+    with pytest.raises(ValueError, match="another topology or transfer setting"):
+        Collectives(Fabric.create(ultra8, other), memo)

@@ -115,7 +115,12 @@ class Collectives:
         self.memo = {} if memo is None else memo
         """What was found so far: host-routed algorithms chosen, by (op, ring, size), and runs
         on an idle fabric (:mod:`simtopo.engine.memo`); pass one dict to several instances on
-        the same topology and settings to find each once."""
+        the same topology and settings to find each once (another topology or setting is
+        refused: :func:`simtopo.sim.setup.memo_for` keeps one dict for each)."""
+        settings = (self.topo.fingerprint, self.params.model_dump_json())
+        if self.memo.setdefault(("settings",), settings) != settings:
+            raise ValueError("this collective memo belongs to another topology or transfer "
+                             "setting (simtopo.sim.setup.memo_for keeps one for each)")
         self.label = label
         """Label of every flow these collectives start (the network records it)."""
         self.solo = solo
@@ -267,7 +272,8 @@ class Collectives:
             # the usual winner first, so that slower trials can stop at the best time so far
             for name in sorted(candidates, key=lambda a: a != "host-staged"):
                 protocol = self.protocol(op, ring, size, name, "host")
-                took = self._idle(op, name, ring, size, "host", protocol, best_time).time_s
+                trial = self._idle(op, name, ring, size, "host", protocol, best_time)
+                took = math.inf if trial is None else trial.elapsed_s
                 if took < best_time * (1 - 1e-12) or (
                         took <= best_time * (1 + 1e-12)
                         and candidates.index(name) < candidates.index(best)):
@@ -300,16 +306,16 @@ class Collectives:
     def _start(self, op: str, name: str, ring: list[str], size: float, mode: str,
                protocol: str) -> Event:
         if self.solo:
-            self._idle(op, name, ring, size, mode, protocol)
-            known = self.memo[("idle", op, tuple(ring), float(size), mode, name, protocol)]
+            known = self._idle(op, name, ring, size, mode, protocol)
+            assert known is not None
             return self.env.process(idle.replay(self.fab.net, known, self.label))
         return self.env.process(self._run(op, name, ring, size, mode, protocol))
 
     def _idle(self, op: str, name: str, ring: list[str], size: float, mode: str,
-              protocol: str, until: float = math.inf) -> CollectiveResult:
+              protocol: str, until: float = math.inf) -> idle.IdleRun | None:
         """The collective alone on a fresh fabric from time zero, remembered in :attr:`memo`
-        (so that what a run gives never depends on what ran before it); a run still going at
-        ``until`` is abandoned and returns a time of infinity."""
+        (so that what a run gives never depends on what ran before it); ``None`` for a run
+        still going at ``until`` (abandoned)."""
         key = ("idle", op, tuple(ring), float(size), mode, name, protocol)
         if key not in self.memo:
             fab = Fabric.create(self.topo, self.params, record=True)
@@ -317,9 +323,11 @@ class Collectives:
             done = fab.env.process(alone._run(op, name, ring, size, mode, protocol))
             fab.env.run(until=None if math.isinf(until) else until * 1.000001)
             if not done.triggered:
-                return CollectiveResult(op, name, mode, tuple(ring), size, math.inf, protocol)
+                return None
             self.memo[key] = idle.IdleRun(done.value, done.value.time_s, tuple(fab.net.records))
-        return self.memo[key].value
+        known = self.memo[key]
+        assert isinstance(known, idle.IdleRun)
+        return known
 
     def _algorithm(self, op: str, ring: list[str], size: float, mode: str,
                    algorithm: str) -> str:
