@@ -254,6 +254,10 @@ def record(point: Point, fingerprint: str, summary: Mapping[str, Any] | None = N
     return out
 
 
+MEMO_SETTINGS = 32
+"""Topology and transfer settings a process keeps the collective memo of, per topology file
+(beyond that it starts afresh: a memo holds every flow of the collectives it remembers)."""
+
 _MEMO: dict[str, dict[str, dict[Any, Any]]] = {}
 """What collectives were found to do (host-routed algorithms chosen, runs on an idle fabric),
 shared by the points a process evaluates, by the content digest of their topology file (never
@@ -268,6 +272,8 @@ def evaluate(point: Point, variant: Variant, fingerprint: str,
     from ..results.run import run_load, run_variant
 
     memo = _MEMO.setdefault(topology, {}) if topology else {}
+    if len(memo) > MEMO_SETTINGS:  # a sweep over transfer settings: keep memory bounded
+        memo.clear()
     try:
         if variant.workload.kind == "load":
             return record(point, fingerprint, summary=_load_summary(run_load(variant)))

@@ -166,7 +166,7 @@ def check_fit(plan: PartitionPlan, graph: nx.DiGraph, model: DecoderSpec | None,
     message = f"{name} does not fit on {socs} SoC{'s' if socs > 1 else ''} per replica: {worst}"
     if model is None:
         raise PlanError(message)
-    base = PlanSpec(connection="p2p" if plan.p2p_pairs else "host",
+    base = PlanSpec(connection=plan.talks,
                     cores=min(plan.stages[0].cores), rules=dict(plan.rules))
     options = []
     for family, label in (("tp", "tensor parallel (weight mode) on {}"),

@@ -67,6 +67,12 @@ class PartitionPlan:
                 return stage.index
         raise KeyError(op)
 
+    @property
+    def talks(self) -> str:
+        """``p2p`` when some pair is declared peer-to-peer, else ``host``: how the plan's
+        devices talk, as results name it."""
+        return "p2p" if self.p2p_pairs else "host"
+
     def connection(self, a: int, b: int) -> str:
         """``p2p`` or ``host`` between two logical devices."""
         return "p2p" if frozenset((a, b)) in self.p2p_pairs else "host"

@@ -174,5 +174,5 @@ def _result(setup: Setup, sim: Simulation, metrics: dict[str, float], moved: Cou
     return VariantResult(variant.name, inputs, metrics,
                          _socs(plan, timeline, compute_by_stage, setup.memory, step), links,
                          _algorithms(sim.profiles), setup.memory, setup.host, plan, setup.topo,
-                         timeline, sim.profiles, "p2p" if plan.p2p_pairs else "host",
+                         timeline, sim.profiles, plan.talks,
                          variant.description, simulation)

@@ -123,7 +123,7 @@ def run(experiment: str | Path | Experiment, variants: Sequence[str] | None = No
                 setups[variant.name] = setup_variant(variant, link_model, soc_model)
     by_name = {v.name: v for v in chosen}
     pairs = [(by_name[a], by_name[b]) for a, b in connection_pairs(
-        [(s.variant.name, "p2p" if s.plan.p2p_pairs else "host", s.variant.inputs())
+        [(s.variant.name, s.plan.talks, s.variant.inputs())
          for s in setups.values()])] if band else []
     runs = band_runs(pairs)
     topologies: dict[str, Topology] = {}

@@ -153,16 +153,19 @@ def _runs(topo: Topology, params: TransferSpec, tasks: Sequence[Task],
 def run_block(topo: Topology, params: TransferSpec, tasks: Sequence[Task],
               groups: Sequence[tuple[str, ...]], record_spans: bool = True,
               memo: dict[Any, Any] | None = None, repeat: int = 1,
-              phases: Sequence[float] = ALIGNED) -> BlockRun:
+              phases: Sequence[float] = ALIGNED, contend: bool | None = None) -> BlockRun:
     """Run ``tasks`` on every device group of ``groups`` (one per replica) and return the time
     of one run. With ``repeat`` > 1 the block runs back to back, every replica free running,
     :data:`WINDOW` times for each of ``phases`` (replica ``i`` starting ``i`` x phase x one
     aligned run late), or until every replica has settled, and ``repeat`` runs are the
     window's runs plus its steady period for the rest; the time is the mean over phases and
     replicas, per run. ``memo`` carries what collectives were found to do between blocks
-    (see :class:`Collectives`)."""
+    (see :class:`Collectives`); ``contend`` is :func:`interacting` of the groups (found when
+    not given)."""
     spans: list[Span] = []
-    solo = len(groups) == 1 or not interacting(topo, groups, tasks)
+    if contend is None:  # whether the groups' collectives can meet (:func:`interacting`)
+        contend = interacting(topo, groups, tasks)
+    solo = len(groups) == 1 or not contend
     lengths, fab, counts = _runs(topo, params, tasks, groups, 1, [0.0] * len(groups), memo,
                                  spans if record_spans else None, solo)
     aligned = max((x[0] for x in lengths), default=0.0)
@@ -221,9 +224,10 @@ def profile_pass(plan: PartitionPlan, graph: nx.DiGraph, topo: Topology, params:
             if times == 0 or not tasks:
                 continue
             moved += sum(t.bytes for t in tasks if isinstance(t, ComputeTask)) * times
-            repeat = times if times > 1 and interacting(topo, groups, tasks) else 1
+            contend = interacting(topo, groups, tasks)
+            repeat = times if times > 1 and contend else 1
             run = run_block(topo, params, tasks, groups, record_spans, memo, repeat,
-                            phases)
+                            phases, contend)
             blocks.append((name, run, times))
             seconds += run.seconds * times
             compute += run.compute_s * times
