@@ -245,19 +245,49 @@ def test_memoized_simulation_matches_the_full_one(variant, changes):
         assert fast[metric] == pytest.approx(full[metric], rel=1e-6), metric
 
 
+def _same_timeline(fast, slow):
+    assert fast.makespan == pytest.approx(slow.makespan, rel=1e-9)
+    for a, b in zip(fast.token_times, slow.token_times, strict=True):
+        for x, y in zip(a, b, strict=True):
+            assert x == pytest.approx(y, rel=1e-9)
+
+    def flat(rows):
+        return [x for row in rows for x in row]
+
+    assert flat(fast.decode_steps) == pytest.approx(flat(slow.decode_steps), rel=1e-9)
+    assert flat(fast.stage_busy) == pytest.approx(flat(slow.stage_busy), rel=1e-9)
+    assert fast.passes == slow.passes and fast.prefill_end == slow.prefill_end
+
+
+def _both(shape, profiles, trip):
+    """(with the periodic shortcut, every step simulated, whether the shortcut ran)."""
+    from simtopo.sim import pipeline
+
+    stretched = []
+    original = pipeline._stretched
+
+    def counted(*args):
+        stretched.append(True)
+        return original(*args)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pipeline, "_stretched", counted)
+        fast = run_pipeline(shape, profiles, trip)
+        patch.setattr(pipeline, "TAIL", 10**6)  # simulate every step
+        slow = run_pipeline(shape, profiles, trip)
+    return fast, slow, bool(stretched)
+
+
 @settings(max_examples=80, deadline=None)
 @given(stages=st.integers(1, 6), groups=st.integers(1, 8), replicas=st.integers(1, 2),
        chunks=st.integers(1, 3), seed=st.integers(0, 10**6))
-def test_a_settled_decode_schedule_is_laid_out_as_simulating_it_would(
+def test_a_periodic_decode_schedule_is_stretched_as_simulating_it_would(
         stages, groups, replicas, chunks, seed):
-    """Compiled decode steps all cost the same, so with one request group per replica the
-    steps after the prefill repeat one period; laying the rest of the generation out at it
-    gives every token time, step, busy time, pass count and the makespan that simulating each
-    step gives. Several groups are simulated step by step (their gaps can stay equal while a
-    stage's queue still grows, and the last steps speed up as groups finish)."""
+    """Compiled decode steps all cost the same, so the schedule becomes periodic once no
+    prefill is pending; putting the periods back into a shorter run gives every token time,
+    step, busy time, pass count and the makespan that simulating each step gives, queues
+    filling and groups finishing included (continuous random stage times)."""
     import random
-
-    from simtopo.sim import pipeline
 
     rnd = random.Random(seed)
     decode = profile([rnd.uniform(0.5e-3, 3.5e-3) for _ in range(stages)],
@@ -266,26 +296,23 @@ def test_a_settled_decode_schedule_is_laid_out_as_simulating_it_would(
     shape = Pipeline(stages, replicas=replicas, groups=groups, forward_passes=chunks,
                      steps=60)
     trip = (rnd.choice([0.0, rnd.uniform(0.1e-3, 2e-3)]), rnd.choice([0.0, 0.1e-3]))
-    laid_out = []
-    extrapolate = pipeline._extrapolate
+    fast, slow, _ = _both(shape, llm(prefill, decode), trip)
+    _same_timeline(fast, slow)
 
-    def counted(*args):
-        laid_out.append(True)
-        return extrapolate(*args)
 
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(pipeline, "_extrapolate", counted)
-        fast = run_pipeline(shape, llm(prefill, decode), trip)
-        patch.setattr(pipeline.blocks, "SETTLED", 10**6)  # simulate every step
-        slow = run_pipeline(shape, llm(prefill, decode), trip)
-    assert bool(laid_out) == (groups == 1)  # where it runs, it gives what simulating gives
-    assert fast.makespan == pytest.approx(slow.makespan, rel=1e-9)
-    for a, b in zip(fast.token_times, slow.token_times, strict=True):
-        for x, y in zip(a, b, strict=True):
-            assert x == pytest.approx(y, rel=1e-9)
-    def flat(rows):
-        return [x for row in rows for x in row]
-
-    assert flat(fast.decode_steps) == pytest.approx(flat(slow.decode_steps), rel=1e-9)
-    assert flat(fast.stage_busy) == pytest.approx(flat(slow.stage_busy), rel=1e-9)
-    assert fast.passes == slow.passes and fast.prefill_end == slow.prefill_end
+@pytest.mark.parametrize("stages, groups, replicas, chunks, times, handoff, prefill, trip", [
+    # a reviewer's case: equal token gaps for a while as a stage's queue still grows
+    (3, 8, 2, 2, [1.959e-3, 2.064e-3, 1.933e-3], 0.658e-3, [5.519e-3, 5.226e-3, 6.635e-3],
+     (2e-3, 0.0)),
+    # and one where the last steps speed up as groups finish
+    (4, 7, 1, 1, [1.782e-3, 2.122e-3, 0.653e-3, 2.828e-3], 0.591e-3, [8e-3] * 4, (0.0, 0.0)),
+    (32, 32, 1, 1, [2e-3] * 32, 0.1e-3, [10e-3] * 32, (1e-3, 0.1e-3)),  # the advisor's pp32
+])
+def test_known_hard_pipelines_are_stretched_exactly(stages, groups, replicas, chunks, times,
+                                                   handoff, prefill, trip):
+    shape = Pipeline(stages, replicas=replicas, groups=groups, forward_passes=chunks,
+                     steps=400)
+    fast, slow, ran = _both(shape, llm(profile(prefill, 1.63e-3), profile(times, handoff)),
+                            trip)
+    assert ran
+    _same_timeline(fast, slow)

@@ -41,8 +41,7 @@ half (the last run aside) gives the period that stands in for the rest."""
 SETTLED = 3
 """A replica whose last this many runs took the same time has settled into a period of one
 run; once every replica has, at one period for all, the window ends there, and that run
-stands in for the rest (a decode schedule of one request group settles the same way:
-:mod:`simtopo.sim.pipeline`)."""
+stands in for the rest."""
 
 SETTLED_TOLERANCE = 1e-9
 """Relative difference below which two runs take "the same time" (:data:`SETTLED`)."""

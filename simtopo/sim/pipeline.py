@@ -10,15 +10,15 @@ live by a runner on the same environment (:mod:`simtopo.sim.driver`).
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import simpy
 from simpy.events import AllOf, AnyOf, Event
 
-from . import blocks
 from .profiles import PassProfile, interpolate
 from .setup import Setup, groups_and_steps
 
@@ -83,8 +83,8 @@ class _Passes:
         self.resources = [[simpy.Resource(env, capacity=1) for _ in range(shape.stages)]
                           for _ in range(shape.replicas)]
         self.busy = [[0.0] * shape.stages for _ in range(shape.replicas)]
-        self.decoded = [[0] * shape.stages for _ in range(shape.replicas)]
-        """Decode passes each stage of each replica has finished."""
+        self.log: list[tuple[float, tuple[Any, ...]]] | None = None
+        """Every stage event in time order, when looking for a periodic schedule."""
         self.passes: Counter[tuple[str, int]] = Counter()
         self.decode = {int(k.split("@")[1]): p for k, p in profiles.items()
                        if k.startswith("decode@")}
@@ -137,18 +137,23 @@ class _Passes:
         elif self.token_s > 0:
             yield self.env.timeout(self.token_s)
 
-    def through(self, r: int, kind: str, key: Any,
-                left_first: Event | None = None) -> Generator[Event, Any, None]:
+    def through(self, r: int, kind: str, key: Any, left_first: Event | None = None,
+                group: int = -1) -> Generator[Event, Any, None]:
         """One pass through every stage of replica ``r``; ``left_first`` fires when it leaves
-        the first stage (the next chunk or micro-batch may enter)."""
+        the first stage (the next chunk or micro-batch may enter). With :attr:`log` on, the
+        pass's arrival, start and end at each stage are logged for request group ``group``."""
         for s in range(self.shape.stages):
             if s > 0:
                 yield from self.handoff(r, s, key)
             with self.resources[r][s].request() as turn:
+                if self.log is not None:
+                    self.log.append((self.env.now, ("arrive", r, s, group)))
                 yield turn
+                if self.log is not None:
+                    self.log.append((self.env.now, ("start", r, s, group)))
                 self.busy[r][s] += yield from self.stage_pass(r, s, key)
-                if kind == "decode":
-                    self.decoded[r][s] += 1
+                if self.log is not None:
+                    self.log.append((self.env.now, ("end", r, s, group)))
                 if r == 0:
                     self.passes[(kind, s)] += 1
             if s == 0 and left_first is not None:
@@ -181,34 +186,49 @@ def run_pipeline(shape: Pipeline, profiles: dict[str, PassProfile],
     on the same environment) runs: everything with ``all_live``, else the work that starts
     while a forward pass is pending.
 
-    With compiled shapes and one request group per replica every decode step after the
-    prefill is the same chain of durations; once every replica's last ``blocks.SETTLED`` steps
-    took one period, the rest of the generation is laid out at that period
-    (:func:`_extrapolate`) instead of simulated step by step."""
+    With compiled shapes every decode step costs the same, so once no forward pass is pending
+    the schedule becomes periodic: every stage event of the last period (each pass's arrival,
+    start and end, each token) repeats the period before, shifted by one period. From there
+    it repeats for ever, until request groups start to finish; so the run is simulated again
+    with that many periods fewer (:data:`TAIL` steps before the first group would finish
+    are kept) and the periods are put back in (:func:`_stretched`)."""
+    point = None
+    if shape.kind == "llm" and shape.compiled and live is None and not all_live:
+        point = _simulate(shape, profiles, round_trip, None, False, look=True)[1]
+    if point is not None:
+        t_star, period, done = point
+        skip = shape.steps - done - TAIL
+        if skip > 0:
+            short = replace(shape, steps=shape.steps - skip)
+            timeline, _ = _simulate(short, profiles, round_trip, None, False)
+            return _stretched(timeline, shape, profiles, t_star, period, skip)
+    return _simulate(shape, profiles, round_trip, live, all_live)[0]
+
+
+TAIL = 3
+"""Decode steps, before the first request group would finish, that are always simulated."""
+
+PERIOD_TOLERANCE = 1e-9
+"""Relative difference within which two periods' events are the same (plus float rounding
+of the absolute times)."""
+
+
+def _simulate(shape: Pipeline, profiles: dict[str, PassProfile], round_trip: tuple[float, float],
+              live: Callable[[simpy.Environment], Any] | None, all_live: bool,
+              look: bool = False) -> tuple[Timeline, tuple[float, float, int] | None]:
+    """The pass level step by step; with ``look``, it stops where the schedule has become
+    periodic and returns (that time, the period, the fewest decode steps any group has
+    done) as well."""
     env = simpy.Environment()
     passes = _Passes(env, shape, profiles, round_trip, live(env) if live else None, all_live)
     replicas, groups = range(shape.replicas), range(shape.groups)
     token_times: list[list[list[float]]] = [[[] for _ in groups] for _ in replicas]
     prefill_end = [[0.0] * shape.groups for _ in replicas]
     decode_steps: list[tuple[float, float]] = []
-    # one request group per replica never queues for a stage: once no prefill is pending
-    # every compiled step is the same chain of durations (with several groups, steps can keep
-    # equal gaps while a stage's queue still grows, and the last steps speed up as groups
-    # finish: those are simulated step by step)
-    steady = shape.kind == "llm" and shape.compiled and not all_live and shape.groups == 1 \
-        and shape.steps > blocks.SETTLED
     stop = env.event()
     decoding_from = [math.inf]  # when the last forward pass ended
-
-    def settled() -> bool:
-        n = blocks.SETTLED
-        for per_replica in token_times:
-            for times in per_replica:
-                if len(times) < n + 2 or times[-n - 1] < decoding_from[0] or \
-                        not blocks.settled([b - a for a, b in zip(times[-n - 1:-1],
-                                                                 times[-n:], strict=True)]):
-                    return False
-        return True
+    if look:
+        passes.log = []
 
     def group(r: int, g: int) -> Generator[Event, Any, None]:
         kind = "prefill" if shape.kind == "llm" else "forward"
@@ -225,41 +245,83 @@ def run_pipeline(shape: Pipeline, profiles: dict[str, PassProfile],
         for step in range(shape.steps):
             start = env.now
             yield from passes.token_in(r)
-            yield env.process(passes.through(r, "decode", shape.first_context + step))
+            yield env.process(passes.through(r, "decode", shape.first_context + step,
+                                             group=g))
             yield from passes.logits_out(r)
             token_times[r][g].append(env.now)
+            if passes.log is not None:
+                passes.log.append((env.now, ("token", r, -1, g)))
             if r == 0 and g == 0:
                 decode_steps.append((start, env.now))
-            if steady and not stop.triggered and settled():
-                stop.succeed()
+                times = token_times[0][0]
+                if look and not stop.triggered and len(times) > 2 and \
+                        _repeats(passes.log, times[-1], times[-1] - times[-2],
+                                 decoding_from[0], shape.replicas * shape.groups):
+                    stop.succeed()
 
     everyone = [env.process(group(r, g)) for r in replicas for g in groups]
     env.run(until=AnyOf(env, [stop, AllOf(env, everyone)]))
-    makespan = env.now
-    if stop.triggered:
-        makespan = _extrapolate(shape, passes, token_times, decode_steps)
     if shape.kind != "llm":
         prefill_end = [[0.0] for _ in replicas]
-    return Timeline(token_times, prefill_end, passes.busy, passes.passes, makespan,
-                    decode_steps)
+    timeline = Timeline(token_times, prefill_end, passes.busy, passes.passes, env.now,
+                        decode_steps)
+    if not stop.triggered:
+        return timeline, None
+    t_star = token_times[0][0][-1]
+    done = min(len(times) - 1 for per_replica in token_times for times in per_replica)
+    return timeline, (t_star, t_star - token_times[0][0][-2], done)
 
 
-def _extrapolate(shape: Pipeline, passes: _Passes, token_times: list[list[list[float]]],
-                 decode_steps: list[tuple[float, float]]) -> float:
-    """Lay out every group's remaining tokens at its settled period, add the decode passes
-    still to run to each stage's busy time and count, and return the makespan."""
-    for per_replica in token_times:
+def _repeats(log: list[tuple[float, tuple[Any, ...]]], now: float, period: float,
+             since: float, groups: int) -> bool:
+    """Whether the stage events of the last ``period`` before ``now`` (just before: events
+    at ``now`` itself may still be coming) are those of the period before, one period later,
+    every one of the ``groups`` request groups (of all replicas) taking part, and both
+    periods after ``since``. The log is trimmed to them."""
+    edge = 1e-6 * period  # windows end just before now: events at now are still coming
+    if not period > 0 or now - 2 * period - edge <= since:
+        return False
+    times = [t for t, _ in log]
+    first = bisect_left(times, now - 2 * period - edge)
+    middle = bisect_left(times, now - period - edge)
+    last = bisect_left(times, now - edge)
+    del log[:first]
+    earlier, later = log[:middle - first], log[middle - first:last - first]
+    if len(earlier) != len(later) or len({(e[1], e[3]) for _, e in later}) != groups:
+        return False
+    tolerance = PERIOD_TOLERANCE * period + 1e-12 * now
+    return all(a[1] == b[1] and abs(b[0] - a[0] - period) <= tolerance
+               for a, b in zip(sorted(earlier, key=_by_event), sorted(later, key=_by_event),
+                               strict=True))
+
+
+def _by_event(entry: tuple[float, tuple[Any, ...]]) -> tuple[Any, ...]:
+    return (entry[1], entry[0])
+
+
+def _stretched(short: Timeline, shape: Pipeline, profiles: dict[str, PassProfile],
+               t_star: float, period: float, skip: int) -> Timeline:
+    """``short`` (the run with ``skip`` decode steps fewer per group) with ``skip`` periods
+    put back at ``t_star``, where its schedule is periodic: every later event moves by
+    ``skip`` periods, and each group gains ``skip`` tokens one period apart."""
+    shift = skip * period
+    edge = 1e-6 * period
+    tokens = []
+    for per_replica in short.token_times:
+        rows = []
         for times in per_replica:
-            period, last = times[-1] - times[-2], times[-1]
-            times.extend(last + k * period for k in range(1, shape.steps + 2 - len(times)))
-    first = token_times[0][0]
-    decode_steps.extend((first[k - 1], first[k]) for k in range(len(decode_steps) + 1,
-                                                                 len(first)))
-    stages = passes._profile(shape.first_context).stages
-    for r in range(shape.replicas):
-        for s in range(shape.stages):
-            left = shape.groups * shape.steps - passes.decoded[r][s]
-            passes.busy[r][s] += left * stages[s].seconds
-            if r == 0:
-                passes.passes[("decode", s)] += left
-    return max(times[-1] for per_replica in token_times for times in per_replica)
+            before = [t for t in times if t <= t_star + edge]
+            after = [t for t in times if t > t_star + edge]
+            rows.append(before + [after[0] + k * period for k in range(skip)]
+                        + [t + shift for t in after])
+        tokens.append(rows)
+    first = tokens[0][0]
+    steps = [(first[k], first[k + 1]) for k in range(len(first) - 1)]
+    stages = (profiles[f"decode@{max(int(k.split('@')[1]) for k in profiles if '@' in k)}"]
+              .stages)
+    busy = [[b + skip * shape.groups * stages[s].seconds for s, b in enumerate(row)]
+            for row in short.stage_busy]
+    passes = Counter(short.passes)
+    for s in range(shape.stages):
+        passes[("decode", s)] += skip * shape.groups
+    return Timeline(tokens, short.prefill_end, busy, passes, short.makespan + shift, steps)
