@@ -307,6 +307,12 @@ def test_a_periodic_decode_schedule_is_stretched_as_simulating_it_would(
     # and one where the last steps speed up as groups finish
     (4, 7, 1, 1, [1.782e-3, 2.122e-3, 0.653e-3, 2.828e-3], 0.591e-3, [8e-3] * 4, (0.0, 0.0)),
     (32, 32, 1, 1, [2e-3] * 32, 0.1e-3, [10e-3] * 32, (1e-3, 0.1e-3)),  # the advisor's pp32
+    # a group decoding while another's prefill chunks are still in the stages
+    (4, 2, 1, 7, [0.0019350733943076573, 0.0009654231211598681, 0.0006642719811925324,
+                  0.0018731749452897762], 0.0,
+     [0.06831583023039099, 0.09155610846349847, 0.06578325115795852, 0.0019511881471269599],
+     (0.0, 0.0)),
+    (4, 6, 1, 3, [0.0, 0.0, 0.0, 1e-3], 0.0, [8e-3] * 4, (0.0, 0.0)),  # free stages
 ])
 def test_known_hard_pipelines_are_stretched_exactly(stages, groups, replicas, chunks, times,
                                                    handoff, prefill, trip):

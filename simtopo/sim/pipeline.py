@@ -192,33 +192,34 @@ def run_pipeline(shape: Pipeline, profiles: dict[str, PassProfile],
     it repeats for ever, until request groups start to finish; so the run is simulated again
     with that many periods fewer (:data:`TAIL` steps before the first group would finish
     are kept) and the periods are put back in (:func:`_stretched`)."""
-    point = None
-    if shape.kind == "llm" and shape.compiled and live is None and not all_live:
-        point = _simulate(shape, profiles, round_trip, None, False, look=True)[1]
-    if point is not None:
-        t_star, period, done = point
-        skip = shape.steps - done - TAIL
-        if skip > 0:
-            short = replace(shape, steps=shape.steps - skip)
-            timeline, _ = _simulate(short, profiles, round_trip, None, False)
-            return _stretched(timeline, shape, profiles, t_star, period, skip)
-    return _simulate(shape, profiles, round_trip, live, all_live)[0]
+    if not (shape.kind == "llm" and shape.compiled and live is None and not all_live):
+        return _simulate(shape, profiles, round_trip, live, all_live)[0]
+    timeline, point = _simulate(shape, profiles, round_trip, None, False, look=True)
+    if point is None:  # never periodic: simulated to the end already
+        return timeline
+    t_star, period, ahead = point
+    skip = shape.steps - ahead - TAIL
+    if skip <= 0:
+        return _simulate(shape, profiles, round_trip, None, False)[0]
+    short = replace(shape, steps=shape.steps - skip)
+    return _stretched(_simulate(short, profiles, round_trip, None, False)[0], shape, profiles,
+                      t_star, period, skip)
 
 
 TAIL = 3
 """Decode steps, before the first request group would finish, that are always simulated."""
 
 PERIOD_TOLERANCE = 1e-9
-"""Relative difference within which two periods' events are the same (plus float rounding
-of the absolute times)."""
+"""Relative difference within which two periods' events are the same (plus a few units in
+the last place of the absolute times)."""
 
 
 def _simulate(shape: Pipeline, profiles: dict[str, PassProfile], round_trip: tuple[float, float],
               live: Callable[[simpy.Environment], Any] | None, all_live: bool,
               look: bool = False) -> tuple[Timeline, tuple[float, float, int] | None]:
     """The pass level step by step; with ``look``, it stops where the schedule has become
-    periodic and returns (that time, the period, the fewest decode steps any group has
-    done) as well."""
+    periodic and returns (that time, the period, the most decode steps any group has done:
+    the group that finishes first) as well."""
     env = simpy.Environment()
     passes = _Passes(env, shape, profiles, round_trip, live(env) if live else None, all_live)
     replicas, groups = range(shape.replicas), range(shape.groups)
@@ -268,8 +269,8 @@ def _simulate(shape: Pipeline, profiles: dict[str, PassProfile], round_trip: tup
     if not stop.triggered:
         return timeline, None
     t_star = token_times[0][0][-1]
-    done = min(len(times) - 1 for per_replica in token_times for times in per_replica)
-    return timeline, (t_star, t_star - token_times[0][0][-2], done)
+    ahead = max(len(times) - 1 for per_replica in token_times for times in per_replica)
+    return timeline, (t_star, t_star - token_times[0][0][-2], ahead)
 
 
 def _repeats(log: list[tuple[float, tuple[Any, ...]]], now: float, period: float,
@@ -289,7 +290,7 @@ def _repeats(log: list[tuple[float, tuple[Any, ...]]], now: float, period: float
     earlier, later = log[:middle - first], log[middle - first:last - first]
     if len(earlier) != len(later) or len({(e[1], e[3]) for _, e in later}) != groups:
         return False
-    tolerance = PERIOD_TOLERANCE * period + 1e-12 * now
+    tolerance = PERIOD_TOLERANCE * period + 64 * math.ulp(now)
     return all(a[1] == b[1] and abs(b[0] - a[0] - period) <= tolerance
                for a, b in zip(sorted(earlier, key=_by_event), sorted(later, key=_by_event),
                                strict=True))
