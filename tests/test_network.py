@@ -286,3 +286,20 @@ def test_rates_after_every_solve_are_the_max_min_of_all_flows_in_flight(seed, n_
                             rng.choice([1e4, 1e6, 4e6, 3e7]), "host" if kind > 0.85 else "p2p"))
     env.run()
     assert checked[0] == net.solves > 0  # every solve was checked
+
+
+def test_resources_are_built_once_and_every_network_has_its_own(ultra8):
+    """A network's resources are a copy of those built once for the topology and settings:
+    the same names and capacities as building them afresh, and a cross-socket share one
+    network adds on first use is not in another's."""
+    from simtopo.engine.resources import Resources
+
+    params = ultra8.transfer
+    a, b = Resources.of(ultra8, params), Resources.of(ultra8, params)
+    fresh = Resources(ultra8, params)
+    assert a.names == fresh.names and np.array_equal(a.capacity, fresh.capacity)
+    assert a is not b and a.index is not b.index
+    a._add("xs:test|only", 1e9)
+    assert "xs:test|only" in a.index and "xs:test|only" not in b.index
+    assert len(b.capacity) == len(fresh.capacity)
+    assert Resources.of(ultra8, params).names == fresh.names

@@ -71,7 +71,7 @@ class Network:
         self.params = params if params is not None else topo.transfer
         self.record = record
         self.records: list[FlowRecord] = []
-        self.res = Resources(topo, self.params)
+        self.res = Resources.of(topo, self.params)
 
         # flow classes: a class is a set of resources; its members share one rate
         self._class_of_key: dict[tuple[int, ...], int] = {}

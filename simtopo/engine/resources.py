@@ -16,7 +16,9 @@
 
 from __future__ import annotations
 
+import copy
 import math
+import weakref
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -91,6 +93,20 @@ class Resources:
         self._route_cache: dict[tuple[Any, ...], tuple[int, ...]] = {}
         self._names_cache: dict[tuple[int, ...], tuple[str, ...]] = {}
 
+    @classmethod
+    def of(cls, topo: Topology, params: TransferSpec) -> Resources:
+        """The resources of ``topo`` under ``params``, built once per topology and settings:
+        each network gets its own copy (it adds cross-socket shares as it finds them)."""
+        built = _BUILT.setdefault(topo, {})
+        key = params.model_dump_json()
+        if key not in built:
+            built[key] = cls(topo, params)
+        own = copy.copy(built[key])
+        own.index = dict(own.index)
+        own._route_cache = dict(own._route_cache)
+        own._names_cache = dict(own._names_cache)
+        return own
+
     def names_of(self, indices: tuple[int, ...]) -> tuple[str, ...]:
         """The names of resources ``indices`` (a flow's, for its record)."""
         found = self._names_cache.get(indices)
@@ -133,6 +149,9 @@ class Resources:
         self.capacity = np.append(self.capacity, capacity)
         self.endpoint = np.append(self.endpoint, False)
 
+
+_BUILT: weakref.WeakKeyDictionary[Any, dict[str, Resources]] = weakref.WeakKeyDictionary()
+"""The resources built so far, by topology (while it lives) and settings."""
 
 HANDOFF = "handoff"
 """The name :func:`footprint` gives the host's hand-off threads (a shared resource)."""
