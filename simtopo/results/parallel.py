@@ -62,12 +62,22 @@ class Forked:
             finally:
                 _JOB.pop()
 
-    def results(self) -> list[Any]:
+    def results(self, progress: Callable[[int], None] | None = None) -> list[Any]:
         """Every answer, in order (waiting for the workers; a worker that dies raises
-        ``BrokenProcessPool`` rather than leaving this waiting)."""
+        ``BrokenProcessPool`` rather than leaving this waiting). ``progress(i)`` is called in
+        this process as work ``i`` starts here, or as its answer arrives from a worker."""
         if self.pool is None:
-            return [self.function(i) for i in range(self.count)]
-        answers = [future.result() for future in self.pending]
+            answers = []
+            for i in range(self.count):
+                if progress:
+                    progress(i)
+                answers.append(self.function(i))
+            return answers
+        answers = []
+        for i, future in enumerate(self.pending):
+            answers.append(future.result())
+            if progress:
+                progress(i)
         self.pool.shutdown()
         self.pool = None
         return answers

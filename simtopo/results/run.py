@@ -151,13 +151,9 @@ def run(experiment: str | Path | Experiment, variants: Sequence[str] | None = No
                 if variant.load is not None:
                     loads.append(run_load(variant, link_model))
         result = Result(exp.name, exp.description, str(exp.source), results, loads)
-        if runs and progress and forked.pool is None:
-            answers = []
-            for i, (variant, favour) in enumerate(runs):
-                progress(f"band: {variant.name} with constants favouring {favour}")
-                answers.append(band_run(i))
-        else:
-            answers = forked.results()
+        answers = forked.results(progress and (
+            lambda i: progress(f"band: {runs[i][0].name} with constants favouring "
+                               f"{runs[i][1]}")))
     metrics = {}
     for (variant, favour), (status, value) in zip(runs, answers, strict=True):
         if status != "ok":
