@@ -82,7 +82,7 @@ def test_throughput_ranks_by_tokens_per_second_and_pipelines_serve_groups():
 
 
 def test_leading_layouts_whose_stages_contend_are_simulated_again(monkeypatch):
-    """The screen is memoized; a leader whose memoized numbers miss contention is simulated
+    """The screen leaves contention out; a leader whose screen missed contention is simulated
     again in the auto mode and the ranking redone, until the leaders are all exact."""
     import simtopo.analysis.advisor as advisor_module
 
@@ -111,7 +111,7 @@ def test_leading_layouts_whose_stages_contend_are_simulated_again(monkeypatch):
     kept = [c for c in ranked if c.kept]
     # the progress counts every simulation as it finishes: the screen's layouts, then each
     # refinement adds one to the total
-    screen = sum(mode == "memoized" for _, mode in calls)
+    screen = sum(mode == "screen" for _, mode in calls)
     assert [(done, total) for done, total, _ in ticks] == (
         [(i, screen) for i in range(screen + 1)] + [(screen + 1, screen + 1),
                                                     (screen + 2, screen + 2)])
@@ -121,6 +121,39 @@ def test_leading_layouts_whose_stages_contend_are_simulated_again(monkeypatch):
     assert [c.layout.label for c in kept] == ["tp4 pp1 p2p", "tp1 pp4 host", "tp2 pp2 host"]
     assert [c.approximate for c in kept] == ["", "", ""]
     assert [k for k, mode in calls if mode == "auto"] == ["tp1 pp4 host", "tp2 pp2 host"]
+
+
+def test_the_screen_is_optimistic_and_the_leaders_are_exact(monkeypatch):
+    """Against every layout simulated in ``auto`` (``exact``): the screen's numbers are exact
+    where nothing contends and optimistic where replicas or stages do, and the leaders the
+    advisor re-simulates are the exact ranking's."""
+    import simtopo.analysis.advisor as advisor_module
+
+    def ranked(**options):
+        return [c for c in advise("llama-2-13b", TOPOLOGY, WORKLOAD, "throughput",
+                                  executor="serial", socs=4, **options) if c.kept]
+
+    exact = {c.layout: c for c in ranked(exact=True)}
+    assert not any(c.approximate for c in exact.values())
+    leaders = ranked()
+    with monkeypatch.context() as patch:
+        patch.setattr(advisor_module, "REFINED", 0)  # the screen alone
+        screened = ranked()
+    assert {c.layout for c in screened} == {c.layout for c in leaders} == set(exact)
+    assert exact[Layout(2, 1, 2, connection="host")].metrics["tokens_per_s"] > 0
+    two = next(c for c in screened if c.layout == Layout(2, 1, 2, connection="host"))
+    assert two.approximate.startswith("replicas 0 and 1 both load")
+    for c in screened:
+        truth = exact[c.layout].metrics
+        if c.approximate:
+            assert c.metrics["tokens_per_s"] > truth["tokens_per_s"], c.layout
+            assert c.metrics["ttft_s"] < truth["ttft_s"], c.layout
+        else:
+            assert c.metrics == truth, c.layout
+    best = sorted(exact.values(), key=lambda c: -c.metrics["tokens_per_s"])
+    top = advisor_module.REFINED
+    assert [c.layout for c in leaders[:top]] == [c.layout for c in best[:top]]
+    assert [c.metrics for c in leaders[:top]] == [c.metrics for c in best[:top]]
 
 
 def test_cli_ranks_and_writes_the_best_as_mdp(tmp_path, capsys):

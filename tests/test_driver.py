@@ -10,7 +10,7 @@ import pytest
 from simtopo.engine.resources import HANDOFF, footprint
 from simtopo.results.run import run_variant
 from simtopo.sim.blocks import interacting
-from simtopo.sim.driver import contending_stages, simulate
+from simtopo.sim.driver import SCREEN, contending_replicas, contending_stages, simulate
 from simtopo.sim.setup import setup_variant
 from simtopo.sim.tasks import CommTask
 from simtopo.spec.experiment import load_experiment
@@ -95,6 +95,29 @@ def test_contending_replicas_are_profiled_free_running_and_match_the_full_simula
     full = run_variant(v, mode="full")
     for metric in HEADLINE:
         assert memo.metrics[metric] == pytest.approx(full.metrics[metric], rel=5e-3), metric
+
+
+def test_the_screen_runs_each_replica_as_if_it_were_alone():
+    """The advisor's screen: two host-routed replicas on one card, each profiled alone, take
+    exactly what one replica takes by itself, and no more than they take together."""
+    two = variant("tp4-host", {"prompt": 128, "generate": 6}, {"tp": 2, "replicas": 2,
+                                                                "devices": None})
+    one = variant("tp4-host", {"prompt": 128, "generate": 6}, {"tp": 2, "devices": None})
+    setup = setup_variant(two)
+    shared = footprint(setup.topo, setup.plan.replicas[0][0].devices, "host") & footprint(
+        setup.topo, setup.plan.replicas[1][0].devices, "host")
+    why = contending_replicas(setup)
+    assert why == (f"replicas 0 and 1 both load {sorted(shared)[0]} "
+                   f"(and {len(shared) - 1} more)")
+    assert contending_replicas(setup_variant(one)) == ""
+    screened = simulate(setup, mode=SCREEN)
+    assert screened.reason == why and screened.live == ""
+    alone = simulate(setup_variant(one), mode="memoized")
+    together = simulate(setup, mode="memoized")
+    for shape in ("prefill", "decode@2048"):
+        got = [s.seconds for s in screened.profiles[shape].stages]
+        assert got == [s.seconds for s in alone.profiles[shape].stages], shape
+        assert got[0] < together.profiles[shape].stages[0].seconds, shape
 
 
 def test_modes_are_checked():

@@ -6,7 +6,8 @@ a number of replicas, the cores used per SoC, and P2P or host-routed communicati
 are powers of two (and the SoC count itself); tensor-parallel sizes must divide the heads,
 batch mode the batch. Every candidate goes through the same planning and memory checks as
 ``simtopo run``: one that does not fit, or asks for P2P the platform cannot give, is dropped
-with that check's message. The rest are simulated (in parallel, like a sweep) and ranked:
+with that check's message. The rest are screened (in parallel, like a sweep), the leaders
+simulated again exactly, and ranked:
 
 - ``latency``: time per output token, then time to first token, then fewer SoCs;
 - ``throughput``: tokens per second over all replicas, then fewer SoCs. A pipeline of S
@@ -105,8 +106,8 @@ class Candidate:
     reason: str
     busiest_link: str = ""
     approximate: str = ""
-    """Why the memoized numbers shown may be optimistic (contention between pipeline stages
-    that only ``auto`` simulates), when the layout was not refined."""
+    """Why the screened numbers shown may be optimistic (contention between pipeline stages
+    or between replicas that only ``auto`` simulates), when the layout was not refined."""
 
     @property
     def kept(self) -> bool:
@@ -124,11 +125,13 @@ def _rank_key(objective: str):
     return key
 
 
-def _candidate(layout: Layout, rec: dict[str, Any], refined: bool = False) -> Candidate:
-    """A layout's candidate from its sweep record."""
+def _candidate(layout: Layout, rec: dict[str, Any]) -> Candidate:
+    """A layout's candidate from its sweep record (approximate where the screen left
+    contention out: ``auto`` simulates it)."""
     if rec["status"] != "ok":
         return Candidate(layout, None, rec["error"].removeprefix(f"{layout.label}: "))
-    missed = "" if refined else (rec.get("simulation") or {}).get("reason", "")
+    simulation = rec.get("simulation") or {}
+    missed = simulation.get("reason", "") if simulation.get("mode") != "auto" else ""
     return Candidate(layout, rec["metrics"], _why(rec["metrics"]), rec.get("busiest_link") or "",
                      missed)
 
@@ -145,24 +148,28 @@ def _why(m: dict[str, float]) -> str:
 
 
 REFINED = 3
-"""Leading layouts re-simulated in the default ``auto`` mode when their memoized numbers miss
-contention between pipeline stages (the rest keep the memoized screen)."""
+"""Leading layouts re-simulated in the default ``auto`` mode when their screened numbers miss
+contention between pipeline stages or replicas (the rest keep the screen)."""
 
 
 def advise(model: str, topology: str | Path, workload: WorkloadSpec,
            objective: str = "latency", cores: Sequence[int | None] = (None,),
            executor: str = "local", jobs: int | None = None,
-           socs: int | None = None, progress: Progress | None = None) -> list[Candidate]:
+           socs: int | None = None, progress: Progress | None = None,
+           exact: bool = False) -> list[Candidate]:
     """Candidates ranked by ``objective`` (kept ones first), dropped ones after with their
     reasons. ``socs`` caps the SoCs used (default: all of the topology's). ``progress(done,
     total, record)`` is called as each layout's simulation finishes (the refinements below
     add to the total).
 
-    Every layout is simulated with the memoized shortcuts first. Those shortcuts are
-    optimistic only where pipeline stages in flight together contend (``docs/metrics.md``),
-    so the leading :data:`REFINED` layouts with such contention are simulated again in the
-    ``auto`` mode and the ranking redone, until the leaders are all exact; the others carry
-    :attr:`Candidate.approximate`."""
+    Every layout is screened first (:data:`simtopo.sim.driver.SCREEN`: the memoized
+    shortcuts, each replica's collectives as if it were alone). The screen is optimistic
+    only where pipeline stages in flight together, or replicas, contend
+    (``docs/metrics.md``), so the leading :data:`REFINED` layouts with such contention are
+    simulated again in the ``auto`` mode and the ranking redone, until the leaders are all
+    exact; the others carry :attr:`Candidate.approximate`. ``exact`` simulates every layout
+    in ``auto`` instead (slower: the whole table is exact)."""
+    from ..sim.driver import SCREEN
     from ..workload.modelref import resolve_model
     from .executors import execute
 
@@ -208,14 +215,14 @@ def advise(model: str, topology: str | Path, workload: WorkloadSpec,
 
     if progress is not None:
         progress(0, total, {})
-    screened = collect([task(lay, "memoized") for lay in candidates])
+    screened = collect([task(lay, "auto" if exact else SCREEN) for lay in candidates])
     out = [_candidate(layout, screened[layout.label]) for layout in candidates]
     key = _rank_key(objective)
     kept = sorted((c for c in out if c.kept), key=key)
     while todo := [c for c in kept[:REFINED] if c.approximate]:
         total += len(todo)
         again = collect([task(c.layout, "auto") for c in todo])
-        kept = sorted([_candidate(c.layout, again[c.layout.label], refined=True)
+        kept = sorted([_candidate(c.layout, again[c.layout.label])
                        if c.layout.label in again else c for c in kept], key=key)
     dropped = sorted((c for c in out if not c.kept), key=lambda c: c.layout)
     return kept + dropped
@@ -223,15 +230,18 @@ def advise(model: str, topology: str | Path, workload: WorkloadSpec,
 
 def advise_table(model: str, topology: str | Path, objective: str = "latency",
                  batch: int = 1, prompt: int = 128, generate: int = 128, context: int = 2048,
-                 precision: str = "fp16", jobs: int | None = None) -> pd.DataFrame:
+                 precision: str = "fp16", jobs: int | None = None,
+                 exact: bool = False) -> pd.DataFrame:
     """The sizing advisor's ranked layouts as a DataFrame (kept first, then dropped with
-    their reasons): ``simtopo.advise`` in a notebook."""
+    their reasons; ``approximate`` says why a row's numbers are a screen's, optimistic, and
+    ``exact`` simulates every row exactly): ``simtopo.advise`` in a notebook."""
     import pandas as pd
 
     workload = WorkloadSpec(batch=batch, prompt=prompt, generate=generate, context=context,
                             precision=precision)
     rows = []
-    for rank, c in enumerate(advise(model, topology, workload, objective, jobs=jobs), 1):
+    for rank, c in enumerate(advise(model, topology, workload, objective, jobs=jobs,
+                                    exact=exact), 1):
         row = {"rank": rank if c.kept else None, "layout": c.layout.label,
                "socs": c.layout.socs, "kept": c.kept, "reason": c.reason,
                "approximate": c.approximate}

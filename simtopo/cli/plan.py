@@ -72,9 +72,10 @@ def _table(candidates: list[Any], objective: str, title: str) -> Any:
                       f"{m['memory_max_bytes'] / 1e9:.3g}", c.reason,
                       link_text(c.busiest_link))
     if any(c.approximate for c in candidates):
-        table.caption = ("* memoized numbers, optimistic: its pipeline stages contend while "
-                         "their prefills overlap (the leading layouts are re-simulated; "
-                         "docs/metrics.md)")
+        table.caption = ("* screened numbers, optimistic: its pipeline stages (while their "
+                         "prefills overlap) or its replicas contend, which the screen leaves "
+                         "out (the leading layouts are re-simulated; --exact simulates every "
+                         "layout; docs/metrics.md)")
         table.caption_justify = "left"
     return table
 
@@ -118,7 +119,8 @@ def cmd_advise(args: argparse.Namespace) -> int:
         raise ConfigError("--dim sets ONNX dimensions; the advisor lays out decoders")
     with progress_bar("layouts", True) as progress:
         ranked = advise(args.model, args.topology, workload, args.objective,
-                        _cores(args.cores), jobs=args.jobs, socs=args.socs, progress=progress)
+                        _cores(args.cores), jobs=args.jobs, socs=args.socs, progress=progress,
+                        exact=args.exact)
     kept = [c for c in ranked if c.kept]
     dropped = [c for c in ranked if not c.kept]
     out = console(sys.stdout)
@@ -234,5 +236,8 @@ def register(sub: Any) -> None:
                    help="advisor: local processes")
     p.add_argument("--all", action="store_true",
                    help="advisor: list every layout, kept and dropped")
+    p.add_argument("--exact", action="store_true",
+                   help="advisor: simulate every layout exactly (default: screen them, then "
+                        "re-simulate the leaders whose screen left contention out)")
     add_workload_options(p)
     p.set_defaults(func=cmd_plan)

@@ -205,11 +205,13 @@ def replica_programs(plan: PartitionPlan, programs: Sequence[StageProgram]
 def profile_pass(plan: PartitionPlan, graph: nx.DiGraph, topo: Topology, params: TransferSpec,
                  soc_model: Any, record_spans: bool = True,
                  memo: dict[Any, Any] | None = None,
-                 phases: Sequence[float] = ALIGNED) -> PassProfile:
+                 phases: Sequence[float] = ALIGNED, replicas_contend: bool = True
+                 ) -> PassProfile:
     """Simulate one pass shape: every stage's blocks (all replicas together) and hand-offs;
-    replicas that contend run their repeated layers free running from ``phases``.
-    ``memo`` remembers what collectives were found to do (share it between passes on the
-    same topology and transfer settings)."""
+    replicas that contend run their repeated layers free running from ``phases`` (with
+    ``replicas_contend=False`` each replica's collectives run as if it were alone: optimistic,
+    and cheap). ``memo`` remembers what collectives were found to do (share it between passes
+    on the same topology and transfer settings)."""
     programs = lower(plan, graph, topo, soc_model)
     per_replica = replica_programs(plan, programs)
     stage_passes = []
@@ -223,7 +225,7 @@ def profile_pass(plan: PartitionPlan, graph: nx.DiGraph, topo: Topology, params:
             if times == 0 or not tasks:
                 continue
             moved += sum(t.bytes for t in tasks if isinstance(t, ComputeTask)) * times
-            contend = interacting(topo, groups, tasks)
+            contend = replicas_contend and interacting(topo, groups, tasks)
             repeat = times if times > 1 and contend else 1
             run = run_block(topo, params, tasks, groups, record_spans, memo, repeat,
                             phases, contend)

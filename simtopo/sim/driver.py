@@ -21,6 +21,11 @@ a *pass* costs is where the modes differ:
   is what the profiles cannot see (decode traffic overlaps out of step and barely contends).
 
 Every result says what ran live and why (``Simulation.live``, ``Simulation.reason``).
+
+The sizing advisor screens layouts in a fourth mode, ``screen`` (not offered on the command
+line): memoized, with each replica's collectives as if it were alone. That is optimistic
+wherever replicas contend (``docs/metrics.md`` measures it), so the advisor simulates its
+leading layouts again in ``auto``.
 """
 
 from __future__ import annotations
@@ -49,6 +54,9 @@ from .tasks import CommTask, StageProgram, lower
 MODES = ("auto", "memoized", "full")
 """Simulation modes (see the module docstring)."""
 
+SCREEN = "screen"
+"""The advisor's screening mode (see the module docstring)."""
+
 
 @dataclass
 class Simulation:
@@ -67,7 +75,27 @@ class Simulation:
     reason: str = ""
     """Where the memoized profiles miss contention (pipeline stages whose collectives meet
     while their passes overlap): why ``auto`` runs the prefill phase live. Reported in the
-    ``memoized`` mode too, which runs nothing live."""
+    ``memoized`` mode too, which runs nothing live, and in ``screen``, with the replicas
+    whose contention it left out."""
+
+
+def _footprints(setup: Setup, soc_model: SocModel) -> dict[tuple[int, int], frozenset[str]]:
+    """What the collectives of each (replica, stage) may load (empty where none talk)."""
+    plan = setup.plan
+    programs = replica_programs(plan, lower(plan, setup.forward_graph, setup.topo, soc_model))
+    prints = {}
+    for r, stages in enumerate(programs):
+        for s, program in enumerate(stages):
+            talks = any(isinstance(t, CommTask) and t.size_bytes > 0
+                        for t in program.head + program.layer + program.tail)
+            prints[(r, s)] = footprint(setup.topo, program.stage.devices, program.mode) \
+                if talks else frozenset()
+    return prints
+
+
+def _both_load(what: str, shared: list[str]) -> str:
+    return (f"{what} both load {shared[0]}"
+            + (f" (and {len(shared) - 1} more)" if len(shared) > 1 else ""))
 
 
 def contending_stages(setup: Setup, soc_model: SocModel = DEFAULT_SOC_MODEL) -> str:
@@ -78,20 +106,26 @@ def contending_stages(setup: Setup, soc_model: SocModel = DEFAULT_SOC_MODEL) -> 
     in_flight = w.groups if setup.kind == "llm" else 1
     if len(plan.stages) < 2 or (in_flight < 2 and setup.forward_passes < 2):
         return ""
-    programs = replica_programs(plan, lower(plan, setup.forward_graph, setup.topo, soc_model))
-    prints = {}
-    for r, stages in enumerate(programs):
-        for s, program in enumerate(stages):
-            talks = any(isinstance(t, CommTask) and t.size_bytes > 0
-                        for t in program.head + program.layer + program.tail)
-            prints[(r, s)] = footprint(setup.topo, program.stage.devices, program.mode) \
-                if talks else frozenset()
+    prints = _footprints(setup, soc_model)
     for (_, sa), a in prints.items():
         for (_, sb), b in prints.items():
             shared = sorted(a & b)
             if sa < sb and shared:
-                return (f"stages {sa} and {sb} overlap and both load {shared[0]}"
-                        + (f" (and {len(shared) - 1} more)" if len(shared) > 1 else ""))
+                return _both_load(f"stages {sa} and {sb} overlap and", shared)
+    return ""
+
+
+def contending_replicas(setup: Setup, soc_model: SocModel = DEFAULT_SOC_MODEL) -> str:
+    """Why two replicas' collectives in one stage may contend, or ``""`` (the profiles then
+    run those replicas free running; ``screen`` leaves it out)."""
+    if len(setup.plan.replicas) < 2:
+        return ""
+    prints = _footprints(setup, soc_model)
+    for (ra, sa), a in prints.items():
+        for (rb, sb), b in prints.items():
+            shared = sorted(a & b)
+            if sa == sb and ra < rb and shared:
+                return _both_load(f"replicas {ra} and {rb}", shared)
     return ""
 
 
@@ -171,30 +205,32 @@ def _check_live_work(setup: Setup) -> None:
 def simulate(setup: Setup, soc_model: SocModel = DEFAULT_SOC_MODEL, mode: str = "auto",
              memo: dict[Any, Any] | None = None,
              progress: Callable[[str], None] | None = None, spans: bool = True) -> Simulation:
-    """Simulate a set-up variant in ``mode`` (``auto``, ``memoized`` or ``full``). ``memo``
+    """Simulate a set-up variant in ``mode`` (``auto``, ``memoized``, ``full`` or the
+    advisor's ``screen``). ``memo``
     keeps what collectives were found to do (share it between runs on the same topology and
     transfer settings: :func:`simtopo.sim.setup.memo_for`). ``spans=False`` records no spans
     and flows of the profiled passes (the timeline figures and the trace): for runs whose
     metrics alone are read."""
-    if mode not in MODES:
+    if mode not in (*MODES, SCREEN):
         raise ValueError(f"simulation mode must be one of {', '.join(MODES)} (got {mode!r})")
     memo = {} if memo is None else memo
     plan, topo, params = setup.plan, setup.topo, setup.params
     if mode == "full":
         _check_live_work(setup)
     profiles: dict[str, PassProfile] = {}
+    contend = mode != SCREEN  # replicas contend in the profiles (screen: each alone)
     if progress:
         progress("prefill" if setup.kind == "llm" else "forward pass")
     first = "prefill" if setup.kind == "llm" else "forward"
     profiles[first] = profile_pass(plan, setup.forward_graph, topo, params, soc_model,
-                                   record_spans=spans, memo=memo)
+                                   record_spans=spans, memo=memo, replicas_contend=contend)
     last = max(setup.decode_graphs, default=0)
     for c, graph in setup.decode_graphs.items():
         if progress:
             progress(f"decode at context {c}")
         profiles[f"decode@{c}"] = profile_pass(plan, graph, topo, params, soc_model,
                                                record_spans=spans and c == last, memo=memo,
-                                               phases=SPREAD)
+                                               phases=SPREAD, replicas_contend=contend)
     logits_s = token_s = 0.0
     host_links: Counter[str] = Counter()
     if setup.kind == "llm":
@@ -203,6 +239,8 @@ def simulate(setup: Setup, soc_model: SocModel = DEFAULT_SOC_MODEL, mode: str = 
                                                         token_bytes,
                                                         setup.host_step_s(soc_model))
     reason = contending_stages(setup, soc_model) if mode != "full" else ""
+    if mode == SCREEN:
+        reason = "; ".join(r for r in (reason, contending_replicas(setup, soc_model)) if r)
     run_live = mode == "full" or (mode == "auto" and bool(reason))
     live = (lambda env: _Live(env, setup, soc_model, memo)) if run_live else None
     timeline = run_pipeline(Pipeline.of(setup), profiles, (logits_s, token_s), live,
