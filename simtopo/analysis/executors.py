@@ -101,11 +101,42 @@ class SweepResult:
         return f"<p>{describe(self)}</p>" + self.frame.to_html(index=False, max_rows=60)
 
 
-def _share_key(task: Task) -> str:
+def _graph_key(task: Task) -> str:
+    """What a point's pass graphs are built from (topology, model, workload)."""
     variant = task[1]
-    return json.dumps([task[3], variant.model, variant.workload.precision,
-                       variant.plan.model_dump(mode="json"), variant.transfer], sort_keys=True,
-                      default=str)
+    return json.dumps([task[3], variant.model, variant.workload.model_dump(mode="json")],
+                      sort_keys=True, default=str)
+
+
+def _share_key(task: Task) -> tuple[str, str]:
+    """Points that share pass graphs, then layouts (a P2P plan and its host-routed twin lay
+    the model out alike), side by side."""
+    plan = task[1].plan.model_dump(mode="json")
+    connection = plan.pop("connection")
+    return _graph_key(task), json.dumps([plan, connection, task[1].transfer], sort_keys=True,
+                                        default=str)
+
+
+def _chunks(tasks: Sequence[Task], jobs: int) -> list[list[Task]]:
+    """Neighbours that share pass graphs, in chunks of at most :data:`CHUNK` (and few
+    enough per chunk that every process gets several): a process then finds a graph and a
+    layout once for the chunk, and answers it in one message."""
+    size = max(1, min(CHUNK, len(tasks) // (4 * jobs)))
+    out: list[list[Task]] = []
+    for task in tasks:
+        if out and len(out[-1]) < size and _graph_key(out[-1][0]) == _graph_key(task):
+            out[-1].append(task)
+        else:
+            out.append([task])
+    return out
+
+
+CHUNK = 16
+"""Points per message to a local process, at most."""
+
+
+def _evaluate_all(tasks: Sequence[Task]) -> list[dict[str, Any]]:
+    return [evaluate(*task) for task in tasks]
 
 
 def _serial(tasks: Sequence[Task]) -> Iterator[dict[str, Any]]:
@@ -119,9 +150,9 @@ def _local(tasks: Sequence[Task], jobs: int) -> Iterator[dict[str, Any]]:
     pool = ProcessPoolExecutor(max_workers=jobs, initializer=worker_init)
     finished = False
     try:
-        futures = [pool.submit(evaluate, *task) for task in tasks]
+        futures = [pool.submit(_evaluate_all, chunk) for chunk in _chunks(tasks, jobs)]
         for future in as_completed(futures):
-            yield future.result()
+            yield from future.result()
         finished = True
     finally:
         if not finished:  # interrupted: stop the points in flight now, not when they end

@@ -4,6 +4,7 @@ mapped onto the topology, declared P2P connections checked against it."""
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +21,27 @@ from ..topology.routing import BounceRoute
 from ..workload.cost import Work, op_cost
 from ..workload.opgraph import Precision
 from .layouts import Comm, Handoff, Shard, Stage, check_tp, shard_stages
+
+Layout = tuple[dict[str, Shard], list[Comm], list[Handoff]]
+
+_LAID_OUT: weakref.WeakKeyDictionary[nx.DiGraph, dict[Any, Layout]] = \
+    weakref.WeakKeyDictionary()
+"""What :func:`laid_out` found so far, by graph (while it lives)."""
+
+
+def laid_out(graph: nx.DiGraph, model: DecoderSpec | None, stages: Sequence[Stage],
+             precision: Precision, rules: Sequence[tuple[str, str]] = ()) -> Layout:
+    """:func:`~simtopo.plan.layouts.shard_stages`, found once per process for each graph,
+    model, stage shapes (not devices: a P2P plan and its host-routed twin share it),
+    precision and rules. Read, do not change, what this returns."""
+    key = (model, tuple((s.index, s.name, s.tp, s.mode, s.ops) for s in stages), precision,
+           tuple(rules))
+    known = _LAID_OUT.setdefault(graph, {})
+    if key not in known:
+        if len(known) >= 64:  # a long sweep over one graph: keep the newest
+            known.pop(next(iter(known)))
+        known[key] = shard_stages(graph, model, stages, precision, rules)
+    return known[key]
 
 
 @dataclass(frozen=True)
@@ -51,8 +73,7 @@ class PartitionPlan:
         known = self._layouts.get(id(graph))
         if known is None or known[0] is not graph:
             precision = graph.graph.get("precision") or Precision()
-            known = (graph, shard_stages(graph, self.decoder, self.stages, precision,
-                                         self.rules))
+            known = (graph, laid_out(graph, self.decoder, self.stages, precision, self.rules))
             self._layouts[id(graph)] = known
         return known[1]
 
@@ -181,7 +202,7 @@ def op_times(graph: nx.DiGraph, model: DecoderSpec | None, stage: Stage,
              soc_model: SocModel = DEFAULT_SOC_MODEL, soc: dict | None = None
              ) -> dict[str, float]:
     """Seconds each op's shard takes on one device of ``stage`` (the cost function)."""
-    shards, _, _ = shard_stages(graph, model, [stage], precision, rules)
+    shards, _, _ = laid_out(graph, model, [stage], precision, rules)
     attrs = soc if soc is not None else {}
     return {name: op_cost(Work(s.flops, s.bytes, graph.nodes[name]["op"].precision,
                                s.mxfp6_weights), attrs, stage.cores[0], soc_model).time_s
@@ -250,12 +271,12 @@ def make_plan(graph: nx.DiGraph, model: DecoderSpec, topo: Topology, spec: PlanS
                         f"of {limit} (platform.max_p2p_group)")
     for stages in replicas:
         check_connections(topo, [d for s in stages for d in s.devices], pairs)
-    laid_out = shard_stages(graph, model, replicas[0], precision, spec.split_rules)
-    shards, comms, handoffs = laid_out
+    layout = laid_out(graph, model, replicas[0], precision, spec.split_rules)
+    shards, comms, handoffs = layout
     plan = PartitionPlan(model=model.name, stages=replicas[0], replicas=tuple(replicas),
                          shards=shards, comms=tuple(comms), handoffs=tuple(handoffs),
                          p2p_pairs=pairs, decoder=model, rules=spec.split_rules,
                          mode=spec.mode)
     if precision == (graph.graph.get("precision") or Precision()):
-        plan._layouts[id(graph)] = (graph, laid_out)  # what plan.layout(graph) would find
+        plan._layouts[id(graph)] = (graph, layout)  # what plan.layout(graph) would find
     return plan
