@@ -63,10 +63,31 @@ def link_bytes(records: Iterable[FlowRecord], label: str | None = None) -> Count
     moved: Counter[str] = Counter()
     for rec in records:
         if label is None or rec.label == label:
-            for name in rec.resources:
-                if "->" in name:
-                    moved[name] += rec.size_bytes
+            for name in _links(rec.resources):
+                moved[name] += rec.size_bytes
     return moved
+
+
+def _links(resources: tuple[str, ...]) -> tuple[str, ...]:
+    """The directed links among a flow's resources."""
+    found = _LINKS.get(resources)
+    if found is None:
+        found = _LINKS[resources] = tuple(name for name in resources if "->" in name)
+    return found
+
+
+_LINKS: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+
+def _flow_spans(records: Iterable[FlowRecord]) -> list[Span]:
+    """Each flow on each directed link it crossed."""
+    out = []
+    for rec in records:
+        links = _links(rec.resources)
+        if links:
+            size = f"{rec.size_bytes:.0f} B"
+            out += [Span(name, size, "transfer", rec.start_s, rec.end_s) for name in links]
+    return out
 
 
 def run_tasks(fab: Fabric, coll: Collectives, tasks: Sequence[Task], devices: Sequence[str],
@@ -170,9 +191,7 @@ def run_block(topo: Topology, params: TransferSpec, tasks: Sequence[Task],
     aligned = max((x[0] for x in lengths), default=0.0)
     moved: Counter[str] = Counter(link_bytes(fab.net.records))
     algorithms: Counter[str] = sum(counts, Counter())
-    flows = [Span(name, f"{rec.size_bytes:.0f} B", "transfer", rec.start_s, rec.end_s)
-             for rec in fab.net.records if record_spans
-             for name in rec.resources if "->" in name]
+    flows = _flow_spans(fab.net.records) if record_spans else []
     compute = sum(t.seconds for t in tasks if isinstance(t, ComputeTask))
     if repeat == 1:
         return BlockRun(aligned, compute, spans, moved, algorithms, flows)
