@@ -4,8 +4,10 @@ llama-2-70b, batch 1, a 1,024-token prompt and 1,024 generated tokens (the issue
 tensor-sliced over 16 SoCs of ``ultra8`` P2P and host-routed, and over 64 SoCs of
 ``ultra16-2s`` host-routed (P2P stops at 16 SoCs there). Each is ``run_variant`` in this
 process after a warm-up run of the same configuration, with a fresh collective memo every
-time (nothing carried over between runs); prints the median (min, max) of ``--repeat`` runs,
-and ``--output`` records them in ``benchmarks/results/configs.json``.
+time (nothing carried over between runs): without spans, as sweeps and the advisor evaluate
+a configuration, and with them, as ``simtopo run`` does for its figures and trace. Prints
+the median (min, max) of ``--repeat`` runs, and ``--output`` records them in
+``benchmarks/results/configs.json``.
 Targets (issue 15): tp16 P2P under 0.05 s, host-routed under 0.1 s, tp64 under 0.3 s.
 
     python benchmarks/configs.py [--repeat 5]
@@ -39,9 +41,9 @@ def variant(topology: str, plan: PlanSpec) -> Variant:
                    workload=WorkloadSpec(batch=1, prompt=1024, generate=1024, context=2048))
 
 
-def seconds(v: Variant) -> float:
+def seconds(v: Variant, spans: bool) -> float:
     start = time.perf_counter()
-    run_variant(v)
+    run_variant(v, spans=spans)
     return time.perf_counter() - start
 
 
@@ -55,12 +57,15 @@ def main() -> None:
                                  "processor": platform.machine(), "cpus": os.cpu_count()}}
     for name, (topology, plan) in CASES.items():
         v = variant(topology, plan)
-        seconds(v)  # warm-up: imports, parsed files
-        times = [seconds(v) for _ in range(args.repeat)]
-        figures["cases"][name] = {"median_s": statistics.median(times), "min_s": min(times),
-                                  "max_s": max(times)}
-        print(f"{name:24} median {statistics.median(times):.3f} s  (min {min(times):.3f}, "
-              f"max {max(times):.3f})")
+        row = figures["cases"][name] = {}
+        for spans, prefix in ((False, ""), (True, "with_spans_")):
+            seconds(v, spans)  # warm-up: imports, parsed files
+            times = [seconds(v, spans) for _ in range(args.repeat)]
+            row.update({f"{prefix}median_s": statistics.median(times),
+                        f"{prefix}min_s": min(times), f"{prefix}max_s": max(times)})
+            print(f"{name:24} {'with spans' if spans else 'no spans':10} median "
+                  f"{statistics.median(times):.3f} s  (min {min(times):.3f}, "
+                  f"max {max(times):.3f})")
     record(figures, args.output, "configs")
 
 
