@@ -60,6 +60,32 @@ def test_points_are_the_cross_product_over_the_variants(experiment):
     assert len({p.key for p in points}) == len(points)
 
 
+def test_processes_get_chunks_of_neighbours_that_share_pass_graphs(experiment):
+    """A P2P plan sits next to its host-routed twin (they share a layout), and a chunk never
+    mixes two workloads (each has its own pass graphs)."""
+    from dataclasses import replace
+
+    from simtopo.analysis.executors import _chunks, _share_key
+
+    base = load_experiment(experiment).variants[0]
+    tasks = [(None, replace(base, workload=base.workload.model_copy(update={"context": c}),
+                            plan=base.plan.model_copy(update={"tp": tp, "cores": cores,
+                                                              "connection": link})),
+              "", "digest", "auto")
+             for link in ("p2p", "host") for c in (512, 256) for tp in (1, 2, 4)
+             for cores in (1, 2, 3, 4)]
+    tasks.sort(key=_share_key)
+    shapes = [(t[1].workload.context, t[1].plan.tp, t[1].plan.cores, t[1].plan.connection)
+              for t in tasks]
+    assert shapes[:3] == [(256, 1, 1, "host"), (256, 1, 1, "p2p"), (256, 2, 1, "host")]
+    chunks = _chunks(tasks, jobs=1)  # 48 points: chunks of 48 // 8 = 6
+    assert [len(c) for c in chunks] == [6] * 8
+    assert [t for c in chunks for t in c] == tasks
+    assert all(len({t[1].workload.context for t in c}) == 1 for c in chunks)
+    # 20 points of one workload and 4 of the other, 24 // 8 = 3 a chunk: 7 + 2 chunks
+    assert len(_chunks(tasks[:20] + tasks[-4:], jobs=1)) == 7 + 2
+
+
 def test_each_point_equals_the_same_settings_run_alone(experiment, tmp_path):
     result = run_sweep(experiment, AXES, ["slice"], folder=tmp_path / "out", jobs=2)
     frame = result.frame

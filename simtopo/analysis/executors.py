@@ -121,7 +121,7 @@ def _chunks(tasks: Sequence[Task], jobs: int) -> list[list[Task]]:
     """Neighbours that share pass graphs, in chunks of at most :data:`CHUNK` (and few
     enough per chunk that every process gets several): a process then finds a graph and a
     layout once for the chunk, and answers it in one message."""
-    size = max(1, min(CHUNK, len(tasks) // (4 * jobs)))
+    size = max(1, min(CHUNK, len(tasks) // (8 * jobs)))
     out: list[list[Task]] = []
     for task in tasks:
         if out and len(out[-1]) < size and _graph_key(out[-1][0]) == _graph_key(task):
