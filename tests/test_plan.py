@@ -228,3 +228,20 @@ def test_a_plan_remembers_its_own_layout_as_laying_it_out_again_gives(ultra8, sp
     other = build_graph(model, decode_shape(4, 100, compiled_context=2048))
     assert plan.layout(other) == shard_stages(other, model, plan.stages, Precision(),
                                               plan.rules) != fresh
+
+
+def test_a_layout_is_found_once_per_stage_shape(l7, ultra8):
+    """A P2P plan and its host-routed twin share one layout (devices do not change it);
+    another size does not, and the shared one is what laying it out afresh gives."""
+    from simtopo.plan.layouts import shard_stages
+    from simtopo.workload.opgraph import Precision
+
+    model, graph = l7
+    p2p = make_plan(graph, model, ultra8, PlanSpec(tp=4, connection="p2p"))
+    host = make_plan(graph, model, ultra8, PlanSpec(tp=4, connection="host"))
+    assert p2p.shards is host.shards and p2p.comms == host.comms
+    assert make_plan(graph, model, ultra8, PlanSpec(tp=2)).shards is not p2p.shards
+    precision = graph.graph.get("precision") or Precision()
+    shards, comms, handoffs = shard_stages(graph, model, host.stages, precision)
+    assert shards == p2p.shards and tuple(comms) == p2p.comms
+    assert tuple(handoffs) == p2p.handoffs
