@@ -86,3 +86,14 @@ def test_a_worker_that_dies_is_an_error_not_a_hang():
 
     with Forked(die, 3, 1) as forked, pytest.raises(BrokenProcessPool):
         forked.results()
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_waiting_is_called_between_the_variants_and_the_band(jobs):
+    """The CLI loads its report's modules in ``waiting``, while forked band runs finish."""
+    seen: list[str] = []
+    simtopo.run(CARD, variants=PAIR, jobs=jobs, progress=seen.append,
+                waiting=lambda: seen.append("<waiting>"))
+    at = seen.index("<waiting>")
+    assert seen[:at] == PAIR and seen.count("<waiting>") == 1
+    assert len(seen) > at + 1 and all(s.startswith("band: ") for s in seen[at + 1:])

@@ -64,6 +64,11 @@ def _results_table(result: Result) -> object:
     return table
 
 
+def _load_report() -> None:
+    """Load what writing the report needs (matplotlib and its fonts)."""
+    from ..report import markdown  # noqa: F401
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """``simtopo run``: simulate, print the table, write the report."""
     from ..io.paths import child_path, display_path
@@ -76,6 +81,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     names = args.variant or None
     count = len(names) if names else len(exp.variants)
     jobs = args.jobs or os.cpu_count() or 1
+    # the report's modules (matplotlib) load while forked band runs finish
+    waiting = _load_report if folder is not None and jobs > 1 else None
     err = console(sys.stderr)
     if sys.stderr.isatty() and not args.quiet:
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -96,9 +103,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                            total=max(count, len(seen)))
 
             result = run(exp, names, progress=progress, mode=args.simulation,
-                         band=not args.no_band, jobs=jobs)
+                         band=not args.no_band, jobs=jobs, waiting=waiting)
     else:
-        result = run(exp, names, mode=args.simulation, band=not args.no_band, jobs=jobs)
+        result = run(exp, names, mode=args.simulation, band=not args.no_band, jobs=jobs,
+                     waiting=waiting)
     out = console(sys.stdout)
     if args.json:
         sys.stdout.write(result.to_json())

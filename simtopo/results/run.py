@@ -96,7 +96,8 @@ def run(experiment: str | Path | Experiment, variants: Sequence[str] | None = No
         reduced: bool = False, link_model: LinkModel = DEFAULT_MODEL,
         soc_model: SocModel = DEFAULT_SOC_MODEL,
         progress: Callable[[str], None] | None = None, mode: str = "auto",
-        band: bool = True, jobs: int = 1) -> Result:
+        band: bool = True, jobs: int = 1, waiting: Callable[[], None] | None = None
+        ) -> Result:
     """Run an experiment (a file or a loaded :class:`Experiment`) and return its Result.
 
     ``variants`` restricts the run to those names; ``reduced`` applies the file's ``ci:``
@@ -104,7 +105,9 @@ def run(experiment: str | Path | Experiment, variants: Sequence[str] | None = No
     ``band`` re-runs every P2P/host-routed pair at the ends of the unmeasured constants
     (:mod:`simtopo.results.bands`), so that each speed-up carries its range. With ``jobs`` >
     1 the band's runs go to forked processes while this one simulates the variants
-    (:mod:`simtopo.results.parallel`); the Result is the same.
+    (:mod:`simtopo.results.parallel`); the Result is the same. ``waiting()`` is called once
+    the variants are simulated, while forked band runs may still be going (the CLI loads its
+    report's modules there).
     """
     exp = experiment if isinstance(experiment, Experiment) else load_experiment(experiment,
                                                                                 reduced)
@@ -151,6 +154,8 @@ def run(experiment: str | Path | Experiment, variants: Sequence[str] | None = No
                 if variant.load is not None:
                     loads.append(run_load(variant, link_model))
         result = Result(exp.name, exp.description, str(exp.source), results, loads)
+        if waiting is not None:
+            waiting()
         answers = forked.results(progress and (
             lambda i: progress(f"band: {runs[i][0].name} with constants favouring "
                                f"{runs[i][1]}")))
