@@ -4,10 +4,11 @@ llama-2-70b, batch 1, a 1,024-token prompt and 1,024 generated tokens (the issue
 tensor-sliced over 16 SoCs of ``ultra8`` P2P and host-routed, and over 64 SoCs of
 ``ultra16-2s`` host-routed (P2P stops at 16 SoCs there). Each is ``run_variant`` in this
 process after a warm-up run of the same configuration, with a fresh collective memo every
-time (nothing carried over between runs): without spans, as sweeps and the advisor evaluate
-a configuration, and with them, as ``simtopo run`` does for its figures and trace. Prints
-the median (min, max) of ``--repeat`` runs, and ``--output`` records them in
-``benchmarks/results/configs.json``.
+time (the process's caches of parsed files, pass graphs and layouts stay warm, as in a
+sweep's process): without spans, as sweeps and the advisor evaluate a configuration, and with
+them, as ``simtopo run`` does for its figures and trace. Prints the median (min, max) of
+``--repeat`` runs, and ``--output`` records them in ``benchmarks/results/configs.json``
+(``median_s`` without spans; before 2026-12-05 it was with them).
 Targets (issue 15): tp16 P2P under 0.05 s, host-routed under 0.1 s, tp64 under 0.3 s.
 
     python benchmarks/configs.py [--repeat 5]

@@ -223,25 +223,35 @@ def test_a_plan_remembers_its_own_layout_as_laying_it_out_again_gives(ultra8, sp
     model = load_model("llama-2-70b")
     graph = build_graph(model, decode_shape(1, 100, compiled_context=2048))
     plan = make_plan(graph, model, ultra8, spec)
-    fresh = shard_stages(graph, model, plan.stages, Precision(), plan.rules)
+    def afresh(g):
+        shards, comms, handoffs = shard_stages(g, model, plan.stages, Precision(), plan.rules)
+        return shards, tuple(comms), tuple(handoffs)
+
+    fresh = afresh(graph)
     assert plan.layout(graph) == fresh
     other = build_graph(model, decode_shape(4, 100, compiled_context=2048))
-    assert plan.layout(other) == shard_stages(other, model, plan.stages, Precision(),
-                                              plan.rules) != fresh
+    assert plan.layout(other) == afresh(other) != fresh
 
 
 def test_a_layout_is_found_once_per_stage_shape(l7, ultra8):
     """A P2P plan and its host-routed twin share one layout (devices do not change it);
-    another size does not, and the shared one is what laying it out afresh gives."""
+    another size does not, the shared one is what laying it out afresh gives, and a plan's
+    shards are its own (changing them changes no other plan)."""
     from simtopo.plan.layouts import shard_stages
+    from simtopo.plan.stages import laid_out
     from simtopo.workload.opgraph import Precision
 
     model, graph = l7
+    precision = graph.graph.get("precision") or Precision()
     p2p = make_plan(graph, model, ultra8, PlanSpec(tp=4, connection="p2p"))
     host = make_plan(graph, model, ultra8, PlanSpec(tp=4, connection="host"))
-    assert p2p.shards is host.shards and p2p.comms == host.comms
-    assert make_plan(graph, model, ultra8, PlanSpec(tp=2)).shards is not p2p.shards
-    precision = graph.graph.get("precision") or Precision()
+    shared = laid_out(graph, model, p2p.stages, precision)
+    assert laid_out(graph, model, host.stages, precision) is shared
+    assert p2p.stages[0].devices != host.stages[0].devices or p2p.p2p_pairs != host.p2p_pairs
+    assert laid_out(graph, model, make_plan(graph, model, ultra8, PlanSpec(tp=2)).stages,
+                    precision) is not shared
     shards, comms, handoffs = shard_stages(graph, model, host.stages, precision)
-    assert shards == p2p.shards and tuple(comms) == p2p.comms
+    assert shards == p2p.shards == host.shards and tuple(comms) == p2p.comms == host.comms
     assert tuple(handoffs) == p2p.handoffs
+    del p2p.shards["embed"]
+    assert "embed" in host.shards and "embed" in shared[0]

@@ -86,6 +86,25 @@ def test_processes_get_chunks_of_neighbours_that_share_pass_graphs(experiment):
     assert len(_chunks(tasks[:20] + tasks[-4:], jobs=1)) == 7 + 2
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="the workers must inherit the patch")
+def test_a_bug_part_way_through_a_chunk_keeps_the_points_before_it(monkeypatch):
+    from simtopo.analysis import executors
+
+    def evaluate(point, *rest):
+        if point == 5:
+            raise RuntimeError("a bug at point 5")
+        return {"key": point}
+
+    monkeypatch.setattr(executors, "evaluate", evaluate)  # forked workers inherit it
+    monkeypatch.setattr(executors, "_chunks", lambda tasks, jobs: [list(tasks)])
+    seen = []
+    with pytest.raises(RuntimeError, match="a bug at point 5") as info:
+        for rec in executors._local([(i, None, "", "", "auto") for i in range(8)], 2):
+            seen.append(rec["key"])
+    assert seen == [0, 1, 2, 3, 4]
+    assert 'raise RuntimeError("a bug at point 5")' in str(info.value.__cause__)
+
+
 def test_each_point_equals_the_same_settings_run_alone(experiment, tmp_path):
     result = run_sweep(experiment, AXES, ["slice"], folder=tmp_path / "out", jobs=2)
     frame = result.frame

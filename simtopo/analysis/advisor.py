@@ -130,8 +130,8 @@ def _candidate(layout: Layout, rec: dict[str, Any]) -> Candidate:
     contention out: ``auto`` simulates it)."""
     if rec["status"] != "ok":
         return Candidate(layout, None, rec["error"].removeprefix(f"{layout.label}: "))
-    simulation = rec.get("simulation") or {}
-    missed = simulation.get("reason", "") if simulation.get("mode") != "auto" else ""
+    simulation = rec.get("simulation") or {}  # none: auto, all memoized (exact)
+    missed = simulation.get("reason", "") if simulation.get("mode", "auto") != "auto" else ""
     return Candidate(layout, rec["metrics"], _why(rec["metrics"]), rec.get("busiest_link") or "",
                      missed)
 
@@ -219,12 +219,15 @@ def advise(model: str, topology: str | Path, workload: WorkloadSpec,
     out = [_candidate(layout, screened[layout.label]) for layout in candidates]
     key = _rank_key(objective)
     kept = sorted((c for c in out if c.kept), key=key)
+    failed: list[Candidate] = []  # a refinement that fails drops the layout, with its error
     while todo := [c for c in kept[:REFINED] if c.approximate]:
         total += len(todo)
         again = collect([task(c.layout, "auto") for c in todo])
-        kept = sorted([_candidate(c.layout, again[c.layout.label])
-                       if c.layout.label in again else c for c in kept], key=key)
-    dropped = sorted((c for c in out if not c.kept), key=lambda c: c.layout)
+        redone = [_candidate(c.layout, again[c.layout.label]) if c.layout.label in again
+                  else c for c in kept]
+        failed += [c for c in redone if not c.kept]
+        kept = sorted((c for c in redone if c.kept), key=key)
+    dropped = sorted([*(c for c in out if not c.kept), *failed], key=lambda c: c.layout)
     return kept + dropped
 
 

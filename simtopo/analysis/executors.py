@@ -2,9 +2,11 @@
 
 Executors: ``serial`` (this process), ``local`` (a pool of local processes, the default) and
 ``dask`` (an existing dask.distributed cluster, ``pip install 'simtopo[dask]'``). All give
-the same records: a point's result depends only on its inputs. Points are handed out grouped
-by what they share (topology, model, precision, plan), so that a process's caches of parsed
-files and collective memo (:func:`simtopo.sim.setup.memo_for`) serve its neighbours.
+the same records: a point's result depends only on its inputs. Points are ordered by what
+they share (topology, model and workload, then the plan, a P2P plan next to its host-routed
+twin), and local processes get them in chunks of such neighbours, so that a process's caches
+of parsed files, pass graphs, layouts and collective memo (:func:`simtopo.sim.setup.memo_for`)
+serve them.
 """
 
 from __future__ import annotations
@@ -135,8 +137,22 @@ CHUNK = 16
 """Points per message to a local process, at most."""
 
 
-def _evaluate_all(tasks: Sequence[Task]) -> list[dict[str, Any]]:
-    return [evaluate(*task) for task in tasks]
+class WorkerTraceback(Exception):
+    """Where, in a worker process, the error raised with it came from."""
+
+
+def _evaluate_all(tasks: Sequence[Task]) -> tuple[list[dict[str, Any]], Any]:
+    """The chunk's records, and what stopped it (an error that is not the point's, a bug)
+    with its traceback, or ``None``: the records before it are kept (logged, not redone)."""
+    done = []
+    try:
+        for task in tasks:
+            done.append(evaluate(*task))
+    except Exception as exc:
+        import traceback
+
+        return done, (exc, traceback.format_exc())
+    return done, None
 
 
 def _serial(tasks: Sequence[Task]) -> Iterator[dict[str, Any]]:
@@ -152,7 +168,11 @@ def _local(tasks: Sequence[Task], jobs: int) -> Iterator[dict[str, Any]]:
     try:
         futures = [pool.submit(_evaluate_all, chunk) for chunk in _chunks(tasks, jobs)]
         for future in as_completed(futures):
-            yield from future.result()
+            done, failure = future.result()
+            yield from done
+            if failure is not None:
+                error, text = failure
+                raise error from WorkerTraceback(text)
         finished = True
     finally:
         if not finished:  # interrupted: stop the points in flight now, not when they end

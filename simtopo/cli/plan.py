@@ -176,7 +176,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
         return cmd_advise(args)
     advisor_only = {"--objective": args.objective, "--generate": args.generate,
-                     "--socs": args.socs, "--jobs": args.jobs, "--all": args.all or None}
+                     "--socs": args.socs, "--jobs": args.jobs, "--all": args.all or None,
+                     "--exact": args.exact or None}
     given = [name for name, value in advisor_only.items() if value is not None]
     if given:
         raise ConfigError(f"{', '.join(given)}: advisor options; drop them, or drop the layout "

@@ -4,7 +4,9 @@ mapped onto the topology, declared P2P connections checked against it."""
 from __future__ import annotations
 
 import math
+import threading
 import weakref
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,26 +24,35 @@ from ..workload.cost import Work, op_cost
 from ..workload.opgraph import Precision
 from .layouts import Comm, Handoff, Shard, Stage, check_tp, shard_stages
 
-Layout = tuple[dict[str, Shard], list[Comm], list[Handoff]]
+Layout = tuple[dict[str, Shard], tuple[Comm, ...], tuple[Handoff, ...]]
 
-_LAID_OUT: weakref.WeakKeyDictionary[nx.DiGraph, dict[Any, Layout]] = \
-    weakref.WeakKeyDictionary()
-"""What :func:`laid_out` found so far, by graph (while it lives)."""
+LAYOUTS_KEPT = 128
+"""Layouts :func:`laid_out` keeps (the most recently used; one of llama-2-70b is about
+250 KB)."""
+
+_LAID_OUT: OrderedDict[tuple[Any, ...], tuple[weakref.ref[nx.DiGraph], Layout]] = OrderedDict()
+_LAID_OUT_LOCK = threading.Lock()  # dask workers run points in threads
 
 
 def laid_out(graph: nx.DiGraph, model: DecoderSpec | None, stages: Sequence[Stage],
              precision: Precision, rules: Sequence[tuple[str, str]] = ()) -> Layout:
     """:func:`~simtopo.plan.layouts.shard_stages`, found once per process for each graph,
     model, stage shapes (not devices: a P2P plan and its host-routed twin share it),
-    precision and rules. Read, do not change, what this returns."""
-    key = (model, tuple((s.index, s.name, s.tp, s.mode, s.ops) for s in stages), precision,
-           tuple(rules))
-    known = _LAID_OUT.setdefault(graph, {})
-    if key not in known:
-        if len(known) >= 64:  # a long sweep over one graph: keep the newest
-            known.pop(next(iter(known)))
-        known[key] = shard_stages(graph, model, stages, precision, rules)
-    return known[key]
+    precision and rules. Shared: read, do not change, what this returns."""
+    key = (id(graph), model, tuple((s.index, s.name, s.tp, s.mode, s.ops) for s in stages),
+           precision, tuple(rules))
+    with _LAID_OUT_LOCK:
+        known = _LAID_OUT.get(key)
+        if known is not None and known[0]() is graph:  # not another graph at a reused id
+            _LAID_OUT.move_to_end(key)
+            return known[1]
+    shards, comms, handoffs = shard_stages(graph, model, stages, precision, rules)
+    layout = (shards, tuple(comms), tuple(handoffs))
+    with _LAID_OUT_LOCK:
+        _LAID_OUT[key] = (weakref.ref(graph), layout)
+        while len(_LAID_OUT) > LAYOUTS_KEPT:
+            _LAID_OUT.popitem(last=False)
+    return layout
 
 
 @dataclass(frozen=True)
@@ -65,7 +76,7 @@ class PartitionPlan:
     _groups: dict[tuple[int, ...], str] = field(default_factory=dict, init=False,
                                                 compare=False, repr=False)
 
-    def layout(self, graph: nx.DiGraph) -> tuple[dict[str, Shard], list[Comm], list[Handoff]]:
+    def layout(self, graph: nx.DiGraph) -> Layout:
         """Shards, collectives and hand-offs of the same layout applied to another pass of the
         model (a prefill chunk, a decode step at another context), at that pass's sizes;
         computed once per graph (graphs are not changed once built; read, do not change,
@@ -274,9 +285,10 @@ def make_plan(graph: nx.DiGraph, model: DecoderSpec, topo: Topology, spec: PlanS
     layout = laid_out(graph, model, replicas[0], precision, spec.split_rules)
     shards, comms, handoffs = layout
     plan = PartitionPlan(model=model.name, stages=replicas[0], replicas=tuple(replicas),
-                         shards=shards, comms=tuple(comms), handoffs=tuple(handoffs),
+                         shards=dict(shards), comms=comms, handoffs=handoffs,
                          p2p_pairs=pairs, decoder=model, rules=spec.split_rules,
                          mode=spec.mode)
     if precision == (graph.graph.get("precision") or Precision()):
-        plan._layouts[id(graph)] = (graph, layout)  # what plan.layout(graph) would find
+        # what plan.layout(graph) would find, with the plan's own shards
+        plan._layouts[id(graph)] = (graph, (plan.shards, comms, handoffs))
     return plan

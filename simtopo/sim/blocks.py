@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Generator, Iterable, Sequence
 from dataclasses import replace
+from functools import lru_cache
 from typing import Any
 
 import networkx as nx
@@ -68,15 +69,10 @@ def link_bytes(records: Iterable[FlowRecord], label: str | None = None) -> Count
     return moved
 
 
+@lru_cache(maxsize=4096)
 def _links(resources: tuple[str, ...]) -> tuple[str, ...]:
-    """The directed links among a flow's resources."""
-    found = _LINKS.get(resources)
-    if found is None:
-        found = _LINKS[resources] = tuple(name for name in resources if "->" in name)
-    return found
-
-
-_LINKS: dict[tuple[str, ...], tuple[str, ...]] = {}
+    """The directed links among a flow's resources (found once per route class)."""
+    return tuple(name for name in resources if "->" in name)
 
 
 def _flow_spans(records: Iterable[FlowRecord]) -> list[Span]:
