@@ -32,3 +32,39 @@ def test_bad_graphs(tmp_path, monkeypatch, nodes, message):
     with pytest.raises(ConfigError) as info:
         load_graph("t.yaml")
     assert str(info.value) == message
+
+
+def _graph_run(tmp_path, graph_batch, batch, micro):
+    import yaml
+
+    from simtopo.results.run import run
+
+    text = (ROOT / "experiments" / "mdp" / "pipelined-graph.yaml").read_text()
+    (tmp_path / "g.yaml").write_text(text.replace("\nnodes:", f"\nbatch: {graph_batch}\nnodes:"))
+    (tmp_path / "e.yaml").write_text(yaml.safe_dump({
+        "name": "e", "topology": str(ROOT / "topologies" / "ultra8.yaml"), "model": "g.yaml",
+        "workload": {"kind": "inference", "batch": batch, "micro_batches": micro},
+        "plan": {"mdp": str(ROOT / "experiments" / "mdp" / "mdp_pipelined.json")}}))
+    return run(tmp_path / "e.yaml", band=False).variants[0].metrics
+
+
+def test_a_graph_declares_the_batch_of_its_pass(tmp_path):
+    """Each micro-batch is one pass of the graph: the same passes reported for a graph that
+    declares batch 4 serve 4 times the samples (the ops, and so the times, are the same)."""
+    assert load_graph(ROOT / "experiments" / "mdp" / "pipelined-graph.yaml").graph["batch"] == 1
+    one = _graph_run(tmp_path, 1, 2, 2)
+    four = _graph_run(tmp_path, 4, 8, 2)
+    assert four["latency_s"] == one["latency_s"]
+    assert four["inferences_per_s"] == pytest.approx(4 * one["inferences_per_s"], rel=1e-12)
+    assert four["inferences_per_s"] * four["latency_s"] == pytest.approx(8, rel=1e-12)
+
+
+def test_a_batch_the_graph_does_not_process_is_refused(tmp_path):
+    """A batch-4 graph asked for batch 8 in one micro-batch would report twice the samples it
+    simulated: refused, naming the key and what would be right."""
+    with pytest.raises(ConfigError) as info:
+        _graph_run(tmp_path, 4, 8, 1)
+    assert str(info.value) == (
+        f"{tmp_path / 'e.yaml'}: variant 'e': workload.batch: {tmp_path / 'g.yaml'} processes "
+        "4 sample(s) a pass (the graph's 'batch:'), so 1 micro-batch(es) make a batch of 4, "
+        "not 8")

@@ -48,6 +48,8 @@ def mlp(tmp_path):
 
 def test_mlp_flops_bytes_and_names(tmp_path):
     graph = load_onnx(mlp(tmp_path), dims={"batch": 3})
+    # the model's batch: its input x[batch, 8], the symbolic dimension as given (else 1)
+    assert graph.graph["batch"] == 3 and load_onnx(mlp(tmp_path)).graph["batch"] == 1
     assert list(graph) == ["fc1", "fc1_bias", "Relu_2", "fc2", "softmax", "ln"]
     fc1 = graph.nodes["fc1"]["op"]
     assert fc1.kind == "gemm" and fc1.flops == 2 * 3 * 8 * 16

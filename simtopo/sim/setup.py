@@ -49,6 +49,18 @@ def plan_variant(variant: Variant, ref: ModelRef, graph: nx.DiGraph, topo: Topol
     return make_plan(graph, ref.decoder, topo, spec, precision, soc_model)
 
 
+def check_graph_batch(variant: Variant, graph: nx.DiGraph) -> None:
+    """A fixed graph's pass processes its own batch: the workload's batch must be that times
+    the micro-batches (each micro-batch is one pass), else its throughput would be wrong."""
+    w = variant.workload
+    per_pass = int(graph.graph.get("batch", 1))
+    if w.batch != per_pass * w.micro_batches:
+        source = graph.graph.get("batch_source", "the graph's 'batch:'")
+        raise ConfigError(f"workload.batch: {variant.model} processes {per_pass} sample(s) a "
+                          f"pass ({source}), so {w.micro_batches} micro-batch(es) make a "
+                          f"batch of {per_pass * w.micro_batches}, not {w.batch}")
+
+
 def groups_and_steps(variant: Variant) -> tuple[int, int]:
     """Request groups in flight per replica, and decode steps per group after the first token
     (an inference workload: one forward pass, no steps)."""
@@ -159,6 +171,7 @@ def setup_variant(variant: Variant, link_model: LinkModel = DEFAULT_MODEL,
             graph = ref.graph_for(shape, precision)
         else:
             graph = ref.graph_for(None, precision)
+            check_graph_batch(variant, graph)
         plan = plan_variant(variant, ref, graph, topo, precision, soc_model)
         check_passes(variant, plan, micro)
         memory = check_fit(plan, graph, ref.decoder, topo, w.batch // micro,

@@ -119,4 +119,7 @@ class GraphSpec(Spec):
 
     name: str = "graph"
     description: str = ""
+    batch: int = Field(default=1, ge=1, le=limits.MAX_BATCH)
+    """Samples one pass of the graph processes (its ops' sizes are for this many): a
+    workload's batch is this times its micro-batches."""
     nodes: list[NodeSpec] = Field(min_length=1, max_length=limits.MAX_GRAPH_NODES)

@@ -8,8 +8,9 @@ nodes:
      weights: 32MB, k_in: 4096, n_out: 4096, rows: 64, inputs: [Add_1105]}
 ```
 
-A GEMM with ``k_in``, ``n_out`` and ``rows`` can be split by plan rules (``MatMul_*=M``);
-other ops of such graphs run replicated on every device of a partition.
+``batch`` (default 1) is how many samples one pass of the graph processes: the sizes are
+for that many. A GEMM with ``k_in``, ``n_out`` and ``rows`` can be split by plan rules
+(``MatMul_*=M``); other ops of such graphs run replicated on every device of a partition.
 
 An edge from each name in ``inputs`` carries that producer's ``bytes_written``.
 """
@@ -31,7 +32,7 @@ KINDS = ("gemm", "lm_head", "attention", "norm", "elementwise", "embedding", "co
 def graph_from_spec(spec: GraphSpec, doc: Document | None = None) -> nx.DiGraph:
     """Build the DAG; errors name the node's key path."""
     doc = doc or Document(data=None, file="<graph>")
-    graph = nx.DiGraph(model=spec.name)
+    graph = nx.DiGraph(model=spec.name, batch=spec.batch)
     index: dict[str, int] = {}
     for i, node in enumerate(spec.nodes):
         if node.name in index:

@@ -14,6 +14,8 @@ refer to real nodes. FLOPs:
   shape-only ops (Reshape, Shape, Squeeze, Unsqueeze, Flatten, Identity, Constant) move nothing.
 
 Bytes read are every input tensor (initializers are the weights), bytes written every output.
+The model's batch (samples one pass processes) is the first dimension of its first input that
+is not a weight (a symbolic one takes its value from ``dims``, default 1).
 """
 
 from __future__ import annotations
@@ -86,6 +88,16 @@ def _elements(shape: tuple[int, ...]) -> int:
     return count
 
 
+def _batch(model: Any, info: Mapping[str, tuple[tuple[int, ...], int]],
+           weights: set[str]) -> int:
+    """The first dimension of the first input that is not a weight (1 without one)."""
+    for value in model.graph.input:
+        if value.name not in weights:
+            shape = info.get(value.name, ((), 0))[0]
+            return shape[0] if shape and shape[0] > 0 else 1
+    return 1
+
+
 def load_onnx(path: str | Path, dims: Mapping[str, int] | None = None) -> nx.DiGraph:
     """Read an ONNX file into an op graph (see the module docstring for the cost rules)."""
     onnx = _require_onnx()
@@ -113,7 +125,8 @@ def onnx_graph(model: Any, dims: Mapping[str, int], name: str = "onnx") -> nx.Di
     onnx = _require_onnx()
     info = _tensor_info(onnx, model, dims)
     weights = {init.name for init in model.graph.initializer}
-    graph = nx.DiGraph(model=name)
+    graph = nx.DiGraph(model=name, batch=_batch(model, info, weights),
+                       batch_source="the first dimension of its first input")
     producer: dict[str, str] = {}
     given = [node.name for node in model.graph.node]
     used: set[str] = set()
