@@ -68,3 +68,46 @@ def test_a_batch_the_graph_does_not_process_is_refused(tmp_path):
         f"{tmp_path / 'e.yaml'}: variant 'e': workload.batch: {tmp_path / 'g.yaml'} processes "
         "4 sample(s) a pass (the graph's 'batch:'), so 1 micro-batch(es) make a batch of 4, "
         "not 8")
+
+
+def _spec_run(tmp_path, plan, workload=None):
+    import yaml
+
+    from simtopo.results.run import run
+
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump({
+        "name": "s", "topology": str(ROOT / "topologies" / "ultra8.yaml"),
+        "model": str(ROOT / "experiments" / "mdp" / "pipelined-graph.yaml"),
+        "workload": {"kind": "inference", "batch": 1, **(workload or {})}, "plan": plan}))
+    return run(tmp_path / "s.yaml", band=False).variants[0]
+
+
+def test_a_graph_runs_from_a_parallel_spec_without_an_mdp_config(tmp_path):
+    """One SoC, replicas and a pipeline, no MDP file: replicas that share nothing serve
+    R times the samples in the same time, and a pipeline's stages split the ops (their
+    compute adds up to the one SoC's)."""
+    one = _spec_run(tmp_path, {})
+    four = _spec_run(tmp_path, {"replicas": 4})
+    assert four.metrics["latency_s"] == one.metrics["latency_s"]
+    assert four.metrics["inferences_per_s"] == pytest.approx(
+        4 * one.metrics["inferences_per_s"], rel=1e-12)
+    piped = _spec_run(tmp_path, {"pp": 4}, {"batch": 4, "micro_batches": 4})
+    stages = [s.compute_s for s in piped.profiles["forward"].stages]
+    assert len(stages) == 4 and all(s > 0 for s in stages)
+    assert sum(stages) == pytest.approx(one.profiles["forward"].stages[0].compute_s, rel=1e-12)
+
+
+@pytest.mark.parametrize(("plan", "message"), [
+    ({"tp": 2}, "tensor slicing a graph over 2 devices needs rules naming the GEMMs to split "
+                "(plan: {rules: {'MatMul_*': M}}); without them every device would compute "
+                "every op"),
+    ({"tp": 2, "mode": "batch"}, "batch mode splits the batch, but a graph's pass has a fixed "
+                                 "batch (give the graph that batch and use replicas)"),
+    ({"pp": 14}, "a pipeline of 14 stages needs at least 14 ops (mdp-pipelined-example has 13)"),
+])
+def test_what_a_parallel_spec_cannot_do_with_a_graph(tmp_path, plan, message):
+    from simtopo import PlanError
+
+    with pytest.raises(PlanError) as info:
+        _spec_run(tmp_path, plan)
+    assert str(info.value).endswith(message)

@@ -220,13 +220,29 @@ def op_times(graph: nx.DiGraph, model: DecoderSpec | None, stage: Stage,
             for name, s in shards.items()}
 
 
-def make_plan(graph: nx.DiGraph, model: DecoderSpec, topo: Topology, spec: PlanSpec,
+def _check_graph_spec(graph: nx.DiGraph, spec: PlanSpec) -> None:
+    """What a parallel spec can do with a fixed graph: its batch is the graph's own, and only
+    the plan's rules split its ops."""
+    if spec.mode == "batch" and spec.tp > 1:
+        raise PlanError("batch mode splits the batch, but a graph's pass has a fixed batch "
+                        "(give the graph that batch and use replicas)")
+    if spec.tp > 1 and not spec.split_rules:
+        raise PlanError(f"tensor slicing a graph over {spec.tp} devices needs rules naming the "
+                        "GEMMs to split (plan: {rules: {'MatMul_*': M}}); without them every "
+                        "device would compute every op")
+
+
+def make_plan(graph: nx.DiGraph, model: DecoderSpec | None, topo: Topology, spec: PlanSpec,
               precision: Precision | None = None, soc_model: SocModel = DEFAULT_SOC_MODEL
               ) -> PartitionPlan:
     """Lay ``graph`` out by ``spec`` on ``topo``; pipeline stages hold contiguous layers,
-    balanced by the cost function (each op's shard priced on the stage's SoC and cores)."""
+    balanced by the cost function (each op's shard priced on the stage's SoC and cores). A
+    fixed graph (``model`` None) is split between stages op by op, in topological order, and
+    tensor-sliced only where the plan's rules split its GEMMs."""
     precision = precision or graph.graph.get("precision") or Precision()
-    if spec.mode == "weight" and spec.tp > 1:
+    if model is None:
+        _check_graph_spec(graph, spec)
+    elif spec.mode == "weight" and spec.tp > 1:
         check_tp(model, spec.tp)
     shape = graph.graph.get("shape")
     if spec.mode == "batch" and shape is not None and shape.batch % spec.tp:
@@ -237,10 +253,13 @@ def make_plan(graph: nx.DiGraph, model: DecoderSpec, topo: Topology, spec: PlanS
     cores = spec.cores if spec.cores is not None else cores_total
     if not 1 <= cores <= cores_total:
         raise PlanError(f"cores must be between 1 and {cores_total} (got {cores})")
-    head, layers, tail = layer_groups(graph)
+    head, layers, tail = layer_groups(graph) if model is not None else (
+        [], [[name] for name in nx.topological_sort(graph)], [])
+    name = model.name if model is not None else str(graph.graph.get("model", "the graph"))
     if spec.pp > len(layers):
-        raise PlanError(f"a pipeline of {spec.pp} stages needs at least {spec.pp} layers "
-                        f"({model.name} has {len(layers)})")
+        unit = "layers" if model is not None else "ops"
+        raise PlanError(f"a pipeline of {spec.pp} stages needs at least {spec.pp} {unit} "
+                        f"({name} has {len(layers)})")
     whole = Stage(index=0, name="all", devices=tuple(devices[:spec.tp]),
                   logical=tuple(range(spec.tp)), cores=(cores,) * spec.tp,
                   ops=tuple(nx.topological_sort(graph)), mode=spec.mode)
@@ -284,7 +303,7 @@ def make_plan(graph: nx.DiGraph, model: DecoderSpec, topo: Topology, spec: PlanS
         check_connections(topo, [d for s in stages for d in s.devices], pairs)
     layout = laid_out(graph, model, replicas[0], precision, spec.split_rules)
     shards, comms, handoffs = layout
-    plan = PartitionPlan(model=model.name, stages=replicas[0], replicas=tuple(replicas),
+    plan = PartitionPlan(model=name, stages=replicas[0], replicas=tuple(replicas),
                          shards=dict(shards), comms=comms, handoffs=handoffs,
                          p2p_pairs=pairs, decoder=model, rules=spec.split_rules,
                          mode=spec.mode)

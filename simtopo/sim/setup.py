@@ -43,9 +43,6 @@ def plan_variant(variant: Variant, ref: ModelRef, graph: nx.DiGraph, topo: Topol
         if spec.replicas > 1:
             raise PlanError("replicas of an MDP plan: give each replica its own config")
         return plan
-    if ref.decoder is None:
-        raise PlanError("a graph model needs an MDP plan (plan: {mdp: file.json}); parallel "
-                        "specs lay out decoders")
     return make_plan(graph, ref.decoder, topo, spec, precision, soc_model)
 
 
