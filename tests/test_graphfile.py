@@ -111,3 +111,24 @@ def test_what_a_parallel_spec_cannot_do_with_a_graph(tmp_path, plan, message):
     with pytest.raises(PlanError) as info:
         _spec_run(tmp_path, plan)
     assert str(info.value).endswith(message)
+
+
+def test_replicas_of_an_mdp_config_take_the_next_socs(tmp_path, ultra8):
+    """Replica r maps the config's logical devices onto the next SoCs: a one-device config
+    four times serves four times the samples of one, on four SoCs in order."""
+    import json
+
+    (tmp_path / "one.json").write_text(json.dumps({"partitions": [
+        {"name": "p0", "devices": [{"deviceId": 0, "numCores": 16}]}]}))
+    mdp = str(tmp_path / "one.json")
+    one = _spec_run(tmp_path, {"mdp": mdp})
+    four = _spec_run(tmp_path, {"mdp": mdp, "replicas": 4})
+    assert [r[0].devices for r in four.plan.replicas] == [(s,) for s in ultra8.socs[:4]]
+    assert four.metrics["inferences_per_s"] == pytest.approx(
+        4 * one.metrics["inferences_per_s"], rel=1e-12)
+    from simtopo import PlanError
+
+    with pytest.raises(PlanError) as info:
+        _spec_run(tmp_path, {"mdp": mdp, "replicas": 33})
+    assert str(info.value).endswith("33 replicas of an MDP config over devices 0-0 need 33 "
+                                    "SoCs; ultra8 has 32")

@@ -38,11 +38,17 @@ def plan_variant(variant: Variant, ref: ModelRef, graph: nx.DiGraph, topo: Topol
         from ..plan.mdp import plan_from_mdp, read_mdp
 
         config, doc = read_mdp(spec.mdp)
-        plan = plan_from_mdp(config, doc, graph, ref.decoder, topo, spec.devices,
-                             spec.split_rules)
-        if spec.replicas > 1:
-            raise PlanError("replicas of an MDP plan: give each replica its own config")
-        return plan
+        pool = list(spec.devices) if spec.devices else list(topo.socs)
+        n = max(config.logical_devices()) + 1  # logical device k is the pool's k-th SoC
+        if spec.replicas > 1 and spec.replicas * n > len(pool):
+            source = "the device list gives" if spec.devices else f"{topo.name} has"
+            raise PlanError(f"{spec.replicas} replicas of an MDP config over devices 0-{n - 1} "
+                            f"need {spec.replicas * n} SoCs; {source} {len(pool)}")
+        # replica r maps the config's logical devices onto the next n SoCs of the pool
+        plans = [plan_from_mdp(config, doc, graph, ref.decoder, topo,
+                               pool[r * n:(r + 1) * n], spec.split_rules)
+                 for r in range(spec.replicas)]
+        return replace(plans[0], replicas=tuple(p.stages for p in plans))
     return make_plan(graph, ref.decoder, topo, spec, precision, soc_model)
 
 
