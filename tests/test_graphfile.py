@@ -65,7 +65,7 @@ def test_a_batch_the_graph_does_not_process_is_refused(tmp_path):
     with pytest.raises(ConfigError) as info:
         _graph_run(tmp_path, 4, 8, 1)
     assert str(info.value) == (
-        f"{tmp_path / 'e.yaml'}: variant 'e': workload.batch: {tmp_path / 'g.yaml'} processes "
+        f"{tmp_path / 'e.yaml'}: workload.batch: variant 'e': {tmp_path / 'g.yaml'} processes "
         "4 sample(s) a pass (the graph's 'batch:'), so 1 micro-batch(es) make a batch of 4, "
         "not 8")
 
@@ -98,9 +98,10 @@ def test_a_graph_runs_from_a_parallel_spec_without_an_mdp_config(tmp_path):
 
 
 @pytest.mark.parametrize(("plan", "message"), [
-    ({"tp": 2}, "tensor slicing a graph over 2 devices needs rules naming the GEMMs to split "
-                "(plan: {rules: {'MatMul_*': M}}); without them every device would compute "
+    ({"tp": 2}, "tensor slicing a graph over 2 devices needs rules that split some of its "
+                "GEMMs (plan: {rules: {'MatMul_*': M}}); as it is, every device would compute "
                 "every op"),
+    ({"tp": 2, "rules": {"MatMul_*": "M"}}, "as it is, every device would compute every op"),
     ({"tp": 2, "mode": "batch"}, "batch mode splits the batch, but a graph's pass has a fixed "
                                  "batch (give the graph that batch and use replicas)"),
     ({"pp": 14}, "a pipeline of 14 stages needs at least 14 ops (mdp-pipelined-example has 13)"),
@@ -126,9 +127,38 @@ def test_replicas_of_an_mdp_config_take_the_next_socs(tmp_path, ultra8):
     assert [r[0].devices for r in four.plan.replicas] == [(s,) for s in ultra8.socs[:4]]
     assert four.metrics["inferences_per_s"] == pytest.approx(
         4 * one.metrics["inferences_per_s"], rel=1e-12)
-    from simtopo import PlanError
-
-    with pytest.raises(PlanError) as info:
+    with pytest.raises(ConfigError) as info:
         _spec_run(tmp_path, {"mdp": mdp, "replicas": 33})
-    assert str(info.value).endswith("33 replicas of an MDP config over devices 0-0 need 33 "
-                                    "SoCs; ultra8 has 32")
+    assert str(info.value).endswith("plan.replicas: variant 's': 33 replicas of an MDP config "
+                                    "over 1 device(s) need 33 SoCs; ultra8 has 32")
+    twice = [ultra8.socs[0], ultra8.socs[0]]
+    with pytest.raises(ConfigError) as info:
+        _spec_run(tmp_path, {"mdp": mdp, "replicas": 2, "devices": twice})
+    assert str(info.value).endswith("plan.devices: variant 's': a device is listed twice")
+    with pytest.raises(ConfigError) as info:
+        _spec_run(tmp_path, {"mdp": mdp, "devices": ["card0.sw"]})
+    assert str(info.value).endswith("plan.devices: variant 's': device card0.sw is a switch, "
+                                    "not a SoC")
+    # sparse device ids: a config over devices 0 and 2 spans 3 SoCs a replica
+    (tmp_path / "sparse.json").write_text(json.dumps({"partitions": [
+        {"name": "p0", "devices": [{"deviceId": 0, "numCores": 16}], "nodeList": ["Add_1105"]},
+        {"name": "p1", "devices": [{"deviceId": 2, "numCores": 16}],
+         "nodeList": list(load_graph(ROOT / "experiments" / "mdp" / "pipelined-graph.yaml"))[1:]},
+    ]}))
+    sparse = _spec_run(tmp_path, {"mdp": str(tmp_path / "sparse.json"), "replicas": 2})
+    assert [[s.devices for s in r] for r in sparse.plan.replicas] == [
+        [(ultra8.socs[0],), (ultra8.socs[2],)], [(ultra8.socs[3],), (ultra8.socs[5],)]]
+
+
+def test_a_pipeline_over_a_graph_follows_the_file_where_the_order_is_free(tmp_path):
+    """Two independent chains joining at the end: topological order alone would interleave
+    them; the stages take the ops in the file's order."""
+    from simtopo.plan.stages import file_order
+
+    (tmp_path / "b.yaml").write_text("nodes:\n" + "".join(
+        f"  - {{name: {n}, kind: elementwise, flops: 1e6, bytes_read: 1MB, bytes_written: 1MB"
+        + (f", inputs: [{i}]" if i else "") + "}\n"
+        for n, i in [("a1", ""), ("a2", "a1"), ("a3", "a2"), ("b1", ""), ("b2", "b1"),
+                     ("b3", "b2"), ("c", "a3, b3")]))
+    graph = load_graph(tmp_path / "b.yaml")
+    assert file_order(graph) == ["a1", "a2", "a3", "b1", "b2", "b3", "c"]

@@ -50,6 +50,7 @@ def test_mlp_flops_bytes_and_names(tmp_path):
     graph = load_onnx(mlp(tmp_path), dims={"batch": 3})
     # the model's batch: its input x[batch, 8], the symbolic dimension as given (else 1)
     assert graph.graph["batch"] == 3 and load_onnx(mlp(tmp_path)).graph["batch"] == 1
+    assert graph.graph["batch_source"] == "the first dimension of its input 'x' [3, 8]"
     assert list(graph) == ["fc1", "fc1_bias", "Relu_2", "fc2", "softmax", "ln"]
     fc1 = graph.nodes["fc1"]["op"]
     assert fc1.kind == "gemm" and fc1.flops == 2 * 3 * 8 * 16
@@ -110,3 +111,17 @@ def test_too_many_nodes_and_huge_tensors_are_refused(tmp_path, monkeypatch):
         load_onnx(path, dims={"batch": 2**50})
     assert str(info.value) == (f"{path}: a tensor of shape [{2**50}, 16] has 1.8e+16 elements; "
                                "at most 9.01e+15")
+
+
+def test_the_batch_of_an_onnx_model_skips_weights_and_vectors(tmp_path):
+    """A one-dimensional first input (a vector of 784) is no batch; the first input of two
+    dimensions or more gives it, here a static 5."""
+    w = numpy_helper.from_array(np.ones((784, 10), np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["v", "v"], ["v2"], name="vec"),
+         helper.make_node("MatMul", ["x", "w"], ["y"], name="fc")], "two",
+        [helper.make_tensor_value_info("v", TensorProto.FLOAT, [784]),
+         helper.make_tensor_value_info("x", TensorProto.FLOAT, [5, 784])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [5, 10])], [w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    assert load_onnx(save(model, tmp_path)).graph["batch"] == 5

@@ -3,6 +3,7 @@ mapped onto the topology, declared P2P connections checked against it."""
 
 from __future__ import annotations
 
+import fnmatch
 import math
 import threading
 import weakref
@@ -220,15 +221,26 @@ def op_times(graph: nx.DiGraph, model: DecoderSpec | None, stage: Stage,
             for name, s in shards.items()}
 
 
+def file_order(graph: nx.DiGraph) -> list[str]:
+    """A graph's ops in topological order, ties broken by their order in the file (so that a
+    pipeline's stages follow the file, as an MDP node list would)."""
+    position = {name: i for i, name in enumerate(graph)}
+    return list(nx.lexicographical_topological_sort(graph, key=position.__getitem__))
+
+
 def _check_graph_spec(graph: nx.DiGraph, spec: PlanSpec) -> None:
     """What a parallel spec can do with a fixed graph: its batch is the graph's own, and only
-    the plan's rules split its ops."""
+    the plan's rules split its ops (some GEMM must match one)."""
     if spec.mode == "batch" and spec.tp > 1:
         raise PlanError("batch mode splits the batch, but a graph's pass has a fixed batch "
                         "(give the graph that batch and use replicas)")
-    if spec.tp > 1 and not spec.split_rules:
-        raise PlanError(f"tensor slicing a graph over {spec.tp} devices needs rules naming the "
-                        "GEMMs to split (plan: {rules: {'MatMul_*': M}}); without them every "
+    splits = [op for op in (graph.nodes[n]["op"] for n in graph)
+              if op.is_gemm and op.k_in and op.n_out and graph.in_degree(op.name) == 1
+              and any(fnmatch.fnmatchcase(op.name, p) and split in ("M", "K")
+                      for p, split in spec.split_rules)]
+    if spec.tp > 1 and not splits:
+        raise PlanError(f"tensor slicing a graph over {spec.tp} devices needs rules that split "
+                        "some of its GEMMs (plan: {rules: {'MatMul_*': M}}); as it is, every "
                         "device would compute every op")
 
 
@@ -242,6 +254,7 @@ def make_plan(graph: nx.DiGraph, model: DecoderSpec | None, topo: Topology, spec
     precision = precision or graph.graph.get("precision") or Precision()
     if model is None:
         _check_graph_spec(graph, spec)
+        precision = graph.graph.get("precision") or Precision()  # a graph's bytes are its own
     elif spec.mode == "weight" and spec.tp > 1:
         check_tp(model, spec.tp)
     shape = graph.graph.get("shape")
@@ -254,7 +267,7 @@ def make_plan(graph: nx.DiGraph, model: DecoderSpec | None, topo: Topology, spec
     if not 1 <= cores <= cores_total:
         raise PlanError(f"cores must be between 1 and {cores_total} (got {cores})")
     head, layers, tail = layer_groups(graph) if model is not None else (
-        [], [[name] for name in nx.topological_sort(graph)], [])
+        [], [[name] for name in file_order(graph)], [])
     name = model.name if model is not None else str(graph.graph.get("model", "the graph"))
     if spec.pp > len(layers):
         unit = "layers" if model is not None else "ops"

@@ -35,20 +35,35 @@ def plan_variant(variant: Variant, ref: ModelRef, graph: nx.DiGraph, topo: Topol
     """The variant's plan for ``graph``: its MDP config, or its parallel spec laid out."""
     spec = variant.plan
     if spec.mdp is not None:
-        from ..plan.mdp import plan_from_mdp, read_mdp
+        from ..plan.mdp import plan_from_mdp, read_mdp, validate_mdp
 
         config, doc = read_mdp(spec.mdp)
         pool = list(spec.devices) if spec.devices else list(topo.socs)
         n = max(config.logical_devices()) + 1  # logical device k is the pool's k-th SoC
         if spec.replicas > 1 and spec.replicas * n > len(pool):
             source = "the device list gives" if spec.devices else f"{topo.name} has"
-            raise PlanError(f"{spec.replicas} replicas of an MDP config over devices 0-{n - 1} "
-                            f"need {spec.replicas * n} SoCs; {source} {len(pool)}")
-        # replica r maps the config's logical devices onto the next n SoCs of the pool
-        plans = [plan_from_mdp(config, doc, graph, ref.decoder, topo,
-                               pool[r * n:(r + 1) * n], spec.split_rules)
-                 for r in range(spec.replicas)]
-        return replace(plans[0], replicas=tuple(p.stages for p in plans))
+            raise ConfigError(f"{spec.replicas} replicas of an MDP config over {n} device(s) "
+                              f"need {spec.replicas * n} SoCs; {source} {len(pool)}",
+                              path=("plan", "replicas"))
+        used = pool[:spec.replicas * n]
+        for dev in used:
+            if topo.node(dev)["kind"] != "soc":
+                raise ConfigError(f"device {dev} is a {topo.node(dev)['kind']}, not a SoC",
+                                  path=("plan", "devices"))
+        if len(set(used)) != len(used):
+            raise ConfigError("a device is listed twice", path=("plan", "devices"))
+        plan = plan_from_mdp(config, doc, graph, ref.decoder, topo, used[:n],
+                             spec.split_rules)
+        replicas = [plan.stages]
+        for r in range(1, spec.replicas):  # the same layout on the next n SoCs, checked there
+            try:
+                socs = validate_mdp(config, doc, graph, topo, used[r * n:(r + 1) * n])
+            except PlanError as err:
+                raise PlanError(f"replica {r}: {err}") from None
+            soc_of = dict(zip(sorted(config.logical_devices()), socs, strict=True))
+            replicas.append(tuple(replace(s, devices=tuple(soc_of[k] for k in s.logical))
+                                  for s in plan.stages))
+        return replace(plan, replicas=tuple(replicas))
     return make_plan(graph, ref.decoder, topo, spec, precision, soc_model)
 
 
@@ -59,9 +74,10 @@ def check_graph_batch(variant: Variant, graph: nx.DiGraph) -> None:
     per_pass = int(graph.graph.get("batch", 1))
     if w.batch != per_pass * w.micro_batches:
         source = graph.graph.get("batch_source", "the graph's 'batch:'")
-        raise ConfigError(f"workload.batch: {variant.model} processes {per_pass} sample(s) a "
-                          f"pass ({source}), so {w.micro_batches} micro-batch(es) make a "
-                          f"batch of {per_pass * w.micro_batches}, not {w.batch}")
+        raise ConfigError(f"{variant.model} processes {per_pass} sample(s) a pass ({source}), "
+                          f"so {w.micro_batches} micro-batch(es) make a batch of "
+                          f"{per_pass * w.micro_batches}, not {w.batch}",
+                          path=("workload", "batch"))
 
 
 def groups_and_steps(variant: Variant) -> tuple[int, int]:

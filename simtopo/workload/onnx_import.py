@@ -15,7 +15,8 @@ refer to real nodes. FLOPs:
 
 Bytes read are every input tensor (initializers are the weights), bytes written every output.
 The model's batch (samples one pass processes) is the first dimension of its first input that
-is not a weight (a symbolic one takes its value from ``dims``, default 1).
+is not a weight and has two dimensions or more (a symbolic one takes its value from ``dims``,
+default 1); without one, 1.
 """
 
 from __future__ import annotations
@@ -89,13 +90,14 @@ def _elements(shape: tuple[int, ...]) -> int:
 
 
 def _batch(model: Any, info: Mapping[str, tuple[tuple[int, ...], int]],
-           weights: set[str]) -> int:
-    """The first dimension of the first input that is not a weight (1 without one)."""
+           weights: set[str]) -> tuple[int, str]:
+    """The model's batch and where it comes from: the first dimension of the first input
+    that is not a weight and has two dimensions or more (1 without one)."""
     for value in model.graph.input:
-        if value.name not in weights:
-            shape = info.get(value.name, ((), 0))[0]
-            return shape[0] if shape and shape[0] > 0 else 1
-    return 1
+        shape = info.get(value.name, ((), 0))[0]
+        if value.name not in weights and len(shape) >= 2 and shape[0] > 0:
+            return shape[0], f"the first dimension of its input {value.name!r} {list(shape)}"
+    return 1, "no input of two dimensions or more: one sample"
 
 
 def load_onnx(path: str | Path, dims: Mapping[str, int] | None = None) -> nx.DiGraph:
@@ -125,8 +127,8 @@ def onnx_graph(model: Any, dims: Mapping[str, int], name: str = "onnx") -> nx.Di
     onnx = _require_onnx()
     info = _tensor_info(onnx, model, dims)
     weights = {init.name for init in model.graph.initializer}
-    graph = nx.DiGraph(model=name, batch=_batch(model, info, weights),
-                       batch_source="the first dimension of its first input")
+    batch, source = _batch(model, info, weights)
+    graph = nx.DiGraph(model=name, batch=batch, batch_source=source)
     producer: dict[str, str] = {}
     given = [node.name for node in model.graph.node]
     used: set[str] = set()
