@@ -184,10 +184,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
                           "options (--tp, --pp, --replicas, --mode, --connection, --rule, "
                           "--devices) to ask the advisor")
     topo = load_topology(args.topology)
-    ref, decode, prefill, precision = workload_graphs(args)
-    if ref.decoder is None:
-        raise ConfigError("--model: plans from a parallel spec need a decoder (a preset or a "
-                          "'decoder:' YAML); use 'simtopo mdp validate' for other graphs")
+    ref, decode, prefill, precision = workload_graphs(args)  # a graph: its one pass, twice
     cores = None
     if args.cores is not None:
         if not args.cores.isdigit():
