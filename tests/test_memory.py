@@ -187,3 +187,14 @@ def test_every_plan_holds_every_weight_at_least_once(ultra8, model, precision):
                 scan = n
                 break
         assert found == scan, family
+
+
+def test_a_sliding_window_keeps_a_rolling_kv_cache(ultra8):
+    """Mistral 7B keeps the last 4,096 positions: its KV cache at a 16,384 context is what it
+    is at 4,096, by hand 8 batch x 4,096 x K and V x 8 KV heads x 128 x 2 bytes x 32 layers
+    over 4 devices."""
+    m = load_model("mistral-7b")
+    graph = build_graph(m, decode_shape(8, 4095, compiled_context=4096))
+    plan = make_plan(graph, m, ultra8, PlanSpec(tp=4))
+    kv = {c: memory_use(plan, ultra8, [graph], 8, c)[0].kv_cache for c in (4096, 16384)}
+    assert kv[16384] == kv[4096] == 8 * 4096 * 2 * 8 * 128 * 2 * 32 / 4

@@ -112,3 +112,32 @@ def test_bad_precision():
         Precision(weights="fp4")
     assert str(info.value) == ("weights precision must be one of fp32, fp16, bf16, int8, "
                                "mxfp6 (got 'fp4')")
+
+
+def test_a_sliding_window_caps_what_attention_reads_and_attends():
+    """Mistral 7B attends the last 4,096 positions: a decode step over an 8,192-position
+    buffer reads and scores what one over 4,096 does; llama-2-7b (no window) twice that."""
+    mistral = load_model("mistral-7b")
+    assert mistral.sliding_window == 4096
+
+    def core(model, context):
+        graph = build_graph(model, decode_shape(2, context - 1, compiled_context=context))
+        return graph.nodes["layers.0.attn.core"]["op"]
+
+    long, short = core(mistral, 8192), core(mistral, 4096)
+    # 2 sequences x 4,096 positions x K and V x 8 KV heads x 128 x 2 bytes
+    assert long.kv_read_bytes == short.kv_read_bytes == 2 * 4096 * 2 * 8 * 128 * 2
+    assert long.flops == short.flops == (2 * 2 * 2 * 32 * 4096 * 128 + 5 * 2 * 32 * 4096)
+    llama = load_model("llama-2-7b")
+    assert core(llama, 8192).kv_read_bytes == 2 * core(llama, 4096).kv_read_bytes
+
+
+def test_a_causal_prefill_longer_than_the_window_attends_by_hand():
+    """A window of 4 over a causal prefill of 8 tokens: the queries attend 1, 2, 3, 4, 4, 4,
+    4, 4 positions, 26 / 8 on average (without the window: 4.5)."""
+    tiny = load_model("llama-2-7b").model_copy(update={"sliding_window": 4})
+    (shape,) = prefill_shapes(1, 8, compiled=False)
+    op = build_graph(tiny, shape).nodes["layers.0.attn.core"]["op"]
+    scores = 8 * 32 * 26 / 8
+    assert op.flops == pytest.approx(2 * 2 * scores * 128 + 5 * scores, rel=1e-15)
+    assert op.kv_read_bytes == 1 * 4 * 2 * 32 * 128 * 2  # the 4 positions the buffer keeps

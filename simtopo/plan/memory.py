@@ -64,6 +64,8 @@ def memory_use(plan: PartitionPlan, topo: Topology, graphs: Sequence[nx.DiGraph]
     """Memory of every SoC of every replica. ``graphs`` are the passes the plan will run
     (activations take the largest); the KV cache holds ``batch`` x ``context`` positions."""
     per_pass = [plan.reshard(graph) for graph in graphs]  # each pass at its own sizes
+    window = plan.decoder.sliding_window if plan.decoder is not None else None
+    context = min(context, window) if window else context  # a rolling buffer of the window
     out = []
     for stages in plan.replicas:
         for stage in stages:

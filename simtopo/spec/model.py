@@ -32,6 +32,9 @@ class DecoderSpec(Spec):
     lm_head_bias: bool = False
     parallel_block: bool = False
     learned_positions: int = Field(default=0, ge=0, le=limits.MAX_TOKENS)
+    sliding_window: int | None = Field(default=None, ge=1, le=limits.MAX_TOKENS)
+    """Each query attends at most this many most recent positions, and the KV cache keeps
+    that many (a rolling buffer); ``None``: the whole context (Mistral 7B v0.1: 4096)."""
 
     @model_validator(mode="after")
     def _heads_fit(self) -> DecoderSpec:

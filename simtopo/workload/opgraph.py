@@ -92,6 +92,18 @@ def prefill_shapes(batch: int, prompt: int, compiled: bool = True,
     return [Shape("prefill", batch, prompt, prompt, (prompt + 1) / 2)]
 
 
+def windowed(shape: Shape, window: int | None) -> tuple[float, float]:
+    """(positions the KV cache holds and a pass reads, positions a query attends on average)
+    under a sliding window: at most ``window`` of each. A causal prefill of t > w tokens
+    attends 1, 2, ..., w, w, ..., w positions: (w (w + 1) / 2 + (t - w) w) / t on average."""
+    if window is None or shape.context <= window:
+        return shape.context, shape.attended
+    t, w = shape.tokens, window
+    if shape.phase == "prefill" and shape.context == t and shape.attended == (t + 1) / 2:
+        return w, (w * (w + 1) / 2 + (t - w) * w) / t
+    return w, min(shape.attended, w)
+
+
 def decode_shape(batch: int, position: int, compiled: bool = True,
                  compiled_context: int | None = None) -> Shape:
     """One decode step for the token at ``position`` (0-based): compiled shapes attend over
@@ -205,9 +217,10 @@ class _Builder:
         m, s, p = self.model, self.shape, self.prec
         act, kvb = ACTIVATION_BYTES[p.activations], ACTIVATION_BYTES[p.kv_cache]
         q_elems = s.rows * m.q_width
-        kv_read = s.batch * s.context * 2 * m.kv_width * kvb
+        held, attended = windowed(s, m.sliding_window)
+        kv_read = s.batch * held * 2 * m.kv_width * kvb
         kv_write = s.batch * s.tokens * 2 * m.kv_width * kvb
-        scores = s.rows * m.heads * s.attended  # query-key pairs computed
+        scores = s.rows * m.heads * attended  # query-key pairs computed
         flops = 2 * 2 * scores * m.d_head + 5 * scores  # QK^T, AV, softmax
         qkv_in = s.rows * (m.q_width + 2 * m.kv_width) * act
         op = Op(name=f"layers.{layer}.attn.core", kind="attention", flops=flops,
@@ -215,7 +228,7 @@ class _Builder:
                 layer=layer, precision=p.activations, rows=s.rows, heads=m.heads,
                 kv_heads=m.n_kv, kv_read_bytes=kv_read, kv_write_bytes=kv_write,
                 output_bytes=q_elems * act,
-                extra={"attended": s.attended, "context": s.context, "head_dim": m.d_head})
+                extra={"attended": attended, "context": s.context, "head_dim": m.d_head})
         return self.add(op, source)
 
     def layer(self, i: int, x: str) -> str:
