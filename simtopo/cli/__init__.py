@@ -9,7 +9,9 @@ command imports what it needs when it runs.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 import traceback
 from collections.abc import Sequence
 from typing import NoReturn
@@ -61,8 +63,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupt(_signum: int, _frame: object) -> NoReturn:
+    """Ctrl-C: stop (KeyboardInterrupt), and ignore further presses while stopping, so that
+    a second one cannot cut the clean-up short (or kill the process as it exits)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit code."""
+    """Run the CLI; returns the exit code. After a Ctrl-C, further ones are ignored: the
+    command is stopping, and the process about to exit (an in-process caller that goes on
+    restores its own SIGINT handler)."""
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGINT, _interrupt)
+    try:
+        return _main(argv)
+    finally:
+        if previous is not None and signal.getsignal(signal.SIGINT) is _interrupt:
+            signal.signal(signal.SIGINT, previous)  # in-process callers get theirs back
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = None
     try:
         try:
