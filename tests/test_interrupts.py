@@ -127,6 +127,8 @@ def test_ctrl_c_while_the_command_starts_is_one_line(tmp_path):
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=30)
         text = err.decode()
+        if text.startswith("Fatal Python error: init_import_site"):
+            continue  # a loaded machine: the interpreter itself had not started (no simtopo yet)
         assert text.count("\n") <= 1 and "Traceback" not in text, (delay, text)
         assert proc.returncode in (130, -signal.SIGINT), (delay, proc.returncode)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
