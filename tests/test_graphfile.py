@@ -127,18 +127,20 @@ def test_replicas_of_an_mdp_config_take_the_next_socs(tmp_path, ultra8):
     assert [r[0].devices for r in four.plan.replicas] == [(s,) for s in ultra8.socs[:4]]
     assert four.metrics["inferences_per_s"] == pytest.approx(
         4 * one.metrics["inferences_per_s"], rel=1e-12)
-    with pytest.raises(ConfigError) as info:
+    from simtopo import PlanError
+
+    # the device list is checked as a parallel spec's is (map_devices)
+    with pytest.raises(PlanError) as info:
         _spec_run(tmp_path, {"mdp": mdp, "replicas": 33})
-    assert str(info.value).endswith("plan.replicas: variant 's': 33 replicas of an MDP config "
-                                    "over 1 device(s) need 33 SoCs; ultra8 has 32")
+    assert str(info.value).endswith("variant 's': the plan needs 33 SoCs (33 replica(s) of an "
+                                    "MDP config over 1 device(s)); ultra8 has 32")
     twice = [ultra8.socs[0], ultra8.socs[0]]
-    with pytest.raises(ConfigError) as info:
+    with pytest.raises(PlanError) as info:
         _spec_run(tmp_path, {"mdp": mdp, "replicas": 2, "devices": twice})
-    assert str(info.value).endswith("plan.devices: variant 's': a device is listed twice")
-    with pytest.raises(ConfigError) as info:
+    assert str(info.value).endswith("variant 's': a device is listed twice")
+    with pytest.raises(PlanError) as info:
         _spec_run(tmp_path, {"mdp": mdp, "devices": ["card0.sw"]})
-    assert str(info.value).endswith("plan.devices: variant 's': device card0.sw is a switch, "
-                                    "not a SoC")
+    assert str(info.value).endswith("variant 's': device card0.sw is a switch, not a SoC")
     # sparse device ids: a config over devices 0 and 2 spans 3 SoCs a replica
     (tmp_path / "sparse.json").write_text(json.dumps({"partitions": [
         {"name": "p0", "devices": [{"deviceId": 0, "numCores": 16}], "nodeList": ["Add_1105"]},

@@ -3,7 +3,6 @@ mapped onto the topology, declared P2P connections checked against it."""
 
 from __future__ import annotations
 
-import fnmatch
 import math
 import threading
 import weakref
@@ -174,15 +173,20 @@ def split_layers(weights: Sequence[float], stages: int, first: float = 0.0,
 def map_devices(topo: Topology, spec: PlanSpec) -> list[str]:
     """Physical SoCs in logical order: explicit, or filling a card, then a switch, then the
     next switch (the topology's depth-first order), so that tensor-parallel groups stay local."""
+    return device_pool(topo, spec, spec.socs_needed, f"(tp {spec.tp} x pp {spec.pp} x "
+                                                     f"replicas {spec.replicas})")
+
+
+def device_pool(topo: Topology, spec: PlanSpec, need: int, why: str) -> list[str]:
+    """The first ``need`` SoCs of the plan's device list (default: the topology's, in
+    order), checked: SoCs only, enough of them, none twice."""
     pool = list(spec.devices) if spec.devices else list(topo.socs)
     for dev in pool:
         if topo.node(dev)["kind"] != "soc":
             raise PlanError(f"device {dev} is a {topo.node(dev)['kind']}, not a SoC")
-    need = spec.socs_needed
     if need > len(pool):
         source = "the device list gives" if spec.devices else f"{topo.name} has"
-        raise PlanError(f"the plan needs {need} SoCs (tp {spec.tp} x pp {spec.pp} x replicas "
-                        f"{spec.replicas}); {source} {len(pool)}")
+        raise PlanError(f"the plan needs {need} SoCs {why}; {source} {len(pool)}")
     if len(set(pool[:need])) != need:
         raise PlanError("a device is listed twice")
     return pool[:need]
@@ -228,20 +232,11 @@ def file_order(graph: nx.DiGraph) -> list[str]:
     return list(nx.lexicographical_topological_sort(graph, key=position.__getitem__))
 
 
-def _check_graph_spec(graph: nx.DiGraph, spec: PlanSpec) -> None:
-    """What a parallel spec can do with a fixed graph: its batch is the graph's own, and only
-    the plan's rules split its ops (some GEMM must match one)."""
+def _check_graph_spec(spec: PlanSpec) -> None:
+    """A fixed graph's pass has its own batch: batch mode cannot split it."""
     if spec.mode == "batch" and spec.tp > 1:
         raise PlanError("batch mode splits the batch, but a graph's pass has a fixed batch "
                         "(give the graph that batch and use replicas)")
-    splits = [op for op in (graph.nodes[n]["op"] for n in graph)
-              if op.is_gemm and op.k_in and op.n_out and graph.in_degree(op.name) == 1
-              and any(fnmatch.fnmatchcase(op.name, p) and split in ("M", "K")
-                      for p, split in spec.split_rules)]
-    if spec.tp > 1 and not splits:
-        raise PlanError(f"tensor slicing a graph over {spec.tp} devices needs rules that split "
-                        "some of its GEMMs (plan: {rules: {'MatMul_*': M}}); as it is, every "
-                        "device would compute every op")
 
 
 def make_plan(graph: nx.DiGraph, model: DecoderSpec | None, topo: Topology, spec: PlanSpec,
@@ -253,7 +248,7 @@ def make_plan(graph: nx.DiGraph, model: DecoderSpec | None, topo: Topology, spec
     tensor-sliced only where the plan's rules split its GEMMs."""
     precision = precision or graph.graph.get("precision") or Precision()
     if model is None:
-        _check_graph_spec(graph, spec)
+        _check_graph_spec(spec)
         precision = graph.graph.get("precision") or Precision()  # a graph's bytes are its own
     elif spec.mode == "weight" and spec.tp > 1:
         check_tp(model, spec.tp)
@@ -316,6 +311,11 @@ def make_plan(graph: nx.DiGraph, model: DecoderSpec | None, topo: Topology, spec
         check_connections(topo, [d for s in stages for d in s.devices], pairs)
     layout = laid_out(graph, model, replicas[0], precision, spec.split_rules)
     shards, comms, handoffs = layout
+    if model is None and spec.tp > 1 and not any(s.split in ("M", "K")
+                                                 for s in shards.values()):
+        raise PlanError(f"tensor slicing a graph over {spec.tp} devices needs rules that split "
+                        "some of its GEMMs (plan: {rules: {'MatMul_*': M}}); as it is, every "
+                        "device would compute every op")
     plan = PartitionPlan(model=name, stages=replicas[0], replicas=tuple(replicas),
                          shards=dict(shards), comms=comms, handoffs=handoffs,
                          p2p_pairs=pairs, decoder=model, rules=spec.split_rules,

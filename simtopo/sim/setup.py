@@ -13,7 +13,7 @@ from ..constants import DEFAULT_MODEL, DEFAULT_SOC_MODEL, LinkModel, SocModel
 from ..errors import ConfigError, PlanError
 from ..io.documents import Document, validate_document
 from ..plan.memory import HostMemory, MemoryUse, check_fit, host_memory
-from ..plan.stages import PartitionPlan, make_plan
+from ..plan.stages import PartitionPlan, device_pool, make_plan
 from ..spec.experiment import Variant
 from ..spec.topology import TransferSpec
 from ..topology.files import load_topology
@@ -38,20 +38,12 @@ def plan_variant(variant: Variant, ref: ModelRef, graph: nx.DiGraph, topo: Topol
         from ..plan.mdp import plan_from_mdp, read_mdp, validate_mdp
 
         config, doc = read_mdp(spec.mdp)
-        pool = list(spec.devices) if spec.devices else list(topo.socs)
         n = max(config.logical_devices()) + 1  # logical device k is the pool's k-th SoC
-        if spec.replicas > 1 and spec.replicas * n > len(pool):
-            source = "the device list gives" if spec.devices else f"{topo.name} has"
-            raise ConfigError(f"{spec.replicas} replicas of an MDP config over {n} device(s) "
-                              f"need {spec.replicas * n} SoCs; {source} {len(pool)}",
-                              path=("plan", "replicas"))
-        used = pool[:spec.replicas * n]
-        for dev in used:
-            if topo.node(dev)["kind"] != "soc":
-                raise ConfigError(f"device {dev} is a {topo.node(dev)['kind']}, not a SoC",
-                                  path=("plan", "devices"))
-        if len(set(used)) != len(used):
-            raise ConfigError("a device is listed twice", path=("plan", "devices"))
+        available = len(spec.devices) if spec.devices else len(topo.socs)
+        # one replica: a device id beyond the list is the config's error (validate_mdp's)
+        need = spec.replicas * n if spec.replicas > 1 else min(n, available)
+        used = device_pool(topo, spec, need, f"({spec.replicas} replica(s) of an MDP config "
+                                             f"over {n} device(s))")
         plan = plan_from_mdp(config, doc, graph, ref.decoder, topo, used[:n],
                              spec.split_rules)
         replicas = [plan.stages]
