@@ -125,11 +125,14 @@ def _chunks(tasks: Sequence[Task], jobs: int) -> list[list[Task]]:
     layout once for the chunk, and answers it in one message."""
     size = max(1, min(CHUNK, len(tasks) // (8 * jobs)))
     out: list[list[Task]] = []
+    last = None
     for task in tasks:
-        if out and len(out[-1]) < size and _graph_key(out[-1][0]) == _graph_key(task):
+        key = _graph_key(task)
+        if out and len(out[-1]) < size and key == last:
             out[-1].append(task)
         else:
             out.append([task])
+        last = key
     return out
 
 
