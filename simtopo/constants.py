@@ -102,18 +102,27 @@ COMPUTE_EFFICIENCY = 0.75
 """Fraction of peak FLOP/s a GEMM reaches (assumption: no calibration file measures a
 compute-bound pass; batch-1 decode never reaches this roof)."""
 
-DRAM_EFFICIENCY = 0.7493
+DRAM_EFFICIENCY = 0.7478
 """Fraction of the DRAM bandwidth the cores' streams reach (at most 1; fitted on fp16 GPT-J
 decode, docs/validation.md)."""
 
 OP_LAUNCH_S = 2e-6
 """Fixed cost per op (dispatch and synchronisation across the cores) (assumption)."""
 
-MXFP6_EXPAND_OPS_PER_WEIGHT = 330.5
+MXFP6_EXPAND_OPS_PER_WEIGHT = 333.1
 """Work to expand one mxfp6 weight to fp16, in units of the core's fp16 peak operations: a core
 expands a weight in this / (its fp16 FLOP/s) seconds, so the cost follows the core's clock (an
 Ultra core at 4.5 TFLOP/s takes 1.5x a Standard core's 6.9) and divides over the cores and SoCs
 that share the weights (fitted on mxfp6 GPT-J decode, docs/validation.md)."""
+
+CONV_EFFICIENCY = 0.6473
+"""Fraction of peak operations/s a convolution reaches (fitted on MLPerf ResNet-50 offline on
+two AI 100 Ultra cards, docs/validation.md)."""
+
+ONCHIP_FRACTION = 1.0
+"""Share of a partition's VTCM that holds activations and resident weights (assumption: all of
+it; the compiler also stages weight tiles there). 0 turns the on-chip rules off: every
+activation a DRAM round trip, nothing fused (``simtopo whatif`` shows the difference)."""
 
 HOST_STEP_S = 200e-6
 """Host time per generated token besides the transfers: sampling the logits and dispatching the
@@ -131,6 +140,10 @@ class SocModel:
     op_launch_s: float = OP_LAUNCH_S
     mxfp6_expand_ops_per_weight: float = MXFP6_EXPAND_OPS_PER_WEIGHT
     host_step_s: float = HOST_STEP_S
+    onchip_fraction: float = ONCHIP_FRACTION
+    """Share of the cores' on-chip memory that holds tensors."""
+    conv_efficiency: float = CONV_EFFICIENCY
+    """Fraction of peak operations/s for convolutions."""
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,10 @@ PUBLISHED = {
     "llama-3-8b": 8.03e9, "llama-3-70b": 70.6e9, "llama-3.1-405b": 4.06e11,
     "mistral-7b": 7.24e9, "gpt-j-6b": 6.05e9, "opt-2.7b": 2.65e9, "opt-6.7b": 6.66e9,
     "opt-13b": 12.85e9,
+    # the model cards: Mixtral 46.7B; DeepSeek-MoE 16.4B
+    "mixtral-8x7b": 46.7e9, "deepseek-moe-16b": 16.4e9,
+    # BertModel as transformers counts it (with the pooler, which SQuAD does not use)
+    "bert-base": 109_482_240, "bert-large": 335_141_888,
 }
 
 
@@ -74,3 +78,16 @@ def test_unknown_model_names_the_presets():
     with pytest.raises(ConfigError) as info:
         load_model("llama-9")
     assert "unknown model 'llama-9' (expected a preset: llama-2-7b" in str(info.value)
+
+
+def test_bert_large_by_hand():
+    m = load_model("bert-large")
+    h, f, layers = 1024, 4096, 24
+    # q, k, v, o with biases; the FFN's two matrices with biases; two LayerNorms (gain, bias)
+    per_layer = 4 * (h * h + h) + (h * f + f) + (f * h + h) + 2 * 2 * h
+    # word and position tables; the embedding LayerNorm counted as the final one; the QA head
+    expected = 30522 * h + 512 * h + layers * per_layer + 2 * h + (2 * h + 2)
+    assert m.encoder and m.parameters() == expected
+    # the published BertModel count minus its pooler (h x h + h) and token-type table (2 x h),
+    # plus the QA head: the same number
+    assert m.parameters() == 335_141_888 - (h * h + h) - 2 * h + (2 * h + 2)

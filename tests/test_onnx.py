@@ -125,3 +125,23 @@ def test_the_batch_of_an_onnx_model_skips_weights_and_vectors(tmp_path):
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [5, 10])], [w])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     assert load_onnx(save(model, tmp_path)).graph["batch"] == 5
+
+
+def test_the_model_s_own_precision_and_a_workload_s(tmp_path):
+    from simtopo.workload.opgraph import Precision
+    from simtopo.workload.precision import at_precision
+
+    graph = load_onnx(mlp(tmp_path), dims={"batch": 3})
+    assert graph.graph["precision"] == Precision("fp32", "fp32", "fp32")
+    assert graph.nodes["fc1"]["op"].precision == "fp16"  # fp32 arithmetic runs in fp16
+    # the AI 100 default: fp16 weights and activations halve every byte
+    half = at_precision(graph, Precision())
+    fc1 = half.nodes["fc1"]["op"]
+    assert fc1.bytes_read == (3 * 8 + 8 * 16) * 2 and fc1.bytes_written == 3 * 16 * 2
+    assert fc1.weight_bytes == 8 * 16 * 2 and half.edges["fc1", "fc1_bias"]["bytes"] == 3 * 16 * 2
+    # int8 weights and activations: a quarter, and the GEMMs at the int8 rate
+    q = at_precision(graph, Precision("int8", "int8", "int8"))
+    assert q.nodes["fc1"]["op"].bytes_read == 3 * 8 + 8 * 16
+    assert q.nodes["fc1"]["op"].precision == "int8"
+    assert q.nodes["softmax"]["op"].precision == "int8"
+    assert at_precision(graph, Precision("fp32", "fp32", "fp32")) is graph

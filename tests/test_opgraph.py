@@ -141,3 +141,19 @@ def test_a_causal_prefill_longer_than_the_window_attends_by_hand():
     scores = 8 * 32 * 26 / 8
     assert op.flops == pytest.approx(2 * 2 * scores * 128 + 5 * scores, rel=1e-15)
     assert op.kv_read_bytes == 1 * 4 * 2 * 32 * 128 * 2  # the 4 positions the buffer keeps
+
+
+def test_an_encoder_attends_the_whole_sequence_without_a_cache():
+    from simtopo.workload.decoders import load_model
+    from simtopo.workload.opgraph import Shape, build_graph
+
+    m = load_model("bert-base")
+    graph = build_graph(m, Shape("prefill", 2, 384, 384, 192.5))
+    attn = graph.nodes["layers.0.attn.core"]["op"]
+    assert attn.kv_read_bytes == 0 and attn.kv_write_bytes == 0
+    # QK^T and AV: 2 x 2 x (2 x 384 queries x 12 heads x 384 keys) x 64, softmax 5 per score
+    scores = 2 * 384 * 12 * 384
+    assert attn.flops == 4 * scores * 64 + 5 * scores
+    head = graph.nodes["qa_head"]["op"]
+    assert (head.k_in, head.n_out, head.rows) == (768, 2, 2 * 384)
+    assert "lm_head" not in graph

@@ -32,6 +32,7 @@ from .whatif_settings import (
     continuous_perturbations,
     extra_switch,
     gen5_uplinks,
+    onchip_off,
     run_setting,
     with_root_complexes,
 )
@@ -298,7 +299,8 @@ def whatif(experiment: str | Path, variants: Sequence[str] | None = None,
         base = bases[v.name] = run_base(v, exp.source, Setting(topo, soc_model=soc_model))
         perturbations, notes = continuous_perturbations(topo, v, soc_model, step)
         for found in (gen5_uplinks(topo, soc_model), extra_switch(topo, v.topology, base,
-                                                                 soc_model)):
+                                                                 soc_model),
+                      onchip_off(topo, soc_model)):
             if isinstance(found, str):
                 notes.append(found)
             else:

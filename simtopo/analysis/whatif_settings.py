@@ -27,6 +27,7 @@ from ..spec.experiment import Variant
 from ..topology.build import link_rates
 from ..topology.graph import Topology
 from ..units import format_bandwidth, format_time
+from ..workload.cost import onchip_bytes
 
 LINK_CLASSES = {
     "uplink": "switch uplinks (switch to root complex)",
@@ -174,6 +175,17 @@ def continuous_perturbations(topo: Topology, variant: Variant, soc_model: SocMod
 
 
 # -- discrete ------------------------------------------------------------------------------
+
+def onchip_off(topo: Topology, soc_model: SocModel) -> Perturbation | str:
+    """The SoC model without on-chip memory (every activation through DRAM, nothing fused):
+    how much the prediction rests on the on-chip rules."""
+    if soc_model.onchip_fraction <= 0 or not any(
+            onchip_bytes(topo.node(s), 1) for s in topo.socs):
+        return "on-chip memory: none in this setting, nothing to turn off"
+    return Perturbation("onchip-off", "no on-chip memory",
+                        "activations in VTCM, fusion -> every activation through DRAM",
+                        Setting(topo, soc_model=replace(soc_model, onchip_fraction=0.0)))
+
 
 def gen5_uplinks(topo: Topology, soc_model: SocModel) -> Perturbation | str:
     """Every server switch uplink to a root complex below Gen5 trained at Gen5 (same lanes);

@@ -58,20 +58,25 @@ class StepBreakdown:
     """What one simulated decode step on the calibration SoC is made of (seconds)."""
 
     memory_s: float
-    """DRAM time: every op's bytes at the cores' DRAM bandwidth (or its compute, if longer)."""
+    """DRAM time: every op's DRAM bytes at the cores' DRAM bandwidth."""
+    onchip_s: float
+    """The vector work of ops whose bytes stay on chip (their compute beyond their DRAM time:
+    fused norms and elementwise ops)."""
     launch_s: float
     expand_s: float
     host_s: float
     """The rest of the measured step: the host's round trip and sampling."""
     ops: int
+    """Ops that launch a kernel (fused ones run inside their producer's)."""
     bytes: float
+    """Bytes to and from DRAM (activations stay on chip)."""
     weight_bytes: float
     kv_bytes: float
 
     @property
     def total_s(self) -> float:
-        """The step: the parts add up (every op is memory-bound here)."""
-        return self.memory_s + self.launch_s + self.expand_s + self.host_s
+        """The step: the parts add up."""
+        return self.memory_s + self.onchip_s + self.launch_s + self.expand_s + self.host_s
 
 
 def predict_soc(model: SocModel = DEFAULT_SOC_MODEL) -> dict[str, dict[str, float]]:
@@ -91,20 +96,22 @@ def breakdown(precision: str, model: SocModel = DEFAULT_SOC_MODEL) -> StepBreakd
     setup = setup_variant(variant, DEFAULT_MODEL, model)
     graph = setup.decode_graph(variant.workload.context_length)
     (program,) = lower(setup.plan, graph, setup.topo, model)
-    memory = launch = expand = 0.0
+    memory = onchip = launch = expand = moved = 0.0
     ops = 0
     for _, tasks, times in program.blocks:
         for task in tasks:
             if isinstance(task, ComputeTask):
-                memory += max(task.cost.memory_s, task.cost.compute_s) * times
+                memory += task.cost.memory_s * times
+                onchip += max(0.0, task.cost.compute_s - task.cost.memory_s) * times
                 launch += task.cost.launch_s * times
                 expand += task.cost.expand_s * times
-                ops += times
+                ops += times if task.cost.launch_s > 0 else 0  # fused ops launch nothing
+                moved += task.bytes * times
     metrics = run_variant(variant, DEFAULT_MODEL, model).metrics
-    host = metrics["tpot_mean_s"] - (memory + launch + expand)
+    host = metrics["tpot_mean_s"] - (memory + onchip + launch + expand)
     op_list = [graph.nodes[n]["op"] for n in graph.nodes]
-    return StepBreakdown(memory, launch, expand, host, ops, sum(o.bytes for o in op_list),
-                         sum(o.weight_bytes for o in op_list),
+    return StepBreakdown(memory, onchip, launch, expand, host, ops, moved,
+                         sum(o.weights_read_bytes for o in op_list),
                          sum(o.kv_read_bytes + o.kv_write_bytes for o in op_list))
 
 

@@ -50,6 +50,13 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         echo("SoC fit on GPT-J decode; suggested constants for simtopo/constants.py:")
         echo(f"  DRAM_EFFICIENCY = {soc.model.dram_efficiency:.4g}{capped}")
         echo(f"  MXFP6_EXPAND_OPS_PER_WEIGHT = {soc.model.mxfp6_expand_ops_per_weight:.4g}")
+        from ..calibration.mlperf import conv_record, fit_conv
+
+        cnn = fit_conv(soc.model)
+        record["cnn"] = conv_record(cnn)
+        write_fit_record(record)
+        echo("convolution efficiency on MLPerf ResNet-50 offline (2 Ultra cards):")
+        echo(f"  CONV_EFFICIENCY = {cnn.model.conv_efficiency:.4g}")
     if args.output is not None:
         from ..io.atomic import write_text_atomic
 
@@ -68,6 +75,11 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             value = got["decode_tokens_per_s"]
             echo(f"{100 * relative_error(value, measured[precision]):+7.1f}%  ai100-standard: "
                  f"gpt-j-6b decode {precision} tok/s")
+        from ..calibration.mlperf import measured_samples_per_s, predict_offline
+
+        got = predict_offline()["offline_samples_per_s"]
+        echo(f"{100 * relative_error(got, measured_samples_per_s()):+7.1f}%  r282-2ultra: "
+             "resnet50 offline samples/s")
     return EXIT_OK
 
 

@@ -26,13 +26,18 @@ def _results_table(result: Result) -> object:
                     ("tok/s", "tokens_per_s", 1.0), ("e2e s", "e2e_s", 1.0)]
     if any("latency_s" in v.metrics for v in result.variants):
         metrics += [("latency ms", "latency_s", 1e3), ("inf/s", "inferences_per_s", 1.0)]
+    if any("offline_samples_per_s" in v.metrics for v in result.variants):
+        metrics += [("offline\nsamples/s", "offline_samples_per_s", 1.0)]
+    if any("query_latency_s" in v.metrics for v in result.variants):
+        metrics += [("query ms", "query_latency_s", 1e3)]
+    bound = any(v.scenario.get("bound") for v in result.variants)
     comparisons = result.comparisons()
     shown = [(key, label) for key, label in (("ttft_s_speedup", "TTFT"),
                                              ("tpot_mean_s_speedup", "TPOT"),
                                              ("latency_s_speedup", "latency"))
              if any(key in c for c in comparisons)]
     columns = [("variant", NAME), ("SoCs", NUMBER), *((label, NUMBER) for label, _, _ in metrics),
-               ("busiest link", TEXT)]
+               *([("offline bound", TEXT)] if bound else []), ("busiest link", TEXT)]
     banded = [(key, label) for key, label in shown[-1:]
               if any(f"{key}_band" in c for c in comparisons)]
     if comparisons:
@@ -56,6 +61,8 @@ def _results_table(result: Result) -> object:
         for _, key, scale in metrics:
             value = v.metrics.get(key)
             cells.append("-" if value is None else f"{value * scale:.4g}")
+        if bound:
+            cells.append(link_text(v.scenario["bound"]) if v.scenario.get("bound") else "-")
         top = v.links[0] if v.links else None
         cells.append(f"{link_text(top['link'])} {100 * top['utilization']:.2g}%" if top else "-")
         if comparisons:

@@ -17,6 +17,9 @@ Algorithms (``size`` is the per-device buffer, as in nccl-tests):
   copies its slice to host memory, every device reads the whole back: the same two hand-off
   rounds, no sum), chosen by the same setting (``tree`` has no all-gather: a ring runs).
 - reduce-scatter: ring; broadcast: a pipelined chain from the root; send/recv (a copy).
+- all-to-all (``size`` is each device's send buffer, ``size / n`` to every device): ``direct``,
+  every pair at once (P2P, or bounces); host-routed also ``host-staged`` (every buffer in,
+  every device reads its pieces back: two hand-off rounds, no sum), chosen as above.
 
 Software costs: every collective pays a launch cost per call and a synchronisation cost per
 algorithm step (kernel launch, flag write and wait), by protocol: ``LL`` (cheap, a quarter of
@@ -36,7 +39,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Generator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from simpy.events import AllOf, Event
@@ -46,50 +48,15 @@ from ..topology import routing
 from ..topology.graph import Topology
 from . import memo as idle
 from . import protocols
+from .collective_result import CollectiveResult
 from .transfers import Fabric
 
-OPS = ("all_reduce", "all_gather", "reduce_scatter", "broadcast", "send")
+OPS = ("all_reduce", "all_gather", "reduce_scatter", "broadcast", "send", "all_to_all")
 ALL_REDUCE_ALGORITHMS = ("auto", "ring", "tree", "direct")
 HOST_ALGORITHMS = {"all_reduce": ("ring", "tree", "host-staged"),
-                   "all_gather": ("ring", "host-staged")}
+                   "all_gather": ("ring", "host-staged"),
+                   "all_to_all": ("direct", "host-staged")}
 """Host-routed algorithms ``auto`` chooses from (a direct all-reduce of bounces never wins)."""
-
-BUS_FACTOR = {
-    "all_reduce": lambda n: 2 * (n - 1) / n,
-    "all_gather": lambda n: (n - 1) / n,
-    "reduce_scatter": lambda n: (n - 1) / n,
-    "broadcast": lambda n: 1.0,
-    "send": lambda n: 1.0,
-}
-"""nccl-tests' bus-bandwidth factors: busbw = algbw x factor(n)."""
-
-
-@dataclass(frozen=True)
-class CollectiveResult:
-    """One collective: what ran, with which algorithm, and how long it took."""
-
-    op: str
-    algorithm: str
-    """``ring``, ``tree``, ``direct``, ``host-staged``, ``chain`` (broadcast)."""
-    mode: str
-    group: tuple[str, ...]
-    """The devices in the order the algorithm visits them."""
-    size_bytes: float
-    """The per-device buffer, as nccl-tests counts it."""
-    time_s: float
-    protocol: str = "simple"
-    """``LL``, ``simple`` or ``handoff`` (:mod:`simtopo.engine.protocols`)."""
-
-    @property
-    def algbw_Bps(self) -> float:
-        """Algorithm bandwidth: size / time."""
-        return self.size_bytes / self.time_s if self.time_s > 0 else math.inf
-
-    @property
-    def busbw_Bps(self) -> float:
-        """Bus bandwidth: algbw times the op's factor (2(n-1)/n for all-reduce)."""
-        return self.algbw_Bps * BUS_FACTOR[self.op](len(self.group))
-
 
 def ring_order(topo: Topology, group: Sequence[str]) -> list[str]:
     """``group`` in depth-first topology order (a ring that crosses each uplink least)."""
@@ -196,25 +163,27 @@ class Collectives:
             yield self._step([self._send(ring[i], ring[i + span], size * wire, mode)
                               for i in range(0, n - span, 2 * span)])
 
-    def _direct_all_reduce(self, ring: list[str], size: float, mode: str, step_s: float,
-                           wire: float) -> Generator[Event, Any, None]:
+    def _direct(self, ring: list[str], size: float, mode: str, step_s: float, wire: float,
+                reduce: bool = True) -> Generator[Event, Any, None]:
+        """Every device sends ``size`` to every other at once (then sums what it got)."""
         yield from self._sync(step_s)
         yield self._step([self._send(a, b, size * wire, mode) for a in ring for b in ring
                           if a != b])
-        delay = max(self._reduce_time(d, size * (len(ring) - 1)) for d in ring)
+        delay = max(self._reduce_time(d, size * (len(ring) - 1)) for d in ring) if reduce \
+            else 0.0
         if delay > 0:
             yield self.env.timeout(delay)
 
-    def _host_staged(self, ring: list[str], size: float,
-                     reduce: bool) -> Generator[Event, Any, None]:
-        """Through host memory: every device copies its buffer (all-reduce) or its slice
-        (all-gather) in, the host sees them arrive (one hand-off each), sums them (all-reduce,
-        on the hand-off threads), releases the result (one hand-off each), and every device
-        copies the whole back."""
+    def _host_staged(self, ring: list[str], size: float, reduce: bool,
+                     whole: bool) -> Generator[Event, Any, None]:
+        """Through host memory: every device copies its buffer (``whole``: all-reduce,
+        all-to-all) or its slice (all-gather) in, the host sees them arrive (one hand-off each),
+        sums them (all-reduce, on the hand-off threads), releases the result (one hand-off
+        each), and every device copies a buffer's worth back."""
         socket = self.topo.node(ring[0])["socket"]
         handoff = self.topo.handoff_latency_s
         n = len(ring)
-        yield self._step([self.fab.copy(d, socket, size if reduce else size / n,
+        yield self._step([self.fab.copy(d, socket, size if whole else size / n,
                                         label=self.label, setup=False) for d in ring])
         yield self._step([self.fab.handoff_once(handoff) for _ in ring])
         delay = self._reduce_time(socket, size * (n - 1)) if reduce else 0.0
@@ -258,6 +227,8 @@ class Collectives:
         if name == "host-staged" or (mode == "host"
                                      and self.params.host_collectives != "polled"):
             return "handoff"
+        if op == "all_to_all":  # priced as a direct exchange of its pieces
+            return self.choose(ring, size / len(ring), "direct", mode)[1]
         per_device = size if op in ("all_reduce", "broadcast", "send") else size * len(ring)
         return self.choose(ring, per_device, name if name in ("ring", "tree", "direct")
                            else "ring", mode)[1]
@@ -339,7 +310,8 @@ class Collectives:
                 return self.choose_host(op, ring, size)
             return setting if setting in HOST_ALGORITHMS[op] else "ring"
         if op != "all_reduce":
-            return {"send": "direct", "broadcast": "chain"}.get(op, "ring")
+            return {"send": "direct", "broadcast": "chain", "all_to_all": "direct"}.get(op,
+                                                                                     "ring")
         if algorithm not in ALL_REDUCE_ALGORITHMS:
             raise ValueError(f"unknown all-reduce algorithm {algorithm!r} (expected one of: "
                              f"{', '.join(ALL_REDUCE_ALGORITHMS)})")
@@ -362,9 +334,11 @@ class Collectives:
             elif op == "all_reduce" and name == "tree":
                 yield from self._tree_all_reduce(ring, size, mode, step, wire)
             elif op == "all_reduce" and name == "direct":
-                yield from self._direct_all_reduce(ring, size, mode, step, wire)
+                yield from self._direct(ring, size, mode, step, wire)
             elif name == "host-staged":
-                yield from self._host_staged(ring, size, reduce=op == "all_reduce")
+                yield from self._host_staged(ring, size, op == "all_reduce", op != "all_gather")
+            elif op == "all_to_all":
+                yield from self._direct(ring, size / n, mode, step, wire, reduce=False)
             elif op == "all_gather":
                 yield from self._ring_steps(ring, size / n, mode, n - 1, 0, step, wire)
             elif op == "reduce_scatter":

@@ -7,10 +7,11 @@ on disjoint SoCs. Communication is derived, not listed: every tensor carries a l
 - ``R`` replicated (each device has all of it),
 - ``S`` sharded along features (an M-split GEMM's output, attention heads),
 - ``P`` partial sums (a K-split GEMM's output: the devices' tensors add up to the result),
-- ``B`` split by batch (batch mode),
+- ``B`` split by batch (batch mode), ``T`` split by token after an expert all-to-all,
 
 each op states the layout it needs and the one it produces, and a collective appears exactly
-where a consumer needs ``R`` and gets ``P`` (all-reduce) or ``S`` (all-gather). Partial sums
+where a consumer needs ``R`` and gets ``P`` (all-reduce) or ``S``, ``T`` (all-gather); routed
+experts add their all-to-alls (:mod:`simtopo.plan.experts`). Partial sums
 that meet in one add are summed locally first, so GPT-J's parallel block has one all-reduce.
 
 GEMM splits use SambaNova's vocabulary for W[K_in, N_out]: ``M`` divides the output features
@@ -32,6 +33,8 @@ import networkx as nx
 from ..errors import PlanError
 from ..spec.model import DecoderSpec
 from ..workload.opgraph import ACTIVATION_BYTES, Op, Precision
+from .experts import expert_shard, mxfp6_expert_weights
+from .splits import check_tp, gemm_shard, kv_share
 
 DEFAULT_RULES: tuple[tuple[str, str], ...] = (
     ("*.attn.qkv", "M"),
@@ -39,12 +42,13 @@ DEFAULT_RULES: tuple[tuple[str, str], ...] = (
     ("*.mlp.up", "M"),
     ("*.mlp.down", "K"),
     ("lm_head", "M"),
+    ("*.moe.experts", "E"),
 )
 """GEMM splits (SambaNova's usual LLM rule). The LM head splits its output features (the
 vocabulary) and all-gathers the logits for the host: a K split would all-reduce the whole
 logits, twice the traffic for the same weights per device."""
 
-SPLITS = ("M", "K", "replicate")
+SPLITS = ("M", "K", "replicate", "E")
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,13 @@ class Shard:
     """KV-cache bytes this device keeps per position of one sequence (attention ops)."""
     activation_bytes: float = 0.0
     """Bytes of activations this device reads and writes for the op (its working set)."""
+    kv_bytes: float = 0.0
+    """KV-cache bytes this device reads and writes in the pass (they live in DRAM)."""
+
+    @property
+    def weights_read_bytes(self) -> float:
+        """Weight bytes this device reads in one pass: what is neither activations nor KV."""
+        return max(0.0, self.bytes - self.activation_bytes - self.kv_bytes)
 
 
 @dataclass(frozen=True)
@@ -120,54 +131,6 @@ def split_of(name: str, rules: Sequence[tuple[str, str]]) -> str:
     return "replicate"
 
 
-def _kv_share(model: DecoderSpec, n: int) -> float:
-    """Fraction of the KV heads each of ``n`` devices holds (replicated beyond kv_heads)."""
-    return 1.0 / n if n <= model.n_kv else 1.0 / model.n_kv
-
-
-def check_tp(model: DecoderSpec, n: int) -> None:
-    """Tensor-parallel size rules: query heads divide by n; KV heads divide by n, or n is a
-    multiple of them (each KV head then lives whole on n / kv_heads devices)."""
-    if model.heads % n:
-        raise PlanError(f"{model.name} has {model.heads} query heads, which do not divide over "
-                        f"{n} devices (the tensor-parallel size must divide the heads)")
-    kv = model.n_kv
-    if n > kv and n % kv:
-        raise PlanError(f"{model.name} has {kv} KV heads: {n} devices cannot hold whole "
-                        "copies of them (the tensor-parallel size must be a multiple of the KV "
-                        "heads when it exceeds them)")
-    if n <= kv and kv % n:
-        raise PlanError(f"{model.name} has {kv} KV heads, which do not divide over {n} "
-                        "devices (each device's query heads would share a fraction of a KV "
-                        "head)")
-
-
-def _gemm_shard(op: Op, split: str, n: int, model: DecoderSpec | None, act: float) -> tuple[
-        float, float, float, float, float]:
-    """(flops, bytes, stored bytes, weights (no biases), activation bytes) of one device's
-    part of a GEMM."""
-    weights_full = float(op.k_in * op.n_out)
-    if split == "replicate" or n == 1:
-        return (op.flops, op.bytes, op.stored_bytes, weights_full,
-                op.bytes - op.weight_bytes)
-    per_weight = op.weight_bytes / max(op.k_in * op.n_out, 1)
-    if split == "M":
-        if op.parts and model is not None:  # QKV: q columns n ways; K/V as heads allow
-            widths = dict(op.parts)
-            cols = widths["q"] / n + (widths["k"] + widths["v"]) * _kv_share(model, n)
-        else:
-            cols = op.n_out / n
-        frac = cols / op.n_out
-        weights = op.k_in * cols
-        activations = op.rows * op.k_in * act + op.rows * cols * act
-    else:  # K: a slice of the input features, a full-width partial output
-        frac = 1.0 / n
-        weights = op.k_in * op.n_out / n
-        activations = op.rows * op.k_in / n * act + op.rows * op.n_out * act
-    stored = op.stored_bytes * frac
-    return op.flops * frac, weights * per_weight + activations, stored, weights, activations
-
-
 # -- layouts ----------------------------------------------------------------------------------
 
 @dataclass
@@ -176,6 +139,7 @@ class _Sharder:
     model: DecoderSpec | None
     precision: Precision
     rules: Sequence[tuple[str, str]]
+    imbalance: float = 1.0
     shards: dict[str, Shard] = field(default_factory=dict)
     comms: list[Comm] = field(default_factory=list)
     layout: dict[str, str] = field(default_factory=dict)
@@ -185,10 +149,15 @@ class _Sharder:
         the tensor whole once: later consumers read that copy."""
         have = self.layout[producer]
         size = self.graph.edges[producer, consumer]["bytes"]
-        if want == "R" and have in ("P", "S"):
+        if want == "R" and have in ("P", "S", "T"):
             kind = "all_reduce" if have == "P" else "all_gather"
             self.comms.append(Comm(stage, producer, consumer, kind, size))
             self.layout[producer] = "R"
+
+    @property
+    def kv_width(self) -> int:
+        """Features of one KV-cache position's K (or V): none for an encoder (no cache)."""
+        return 0 if self.model is None or self.model.encoder else self.model.kv_width
 
     def user_split(self, name: str) -> str | None:
         """The split a user rule gives ``name``, if any."""
@@ -215,19 +184,21 @@ class _Sharder:
             inputs = list(self.graph.predecessors(name))
             if n == 1 or mode == "batch":
                 frac = 1.0 / n
-                kv = (2 * self.model.kv_width * kv_bytes * frac
+                kv = (2 * self.kv_width * kv_bytes * frac
                       if op.kind == "attention" and self.model is not None else 0.0)
                 act = op.activation_bytes * frac
                 kv_traffic = (op.kv_read_bytes + op.kv_write_bytes) * frac
                 mx = (float(op.k_in * op.n_out) if self.precision.weights == "mxfp6"
                       and op.is_gemm and not op.extra.get("tied") else 0.0)
+                if op.kind == "experts" and self.precision.weights == "mxfp6":
+                    mx = mxfp6_expert_weights(op)
                 split = "batch" if n > 1 else "none"
                 layout = "B" if n > 1 else "R"
                 # every device reads the weights whole (they are replicated), its own part of
                 # the batch's activations and KV cache
                 self._set(op, split, layout, layout, op.flops * frac,
                           op.weights_read_bytes + kv_traffic + act, op.stored_bytes, mx, kv,
-                          act)
+                          act, kv_traffic)
                 continue
             self.weight_mode(stage.index, op, inputs, n, kv_bytes)
 
@@ -247,6 +218,19 @@ class _Sharder:
             self._set(op, "replicate", "R", "R", op.flops, op.bytes, op.stored_bytes,
                       activations=op.activation_bytes)
             return
+        if op.kind == "experts":
+            for source in inputs:
+                self.need(stage, source, name, "R")
+            split = self.user_split(name) or "E"
+            part = expert_shard(op, split, n, self.imbalance, act_bytes,
+                                self.precision.weights == "mxfp6")
+            if part.all_to_all_bytes:  # dispatch after the router, combine after the experts
+                self.comms.append(Comm(stage, inputs[-1], name, "all_to_all",
+                                       part.all_to_all_bytes))
+                self.comms.append(Comm(stage, name, name, "all_to_all", part.all_to_all_bytes))
+            self._set(op, split, "R", "T" if split == "E" else "P", part.flops, part.bytes,
+                      part.stored_bytes, part.mxfp6_weights, activations=part.activation_bytes)
+            return
         if op.is_gemm and op.k_in and op.n_out and len(inputs) == 1:
             split = self.gemm_split(op)
             (source,) = inputs
@@ -256,7 +240,7 @@ class _Sharder:
                 self.need(stage, source, name, "R")
             elif have == "S" and split == "K" and not self._aligned(source):
                 self.need(stage, source, name, "R")  # a sharded input of another width
-            flops, nbytes, stored, weights, act = _gemm_shard(op, split, n, self.model,
+            flops, nbytes, stored, weights, act = gemm_shard(op, split, n, self.model,
                                                               act_bytes)
             mx = weights if self.precision.weights == "mxfp6" and not op.extra.get("tied") \
                 else 0.0
@@ -271,15 +255,15 @@ class _Sharder:
                 have = "R"
             kv_traffic = op.kv_read_bytes + op.kv_write_bytes
             if have == "S":  # heads split: queries / n, KV heads as replicated
-                share_kv = _kv_share(self.model, n)
+                share_kv = kv_share(self.model, n)
                 act = op.activation_bytes / n
                 self._set(op, "heads", "S", "S", op.flops / n, act + kv_traffic * share_kv,
-                          0.0, kv_per_position=2 * self.model.kv_width * kv_bytes * share_kv,
-                          activations=act)
+                          0.0, kv_per_position=2 * self.kv_width * kv_bytes * share_kv,
+                          activations=act, kv_traffic=kv_traffic * share_kv)
             else:
                 self._set(op, "replicate", "R", "R", op.flops, op.bytes, 0.0,
-                          kv_per_position=2 * self.model.kv_width * kv_bytes,
-                          activations=op.activation_bytes)
+                          kv_per_position=2 * self.kv_width * kv_bytes,
+                          activations=op.activation_bytes, kv_traffic=kv_traffic)
             return
         layouts = [self.layout[s] for s in inputs]
         if not inputs:
@@ -295,7 +279,7 @@ class _Sharder:
         if partial:  # partial sums meeting here are added locally, then reduced once
             self.need(stage, partial[-1], name, "R")
         for s, lay in zip(inputs, layouts, strict=True):
-            if lay == "S":
+            if lay in ("S", "T"):
                 self.need(stage, s, name, "R")
         self._set(op, "replicate", "R", "R", op.flops, op.bytes, op.stored_bytes,
                   activations=op.activation_bytes)
@@ -307,9 +291,9 @@ class _Sharder:
 
     def _set(self, op: Op, split: str, lin: str, lout: str, flops: float, nbytes: float,
              stored: float, mxfp6: float = 0.0, kv_per_position: float = 0.0,
-             activations: float = 0.0) -> None:
+             activations: float = 0.0, kv_traffic: float = 0.0) -> None:
         self.shards[op.name] = Shard(op.name, split, lin, lout, flops, nbytes, stored, mxfp6,
-                                     kv_per_position, activations)
+                                     kv_per_position, activations, kv_traffic)
         self.layout[op.name] = lout
 
 
@@ -342,8 +326,8 @@ def _tied_head_storage(graph: nx.DiGraph, stages: Sequence[Stage],
 
 
 def shard_stages(graph: nx.DiGraph, model: DecoderSpec | None, stages: Sequence[Stage],
-                 precision: Precision, rules: Sequence[tuple[str, str]] = ()) -> tuple[
-                     dict[str, Shard], list[Comm], list[Handoff]]:
+                 precision: Precision, rules: Sequence[tuple[str, str]] = (),
+                 imbalance: float = 1.0) -> tuple[dict[str, Shard], list[Comm], list[Handoff]]:
     """Shards, collectives and stage hand-offs for ``graph`` laid out over ``stages``.
 
     ``model`` is the decoder the graph came from (for heads); ``None`` for other graphs,
@@ -352,7 +336,7 @@ def shard_stages(graph: nx.DiGraph, model: DecoderSpec | None, stages: Sequence[
     for stage in stages:
         if stage.mode == "weight" and stage.tp > 1 and model is not None:
             check_tp(model, stage.tp)
-    sharder = _Sharder(graph, model, precision, rules)
+    sharder = _Sharder(graph, model, precision, rules, imbalance)
     handoffs: list[Handoff] = []
     stage_of = {name: s.index for s in stages for name in s.ops}
     for stage in stages:

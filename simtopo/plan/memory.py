@@ -73,9 +73,10 @@ def memory_use(plan: PartitionPlan, topo: Topology, graphs: Sequence[nx.DiGraph]
             kv = sum(plan.shards[n].kv_bytes_per_position for n in stage.ops) * batch * context
             working = max((shards[n].activation_bytes for shards in per_pass
                            for n in stage.ops), default=0.0)
+            k = plan.per_soc  # instances side by side each hold their own
             for device in stage.devices:
-                out.append(MemoryUse(device, topo.node(device)["dram_bytes"], weights, kv,
-                                     working, reserve))
+                out.append(MemoryUse(device, topo.node(device)["dram_bytes"], weights * k,
+                                     kv * k, working * k, reserve))
     return out
 
 

@@ -20,9 +20,10 @@ from ..spec.model import DecoderSpec
 from ..topology import routing
 from ..topology.graph import Topology
 from ..topology.routing import BounceRoute
-from ..workload.cost import Work, op_cost
+from ..workload.cost import op_cost
 from ..workload.opgraph import Precision
 from .layouts import Comm, Handoff, Shard, Stage, check_tp, shard_stages
+from .onchip import shard_work, stage_onchip
 
 Layout = tuple[dict[str, Shard], tuple[Comm, ...], tuple[Handoff, ...]]
 
@@ -35,18 +36,19 @@ _LAID_OUT_LOCK = threading.Lock()  # dask workers run points in threads
 
 
 def laid_out(graph: nx.DiGraph, model: DecoderSpec | None, stages: Sequence[Stage],
-             precision: Precision, rules: Sequence[tuple[str, str]] = ()) -> Layout:
+             precision: Precision, rules: Sequence[tuple[str, str]] = (),
+             imbalance: float = 1.0) -> Layout:
     """:func:`~simtopo.plan.layouts.shard_stages`, found once per process for each graph,
     model, stage shapes (not devices: a P2P plan and its host-routed twin share it),
-    precision and rules. Shared: read, do not change, what this returns."""
+    precision, rules and expert imbalance. Shared: read, do not change, what this returns."""
     key = (id(graph), model, tuple((s.index, s.name, s.tp, s.mode, s.ops) for s in stages),
-           precision, tuple(rules))
+           precision, tuple(rules), imbalance)
     with _LAID_OUT_LOCK:
         known = _LAID_OUT.get(key)
         if known is not None and known[0]() is graph:  # not another graph at a reused id
             _LAID_OUT.move_to_end(key)
             return known[1]
-    shards, comms, handoffs = shard_stages(graph, model, stages, precision, rules)
+    shards, comms, handoffs = shard_stages(graph, model, stages, precision, rules, imbalance)
     layout = (shards, tuple(comms), tuple(handoffs))
     with _LAID_OUT_LOCK:
         _LAID_OUT[key] = (weakref.ref(graph), layout)
@@ -70,6 +72,10 @@ class PartitionPlan:
     decoder: DecoderSpec | None = field(default=None, compare=False)
     rules: tuple[tuple[str, str], ...] = ()
     mode: str = "weight"
+    per_soc: int = 1
+    """Instances of this (one-SoC) plan side by side on each SoC, sharing its DRAM."""
+    expert_imbalance: float = 1.0
+    """Routed tokens on the busiest expert-parallel device over the mean."""
     # what layout() and group_connection() found (fresh in a copy made with replace())
     _layouts: dict[int, tuple[nx.DiGraph, Any]] = field(default_factory=dict, init=False,
                                                         compare=False, repr=False)
@@ -84,7 +90,8 @@ class PartitionPlan:
         known = self._layouts.get(id(graph))
         if known is None or known[0] is not graph:
             precision = graph.graph.get("precision") or Precision()
-            known = (graph, laid_out(graph, self.decoder, self.stages, precision, self.rules))
+            known = (graph, laid_out(graph, self.decoder, self.stages, precision, self.rules,
+                                     self.expert_imbalance))
             self._layouts[id(graph)] = known
         return known[1]
 
@@ -220,8 +227,10 @@ def op_times(graph: nx.DiGraph, model: DecoderSpec | None, stage: Stage,
     """Seconds each op's shard takes on one device of ``stage`` (the cost function)."""
     shards, _, _ = laid_out(graph, model, [stage], precision, rules)
     attrs = soc if soc is not None else {}
-    return {name: op_cost(Work(s.flops, s.bytes, graph.nodes[name]["op"].precision,
-                               s.mxfp6_weights), attrs, stage.cores[0], soc_model).time_s
+    onchip = stage_onchip(stage, graph, shards, attrs, stage.cores[0],
+                          soc_model.onchip_fraction)
+    return {name: op_cost(shard_work(graph.nodes[name]["op"], s, graph.in_degree(name) > 0,
+                                     onchip), attrs, stage.cores[0], soc_model).time_s
             for name, s in shards.items()}
 
 
@@ -249,7 +258,8 @@ def make_plan(graph: nx.DiGraph, model: DecoderSpec | None, topo: Topology, spec
     precision = precision or graph.graph.get("precision") or Precision()
     if model is None:
         _check_graph_spec(spec)
-        precision = graph.graph.get("precision") or Precision()  # a graph's bytes are its own
+        # a graph is already at the workload's precision (workload.precision.at_precision)
+        precision = graph.graph.get("precision") or Precision()
     elif spec.mode == "weight" and spec.tp > 1:
         check_tp(model, spec.tp)
     shape = graph.graph.get("shape")
@@ -258,9 +268,12 @@ def make_plan(graph: nx.DiGraph, model: DecoderSpec | None, topo: Topology, spec
                         f"divide over {spec.tp} devices")
     devices = map_devices(topo, spec)
     cores_total = topo.node(devices[0])["cores"]
-    cores = spec.cores if spec.cores is not None else cores_total
+    cores = spec.cores if spec.cores is not None else cores_total // spec.per_soc
     if not 1 <= cores <= cores_total:
         raise PlanError(f"cores must be between 1 and {cores_total} (got {cores})")
+    if cores * spec.per_soc > cores_total:
+        raise PlanError(f"per_soc {spec.per_soc} instances of {cores} cores need "
+                        f"{cores * spec.per_soc} cores; a SoC of {topo.name} has {cores_total}")
     head, layers, tail = layer_groups(graph) if model is not None else (
         [], [[name] for name in file_order(graph)], [])
     name = model.name if model is not None else str(graph.graph.get("model", "the graph"))
@@ -309,7 +322,8 @@ def make_plan(graph: nx.DiGraph, model: DecoderSpec | None, topo: Topology, spec
                         f"of {limit} (platform.max_p2p_group)")
     for stages in replicas:
         check_connections(topo, [d for s in stages for d in s.devices], pairs)
-    layout = laid_out(graph, model, replicas[0], precision, spec.split_rules)
+    layout = laid_out(graph, model, replicas[0], precision, spec.split_rules,
+                      spec.expert_imbalance)
     shards, comms, handoffs = layout
     if model is None and spec.tp > 1 and not any(s.split in ("M", "K")
                                                  for s in shards.values()):
@@ -319,7 +333,8 @@ def make_plan(graph: nx.DiGraph, model: DecoderSpec | None, topo: Topology, spec
     plan = PartitionPlan(model=name, stages=replicas[0], replicas=tuple(replicas),
                          shards=dict(shards), comms=comms, handoffs=handoffs,
                          p2p_pairs=pairs, decoder=model, rules=spec.split_rules,
-                         mode=spec.mode)
+                         mode=spec.mode, per_soc=spec.per_soc,
+                         expert_imbalance=spec.expert_imbalance)
     if precision == (graph.graph.get("precision") or Precision()):
         # what plan.layout(graph) would find, with the plan's own shards
         plan._layouts[id(graph)] = (graph, (plan.shards, comms, handoffs))

@@ -18,6 +18,7 @@ from ..sim.profiles import PassProfile
 from ..sim.setup import Setup
 from ..topology.graph import Topology
 from .result import VariantResult
+from .scenarios import offline_feed, query_latency, sample_bytes
 
 
 def _bubble(step: float, compute: float, comm: float) -> float:
@@ -139,22 +140,47 @@ def inference_metrics(setup: Setup, sim: Simulation) -> VariantResult:
     micro_batches = setup.forward_passes
     latency = timeline.makespan
     slowest = max(s.seconds for s in profile.stages)
+    instances = len(plan.replicas) * plan.per_soc
+    steady = (w.batch / micro_batches) / slowest if slowest else 0.0
     metrics = {
         "latency_s": latency,
-        "inferences_per_s": len(plan.replicas) * w.batch / latency if latency else 0.0,
+        "inferences_per_s": instances * w.batch / latency if latency else 0.0,
         "stage_max_s": slowest,
-        "pipeline_throughput_per_s": (w.batch / micro_batches) / slowest if slowest else 0.0,
+        "pipeline_throughput_per_s": steady,
         "makespan_s": latency,
         "socs": float(sum(s.tp for s in plan.stages) * len(plan.replicas)),
         "memory_max_bytes": max(u.total for u in setup.memory),
     }
+    scenario: dict[str, Any] = {}
+    if w.scenario != "pass":
+        scenario = scenario_metrics(setup, steady, latency, metrics)
     moved = Counter({k: v * micro_batches for k, v in profile.link_bytes.items()})
     compute = [s.compute_s * micro_batches for s in profile.stages]
-    return _result(setup, sim, metrics, moved, compute, profile)
+    return _result(setup, sim, metrics, moved, compute, profile, scenario)
+
+
+def scenario_metrics(setup: Setup, instance_rate: float, latency: float,
+                     metrics: dict[str, float]) -> dict[str, Any]:
+    """Add the MLPerf scenario's metrics to ``metrics``; return what bounds it, as data
+    (:mod:`simtopo.results.scenarios`)."""
+    w = setup.variant.workload
+    into, out = sample_bytes(setup, setup.forward_graph)
+    metrics.update(input_bytes_per_sample=into, output_bytes_per_sample=out)
+    if w.scenario != "offline":
+        query = query_latency(setup, setup.plan, latency, into, out)
+        metrics.update(query_latency_s=query, queries_per_s=1.0 / query if query else 0.0)
+        return {"name": w.scenario}
+    feed = offline_feed(setup, instance_rate, into, out)
+    metrics.update(offline_samples_per_s=feed.samples_per_s,
+                   instance_samples_per_s=instance_rate, instances=float(len(feed.rates)),
+                   busiest_feed_utilization=next(iter(feed.utilization.values()), 0.0))
+    return {"name": "offline", "bound": feed.bound,
+            "feed_utilization": dict(list(feed.utilization.items())[:8])}
 
 
 def _result(setup: Setup, sim: Simulation, metrics: dict[str, float], moved: Counter[str],
-            compute_by_stage: list[float], step: PassProfile) -> VariantResult:
+            compute_by_stage: list[float], step: PassProfile,
+            scenario: dict[str, Any] | None = None) -> VariantResult:
     """The variant's result: links and SoC rows added to ``metrics``."""
     variant, plan, timeline = setup.variant, setup.plan, sim.timeline
     links = _links(setup.topo, moved, timeline.makespan)
@@ -175,4 +201,4 @@ def _result(setup: Setup, sim: Simulation, metrics: dict[str, float], moved: Cou
                          _socs(plan, timeline, compute_by_stage, setup.memory, step), links,
                          _algorithms(sim.profiles), setup.memory, setup.host, plan, setup.topo,
                          timeline, sim.profiles, plan.talks,
-                         variant.description, simulation)
+                         variant.description, simulation, scenario or {})

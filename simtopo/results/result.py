@@ -25,7 +25,7 @@ from ..sim.profiles import PassProfile
 from ..topology.graph import Topology
 from ..version import __version__
 from ..workload.cost import rate_fallbacks
-from ..workload.opgraph import COMPUTE_PRECISION
+from ..workload.opgraph import compute_precision
 from .bands import describe, speedups
 
 if TYPE_CHECKING:
@@ -68,11 +68,16 @@ class VariantResult:
     simulation: dict[str, str] = field(default_factory=dict)
     """How it was simulated, when not all memoized by the default mode: ``mode``, what ran
     ``live`` and the ``reason`` (:mod:`simtopo.sim.driver`)."""
+    scenario: dict[str, Any] = field(default_factory=dict)
+    """An MLPerf scenario's ``name``, and offline what ``bound`` it and the host feed's
+    busiest resources (:mod:`simtopo.results.scenarios`)."""
 
     def summary(self) -> dict[str, Any]:
         """Plain data: inputs, metrics, algorithms, SoCs, links (and how it was simulated,
-        when not the default's memoized shortcuts)."""
+        when not the default's memoized shortcuts; the MLPerf scenario, if any)."""
         extra = {"simulation": dict(self.simulation)} if self.simulation else {}
+        if self.scenario:
+            extra["scenario"] = dict(self.scenario)
         return round12({
             **extra,
             "name": self.name,
@@ -109,8 +114,9 @@ class VariantResult:
         """Platform checks that failed (host memory, memory mappings), and precisions the
         SoCs list no rate for (bf16 on the AI 100 runs at its fp16 rate)."""
         workload = self.inputs.get("workload", {})
-        precisions = [COMPUTE_PRECISION.get(workload.get("precision", "fp16"), "fp16"),
-                      workload.get("activations", "fp16")]
+        activations = workload.get("activations", "fp16")
+        precisions = [compute_precision(workload.get("precision", "fp16"), activations),
+                      activations]
         found: dict[str, list[str]] = {}
         for stage in self.plan.stages:
             for device in stage.devices:

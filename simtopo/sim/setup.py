@@ -177,11 +177,9 @@ def setup_variant(variant: Variant, link_model: LinkModel = DEFAULT_MODEL,
     w = variant.workload
     if w.kind == "inference":
         micro = w.micro_batches
-        if ref.decoder is not None:
-            (shape,) = prefill_shapes(w.batch // micro, w.prompt, compiled=False)
-            graph = ref.graph_for(shape, precision)
-        else:
-            graph = ref.graph_for(None, precision)
+        (shape,) = prefill_shapes(w.batch // micro, w.prompt, compiled=False)
+        graph = ref.graph_for(shape, precision)
+        if ref.graph is not None:  # a file's graph has its own batch
             check_graph_batch(variant, graph)
         plan = plan_variant(variant, ref, graph, topo, precision, soc_model)
         check_passes(variant, plan, micro)
@@ -189,9 +187,10 @@ def setup_variant(variant: Variant, link_model: LinkModel = DEFAULT_MODEL,
                            w.prompt if ref.decoder is not None else 1)
         return Setup(variant, topo, params, ref, precision, plan, memory,
                      host_memory(plan, [graph], memory, topo), graph, micro, {})
-    if ref.decoder is None:
-        raise ConfigError(f"workload kind 'llm' needs a decoder model ({variant.model} is a "
-                          "graph); use kind: inference")
+    if ref.decoder is None or ref.decoder.encoder:
+        what = "an encoder" if ref.decoder is not None else "a graph"
+        raise ConfigError(f"workload kind 'llm' needs a decoder model ({variant.model} is "
+                          f"{what}); use kind: inference")
     context = w.context_length
     compiled = w.shapes == "compiled"
     chunks = prefill_shapes(w.batch, w.prompt, compiled, w.compiled_prompt or w.prompt,

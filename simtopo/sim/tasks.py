@@ -18,9 +18,10 @@ import networkx as nx
 
 from ..constants import DEFAULT_SOC_MODEL, SocModel
 from ..plan.layouts import Comm, Shard, Stage
+from ..plan.onchip import OnChip, shard_work, stage_onchip
 from ..plan.stages import PartitionPlan
 from ..topology.graph import Topology
-from ..workload.cost import OpCost, Work, op_cost
+from ..workload.cost import OpCost, op_cost
 
 
 @dataclass(frozen=True)
@@ -77,18 +78,19 @@ class StageProgram:
 
 
 def _tasks(names: Sequence[str], graph: nx.DiGraph, shards: dict[str, Shard],
-           comms: dict[str, list[Comm]], stage: Stage, topo: Topology, mode: str,
-           soc_model: SocModel) -> tuple[Task, ...]:
+           comms: dict[str, list[Comm]], stage: Stage, socs: Sequence[dict],
+           onchip: Sequence[OnChip], mode: str, soc_model: SocModel,
+           tenants: int = 1) -> tuple[Task, ...]:
     out: list[Task] = []
-    socs = [topo.node(d) for d in stage.devices]
     for name in names:
         shard = shards[name]
         op = graph.nodes[name]["op"]
-        work = Work(shard.flops, shard.bytes, op.precision, shard.mxfp6_weights)
-        costs = [op_cost(work, soc, cores, soc_model)
-                 for soc, cores in zip(socs, stage.cores, strict=True)]
-        slowest = max(costs, key=lambda c: c.time_s)
-        out.append(ComputeTask(name, slowest, shard.bytes))
+        produced = graph.in_degree(name) > 0
+        works = [shard_work(op, shard, produced, chip) for chip in onchip]
+        costs = [op_cost(work, soc, cores, soc_model, tenants)
+                 for work, soc, cores in zip(works, socs, stage.cores, strict=True)]
+        slowest = max(range(len(costs)), key=lambda i: costs[i].time_s)
+        out.append(ComputeTask(name, costs[slowest], works[slowest].bytes))
         for comm in comms.get(name, []):
             out.append(CommTask(name, comm.kind, comm.bytes, mode))
     return tuple(out)
@@ -117,8 +119,13 @@ def lower_stage(plan: PartitionPlan, stage: Stage, graph: nx.DiGraph, topo: Topo
         else:
             layers.setdefault(layer, []).append(name)
 
+    socs = [topo.node(d) for d in stage.devices]
+    onchip = [stage_onchip(stage, graph, shards, soc, cores, soc_model.onchip_fraction)
+              for soc, cores in zip(socs, stage.cores, strict=True)]
+
     def build(names: Sequence[str]) -> tuple[Task, ...]:
-        return _tasks(names, graph, shards, by_op, stage, topo, mode, soc_model)
+        return _tasks(names, graph, shards, by_op, stage, socs, onchip, mode, soc_model,
+                      plan.per_soc)
 
     ordered = [layers[k] for k in sorted(layers)]
     if ordered:

@@ -32,7 +32,7 @@ from ..io.documents import Document, deep_merge, read_yaml, validate_document
 from ..io.paths import display_path, is_file
 from .load import LoadSpec
 from .topology import TransferSpec
-from .types import Duration, Name, Spec, bounded
+from .types import Duration, Name, SizeOrZero, Spec, bounded
 
 
 class WorkloadSpec(Spec):
@@ -46,10 +46,22 @@ class WorkloadSpec(Spec):
     compiled_prompt: Annotated[int, bounded(limits.MAX_TOKENS)] | None = None
     shapes: Literal["compiled", "dynamic"] = "compiled"
     precision: Literal["fp32", "fp16", "bf16", "int8", "mxfp6"] = "fp16"
-    activations: Literal["fp32", "fp16", "bf16"] = "fp16"
+    activations: Literal["fp32", "fp16", "bf16", "int8"] = "fp16"
     groups: Annotated[int, bounded(limits.MAX_GROUPS)] = 1
     micro_batches: Annotated[int, bounded(limits.MAX_CHUNKS)] = 1
     sample_time: Duration | None = None
+    scenario: Literal["pass", "offline", "single-stream", "multi-stream"] = "pass"
+    """For ``kind: inference``: one forward pass of the batch (``pass``), or an MLPerf
+    scenario read off it (docs/metrics.md): ``offline`` (samples/s through the host input
+    feed), ``single-stream`` (a query of one sample), ``multi-stream`` (a query of the batch)."""
+    input_bytes: SizeOrZero | None = None
+    """Bytes of one sample's input from host memory (default: the model's inputs)."""
+    output_bytes: SizeOrZero | None = None
+    """Bytes of one sample's result back to host memory (default: the model's outputs)."""
+    host_samples_per_s: float | None = Field(default=None, gt=0, le=1e12,
+                                             allow_inf_nan=False)
+    """The host's preprocessing rate, samples/s across all its cores (default: unbounded,
+    inputs preprocessed ahead, as MLPerf's offline runs load them)."""
 
     @model_validator(mode="after")
     def _lengths(self) -> WorkloadSpec:
@@ -68,6 +80,11 @@ class WorkloadSpec(Spec):
             if self.prompt + self.generate > limits.MAX_TOKENS:
                 raise ValueError(f"prompt {self.prompt} + generate {self.generate} exceeds "
                                  f"{limits.MAX_TOKENS:,} tokens")
+        if self.scenario != "pass" and self.kind != "inference":
+            raise ValueError(f"scenario {self.scenario!r} is for kind: inference")
+        if self.scenario == "single-stream" and self.batch != 1:
+            raise ValueError(f"a single-stream query is one sample: batch 1 (got {self.batch}; "
+                             "multi-stream takes a query of the batch)")
         if self.kind == "inference" and self.batch % self.micro_batches:
             raise ValueError(f"batch {self.batch} does not split into {self.micro_batches} "
                              "micro-batches")
@@ -95,9 +112,15 @@ class PlanSpec(Spec):
     pp: Annotated[int, bounded(limits.MAX_SOCS)] = 1
     replicas: Annotated[int, bounded(limits.MAX_SOCS)] = 1
     cores: Annotated[int, bounded(limits.MAX_THREADS)] | None = None
+    per_soc: Annotated[int, bounded(limits.MAX_THREADS)] = 1
+    """Instances of a one-SoC plan on each SoC, each on ``cores`` cores (default: the SoC's
+    cores / per_soc), as MLPerf's AI 100 submissions run a CNN: they share the SoC's DRAM."""
     connection: Literal["p2p", "host"] = "p2p"
-    rules: dict[str, Literal["M", "K", "replicate"]] = Field(default_factory=dict,
-                                                             max_length=1024)
+    rules: dict[str, Literal["M", "K", "replicate", "E"]] = Field(default_factory=dict,
+                                                                  max_length=1024)
+    expert_imbalance: float = Field(default=1.0, ge=1.0, le=64.0, allow_inf_nan=False)
+    """Routed tokens on the busiest expert-parallel device over the mean (1: even; a
+    mixture-of-experts model's routed experts split over a stage's devices)."""
     devices: list[str] | None = Field(default=None, max_length=limits.MAX_SOCS)
     mdp: str | None = None
 
@@ -111,6 +134,13 @@ class PlanSpec(Spec):
         """The GEMM split rules as (pattern, split) pairs in the order given (first match
         wins)."""
         return tuple(self.rules.items())
+
+    @model_validator(mode="after")
+    def _per_soc_alone(self) -> PlanSpec:
+        if self.per_soc > 1 and (self.tp, self.pp, self.mdp) != (1, 1, None):
+            raise ValueError(f"per_soc {self.per_soc} puts instances of a one-SoC plan side by "
+                             "side on a SoC; drop tp, pp and mdp (or per_soc)")
+        return self
 
     @model_validator(mode="after")
     def _mdp_alone(self) -> PlanSpec:

@@ -35,6 +35,24 @@ class DecoderSpec(Spec):
     sliding_window: int | None = Field(default=None, ge=1, le=limits.MAX_TOKENS)
     """Each query attends at most this many most recent positions, and the KV cache keeps
     that many (a rolling buffer); ``None``: the whole context (Mistral 7B v0.1: 4096)."""
+    encoder: bool = False
+    """An encoder (BERT): every token attends the whole sequence, K and V are activations of
+    the pass (no KV cache), and a task head of ``head_outputs`` features at every position
+    replaces the LM head. It runs ``workload.kind: inference`` passes of ``prompt`` tokens."""
+    head_outputs: int = Field(default=2, ge=1, le=WIDTH)
+    """An encoder's task head width (SQuAD question answering: 2, the start and end logits)."""
+    experts: int = Field(default=0, ge=0, le=1 << 12)
+    """Routed experts per mixture-of-experts layer (0: every FFN is dense)."""
+    experts_per_token: int = Field(default=2, ge=1, le=1 << 12)
+    """Experts each token is routed to (top-k)."""
+    expert_ffn: int | None = Field(default=None, ge=1, le=WIDTH)
+    """FFN size of one expert (default ``ffn``)."""
+    shared_experts: int = Field(default=0, ge=0, le=1 << 12)
+    """Experts every token passes through besides its routed ones (DeepSeek-MoE), run as one
+    dense FFN of ``shared_experts x expert_ffn``."""
+    dense_layers: int = Field(default=0, ge=0, le=limits.MAX_LAYERS)
+    """Leading layers whose FFN is dense, of size ``ffn`` (DeepSeek-MoE's
+    first_k_dense_replace)."""
 
     @model_validator(mode="after")
     def _heads_fit(self) -> DecoderSpec:
@@ -45,6 +63,29 @@ class DecoderSpec(Spec):
             raise ValueError(f"hidden ({self.hidden}) is not a multiple of heads "
                              f"({self.heads}); give head_dim")
         return self
+
+    @model_validator(mode="after")
+    def _experts_fit(self) -> DecoderSpec:
+        if self.experts and self.experts_per_token > self.experts:
+            raise ValueError(f"experts_per_token ({self.experts_per_token}) exceeds the "
+                             f"experts ({self.experts})")
+        return self
+
+    def is_moe(self, layer: int) -> bool:
+        """Whether layer ``layer``'s FFN is a mixture of experts."""
+        return self.experts > 0 and layer >= self.dense_layers
+
+    @property
+    def expert_width(self) -> int:
+        """FFN size of one expert."""
+        return self.expert_ffn if self.expert_ffn is not None else self.ffn
+
+    def ffn_params(self, width: int) -> int:
+        """Weights of one FFN of ``width`` (gated: three matrices; else two), with biases."""
+        mlp_bias = self.linear_bias in ("all", "mlp")
+        up_out = 2 * width if self.ffn_gated else width
+        return (self.hidden * up_out + (up_out if mlp_bias else 0)
+                + width * self.hidden + (self.hidden if mlp_bias else 0))
 
     @property
     def n_kv(self) -> int:
@@ -90,15 +131,30 @@ class DecoderSpec(Spec):
         return self.vocab * self.hidden + self.learned_positions * self.hidden
 
     def lm_head_params(self) -> int:
-        """LM head weights that are not shared with the embedding (and its bias)."""
+        """LM head weights that are not shared with the embedding (and its bias); an
+        encoder's task head, with its bias."""
+        if self.encoder:
+            return self.hidden * self.head_outputs + self.head_outputs
         weights = 0 if self.tied_embeddings else self.hidden * self.vocab
         return weights + (self.vocab if self.lm_head_bias else 0)
+
+    def moe_params(self) -> int:
+        """Weights of one mixture-of-experts FFN beyond a dense one's: the router, every
+        routed expert, the shared experts (0 for a dense model)."""
+        if not self.experts:
+            return 0
+        shared = self.ffn_params(self.shared_experts * self.expert_width) \
+            if self.shared_experts else 0
+        return (self.hidden * self.experts + self.experts * self.ffn_params(self.expert_width)
+                + shared)
 
     def parameters(self) -> int:
         """Total parameters, as the published checkpoints count them."""
         final_norm = self.hidden if self.norm == "rmsnorm" else 2 * self.hidden
-        return (self.embedding_params() + self.layers * sum(self.layer_params().values())
-                + final_norm + self.lm_head_params())
+        per_layer = sum(self.layer_params().values())
+        moe = self.layers - min(self.dense_layers, self.layers) if self.experts else 0
+        layers = self.layers * per_layer + moe * (self.moe_params() - self.ffn_params(self.ffn))
+        return self.embedding_params() + layers + final_norm + self.lm_head_params()
 
 
 class NodeSpec(Spec):
@@ -125,4 +181,17 @@ class GraphSpec(Spec):
     batch: int = Field(default=1, ge=1, le=limits.MAX_BATCH)
     """Samples one pass of the graph processes (its ops' sizes are for this many): a
     workload's batch is this times its micro-batches."""
+    precision: Literal["fp32", "fp16", "bf16", "int8", "mxfp6"] = "fp16"
+    """The precision the weights' sizes are written at (a workload at another one rescales
+    them)."""
+    activations: Literal["fp32", "fp16", "bf16", "int8"] | None = None
+    """The precision the activations' sizes are written at: ``precision`` when it is one an
+    activation can take, else fp16."""
+
+    @property
+    def activation_precision(self) -> str:
+        """``activations``, or what it defaults to."""
+        if self.activations is not None:
+            return self.activations
+        return self.precision if self.precision != "mxfp6" else "fp16"
     nodes: list[NodeSpec] = Field(min_length=1, max_length=limits.MAX_GRAPH_NODES)

@@ -10,6 +10,11 @@ over the cores), and never more than the DRAM's own bandwidth: a 1-core partitio
 decode as fast as a 16-core one. mxfp6 weights are expanded to fp16 by the cores that read
 them: the expansion work per weight divides over those cores and runs at their clock (taken as
 proportional to their fp16 peak).
+
+Which of an op's bytes reach DRAM at all (activations kept in the cores' on-chip memory,
+weights resident across passes) is the plan's business (:mod:`simtopo.plan.onchip`);
+``Work.bytes`` is what is left. A fused op (an elementwise op run inside its producer) pays
+no launch of its own.
 """
 
 from __future__ import annotations
@@ -29,6 +34,10 @@ class Work:
     bytes: float
     precision: str = "fp16"
     mxfp6_weights: float = 0.0
+    fused: bool = False
+    """Run inside its producer's kernel: no launch of its own."""
+    kind: str = "gemm"
+    """The op's kind (convolutions have an efficiency of their own)."""
 
 
 @dataclass(frozen=True)
@@ -50,14 +59,26 @@ class OpCost:
         return "compute" if self.compute_s >= self.memory_s else "memory"
 
 
-def dram_bandwidth(soc: Mapping[str, Any], cores: int) -> float:
-    """Bytes/s a partition of ``cores`` cores can draw from the SoC's DRAM."""
+def dram_bandwidth(soc: Mapping[str, Any], cores: int, tenants: int = 1) -> float:
+    """Bytes/s a partition of ``cores`` cores can draw from the SoC's DRAM, when ``tenants``
+    such partitions run side by side on the SoC (each then gets at most an equal share of
+    the DRAM)."""
     total = soc["cores"]
     if not 1 <= cores <= total:
         raise ValueError(f"cores must be between 1 and {total} (got {cores})")
     noc = soc.get("noc_bw_Bps")
     share = noc * cores / total if noc else soc["dram_bw_Bps"] * cores / total
-    return min(soc["dram_bw_Bps"], share)
+    return min(soc["dram_bw_Bps"] / tenants, share)
+
+
+def onchip_bytes(soc: Mapping[str, Any], cores: int) -> float:
+    """On-chip memory a partition of ``cores`` cores can keep tensors in: its cores' VTCM
+    (the AI 100's per-core scratchpad, where the compiler places activations), else its share
+    of the SoC's SRAM; 0 for a SoC that lists neither (every tensor then goes through DRAM)."""
+    vtcm = soc.get("vtcm_per_core_bytes")
+    if vtcm:
+        return vtcm * cores
+    return soc.get("sram_bytes", 0.0) * cores / soc["cores"]
 
 
 def peak_flops(soc: Mapping[str, Any], cores: int, precision: str) -> float:
@@ -81,11 +102,14 @@ def rate_fallbacks(soc: Mapping[str, Any], precisions: Iterable[str]) -> list[st
 
 
 def op_cost(work: Work, soc: Mapping[str, Any], cores: int,
-            model: SocModel = DEFAULT_SOC_MODEL) -> OpCost:
-    """Time of ``work`` on ``cores`` cores of ``soc`` (the SoC's node attributes)."""
-    compute = work.flops / (peak_flops(soc, cores, work.precision) * model.compute_efficiency)
-    memory = work.bytes / (dram_bandwidth(soc, cores) * model.dram_efficiency)
+            model: SocModel = DEFAULT_SOC_MODEL, tenants: int = 1) -> OpCost:
+    """Time of ``work`` on ``cores`` cores of ``soc`` (the SoC's node attributes), one of
+    ``tenants`` partitions side by side on it. Convolutions reach their own share of the peak
+    (``SocModel.conv_efficiency``), every other op the GEMMs' (``compute_efficiency``)."""
+    efficiency = model.conv_efficiency if work.kind == "conv" else model.compute_efficiency
+    compute = work.flops / (peak_flops(soc, cores, work.precision) * efficiency)
+    memory = work.bytes / (dram_bandwidth(soc, cores, tenants) * model.dram_efficiency)
     expand = work.mxfp6_weights * model.mxfp6_expand_ops_per_weight / peak_flops(soc, cores, "fp16")
-    launch = model.op_launch_s
+    launch = 0.0 if work.fused else model.op_launch_s
     return OpCost(time_s=max(compute, memory) + launch + expand, compute_s=compute,
                   memory_s=memory, launch_s=launch, expand_s=expand)

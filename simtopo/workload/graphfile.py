@@ -9,8 +9,11 @@ nodes:
 ```
 
 ``batch`` (default 1) is how many samples one pass of the graph processes: the sizes are
-for that many. A GEMM with ``k_in``, ``n_out`` and ``rows`` can be split by plan rules
-(``MatMul_*=M``); other ops of such graphs run replicated on every device of a partition.
+for that many. ``precision`` (default fp16) and ``activations`` (default: the same) are the
+precisions the weights' and activations' sizes are written at; a workload at another precision
+rescales them (:mod:`simtopo.workload.precision`). A GEMM with ``k_in``, ``n_out`` and
+``rows`` can be split by plan rules (``MatMul_*=M``); other ops of such graphs run replicated
+on every device of a partition.
 
 An edge from each name in ``inputs`` carries that producer's ``bytes_written``.
 """
@@ -24,7 +27,8 @@ import networkx as nx
 from ..errors import ConfigError
 from ..io.documents import Document, read_yaml, validate_document
 from ..spec.model import GraphSpec
-from .opgraph import Op
+from .opgraph import Op, Precision, compute_precision
+from .precision import MATMUL_KINDS
 
 KINDS = ("gemm", "lm_head", "attention", "norm", "elementwise", "embedding", "conv", "other")
 
@@ -32,7 +36,10 @@ KINDS = ("gemm", "lm_head", "attention", "norm", "elementwise", "embedding", "co
 def graph_from_spec(spec: GraphSpec, doc: Document | None = None) -> nx.DiGraph:
     """Build the DAG; errors name the node's key path."""
     doc = doc or Document(data=None, file="<graph>")
-    graph = nx.DiGraph(model=spec.name, batch=spec.batch)
+    own = Precision(weights=spec.precision, activations=spec.activation_precision,
+                    kv_cache=spec.activation_precision)
+    graph = nx.DiGraph(model=spec.name, batch=spec.batch, precision=own)
+    matmul = compute_precision(own.weights, own.activations)
     index: dict[str, int] = {}
     for i, node in enumerate(spec.nodes):
         if node.name in index:
@@ -48,7 +55,9 @@ def graph_from_spec(spec: GraphSpec, doc: Document | None = None) -> nx.DiGraph:
                                         bytes_written=node.bytes_written,
                                         weight_bytes=node.weights, stored_bytes=node.weights,
                                         weight_params=float(node.k_in * node.n_out),
-                                        k_in=node.k_in, n_out=node.n_out, rows=node.rows))
+                                        k_in=node.k_in, n_out=node.n_out, rows=node.rows,
+                                        precision=matmul if node.kind in MATMUL_KINDS
+                                        else own.activations))
     for i, node in enumerate(spec.nodes):
         for j, source in enumerate(node.inputs):
             if source not in index:

@@ -13,7 +13,10 @@ refer to real nodes. FLOPs:
 - data movement (Transpose, Gather, Concat, Slice, Cast, ...): none, but their bytes count;
   shape-only ops (Reshape, Shape, Squeeze, Unsqueeze, Flatten, Identity, Constant) move nothing.
 
-Bytes read are every input tensor (initializers are the weights), bytes written every output.
+Bytes read are every input tensor (initializers are the weights), bytes written every output,
+at the model's own types: its precision is its largest weight's type and its first input's
+(a workload at another precision rescales them, :mod:`simtopo.workload.precision`; the AI 100
+compiles an fp32 model to fp16, the workload's default).
 The model's batch (samples one pass processes) is the first dimension of its first input that
 is not a weight and has two dimensions or more (a symbolic one takes its value from ``dims``,
 default 1); without one, 1.
@@ -31,7 +34,8 @@ import networkx as nx
 from .. import limits
 from ..errors import ConfigError
 from ..io.documents import read_bytes
-from .opgraph import Op
+from .opgraph import Op, Precision, compute_precision
+from .precision import MATMUL_KINDS
 
 ELEMENTWISE = {"Add", "Sub", "Mul", "Div", "Relu", "Sigmoid", "Tanh", "Erf", "Gelu", "Pow",
                "Sqrt", "Exp", "Log", "Neg", "Abs", "Where", "Max", "Min", "Clip", "LeakyRelu",
@@ -122,13 +126,36 @@ def load_onnx(path: str | Path, dims: Mapping[str, int] | None = None) -> nx.DiG
         raise exc.located(str(path)) from None
 
 
+TYPE_PRECISION = {"float32": "fp32", "float64": "fp32", "float16": "fp16", "int8": "int8",
+                  "uint8": "int8"}
+"""Our precision of an ONNX tensor type (bfloat16 is matched by name: numpy has none)."""
+
+
+def _type_precision(onnx: Any, elem_type: int, default: str = "fp32") -> str:
+    if elem_type == onnx.TensorProto.BFLOAT16:
+        return "bf16"
+    return TYPE_PRECISION.get(str(onnx.helper.tensor_dtype_to_np_dtype(elem_type)), default)
+
+
+def _own_precision(onnx: Any, model: Any, weights: set[str]) -> Precision:
+    """The precision the model's sizes are written at: its largest weight's type and its
+    first non-weight input's (fp32 where neither says)."""
+    inits = sorted(model.graph.initializer, key=lambda t: -math.prod(t.dims))
+    w = _type_precision(onnx, inits[0].data_type) if inits else "fp32"
+    inputs = [v for v in model.graph.input if v.name not in weights]
+    a = _type_precision(onnx, inputs[0].type.tensor_type.elem_type) if inputs else "fp32"
+    return Precision(weights=w, activations=a, kv_cache=a)
+
+
 def onnx_graph(model: Any, dims: Mapping[str, int], name: str = "onnx") -> nx.DiGraph:
     """An op graph from an in-memory ONNX ``ModelProto`` (shapes already inferred)."""
     onnx = _require_onnx()
     info = _tensor_info(onnx, model, dims)
     weights = {init.name for init in model.graph.initializer}
     batch, source = _batch(model, info, weights)
-    graph = nx.DiGraph(model=name, batch=batch, batch_source=source)
+    own = _own_precision(onnx, model, weights)
+    matmul = compute_precision(own.weights, own.activations)
+    graph = nx.DiGraph(model=name, batch=batch, batch_source=source, precision=own)
     producer: dict[str, str] = {}
     given = [node.name for node in model.graph.node]
     used: set[str] = set()
@@ -158,7 +185,8 @@ def onnx_graph(model: Any, dims: Mapping[str, int], name: str = "onnx") -> nx.Di
             read = written = 0.0
         graph.add_node(op_name, op=Op(name=op_name, kind=kind, flops=flops, bytes_read=read,
                                       bytes_written=written, weight_bytes=w_bytes,
-                                      stored_bytes=w_bytes, **extra))
+                                      stored_bytes=w_bytes, precision=matmul
+                                      if kind in MATMUL_KINDS else own.activations, **extra))
         for tensor in inputs:
             if tensor in producer:
                 graph.add_edge(producer[tensor], op_name, bytes=size(tensor))

@@ -30,12 +30,20 @@ from ..spec.model import DecoderSpec
 WEIGHT_BYTES = {"fp32": 4.0, "fp16": 2.0, "bf16": 2.0, "int8": 1.0, "mxfp6": 6.25 / 8}
 """Bytes per GEMM weight by precision."""
 
-ACTIVATION_BYTES = {"fp32": 4.0, "fp16": 2.0, "bf16": 2.0}
+ACTIVATION_BYTES = {"fp32": 4.0, "fp16": 2.0, "bf16": 2.0, "int8": 1.0}
 """Bytes per activation or KV-cache element by precision."""
 
-COMPUTE_PRECISION = {"fp32": "fp16", "fp16": "fp16", "bf16": "bf16", "int8": "int8",
-                     "mxfp6": "fp16"}
-"""The arithmetic each weight precision runs at (fp32 and mxfp6 weights compute in fp16)."""
+
+def compute_precision(weights: str, activations: str) -> str:
+    """The arithmetic a GEMM with these weights and activations runs at: int8 only when both
+    are int8 (the int8 peak); bf16 when either is bf16 (the AI 100 lists no bf16 rate and runs
+    it at its fp16 one, with a warning); else fp16 (fp32 and mxfp6 weights, and int8 weights
+    beside 16-bit activations, are expanded to fp16 and multiplied there)."""
+    if weights == "int8" and activations == "int8":
+        return "int8"
+    if "bf16" in (weights, activations):
+        return "bf16"
+    return "fp16"
 
 
 @dataclass(frozen=True)
@@ -118,8 +126,9 @@ class Op:
 
     name: str
     kind: str
-    """``gemm``, ``lm_head``, ``attention``, ``norm``, ``elementwise``, ``embedding`` (and
-    ``conv``, ``other`` in graph files)."""
+    """``gemm``, ``lm_head``, ``attention``, ``norm``, ``elementwise``, ``embedding``,
+    ``experts`` (a mixture-of-experts layer's routed experts; and ``conv``, ``other`` in graph
+    files)."""
     flops: float
     bytes_read: float
     bytes_written: float
@@ -179,8 +188,8 @@ def _gemm(name: str, k_in: int, n_out: int, rows: int, prec: Precision, layer: i
     return Op(name=name, kind=kind, flops=flops, bytes_read=w_bytes + rows * k_in * act,
               bytes_written=rows * n_out * act, weight_bytes=w_bytes, stored_bytes=w_bytes,
               weight_params=w_params + (n_out if bias else 0), layer=layer,
-              precision=COMPUTE_PRECISION[prec.weights], k_in=k_in, n_out=n_out, rows=rows,
-              parts=parts)
+              precision=compute_precision(prec.weights, prec.activations), k_in=k_in,
+              n_out=n_out, rows=rows, parts=parts)
 
 
 def _vector(name: str, kind: str, rows: int, width: int, inputs: int, prec: Precision,
@@ -191,6 +200,35 @@ def _vector(name: str, kind: str, rows: int, width: int, inputs: int, prec: Prec
               bytes_written=rows * width * act, weight_bytes=params * act,
               stored_bytes=params * act, weight_params=params, layer=layer,
               precision=prec.activations, rows=rows)
+
+
+def experts_touched(experts: int, top_k: int, tokens: int) -> float:
+    """Expected distinct experts ``tokens`` tokens route to, each choosing ``top_k`` of
+    ``experts`` uniformly and independently: E (1 - (1 - k / E)^tokens) (assumption: real
+    routers correlate tokens, and a skewed router touches fewer)."""
+    return experts * (1.0 - (1.0 - top_k / experts) ** tokens)
+
+
+def _experts(name: str, m: DecoderSpec, rows: int, prec: Precision, layer: int) -> Op:
+    """The routed experts of a layer as one op: every token through ``top_k`` expert FFNs,
+    and the weights of the experts the pass touches read (all of them stored)."""
+    act = ACTIVATION_BYTES[prec.activations]
+    width = m.expert_width
+    up_width = 2 * width if m.ffn_gated else width
+    per_token = 2.0 * m.hidden * up_width + 2.0 * width * m.hidden + 5.0 * width
+    params = m.ffn_params(width)
+    matrices = m.hidden * up_width + width * m.hidden  # at the weight precision; biases at
+    per_expert = matrices * WEIGHT_BYTES[prec.weights] + (params - matrices) * act  # act's
+    touched = experts_touched(m.experts, m.experts_per_token, rows)
+    read = touched * per_expert  # a pass reads the experts it touches
+    return Op(name=name, kind="experts", flops=rows * m.experts_per_token * per_token,
+              bytes_read=read + rows * m.hidden * act, bytes_written=rows * m.hidden * act,
+              weight_bytes=read, stored_bytes=m.experts * per_expert,
+              weight_params=float(m.experts * params), layer=layer,
+              precision=compute_precision(prec.weights, prec.activations), k_in=m.hidden,
+              n_out=m.hidden, rows=rows,
+              extra={"experts": float(m.experts), "top_k": float(m.experts_per_token),
+                     "touched": touched, "expert_matrices": float(matrices)})
 
 
 @dataclass
@@ -217,9 +255,13 @@ class _Builder:
         m, s, p = self.model, self.shape, self.prec
         act, kvb = ACTIVATION_BYTES[p.activations], ACTIVATION_BYTES[p.kv_cache]
         q_elems = s.rows * m.q_width
-        held, attended = windowed(s, m.sliding_window)
-        kv_read = s.batch * held * 2 * m.kv_width * kvb
-        kv_write = s.batch * s.tokens * 2 * m.kv_width * kvb
+        if m.encoder:  # the whole sequence, its K and V straight from the projection
+            kv_read = kv_write = 0.0
+            attended = float(s.tokens)
+        else:
+            held, attended = windowed(s, m.sliding_window)
+            kv_read = s.batch * held * 2 * m.kv_width * kvb
+            kv_write = s.batch * s.tokens * 2 * m.kv_width * kvb
         scores = s.rows * m.heads * attended  # query-key pairs computed
         flops = 2 * 2 * scores * m.d_head + 5 * scores  # QK^T, AV, softmax
         qkv_in = s.rows * (m.q_width + 2 * m.kv_width) * act
@@ -249,18 +291,26 @@ class _Builder:
             res = self.add(_vector(f"layers.{i}.attn_residual", "elementwise", s.rows,
                                    m.hidden, 2, p, i, 1.0), o, x)
             mlp_in = self.norm(f"layers.{i}.mlp_norm", i, res)
-        up_width = 2 * m.ffn if m.ffn_gated else m.ffn
-        up = self.add(_gemm(f"layers.{i}.mlp.up", m.hidden, up_width, s.rows, p, i,
-                            mlp_bias), mlp_in)
-        act = self.add(_vector(f"layers.{i}.mlp.act", "elementwise", s.rows, m.ffn,
-                               2 if m.ffn_gated else 1, p, i, 5.0), up)
-        down = self.add(_gemm(f"layers.{i}.mlp.down", m.ffn, m.hidden, s.rows, p, i,
-                              mlp_bias), act)
+        outs = []
+        if m.is_moe(i):  # a router, the routed experts, and any shared experts beside them
+            router = self.add(_gemm(f"layers.{i}.moe.router", m.hidden, m.experts, s.rows, p,
+                                    i, False), mlp_in)
+            outs.append(self.add(_experts(f"layers.{i}.moe.experts", m, s.rows, p, i),
+                                 mlp_in, router))
+        width = m.ffn if not m.is_moe(i) else m.shared_experts * m.expert_width
+        if width:
+            up_width = 2 * width if m.ffn_gated else width
+            up = self.add(_gemm(f"layers.{i}.mlp.up", m.hidden, up_width, s.rows, p, i,
+                                mlp_bias), mlp_in)
+            act = self.add(_vector(f"layers.{i}.mlp.act", "elementwise", s.rows, width,
+                                   2 if m.ffn_gated else 1, p, i, 5.0), up)
+            outs.append(self.add(_gemm(f"layers.{i}.mlp.down", width, m.hidden, s.rows, p, i,
+                                       mlp_bias), act))
         if m.parallel_block:
             return self.add(_vector(f"layers.{i}.residual", "elementwise", s.rows, m.hidden,
-                                    3, p, i, 2.0), o, down, x)
+                                    2 + len(outs), p, i, 1.0 + len(outs)), o, *outs, x)
         return self.add(_vector(f"layers.{i}.mlp_residual", "elementwise", s.rows, m.hidden,
-                                2, p, i, 1.0), down, res)
+                                1 + len(outs), p, i, float(len(outs))), *outs, res)
 
     def build(self) -> nx.DiGraph:
         m, s, p = self.model, self.shape, self.prec
@@ -284,6 +334,9 @@ class _Builder:
         for i in range(m.layers):
             x = self.layer(i, x)
         x = self.norm("final_norm", None, x)
+        if m.encoder:  # a task head at every position (BERT for SQuAD: start and end logits)
+            self.add(_gemm("qa_head", m.hidden, m.head_outputs, s.rows, p, None, True), x)
+            return self.graph
         # logits only at each sequence's last position: prefill needs nothing else, decode
         # has one position anyway
         head_rows = s.batch
