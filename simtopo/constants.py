@@ -109,11 +109,22 @@ decode, docs/validation.md)."""
 OP_LAUNCH_S = 2e-6
 """Fixed cost per op (dispatch and synchronisation across the cores) (assumption)."""
 
-MXFP6_EXPAND_OPS_PER_WEIGHT = 333.1
+MXFP6_OVERLAP = True
+"""How mxfp6 expansion meets the DRAM stream: overlapped (the cores' DMA streams the next tile
+of weights into VTCM while the vector unit expands the one before; an op takes the longer of
+the two). The one calibration pair cannot tell this from an expansion in series with the
+stream; the hardware's DMA-and-scratchpad design says overlapped (docs/validation.md)."""
+
+MXFP6_EXPAND_OPS_PER_WEIGHT = 1169.5
 """Work to expand one mxfp6 weight to fp16, in units of the core's fp16 peak operations: a core
 expands a weight in this / (its fp16 FLOP/s) seconds, so the cost follows the core's clock (an
 Ultra core at 4.5 TFLOP/s takes 1.5x a Standard core's 6.9) and divides over the cores and SoCs
-that share the weights (fitted on mxfp6 GPT-J decode, docs/validation.md)."""
+that share the weights (fitted on mxfp6 GPT-J decode in the :data:`MXFP6_OVERLAP` form,
+docs/validation.md)."""
+
+MXFP6_SERIAL_EXPAND_OPS_PER_WEIGHT = 333.1
+"""The same, fitted with the expansion in series with the DRAM stream: the other form, which
+``simtopo whatif`` runs beside the chosen one."""
 
 CONV_EFFICIENCY = 0.6473
 """Fraction of peak operations/s a convolution reaches (fitted on MLPerf ResNet-50 offline on
@@ -139,6 +150,8 @@ class SocModel:
     """Fraction of the DRAM bandwidth."""
     op_launch_s: float = OP_LAUNCH_S
     mxfp6_expand_ops_per_weight: float = MXFP6_EXPAND_OPS_PER_WEIGHT
+    mxfp6_overlap: bool = MXFP6_OVERLAP
+    """Expansion overlapped with the DRAM stream (else in series)."""
     host_step_s: float = HOST_STEP_S
     onchip_fraction: float = ONCHIP_FRACTION
     """Share of the cores' on-chip memory that holds tensors."""

@@ -54,3 +54,21 @@ def test_host_routed_all_to_all_takes_the_faster_host_algorithm(ultra8):
     # 3/4 of each buffer (host-staged: all of it), 4 SoCs' worth, so at least 3 x size / link
     card = ultra8.graph.edges["card0.sw", "sw0"]["bw_Bps"]
     assert host.time_s > 3 * size / card
+
+
+def test_a_fixed_host_algorithm_without_an_all_to_all_runs_direct(ultra8):
+    # host_allreduce: ring names the all-reduce's algorithm; an all-to-all has no ring and
+    # runs (and says it runs) its first host algorithm
+    params = ultra8.transfer.model_copy(update={"host_allreduce": "ring"})
+    result = run_collective(ultra8, "all_to_all", CARD, 1e6, mode="host", params=params)
+    assert result.algorithm == "direct"
+
+
+def test_host_staged_all_to_all_moves_only_the_pieces_for_others(ultra8):
+    params = ultra8.transfer.model_copy(update={"host_allreduce": "host-staged"})
+    staged = run_collective(ultra8, "all_to_all", CARD[:2], 64e6, mode="host", params=params)
+    gather = run_collective(ultra8, "all_gather", CARD[:2], 64e6, mode="host", params=params)
+    assert staged.algorithm == gather.algorithm == "host-staged"
+    # two SoCs: an all-to-all copies half of each buffer in and half back; an all-gather
+    # copies half in and the whole buffer back, so it takes longer
+    assert staged.time_s < gather.time_s

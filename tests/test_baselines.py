@@ -193,8 +193,11 @@ def test_a_one_percent_dram_change_moves_decode_not_noise(tree, capsys):
     moved = {d.path: d for d in result.differences}
     tpot = {d.variant: d for path, d in moved.items() if path.endswith("metrics.tpot_mean_s")}
     assert all(0.001 < d.relative <= 1 / 0.99 - 1 + 1e-9 for d in tpot.values())
-    # every variant's decode moves by more than 0.1%, but the ring of hand-offs: its step is
-    # 90% host hand-offs, so 1% of the DRAM time is 0.1% of it
+    # every variant's decode moves by more than 0.1%, but the ring of hand-offs (its step is
+    # 90% host hand-offs, so 1% of the DRAM time is 0.1% of it) and the mxfp6 variants: on an
+    # Ultra core the expansion outlasts the DRAM stream it overlaps, so their GEMMs wait on
+    # the cores, not on DRAM
     variants = [v["name"] for v in read_baseline(baseline).summary["variants"]]
-    assert sorted(tpot) == sorted(set(variants) - {"tp16-host-ring"})
+    assert sorted(tpot) == sorted(set(variants) - {"tp16-host-ring", "tp16-p2p-mxfp6",
+                                                   "tp16-host-mxfp6"})
     assert not [path for path in moved if path.endswith("comm_s")]

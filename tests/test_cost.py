@@ -40,7 +40,12 @@ def test_efficiencies_launch_and_expansion(ultra8):
     # 137 MB at 0.8 x 137 GB/s = 1.25 ms; 1e9 weights x 290 ops at 72.5 TFLOP/s (16 cores of
     # 4.53 TFLOP/s) = 4 ms; 3 us launch
     assert cost.expand_s == pytest.approx(4e-3)
-    assert cost.time_s == pytest.approx(1.25e-3 + 4e-3 + 3e-6)
+    # overlapped (the default form): the longer of the stream and the cores' work
+    assert cost.time_s == pytest.approx(max(1.25e-3, 4e-3) + 3e-6)
+    serial = op_cost(Work(flops=0.0, bytes=137e6, mxfp6_weights=1e9), soc, 16,
+                     SocModel(compute_efficiency=0.5, dram_efficiency=0.8, op_launch_s=3e-6,
+                              mxfp6_expand_ops_per_weight=290.0, mxfp6_overlap=False))
+    assert serial.time_s == pytest.approx(1.25e-3 + 4e-3 + 3e-6)  # in series: the sum
     half = op_cost(Work(flops=0.0, bytes=137e6, mxfp6_weights=1e9), soc, 8, model)
     assert half.expand_s == pytest.approx(8e-3)  # half the cores: twice the expansion time
 

@@ -52,9 +52,11 @@ def test_expert_parallel_decode_by_hand(ultra8):
     assert shard.bytes == pytest.approx(EXPERT_BYTES + 2 * token)
     assert shard.stored_bytes == pytest.approx(EXPERT_BYTES)
     kinds = Counter(c.kind for c in plan.comms)
-    # per layer: dispatch and combine all-to-alls, then the tokens gathered for the residual;
-    # plus the usual attention all-reduce per layer, the embedding's, and the logits' gather
-    assert kinds == {"all_to_all": 64, "all_gather": 33, "all_reduce": 33}
+    # the residual stream is split by token: per layer the attention output's partial sums
+    # are reduce-scattered into it, the QKV projection all-gathers its input, and the experts
+    # dispatch and combine by all-to-all; plus the embedding's reduce-scatter, the LM head's
+    # gather of its input and the logits' gather
+    assert kinds == {"reduce_scatter": 33, "all_gather": 34, "all_to_all": 64}
     a2a = next(c for c in plan.comms if c.kind == "all_to_all")
     assert a2a.bytes == pytest.approx(1 / 8 * 2 * token)  # a SoC's share of tokens x k
 
@@ -90,3 +92,17 @@ def test_mxfp6_experts_expand_what_they_read(ultra8):
                         Precision(weights="mxfp6"))
     plan = make_plan(graph, MIXTRAL, ultra8, PlanSpec(tp=8))
     assert plan.shards["layers.0.moe.experts"].mxfp6_weights == pytest.approx(3 * 4096 * 14336)
+
+
+def test_batch_mode_reads_the_experts_its_own_tokens_touch(ultra8):
+    graph = build_graph(MIXTRAL, decode_shape(8, 0, compiled_context=1))
+    plan = make_plan(graph, MIXTRAL, ultra8, PlanSpec(tp=8, mode="batch"))
+    # each SoC holds every expert and decodes 1 of the 8 sequences: 2 experts touched
+    shard = plan.shards["layers.0.moe.experts"]
+    assert shard.weights_read_bytes == pytest.approx(2 * EXPERT_BYTES)
+
+
+def test_e_is_refused_on_a_gemm(ultra8):
+    graph = build_graph(MIXTRAL, decode_shape(1, 0, compiled_context=1))
+    with pytest.raises(PlanError, match=r"rule layers.0.attn.qkv=E: E splits routed experts"):
+        make_plan(graph, MIXTRAL, ultra8, PlanSpec(tp=8, rules={"*.attn.qkv": "E"}))

@@ -41,14 +41,19 @@ def test_capacity_is_the_cores_vtcm(ultra8):
     assert onchip_bytes(gpus.node(gpus.socs[0]), 1) == 0.0  # the GPU cards list none
 
 
-def test_an_op_whose_working_set_fits_reads_only_its_weights(ultra8):
-    # two GEMMs (so that the stage's 200 MB of weights cannot stay resident in 128 MB);
-    # 'b' reads 30 MB and writes 10 MB of activations: on chip
-    graph = _graph(
+def _two_gemms() -> object:
+    """Two GEMMs of 100 MB of weights each (200 MB: never resident in 128 MB); 'a' writes
+    30 MB of activations, 'b' reads them and writes 10 MB."""
+    return _graph(
         {"name": "a", "kind": "gemm", "flops": 1e9, "bytes_read": "100MB",
          "bytes_written": "30MB", "weights": "100MB"},
         {"name": "b", "kind": "gemm", "flops": 1e9, "bytes_read": "130MB",
          "bytes_written": "10MB", "weights": "100MB", "inputs": ["a"]})
+
+
+def test_an_op_whose_working_set_fits_reads_only_its_weights(ultra8):
+    # 'b' reads 30 MB and writes 10 MB of activations: on chip
+    graph = _two_gemms()
     tasks = _compute(make_plan(graph, None, ultra8, PlanSpec()), graph, ultra8)
     assert tasks["b"].bytes == pytest.approx(100 * MB)
     assert tasks["a"].bytes == pytest.approx(100 * MB)  # reads nothing else, writes 30 MB
@@ -56,11 +61,7 @@ def test_an_op_whose_working_set_fits_reads_only_its_weights(ultra8):
 
 def test_a_spill_charges_exactly_the_overflow(ultra8):
     # 2 cores: 16 MB on chip; 'b' reads 30 MB and writes 10 MB: 40 MB - 16 MB spills
-    graph = _graph(
-        {"name": "a", "kind": "gemm", "flops": 1e9, "bytes_read": "100MB",
-         "bytes_written": "30MB", "weights": "100MB"},
-        {"name": "b", "kind": "gemm", "flops": 1e9, "bytes_read": "130MB",
-         "bytes_written": "10MB", "weights": "100MB", "inputs": ["a"]})
+    graph = _two_gemms()
     tasks = _compute(make_plan(graph, None, ultra8, PlanSpec(cores=2)), graph, ultra8)
     assert tasks["b"].bytes == pytest.approx(100 * MB + 40 * MB - 2 * VTCM)
     assert tasks["a"].bytes == pytest.approx(100 * MB + 30 * MB - 2 * VTCM)
@@ -105,11 +106,11 @@ def test_a_spilling_elementwise_op_is_not_fused():
     assert shard_work(op, shard, True, OnChip(32 * MB)).fused
 
 
-def test_kv_cache_always_goes_to_dram():
+def test_kv_cache_and_table_lookups_always_go_to_dram():
     op = Op(name="attn", kind="attention", flops=1.0, bytes_read=7 * MB, bytes_written=1 * MB)
     # 5 MB of KV traffic, 3 MB of activations, no weights
     shard = Shard("attn", "heads", "S", "S", 1.0, 8 * MB, 0.0, activation_bytes=3 * MB,
-                  kv_bytes=5 * MB)
+                  dram_bytes=5 * MB)
     assert shard_work(op, shard, True, OnChip(64 * MB, resident=True)).bytes == 5 * MB
 
 

@@ -150,3 +150,24 @@ def test_an_encoder_runs_inference_passes_not_llm(tmp_path):
     assert all(u.kv_cache == 0 for u in result.memory)  # no KV cache
     with pytest.raises(ConfigError, match=r"needs a decoder model .* is an encoder"):
         run_variant(llm)
+
+
+def test_batch_mode_splits_the_inputs_over_its_socs(tmp_path):
+    def query(plan: str) -> float:
+        path = tmp_path / "q.yaml"
+        path.write_text(f"name: q\ntopology: {TOPOLOGIES / 'ultra8.yaml'}\nmodel: bert-base\n"
+                        "workload: {kind: inference, scenario: multi-stream, batch: 2, "
+                        "prompt: 16, input_bytes: 64MB, output_bytes: 0}\n"
+                        f"plan: {{{plan}}}\nvariants: [{{name: v}}]\n")
+        result = run_variant(load_experiment(path).variants[0])
+        return result.metrics["query_latency_s"] - result.metrics["latency_s"], result
+
+    batch, result = query("tp: 2, mode: batch")
+    weight, _ = query("tp: 2")
+    topo = result.topology
+    route = topo.route("cpu0", "card0.soc0")
+    # batch mode: each SoC gets its own sample (64 MB) over its x8 link; weight mode: both
+    # samples (128 MB) to each SoC
+    one = topo.transfer.dma_setup + route.latency_s
+    assert batch == pytest.approx(one + 64e6 / route.bottleneck_Bps, rel=1e-9)
+    assert weight == pytest.approx(one + 128e6 / route.bottleneck_Bps, rel=1e-9)

@@ -94,7 +94,10 @@ def test_soc_fit_recovers_a_known_model():
 
     from simtopo.calibration import soc as soc_calibration
 
-    truth = replace(DEFAULT_SOC_MODEL, dram_efficiency=0.6, mxfp6_expand_ops_per_weight=500.0)
+    # overlapped with the DRAM stream, an expansion shows only where it outlasts the stream:
+    # 2000 operations per weight at the Standard SoC's 110 TFLOP/s is 18.2 ps per weight,
+    # against 0.78 bytes at 0.6 x 137 GB/s, 9.5 ps (500 would hide behind the stream)
+    truth = replace(DEFAULT_SOC_MODEL, dram_efficiency=0.6, mxfp6_expand_ops_per_weight=2000.0)
     predicted = soc_calibration.predict_soc(truth)
     fake = {p: v["decode_tokens_per_s"] for p, v in predicted.items()}
     original = soc_calibration.measured_tokens_per_s
@@ -104,7 +107,7 @@ def test_soc_fit_recovers_a_known_model():
     finally:
         soc_calibration.measured_tokens_per_s = original
     assert found.dram_efficiency == pytest.approx(0.6, rel=1e-6)
-    assert found.mxfp6_expand_ops_per_weight == pytest.approx(500.0, rel=1e-6)
+    assert found.mxfp6_expand_ops_per_weight == pytest.approx(2000.0, rel=1e-6)
 
 
 def test_step_breakdown_adds_up_from_first_principles():
@@ -113,8 +116,10 @@ def test_step_breakdown_adds_up_from_first_principles():
     assert step.memory_s == pytest.approx(step.bytes / (137e9 * DEFAULT_SOC_MODEL.dram_efficiency),
                                           rel=1e-9)
     assert step.launch_s == pytest.approx(step.ops * DEFAULT_SOC_MODEL.op_launch_s)
-    # batch-1 activations stay on chip: DRAM moves the weights and the KV cache, nothing else
-    assert step.bytes == pytest.approx(step.weight_bytes + step.kv_bytes, rel=1e-12)
+    # batch-1 activations stay on chip: DRAM moves the weights, the KV cache and the one row
+    # the embedding lookup gathers (4096 fp16 values, and the token id's 4 bytes)
+    assert step.bytes == pytest.approx(step.weight_bytes + step.kv_bytes + 4096 * 2 + 4,
+                                       rel=1e-12)
     # GPT-J: 28 layers x 8 ops, of which the norm, the GELU and the residual add fuse, plus
     # the embedding, the final norm (fused) and the LM head launch: 28 x 5 + 2
     assert step.ops == 28 * 5 + 2
@@ -122,6 +127,9 @@ def test_step_breakdown_adds_up_from_first_principles():
 
 
 def test_conv_default_is_the_stored_fit_and_meets_the_measurement():
+    """The fit is exact by construction (one parameter, one measurement): this fails when
+    the default drifts from the fit or the prediction stops being compute-bound, which would
+    make the fit absorb the host feed. No held-out CNN measurement exists to test against."""
     from simtopo.calibration.mlperf import measured_samples_per_s, predict_offline
 
     fitted = read_fit_record()["cnn"]

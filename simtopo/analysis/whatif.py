@@ -32,6 +32,7 @@ from .whatif_settings import (
     continuous_perturbations,
     extra_switch,
     gen5_uplinks,
+    mxfp6_other_form,
     onchip_off,
     run_setting,
     with_root_complexes,
@@ -300,7 +301,9 @@ def whatif(experiment: str | Path, variants: Sequence[str] | None = None,
         perturbations, notes = continuous_perturbations(topo, v, soc_model, step)
         for found in (gen5_uplinks(topo, soc_model), extra_switch(topo, v.topology, base,
                                                                  soc_model),
-                      onchip_off(topo, soc_model)):
+                      onchip_off(topo, soc_model), mxfp6_other_form(topo, v, soc_model)):
+            if found is None:
+                continue
             if isinstance(found, str):
                 notes.append(found)
             else:

@@ -20,7 +20,12 @@ from typing import Any
 import networkx as nx
 import yaml
 
-from ..constants import DEFAULT_SOC_MODEL, SocModel
+from ..constants import (
+    DEFAULT_SOC_MODEL,
+    MXFP6_EXPAND_OPS_PER_WEIGHT,
+    MXFP6_SERIAL_EXPAND_OPS_PER_WEIGHT,
+    SocModel,
+)
 from ..results.bands import in_effect, with_host
 from ..results.result import VariantResult
 from ..spec.experiment import Variant
@@ -175,6 +180,24 @@ def continuous_perturbations(topo: Topology, variant: Variant, soc_model: SocMod
 
 
 # -- discrete ------------------------------------------------------------------------------
+
+def mxfp6_other_form(topo: Topology, variant: Variant,
+                     soc_model: SocModel) -> Perturbation | None:
+    """An mxfp6 variant with the expansion's other form (in series with the DRAM stream if
+    the model overlaps them, and the other way round), at that form's own fit: the one
+    calibration pair cannot tell the two apart (docs/validation.md)."""
+    if variant.workload.precision != "mxfp6":
+        return None
+    serial = soc_model.mxfp6_overlap
+    x = MXFP6_SERIAL_EXPAND_OPS_PER_WEIGHT if serial else MXFP6_EXPAND_OPS_PER_WEIGHT
+    now, other = ("overlapped", "in series") if serial else ("in series", "overlapped")
+    return Perturbation("mxfp6-form", f"mxfp6 expansion {other}",
+                        f"{now} with the DRAM stream, {soc_model.mxfp6_expand_ops_per_weight:.4g}"
+                        f" ops/weight -> {other}, {x:.4g} (its own fit)",
+                        Setting(topo, soc_model=replace(
+                            soc_model, mxfp6_overlap=not serial,
+                            mxfp6_expand_ops_per_weight=x)))
+
 
 def onchip_off(topo: Topology, soc_model: SocModel) -> Perturbation | str:
     """The SoC model without on-chip memory (every activation through DRAM, nothing fused):

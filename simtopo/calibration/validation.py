@@ -11,7 +11,7 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
-from ..constants import DEFAULT_MODEL, DEFAULT_SOC_MODEL, LinkModel
+from ..constants import DEFAULT_MODEL, LinkModel
 from ..io.atomic import write_text_atomic
 from .links import BOUNDS, NEUTRAL, LeaveOneOut, base_machine, fit, leave_one_out, machines_of
 from .points import KINDS, OTHER_BUILD_NOTE, Point, predict, relative_error
@@ -289,106 +289,11 @@ def _counting_shown(points: Sequence[Point], errors: Sequence[float],
             f"{_med(left_out + out_of_fit)} left out.", ""]
 
 
-def soc_section(record: dict[str, Any]) -> str:
-    """The SoC model's part: GPT-J decode on one Standard, fitted against predicted now."""
-    from .soc import breakdown, predict_soc
-
-    fitted = record["model"]
-    measured = record["measured"]
-    predicted = predict_soc(DEFAULT_SOC_MODEL)
-    steps = {p: breakdown(p, DEFAULT_SOC_MODEL) for p in ("fp16", "mxfp6")}
-    std_peak, ultra_peak = 110e12 / 16, 72.5e12 / 16
-    gap = max(abs(v["tokens_per_s"] / v["decode_tokens_per_s"] - 1) for v in predicted.values())
-    fixed = max((b.launch_s + b.host_s) / b.total_s for b in steps.values())
-    out = [
-        "## SoC model: GPT-J-6B decode on one AI 100 Standard",
-        "",
-        "`experiments/standard-gptj.yaml` (batch 1, prompt 1024, generation 1024, context "
-        "2048, one Standard SoC of `topologies/std8.yaml`) against "
-        "`qualcomm-ai100-standard-gptj-decode.yaml` (Qualcomm's Microscaling blog, Cloud AI "
-        "SDK 1.12). The source does not say whether its tok/s include the prompt; decode "
-        "throughput (1 / mean time per output token) is compared, and the whole run "
-        f"(1024 tokens over prefill and decode) is shown next to it: they differ by at most "
-        f"{100 * gap:.1f}%.",
-        "",
-        "| weights | measured tok/s | predicted decode tok/s | error | predicted, whole run |",
-        "|---|---|---|---|---|",
-    ]
-    for precision in ("fp16", "mxfp6"):
-        got = predicted[precision]
-        error = relative_error(got["decode_tokens_per_s"], measured[precision])
-        out.append(f"| {precision} | {measured[precision]:.3g} | "
-                   f"{got['decode_tokens_per_s']:.4g} | {100 * error:+.1f}% | "
-                   f"{got['tokens_per_s']:.4g} |")
-    expand = fitted["mxfp6_expand_ops_per_weight"]
-    out += [
-        "",
-        "| parameter | fitted | default in `simtopo/constants.py` | meaning |",
-        "|---|---|---|---|",
-        f"| `dram_efficiency` | {fitted['dram_efficiency']:.4g} | "
-        f"{DEFAULT_SOC_MODEL.dram_efficiency:.4g} | share of DRAM bandwidth the cores' "
-        "streams reach (at most 1), fitted on fp16 |",
-        f"| `mxfp6_expand_ops_per_weight` | {expand:.4g} | "
-        f"{DEFAULT_SOC_MODEL.mxfp6_expand_ops_per_weight:.4g} | work to expand one mxfp6 "
-        "weight, in the core's fp16 operations: "
-        f"{expand / std_peak * 1e12:.1f} ps per weight on a Standard core, "
-        f"{expand / ultra_peak * 1e12:.1f} ps on an Ultra core; fitted on mxfp6 |",
-        f"| `op_launch_s` | not fitted | {DEFAULT_SOC_MODEL.op_launch_s * 1e6:.3g} us | "
-        "fixed cost per op (assumption) |",
-        f"| `host_step_s` | not fitted | {DEFAULT_SOC_MODEL.host_step_s * 1e6:.3g} us | host "
-        "time per token for sampling and dispatch (assumption) |",
-        f"| `compute_efficiency` | not fitted | {DEFAULT_SOC_MODEL.compute_efficiency:.3g} | "
-        "share of peak FLOP/s a GEMM reaches (assumption; decode at batch 1 never reaches "
-        "it) |",
-        "",
-        "Two measurements fit two parameters exactly, so the fit itself is no evidence; what "
-        "carries the model to other SoCs is its form. One decode step, term by term (the "
-        "simulated step is these terms; activations stay on chip, so DRAM moves the weights "
-        "and the KV cache):",
-        "",
-        "| term | fp16 | mxfp6 |",
-        "|---|---|---|",
-    ]
-    rows = [
-        ("bytes read and written per step", lambda b: f"{b.bytes / 1e9:.3f} GB"),
-        ("of which the KV cache (fp16, compiled 2048 context)",
-         lambda b: f"{b.kv_bytes / 1e9:.3f} GB"),
-        ("DRAM time: bytes / (137 GB/s x efficiency)", lambda b: f"{b.memory_s * 1e3:.2f} ms"),
-        ("vector work on chip (fused norms and elementwise ops)",
-         lambda b: f"{b.onchip_s * 1e3:.3f} ms"),
-        ("op launches (fused ops launch nothing)",
-         lambda b: f"{b.ops} x {DEFAULT_SOC_MODEL.op_launch_s * 1e6:.3g} us = "
-                   f"{b.launch_s * 1e3:.3f} ms"),
-        ("mxfp6 expansion", lambda b: f"{b.expand_s * 1e3:.2f} ms"),
-        ("host round trip: logits out, sampling, next token in",
-         lambda b: f"{b.host_s * 1e3:.3f} ms"),
-        ("step", lambda b: f"{b.total_s * 1e3:.2f} ms"),
-    ]
-    for label, show in rows:
-        out.append(f"| {label} | {show(steps['fp16'])} | {show(steps['mxfp6'])} |")
-    ratio = steps["fp16"].bytes / steps["mxfp6"].bytes
-    out += [
-        "",
-        f"Bytes alone would make mxfp6 {ratio:.2f}x faster (DESIGN.md quotes 2.56x for the "
-        "weights alone); the measurement shows "
-        f"{measured['mxfp6'] / measured['fp16']:.2f}x. The difference is the expansion work, "
-        "which the model places on the cores that read the weights: per shard, divided over "
-        "the cores and SoCs of a slice and paced by their clock, so a 16-SoC slice expands "
-        "1/16 of the weights per SoC. Only the launches and the host round trip are fixed "
-        f"per step; together they are at most {100 * fixed:.1f}% of a step here, so a "
-        "multi-SoC prediction is "
-        "not held back by a cost that should have divided. What this data cannot tell: "
-        "whether the Ultra SoC's DRAM reaches the same efficiency (assumed), and how the "
-        "expansion scales with fewer cores than 16 (assumed linear).",
-        "",
-    ]
-    return "\n".join(out)
-
-
 def validation_document(points: Sequence[Point], record: dict[str, Any] | None = None) -> str:
     """Render the document with the current defaults and the stored fits."""
     record = read_fit_record() if record is None else record
     from .mlperf import cnn_section
+    from .soc import soc_section
 
     return (render(points, predict(points, DEFAULT_MODEL), record) + "\n"
             + soc_section(record["soc"]) + "\n" + cnn_section(record.get("cnn")))

@@ -50,6 +50,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         echo("SoC fit on GPT-J decode; suggested constants for simtopo/constants.py:")
         echo(f"  DRAM_EFFICIENCY = {soc.model.dram_efficiency:.4g}{capped}")
         echo(f"  MXFP6_EXPAND_OPS_PER_WEIGHT = {soc.model.mxfp6_expand_ops_per_weight:.4g}")
+        other = "SERIAL" if soc.model.mxfp6_overlap else "OVERLAPPED"
+        echo(f"  MXFP6_{other}_EXPAND_OPS_PER_WEIGHT = {soc.other_expand_ops_per_weight:.4g}"
+             "  (the other form, for simtopo whatif)")
         from ..calibration.mlperf import conv_record, fit_conv
 
         cnn = fit_conv(soc.model)

@@ -174,23 +174,26 @@ class Collectives:
         if delay > 0:
             yield self.env.timeout(delay)
 
-    def _host_staged(self, ring: list[str], size: float, reduce: bool,
-                     whole: bool) -> Generator[Event, Any, None]:
-        """Through host memory: every device copies its buffer (``whole``: all-reduce,
-        all-to-all) or its slice (all-gather) in, the host sees them arrive (one hand-off each),
-        sums them (all-reduce, on the hand-off threads), releases the result (one hand-off
-        each), and every device copies a buffer's worth back."""
+    def _host_staged(self, ring: list[str], size: float, op: str) -> Generator[Event, Any, None]:
+        """Through host memory: every device copies its buffer (all-reduce), its slice
+        (all-gather) or the pieces for the others (all-to-all) in, the host sees them arrive
+        (one hand-off each), sums them (all-reduce, on the hand-off threads), releases the
+        result (one hand-off each), and every device copies back the buffer (the pieces from
+        the others, for an all-to-all)."""
         socket = self.topo.node(ring[0])["socket"]
         handoff = self.topo.handoff_latency_s
         n = len(ring)
-        yield self._step([self.fab.copy(d, socket, size if whole else size / n,
-                                        label=self.label, setup=False) for d in ring])
+        reduce = op == "all_reduce"
+        into = {"all_reduce": size, "all_gather": size / n}.get(op, size * (n - 1) / n)
+        back = size * (n - 1) / n if op == "all_to_all" else size
+        yield self._step([self.fab.copy(d, socket, into, label=self.label, setup=False)
+                          for d in ring])
         yield self._step([self.fab.handoff_once(handoff) for _ in ring])
         delay = self._reduce_time(socket, size * (n - 1)) if reduce else 0.0
         if delay > 0:
             yield self.env.timeout(delay)
         yield self._step([self.fab.handoff_once(handoff) for _ in ring])
-        yield self._step([self.fab.copy(socket, d, size, label=self.label, setup=False)
+        yield self._step([self.fab.copy(socket, d, back, label=self.label, setup=False)
                           for d in ring])
 
     def _broadcast(self, chain: list[str], size: float, mode: str,
@@ -308,7 +311,7 @@ class Collectives:
             setting = self.params.host_allreduce
             if setting == "auto":
                 return self.choose_host(op, ring, size)
-            return setting if setting in HOST_ALGORITHMS[op] else "ring"
+            return setting if setting in HOST_ALGORITHMS[op] else HOST_ALGORITHMS[op][0]
         if op != "all_reduce":
             return {"send": "direct", "broadcast": "chain", "all_to_all": "direct"}.get(op,
                                                                                      "ring")
@@ -336,7 +339,7 @@ class Collectives:
             elif op == "all_reduce" and name == "direct":
                 yield from self._direct(ring, size, mode, step, wire)
             elif name == "host-staged":
-                yield from self._host_staged(ring, size, op == "all_reduce", op != "all_gather")
+                yield from self._host_staged(ring, size, op)
             elif op == "all_to_all":
                 yield from self._direct(ring, size / n, mode, step, wire, reduce=False)
             elif op == "all_gather":

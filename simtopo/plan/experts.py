@@ -2,11 +2,13 @@
 
 Each of ``n`` devices holds ``E / n`` of the ``E`` experts (``E`` must divide). Two splits:
 
-- ``E`` (the default): every device takes ``1 / n`` of the tokens, sends each to the devices
-  holding its ``k`` chosen experts (an all-to-all, the dispatch), runs its experts on the
-  tokens it receives, and sends the results back (a second all-to-all, the combine). The
-  tokens then stay split by device (layout ``T``): the next op that needs them whole gathers
-  them (an all-gather). The traffic pattern where PCIe topology matters most.
+- ``E`` (the default): every device holds ``1 / n`` of the tokens (layout ``T``), sends each to
+  the devices holding its ``k`` chosen experts (an all-to-all, the dispatch), runs its
+  experts on the tokens it receives, and sends the results back (a second all-to-all, the
+  combine). The residual stream stays split by token between layers: a K-split GEMM's partial
+  sums are reduce-scattered into it instead of all-reduced, and an op that needs the tokens
+  whole (the next QKV projection) all-gathers them, so a layer trades one all-reduce for two
+  all-to-alls. The traffic pattern where PCIe topology matters most.
 - ``K``: the tokens are already on every device (after tensor-sliced attention), so each
   device runs its experts on the tokens routed to them and the partial outputs add up (an
   all-reduce, as a K-split GEMM's): no all-to-all.
@@ -27,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import PlanError
-from ..workload.opgraph import Op
+from ..workload.opgraph import Op, experts_touched
 
 EXPERT_SPLITS = ("E", "K")
 
@@ -45,9 +47,13 @@ class ExpertShard:
     """Each device's send buffer of one all-to-all (0 for the ``K`` split)."""
 
 
-def mxfp6_expert_weights(op: Op) -> float:
-    """Expert weights a pass on one device holding every expert reads and expands."""
-    return op.extra["touched"] * op.extra["expert_matrices"]
+def batch_expert_weights(op: Op, share: float) -> tuple[float, float]:
+    """(bytes, mxfp6 weights) of the experts that ``share`` of the tokens touch, on a device
+    holding every expert (one SoC, or batch mode's slice of the batch)."""
+    touched = experts_touched(int(op.extra["experts"]), int(op.extra["top_k"]),
+                              op.rows * share)
+    return (touched * op.stored_bytes / op.extra["experts"],
+            touched * op.extra["expert_matrices"])
 
 
 def expert_shard(op: Op, split: str, n: int, imbalance: float, act_bytes: float,
@@ -61,8 +67,10 @@ def expert_shard(op: Op, split: str, n: int, imbalance: float, act_bytes: float,
         raise PlanError(f"{op.name}: {experts} experts do not divide over {n} devices (the "
                         "tensor-parallel size must divide the experts)")
     top_k = op.extra["top_k"]
-    pairs = max(imbalance * op.rows * top_k / n, 1.0)  # token-expert pairs, busiest device
     local = experts / n
+    # token-expert pairs on the busiest device: at least one, at most every token on every
+    # expert it holds
+    pairs = min(max(imbalance * op.rows * top_k / n, 1.0), op.rows * min(top_k, local))
     touched = local * (1.0 - (1.0 - 1.0 / local) ** pairs) if local > 1 else 1.0
     activations = 2 * pairs * op.k_in * act_bytes
     weights = touched * op.stored_bytes / experts

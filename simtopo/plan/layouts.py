@@ -26,15 +26,15 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import networkx as nx
 
 from ..errors import PlanError
 from ..spec.model import DecoderSpec
 from ..workload.opgraph import ACTIVATION_BYTES, Op, Precision
-from .experts import expert_shard, mxfp6_expert_weights
-from .splits import check_tp, gemm_shard, kv_share
+from .experts import batch_expert_weights, expert_shard
+from .splits import check_tp, gemm_shard, kv_share, tied_head_storage
 
 DEFAULT_RULES: tuple[tuple[str, str], ...] = (
     ("*.attn.qkv", "M"),
@@ -92,13 +92,15 @@ class Shard:
     """KV-cache bytes this device keeps per position of one sequence (attention ops)."""
     activation_bytes: float = 0.0
     """Bytes of activations this device reads and writes for the op (its working set)."""
-    kv_bytes: float = 0.0
-    """KV-cache bytes this device reads and writes in the pass (they live in DRAM)."""
+    dram_bytes: float = 0.0
+    """Bytes this device always moves to and from DRAM in the pass: the KV cache it reads and
+    writes, the rows a table lookup gathers."""
 
     @property
     def weights_read_bytes(self) -> float:
-        """Weight bytes this device reads in one pass: what is neither activations nor KV."""
-        return max(0.0, self.bytes - self.activation_bytes - self.kv_bytes)
+        """Weight bytes this device reads in one pass: what is neither activations nor
+        :attr:`dram_bytes`."""
+        return max(0.0, self.bytes - self.activation_bytes - self.dram_bytes)
 
 
 @dataclass(frozen=True)
@@ -153,6 +155,26 @@ class _Sharder:
             kind = "all_reduce" if have == "P" else "all_gather"
             self.comms.append(Comm(stage, producer, consumer, kind, size))
             self.layout[producer] = "R"
+        elif want == "T" and have == "P":  # each device keeps the sum of its own tokens
+            self.comms.append(Comm(stage, producer, consumer, "reduce_scatter", size))
+            self.layout[producer] = "T"
+        elif want == "T" and have == "S":  # gathered, then each device slices its tokens
+            self.need(stage, producer, consumer, "R")
+
+    def __post_init__(self) -> None:
+        # routed experts split E run on tokens split by device; the residual stream then
+        # stays split by token between them (``T``), gathered only where an op needs it whole
+        self.stream = "T" if any(op.kind == "experts" and (self.user_split(name) or "E") == "E"
+                                 for name, op in self.graph.nodes(data="op")) else "R"
+
+    def gathered(self, op: Op) -> float:
+        """Bytes a table lookup reads from its table (in DRAM): what it reads besides its
+        inputs' activations (0 for other ops)."""
+        if op.kind != "embedding":
+            return 0.0
+        inputs = sum(self.graph.edges[u, op.name]["bytes"] for u in self.graph.predecessors(
+            op.name))
+        return max(0.0, op.bytes_read - inputs)
 
     @property
     def kv_width(self) -> int:
@@ -168,6 +190,9 @@ class _Sharder:
         """User rules first; then, for decoders, the defaults (a tied LM head splits by
         vocabulary, like the embedding whose rows it shares); other graphs replicate."""
         chosen = self.user_split(op.name)
+        if chosen == "E":
+            raise PlanError(f"rule {op.name}=E: E splits routed experts (*.moe.experts), not a "
+                            "GEMM (expected M, K or replicate)")
         if chosen is not None:
             return chosen
         if self.model is None:
@@ -186,19 +211,21 @@ class _Sharder:
                 frac = 1.0 / n
                 kv = (2 * self.kv_width * kv_bytes * frac
                       if op.kind == "attention" and self.model is not None else 0.0)
-                act = op.activation_bytes * frac
-                kv_traffic = (op.kv_read_bytes + op.kv_write_bytes) * frac
+                gathered = self.gathered(op)
+                act = (op.activation_bytes - gathered) * frac
+                dram = (op.kv_read_bytes + op.kv_write_bytes + gathered) * frac
                 mx = (float(op.k_in * op.n_out) if self.precision.weights == "mxfp6"
                       and op.is_gemm and not op.extra.get("tied") else 0.0)
-                if op.kind == "experts" and self.precision.weights == "mxfp6":
-                    mx = mxfp6_expert_weights(op)
+                weights = op.weights_read_bytes
+                if op.kind == "experts":  # the experts this device's own tokens touch
+                    weights, mx_params = batch_expert_weights(op, frac)
+                    mx = mx_params if self.precision.weights == "mxfp6" else 0.0
                 split = "batch" if n > 1 else "none"
                 layout = "B" if n > 1 else "R"
                 # every device reads the weights whole (they are replicated), its own part of
                 # the batch's activations and KV cache
-                self._set(op, split, layout, layout, op.flops * frac,
-                          op.weights_read_bytes + kv_traffic + act, op.stored_bytes, mx, kv,
-                          act, kv_traffic)
+                self._set(op, split, layout, layout, op.flops * frac, weights + dram + act,
+                          op.stored_bytes, mx, kv, act, dram)
                 continue
             self.weight_mode(stage.index, op, inputs, n, kv_bytes)
 
@@ -207,36 +234,43 @@ class _Sharder:
         name = op.name
         act_bytes = ACTIVATION_BYTES[self.precision.activations]
         if op.kind == "embedding":
+            gathered = self.gathered(op)  # rows read from the table in DRAM
             if name == "embed":  # vocabulary-parallel: each device owns vocab / n rows and
                 # writes a full-size partial (zeros where another device owns the row)
-                nbytes = op.bytes_read / n + op.bytes_written
-                self._set(op, "vocab", "R", "P", op.flops, nbytes, op.stored_bytes / n,
-                          activations=nbytes)
+                self._set(op, "vocab", "R", "P", op.flops, gathered / n + op.bytes_written,
+                          op.stored_bytes / n, activations=op.bytes_written,
+                          dram=gathered / n)
                 return
             for source in inputs:
                 self.need(stage, source, name, "R")
             self._set(op, "replicate", "R", "R", op.flops, op.bytes, op.stored_bytes,
-                      activations=op.activation_bytes)
+                      activations=op.activation_bytes - gathered, dram=gathered)
             return
         if op.kind == "experts":
-            for source in inputs:
-                self.need(stage, source, name, "R")
             split = self.user_split(name) or "E"
+            for source in inputs:  # E: the tokens come split by token (module docstring)
+                self.need(stage, source, name, "T" if split == "E" else "R")
             part = expert_shard(op, split, n, self.imbalance, act_bytes,
                                 self.precision.weights == "mxfp6")
             if part.all_to_all_bytes:  # dispatch after the router, combine after the experts
                 self.comms.append(Comm(stage, inputs[-1], name, "all_to_all",
                                        part.all_to_all_bytes))
                 self.comms.append(Comm(stage, name, name, "all_to_all", part.all_to_all_bytes))
-            self._set(op, split, "R", "T" if split == "E" else "P", part.flops, part.bytes,
-                      part.stored_bytes, part.mxfp6_weights, activations=part.activation_bytes)
+            self._set(op, split, "T" if split == "E" else "R", "T" if split == "E" else "P",
+                      part.flops, part.bytes, part.stored_bytes, part.mxfp6_weights,
+                      activations=part.activation_bytes)
             return
         if op.is_gemm and op.k_in and op.n_out and len(inputs) == 1:
             split = self.gemm_split(op)
             (source,) = inputs
             want = "R" if split in ("M", "replicate") else "S"
             have = self.layout[source]
-            if want == "R" or have == "P":
+            if split == "replicate" and have == "T":  # each device its own tokens (a router)
+                act = (op.bytes - op.weight_bytes) / n
+                self._set(op, split, "T", "T", op.flops / n, op.weight_bytes + act,
+                          op.stored_bytes, activations=act)
+                return
+            if want == "R" or have in ("P", "T"):
                 self.need(stage, source, name, "R")
             elif have == "S" and split == "K" and not self._aligned(source):
                 self.need(stage, source, name, "R")  # a sharded input of another width
@@ -259,11 +293,11 @@ class _Sharder:
                 act = op.activation_bytes / n
                 self._set(op, "heads", "S", "S", op.flops / n, act + kv_traffic * share_kv,
                           0.0, kv_per_position=2 * self.kv_width * kv_bytes * share_kv,
-                          activations=act, kv_traffic=kv_traffic * share_kv)
+                          activations=act, dram=kv_traffic * share_kv)
             else:
                 self._set(op, "replicate", "R", "R", op.flops, op.bytes, 0.0,
                           kv_per_position=2 * self.kv_width * kv_bytes,
-                          activations=op.activation_bytes, kv_traffic=kv_traffic)
+                          activations=op.activation_bytes, dram=kv_traffic)
             return
         layouts = [self.layout[s] for s in inputs]
         if not inputs:
@@ -276,6 +310,15 @@ class _Sharder:
                       op.stored_bytes, activations=op.activation_bytes * frac)
             return
         partial = [s for s, lay in zip(inputs, layouts, strict=True) if lay == "P"]
+        if self.stream == "T":  # the residual stream split by token: reduce-scatter partials
+            if partial:
+                self.need(stage, partial[-1], name, "T")
+            for s, lay in zip(inputs, layouts, strict=True):
+                if lay == "S":
+                    self.need(stage, s, name, "R")  # then each device slices its tokens
+            self._set(op, "tokens", "T", "T", op.flops / n, op.bytes / n, op.stored_bytes,
+                      activations=op.activation_bytes / n)
+            return
         if partial:  # partial sums meeting here are added locally, then reduced once
             self.need(stage, partial[-1], name, "R")
         for s, lay in zip(inputs, layouts, strict=True):
@@ -291,9 +334,9 @@ class _Sharder:
 
     def _set(self, op: Op, split: str, lin: str, lout: str, flops: float, nbytes: float,
              stored: float, mxfp6: float = 0.0, kv_per_position: float = 0.0,
-             activations: float = 0.0, kv_traffic: float = 0.0) -> None:
+             activations: float = 0.0, dram: float = 0.0) -> None:
         self.shards[op.name] = Shard(op.name, split, lin, lout, flops, nbytes, stored, mxfp6,
-                                     kv_per_position, activations, kv_traffic)
+                                     kv_per_position, activations, dram)
         self.layout[op.name] = lout
 
 
@@ -303,26 +346,8 @@ def _final_comms(sharder: _Sharder, stage: Stage, output: str) -> None:
     op: Op = sharder.graph.nodes[output]["op"]
     if have == "P":
         sharder.comms.append(Comm(stage.index, output, "<host>", "all_reduce", op.out_bytes))
-    elif have == "S":
+    elif have in ("S", "T"):
         sharder.comms.append(Comm(stage.index, output, "<host>", "all_gather", op.out_bytes))
-
-
-def _tied_head_storage(graph: nx.DiGraph, stages: Sequence[Stage],
-                       shards: dict[str, Shard]) -> None:
-    """A tied LM head in another stage than the embedding must hold the table itself."""
-    if "lm_head" not in graph or "embed" not in graph:
-        return
-    head = graph.nodes["lm_head"]["op"]
-    if not head.extra.get("tied"):
-        return
-    stage_of = {name: s for s in stages for name in s.ops}
-    if stage_of["lm_head"] is stage_of["embed"]:
-        return
-    stage = stage_of["lm_head"]
-    table = graph.nodes["embed"]["op"].stored_bytes
-    shard = shards["lm_head"]
-    share = 1.0 if shard.split in ("none", "replicate", "batch") else 1.0 / stage.tp
-    shards["lm_head"] = replace(shard, stored_bytes=shard.stored_bytes + table * share)
 
 
 def shard_stages(graph: nx.DiGraph, model: DecoderSpec | None, stages: Sequence[Stage],
@@ -356,7 +381,7 @@ def shard_stages(graph: nx.DiGraph, model: DecoderSpec | None, stages: Sequence[
     by_index = {s.index: s for s in stages}
     for output in last:
         _final_comms(sharder, by_index[stage_of[output]], output)
-    _tied_head_storage(graph, stages, sharder.shards)
+    tied_head_storage(graph, stages, sharder.shards)
     unique_handoffs = list(dict.fromkeys(handoffs))
     return sharder.shards, sharder.comms, unique_handoffs
 

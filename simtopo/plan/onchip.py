@@ -9,8 +9,9 @@ device, for one op's shard (:class:`~simtopo.plan.layouts.Shard`):
 - **capacity** ``C``: the VTCM of the partition's cores (``vtcm_per_core x cores``), else
   its share of the SoC's SRAM (:func:`simtopo.workload.cost.onchip_bytes`);
 - **working set** ``A``: the activations the shard reads and writes;
-- **DRAM bytes** = weights read + KV-cache traffic + ``max(0, A - C)``: activations stay on
-  chip as far as they fit and exactly the overflow spills (written and read back once);
+- **DRAM bytes** = weights read + KV-cache traffic and table lookups + ``max(0, A - C)``:
+  activations stay on chip as far as they fit and exactly the overflow spills (written and
+  read back once);
 - **resident weights**: when a stage's weights per device (embedding tables aside: a lookup
   gathers a few rows from DRAM) and its largest working set fit in ``C`` together, a pass
   reads no weights from DRAM (they were placed with the program);
@@ -76,5 +77,5 @@ def shard_work(op: Op, shard: Shard, has_producer: bool, onchip: OnChip) -> Work
     spill = spill_bytes(shard.activation_bytes, onchip.capacity_bytes)
     weights = 0.0 if onchip.resident and op.kind != "embedding" else shard.weights_read_bytes
     fused = spill == 0.0 and has_producer and op.kind in FUSED_KINDS
-    return Work(shard.flops, shard.kv_bytes + weights + spill, op.precision,
+    return Work(shard.flops, shard.dram_bytes + weights + spill, op.precision,
                 shard.mxfp6_weights, fused, op.kind)

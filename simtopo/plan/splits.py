@@ -2,14 +2,24 @@
 
 A GEMM W[K_in, N_out] split ``M`` keeps ``1 / n`` of the output features per device (the QKV
 projection's K and V columns as the KV heads allow), ``K`` keeps ``1 / n`` of the input
-features and writes a full-width partial output.
+features and writes a full-width partial output. A tied LM head in another stage than the
+embedding holds the table itself.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+import networkx as nx
+
 from ..errors import PlanError
 from ..spec.model import DecoderSpec
 from ..workload.opgraph import Op
+
+if TYPE_CHECKING:
+    from .layouts import Shard, Stage
 
 
 def kv_share(model: DecoderSpec, n: int) -> float:
@@ -58,3 +68,21 @@ def gemm_shard(op: Op, split: str, n: int, model: DecoderSpec | None, act: float
         activations = op.rows * op.k_in / n * act + op.rows * op.n_out * act
     stored = op.stored_bytes * frac
     return op.flops * frac, weights * per_weight + activations, stored, weights, activations
+
+
+def tied_head_storage(graph: nx.DiGraph, stages: Sequence[Stage],
+                       shards: dict[str, Shard]) -> None:
+    """A tied LM head in another stage than the embedding must hold the table itself."""
+    if "lm_head" not in graph or "embed" not in graph:
+        return
+    head = graph.nodes["lm_head"]["op"]
+    if not head.extra.get("tied"):
+        return
+    stage_of = {name: s for s in stages for name in s.ops}
+    if stage_of["lm_head"] is stage_of["embed"]:
+        return
+    stage = stage_of["lm_head"]
+    table = graph.nodes["embed"]["op"].stored_bytes
+    shard = shards["lm_head"]
+    share = 1.0 if shard.split in ("none", "replicate", "batch") else 1.0 / stage.tp
+    shards["lm_head"] = replace(shard, stored_bytes=shard.stored_bytes + table * share)

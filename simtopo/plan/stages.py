@@ -222,10 +222,11 @@ def check_connections(topo: Topology, devices: Sequence[str] | Mapping[int, str]
 
 def op_times(graph: nx.DiGraph, model: DecoderSpec | None, stage: Stage,
              precision: Precision, rules: Sequence[tuple[str, str]] = (),
-             soc_model: SocModel = DEFAULT_SOC_MODEL, soc: dict | None = None
-             ) -> dict[str, float]:
-    """Seconds each op's shard takes on one device of ``stage`` (the cost function)."""
-    shards, _, _ = laid_out(graph, model, [stage], precision, rules)
+             soc_model: SocModel = DEFAULT_SOC_MODEL, soc: dict | None = None,
+             imbalance: float = 1.0) -> dict[str, float]:
+    """Seconds each op's shard takes on one device of ``stage`` (the cost function; an op is
+    priced as in one stage holding the whole graph)."""
+    shards, _, _ = laid_out(graph, model, [stage], precision, rules, imbalance)
     attrs = soc if soc is not None else {}
     onchip = stage_onchip(stage, graph, shards, attrs, stage.cores[0],
                           soc_model.onchip_fraction)
@@ -288,7 +289,7 @@ def make_plan(graph: nx.DiGraph, model: DecoderSpec | None, topo: Topology, spec
         counts = [len(layers)]
     else:
         times = op_times(graph, model, whole, precision, spec.split_rules, soc_model,
-                         topo.node(devices[0]))
+                         topo.node(devices[0]), spec.expert_imbalance)
         weight = [sum(times[n] for n in group) for group in layers]
         counts = split_layers(weight, spec.pp, sum(times[n] for n in head),
                               sum(times[n] for n in tail))

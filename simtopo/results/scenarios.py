@@ -34,6 +34,7 @@ import numpy as np
 
 from ..engine.resources import Resources
 from ..engine.transfers import Fabric
+from ..plan.layouts import Stage
 from ..plan.stages import PartitionPlan
 from ..sim.setup import TOKEN_ID_BYTES, Setup
 from ..topology import routing
@@ -85,6 +86,18 @@ def _socket(topo: Topology, soc: str) -> str:
     return topo.ancestors(soc)[-1]
 
 
+def _copies(stages: tuple[Stage, ...], into: float, out: float) -> list[tuple[str, float,
+                                                                               bool]]:
+    """(SoC, bytes per sample, towards the SoC) of one replica's inputs and outputs: every
+    device of a weight-mode first stage gets the whole input and the last stage's first
+    device returns the output; in batch mode each device gets and returns its share."""
+    first, last = stages[0], stages[-1]
+    share_in = 1 / first.tp if first.mode == "batch" else 1.0
+    outs = last.devices if last.mode == "batch" else last.devices[:1]
+    return ([(d, into * share_in, True) for d in first.devices]
+            + [(d, out / len(outs), False) for d in outs])
+
+
 def offline_feed(setup: Setup, instance_rate: float, into: float, out: float) -> Feed:
     """Each instance's offline sample rate through the host feed (module docstring). The
     resources and their capacities are the flow engine's (:mod:`simtopo.engine.resources`:
@@ -96,8 +109,7 @@ def offline_feed(setup: Setup, instance_rate: float, into: float, out: float) ->
     streams: dict[int, int] = {}
     for stages in plan.replicas:
         load: dict[int, float] = {}
-        first, last = stages[0].devices, stages[-1].devices[0]
-        for soc, size, towards in [*((d, into, True) for d in first), (last, out, False)]:
+        for soc, size, towards in _copies(stages, into, out):
             if size <= 0:
                 continue
             socket = _socket(topo, soc)
@@ -163,13 +175,15 @@ def query_latency(setup: Setup, plan: PartitionPlan, pass_s: float, into: float,
     batch = w.batch
     fabric = Fabric.create(setup.topo, setup.params)
     env = fabric.env
-    stages = plan.replicas[0]
-    if into > 0:
-        env.run(env.all_of([fabric.copy(_socket(setup.topo, d), d, batch * into)
-                            for d in stages[0].devices]))
-    last = stages[-1].devices[0]
-    if out > 0:
-        env.run(fabric.copy(last, _socket(setup.topo, last), batch * out))
-    copies = env.now
+    copies = _copies(plan.replicas[0], into, out)
+    ins = [fabric.copy(_socket(setup.topo, d), d, batch * size) for d, size, towards in copies
+           if towards and size > 0]
+    if ins:
+        env.run(env.all_of(ins))
+    outs = [fabric.copy(d, _socket(setup.topo, d), batch * size) for d, size, towards in copies
+            if not towards and size > 0]
+    if outs:
+        env.run(env.all_of(outs))
+    copies_s = env.now
     preprocess = batch / w.host_samples_per_s if w.host_samples_per_s else 0.0
-    return preprocess + copies + pass_s
+    return preprocess + copies_s + pass_s

@@ -82,10 +82,12 @@ def _tasks(names: Sequence[str], graph: nx.DiGraph, shards: dict[str, Shard],
            onchip: Sequence[OnChip], mode: str, soc_model: SocModel,
            tenants: int = 1) -> tuple[Task, ...]:
     out: list[Task] = []
+    here = set(stage.ops)
     for name in names:
         shard = shards[name]
         op = graph.nodes[name]["op"]
-        produced = graph.in_degree(name) > 0
+        # fused only into a producer in this stage (an input from another SoC lands in DRAM)
+        produced = any(p in here for p in graph.predecessors(name))
         works = [shard_work(op, shard, produced, chip) for chip in onchip]
         costs = [op_cost(work, soc, cores, soc_model, tenants)
                  for work, soc, cores in zip(works, socs, stage.cores, strict=True)]

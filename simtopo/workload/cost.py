@@ -1,15 +1,19 @@
 """The cost of an op on a SoC: a roofline plus fixed costs, as a pure function.
 
-    time = max(FLOPs / (cores x per-core peak x compute efficiency),
-               bytes / (DRAM bandwidth the cores can draw x DRAM efficiency))
-           + per-op launch + mxfp6 weights x expansion work / (cores x per-core fp16 peak)
+    time = max(bytes / (DRAM bandwidth the cores can draw x DRAM efficiency),
+               FLOPs / (cores x per-core peak x compute efficiency)
+               + mxfp6 weights x expansion work / (cores x per-core fp16 peak))
+           + per-op launch
 
 Cores reach DRAM over the SoC's network-on-chip, so a partition compiled for ``cores`` of the
 SoC's cores draws at most ``noc_bw x cores / total cores`` (assumption: the NoC divides evenly
 over the cores), and never more than the DRAM's own bandwidth: a 1-core partition cannot
 decode as fast as a 16-core one. mxfp6 weights are expanded to fp16 by the cores that read
 them: the expansion work per weight divides over those cores and runs at their clock (taken as
-proportional to their fp16 peak).
+proportional to their fp16 peak), and overlaps the DRAM stream: an AI 100 core is a Neural
+Signal Processor whose DMA moves the next tile of weights from DRAM into its VTCM while its
+vector unit expands the one before (``SocModel.mxfp6_overlap``; ``False`` puts the expansion
+in series with the stream, the form ``simtopo whatif`` shows beside it).
 
 Which of an op's bytes reach DRAM at all (activations kept in the cores' on-chip memory,
 weights resident across passes) is the plan's business (:mod:`simtopo.plan.onchip`);
@@ -55,8 +59,9 @@ class OpCost:
 
     @property
     def bound(self) -> str:
-        """``compute`` or ``memory``: the larger side of the roofline."""
-        return "compute" if self.compute_s >= self.memory_s else "memory"
+        """``compute`` or ``memory``: the larger side of the roofline (expansion is work on
+        the cores)."""
+        return "compute" if self.compute_s + self.expand_s >= self.memory_s else "memory"
 
 
 def dram_bandwidth(soc: Mapping[str, Any], cores: int, tenants: int = 1) -> float:
@@ -111,5 +116,9 @@ def op_cost(work: Work, soc: Mapping[str, Any], cores: int,
     memory = work.bytes / (dram_bandwidth(soc, cores, tenants) * model.dram_efficiency)
     expand = work.mxfp6_weights * model.mxfp6_expand_ops_per_weight / peak_flops(soc, cores, "fp16")
     launch = 0.0 if work.fused else model.op_launch_s
-    return OpCost(time_s=max(compute, memory) + launch + expand, compute_s=compute,
-                  memory_s=memory, launch_s=launch, expand_s=expand)
+    if model.mxfp6_overlap:  # the cores expand one tile while the DMA streams the next
+        time = max(memory, compute + expand) + launch
+    else:  # the expansion in series with the stream (the other form, for what-if)
+        time = max(compute, memory) + launch + expand
+    return OpCost(time_s=time, compute_s=compute, memory_s=memory, launch_s=launch,
+                  expand_s=expand)

@@ -137,13 +137,18 @@ def _type_precision(onnx: Any, elem_type: int, default: str = "fp32") -> str:
     return TYPE_PRECISION.get(str(onnx.helper.tensor_dtype_to_np_dtype(elem_type)), default)
 
 
+FLOATS = ("fp32", "fp16", "bf16")
+
+
 def _own_precision(onnx: Any, model: Any, weights: set[str]) -> Precision:
-    """The precision the model's sizes are written at: its largest weight's type and its
-    first non-weight input's (fp32 where neither says)."""
+    """The precision the model's sizes are written at: its largest weight's type, and its
+    first floating-point non-weight input's for the activations (token ids and uint8 images
+    say nothing about them), else the weights' if floating-point, else fp32."""
     inits = sorted(model.graph.initializer, key=lambda t: -math.prod(t.dims))
     w = _type_precision(onnx, inits[0].data_type) if inits else "fp32"
-    inputs = [v for v in model.graph.input if v.name not in weights]
-    a = _type_precision(onnx, inputs[0].type.tensor_type.elem_type) if inputs else "fp32"
+    floats = [_type_precision(onnx, v.type.tensor_type.elem_type, "") for v in
+              model.graph.input if v.name not in weights]
+    a = next((t for t in floats if t in FLOATS), w if w in FLOATS else "fp32")
     return Precision(weights=w, activations=a, kv_cache=a)
 
 
