@@ -56,16 +56,25 @@ def spill_bytes(activation_bytes: float, capacity_bytes: float) -> float:
     return max(0.0, activation_bytes - capacity_bytes)
 
 
-def stage_onchip(stage: Stage, graph: nx.DiGraph, shards: Mapping[str, Shard],
-                 soc: Mapping[str, Any], cores: int, fraction: float = 1.0) -> OnChip:
-    """On-chip memory of one device of ``stage`` (``cores`` cores of ``soc``, ``fraction`` of
-    their on-chip memory usable for tensors) for a pass."""
-    capacity = onchip_bytes(soc, cores) * fraction if soc else 0.0
-    if capacity <= 0:
-        return OnChip(0.0)
+def stage_footprint(stage: Stage, graph: nx.DiGraph,
+                    shards: Mapping[str, Shard]) -> tuple[float, float]:
+    """(weights, largest working set) of one device of ``stage`` in a pass (embedding tables
+    aside: a lookup gathers a few rows from DRAM)."""
     weights = sum(shards[n].stored_bytes for n in stage.ops
                   if graph.nodes[n]["op"].kind != "embedding")
     working = max((shards[n].activation_bytes for n in stage.ops), default=0.0)
+    return weights, working
+
+
+def stage_onchip(footprint: tuple[float, float], soc: Mapping[str, Any], cores: int,
+                 fraction: float = 1.0) -> OnChip:
+    """On-chip memory of one device of a stage with ``footprint``
+    (:func:`stage_footprint`), on ``cores`` cores of ``soc`` with ``fraction`` of their
+    on-chip memory usable for tensors."""
+    capacity = onchip_bytes(soc, cores) * fraction if soc else 0.0
+    if capacity <= 0:
+        return OnChip(0.0)
+    weights, working = footprint
     return OnChip(capacity, resident=weights > 0 and weights + working <= capacity)
 
 

@@ -23,7 +23,7 @@ from ..topology.routing import BounceRoute
 from ..workload.cost import op_cost
 from ..workload.opgraph import Precision
 from .layouts import Comm, Handoff, Shard, Stage, check_tp, shard_stages
-from .onchip import shard_work, stage_onchip
+from .onchip import shard_work, stage_footprint, stage_onchip
 
 Layout = tuple[dict[str, Shard], tuple[Comm, ...], tuple[Handoff, ...]]
 
@@ -228,7 +228,7 @@ def op_times(graph: nx.DiGraph, model: DecoderSpec | None, stage: Stage,
     priced as in one stage holding the whole graph)."""
     shards, _, _ = laid_out(graph, model, [stage], precision, rules, imbalance)
     attrs = soc if soc is not None else {}
-    onchip = stage_onchip(stage, graph, shards, attrs, stage.cores[0],
+    onchip = stage_onchip(stage_footprint(stage, graph, shards), attrs, stage.cores[0],
                           soc_model.onchip_fraction)
     return {name: op_cost(shard_work(graph.nodes[name]["op"], s, graph.in_degree(name) > 0,
                                      onchip), attrs, stage.cores[0], soc_model).time_s

@@ -18,7 +18,7 @@ import networkx as nx
 
 from ..constants import DEFAULT_SOC_MODEL, SocModel
 from ..plan.layouts import Comm, Shard, Stage
-from ..plan.onchip import OnChip, shard_work, stage_onchip
+from ..plan.onchip import OnChip, shard_work, stage_footprint, stage_onchip
 from ..plan.stages import PartitionPlan
 from ..topology.graph import Topology
 from ..workload.cost import OpCost, op_cost
@@ -88,7 +88,8 @@ def _tasks(names: Sequence[str], graph: nx.DiGraph, shards: dict[str, Shard],
         op = graph.nodes[name]["op"]
         # fused only into a producer in this stage (an input from another SoC lands in DRAM)
         produced = any(p in here for p in graph.predecessors(name))
-        works = [shard_work(op, shard, produced, chip) for chip in onchip]
+        found = {chip: shard_work(op, shard, produced, chip) for chip in set(onchip)}
+        works = [found[chip] for chip in onchip]  # the devices of a stage are alike
         costs = [op_cost(work, soc, cores, soc_model, tenants)
                  for work, soc, cores in zip(works, socs, stage.cores, strict=True)]
         slowest = max(range(len(costs)), key=lambda i: costs[i].time_s)
@@ -122,7 +123,8 @@ def lower_stage(plan: PartitionPlan, stage: Stage, graph: nx.DiGraph, topo: Topo
             layers.setdefault(layer, []).append(name)
 
     socs = [topo.node(d) for d in stage.devices]
-    onchip = [stage_onchip(stage, graph, shards, soc, cores, soc_model.onchip_fraction)
+    footprint = stage_footprint(stage, graph, shards)
+    onchip = [stage_onchip(footprint, soc, cores, soc_model.onchip_fraction)
               for soc, cores in zip(socs, stage.cores, strict=True)]
 
     def build(names: Sequence[str]) -> tuple[Task, ...]:
