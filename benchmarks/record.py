@@ -24,3 +24,10 @@ def record(figures: dict[str, Any], output: Path | None, name: str) -> None:
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(figures, indent=1, sort_keys=True) + "\n")
     print(f"wrote {output}")
+
+
+def summary(times: list[float]) -> dict[str, float]:
+    """Median, min and max of repeated timings (seconds)."""
+    import statistics
+
+    return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times)}

@@ -17,14 +17,13 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from record import add_output, record
+from record import add_output, record, summary
 
 import simtopo
 
@@ -42,10 +41,6 @@ def simulation(experiment: Path, band: bool = True) -> float:
     start = time.perf_counter()
     simtopo.run(experiment, band=band)
     return time.perf_counter() - start
-
-
-def summary(times: list[float]) -> dict[str, float]:
-    return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times)}
 
 
 def main() -> None:

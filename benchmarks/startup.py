@@ -14,13 +14,12 @@ from __future__ import annotations
 import argparse
 import platform
 import shutil
-import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from record import add_output, record
+from record import add_output, record, summary
 
 ROOT = Path(__file__).resolve().parent.parent
 HEAVY = ("numpy", "pandas", "matplotlib", "simpy", "networkx", "pydantic", "yaml", "rich")
@@ -48,10 +47,6 @@ def loaded(argv: list[str]) -> list[str]:
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
                          text=True, cwd=ROOT).stdout.strip().splitlines()
     return [m for m in (out[-1] if out else "").split(",") if m]
-
-
-def summary(times: list[float]) -> dict[str, float]:
-    return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times)}
 
 
 def main() -> None:

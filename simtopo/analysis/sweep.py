@@ -40,7 +40,7 @@ from ..version import __version__
 if TYPE_CHECKING:
     import pandas as pd
 
-SWEEPABLE = ("workload", "plan", "transfer", "load", "model", "topology")
+SWEEPABLE = ("workload", "plan", "transfer", "load", "serving", "model", "topology")
 """The top-level keys a sweep may set (the parts of an experiment a variant may change)."""
 
 LOG = "points.jsonl"
@@ -86,16 +86,26 @@ def _show(value: Any) -> str:
 def _check_key(key: str, where: str) -> None:
     from ..spec.experiment import PlanSpec, WorkloadSpec
     from ..spec.load import LoadSpec
+    from ..spec.serving import ServingSpec
     from ..spec.topology import TransferSpec
 
     sections = {"workload": WorkloadSpec, "plan": PlanSpec, "transfer": TransferSpec,
                 "load": LoadSpec}
     parts = key.split(".")
+    if parts[0] == "serving" and len(parts) == 3:  # a nested key: serving.arrivals.rate
+        nested = ServingSpec.model_fields.get(parts[1])
+        spec = nested.annotation if nested is not None else None
+        if not isinstance(spec, type) or parts[2] not in getattr(spec, "model_fields", {}):
+            raise ConfigError(f"{where}: cannot sweep {key!r} (serving has no key "
+                              f"{'.'.join(parts[1:])!r})")
+        return
+    sections["serving"] = ServingSpec
     if parts[0] not in SWEEPABLE or not all(parts) or (
             parts[0] in ("model", "topology") and len(parts) > 1) or (
             parts[0] in sections and len(parts) != 2):
         raise ConfigError(f"{where}: cannot sweep {key!r} (expected model, topology, or "
-                          "workload.KEY, plan.KEY, transfer.KEY, load.KEY, e.g. plan.tp)")
+                          "workload.KEY, plan.KEY, transfer.KEY, load.KEY, serving.KEY, "
+                          "serving.arrivals.rate, e.g. plan.tp)")
     if parts[0] in sections and parts[1] not in sections[parts[0]].model_fields:
         known = ", ".join(sections[parts[0]].model_fields)
         raise ConfigError(f"{where}: cannot sweep {key!r}: {parts[0]} has no key "
@@ -269,7 +279,7 @@ def evaluate(point: Point, variant: Variant, fingerprint: str,
     """Simulate one point in ``mode``; a SimtopoError becomes the record's one-line error.
     ``topology`` (its digest) lets points on the same topology share what their collectives
     were found to do."""
-    from ..results.run import run_load, run_variant
+    from ..results.run import run_load, run_serving, run_variant
 
     memo = _MEMO.setdefault(topology, {}) if topology else {}
     if len(memo) > MEMO_SETTINGS:  # a sweep over transfer settings: keep memory bounded
@@ -277,6 +287,10 @@ def evaluate(point: Point, variant: Variant, fingerprint: str,
     try:
         if variant.workload.kind == "load":
             return record(point, fingerprint, summary=_load_summary(run_load(variant)))
+        if variant.workload.kind == "serving":  # a point of offered load, or of a layout
+            serving = run_serving(variant).summary()
+            return record(point, fingerprint, summary={"connection": "", "links": [],
+                                                      "metrics": serving["metrics"]})
         result = run_variant(variant, memo=memo, mode=mode, spans=False)  # a record: no timeline
     except SimtopoError as err:
         message = str(err).replace("\n", " ")

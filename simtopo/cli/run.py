@@ -124,6 +124,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             from ..report.load_section import loads_table
 
             out.print(loads_table(result))
+        if result.servings:
+            from ..report.serving_section import serving_table
+
+            out.print(serving_table(result))
     for v in result.variants:
         for warning in v.warnings:
             sys.stderr.write(f"warning: {v.name}: {warning}\n")

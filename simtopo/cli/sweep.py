@@ -24,6 +24,8 @@ def _table(result: Any) -> Any:
 
     frame = result.frame
     ok = frame[frame["status"] == "ok"]
+    if "goodput_per_s" in ok:
+        return _serving_table(result, ok)
     llm = "ttft_s" in ok
     lat = "tpot_mean_s" if "tpot_mean_s" in ok else "ttft_s"
     lat, thr = (lat, "tokens_per_s") if llm else ("latency_s", "inferences_per_s")
@@ -47,6 +49,23 @@ def _table(result: Any) -> Any:
         cells += [f"{1e3 * row[lat]:.4g}", f"{row[thr]:.4g}",
                   f"{row[thr] / row['socs']:.4g}", link_text(str(row["busiest_link"]))]
         table.add_row(*cells)
+    return table
+
+
+def _serving_table(result: Any, ok: Any) -> object:
+    """Serving points: the SLO percentiles, throughput and goodput of each."""
+    from ..report.tables import NAME, NUMBER, terminal_table
+
+    columns = [("TTFT p99 ms", "ttft_p99_s", 1e3), ("TPOT p99 ms", "tpot_p99_s", 1e3),
+               ("served/s", "requests_per_s", 1.0), ("goodput/s", "goodput_per_s", 1.0),
+               ("in SLO %", "slo_attainment", 100.0)]
+    table = terminal_table(f"{result.name} sweep", [
+        ("variant", NAME), *((axis.key.split(".")[-1], NUMBER) for axis in result.axes),
+        ("SoCs", NUMBER), *((label, NUMBER) for label, _, _ in columns)])
+    for _, row in ok.iterrows():
+        table.add_row(row["variant"], *(str(row[a.key]) for a in result.axes),
+                      f"{row['socs']:.0f}", *(f"{row[key] * scale:.4g}"
+                                              for _, key, scale in columns))
     return table
 
 

@@ -25,6 +25,7 @@ from ..results.result import Result, VariantResult
 from . import figures
 from .draw import save_figure
 from .load_section import load_figures, load_section
+from .serving_section import serving_section
 from .trace import chrome_trace
 
 GB = 1e9
@@ -148,6 +149,7 @@ def render_report(result: Result, figure_names: list[str], command: str) -> str:
         if result.bands:
             out += band_notes()
     out += load_section(result)
+    out += serving_section(result)
     if not result.variants:
         return _figures_markdown(out, figure_names, trace=False)
     out += ["## What was simulated", "",

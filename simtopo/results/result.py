@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.figure import Figure
 
+    from .serving import ServingResult
+
 HEADLINE = ("ttft_s", "tpot_mean_s", "tpot_p99_s", "e2e_s", "tokens_per_s",
             "decode_tokens_per_s", "latency_s", "inferences_per_s")
 
@@ -172,6 +174,8 @@ class Result:
     bands: list[dict[str, Any]] = field(default_factory=list)
     """Each P2P-over-host pair's speed-ups at the ends of the unmeasured constants
     (:mod:`simtopo.results.bands`); empty when not computed."""
+    servings: list[ServingResult] = field(default_factory=list)
+    """One per variant of ``workload.kind: serving`` (:mod:`simtopo.results.serving`)."""
 
     def variant(self, name: str) -> VariantResult:
         """The variant called ``name``."""
@@ -208,6 +212,8 @@ class Result:
             out["band"] = describe()
         if self.loads:
             out["loads"] = [load.summary() for load in self.loads]
+        if self.servings:
+            out["servings"] = [serving.summary() for serving in self.servings]
         return round12(out)
 
     def to_json(self) -> str:
@@ -220,6 +226,13 @@ class Result:
 
         rows = [{"variant": v.name, **v.metrics} for v in self.variants]
         return pd.DataFrame(rows, columns=None if rows else ["variant"]).set_index("variant")
+
+    def serving_dataframe(self, variant: str | None = None) -> pd.DataFrame:
+        """One row per request of a serving variant (the first, or ``variant``)."""
+        for serving in self.servings:
+            if variant is None or serving.name == variant:
+                return serving.to_dataframe()
+        raise KeyError(variant or "no serving variant")
 
     def loads_dataframe(self) -> pd.DataFrame:
         """One row per (variant, source, strategy): total and busy time of each phase."""

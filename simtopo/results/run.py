@@ -7,8 +7,10 @@ metrics (:mod:`simtopo.results.metrics`); a ``load:`` section is simulated too.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,16 +18,19 @@ from .. import errors
 from ..constants import DEFAULT_MODEL, DEFAULT_SOC_MODEL, LinkModel, SocModel
 from ..errors import ConfigError, PlanError, SimtopoError
 from ..sim.driver import simulate
+from ..sim.serving import IterationTimes, serve
 from ..sim.setup import Memo, Setup, memo_for, rebased, setup_variant, transfer_settings
 from ..spec.experiment import Experiment, PlanSpec, Variant, load_experiment
 from ..topology.files import load_topology
 from ..topology.graph import Topology
 from ..workload.modelref import resolve_model
 from ..workload.opgraph import Precision, decode_shape
+from ..workload.requests import generate
 from .bands import at_corner, band_rows, band_runs
 from .metrics import inference_metrics, llm_metrics
 from .parallel import Forked
 from .result import LoadResult, Result, VariantResult, connection_pairs
+from .serving import ServingResult, serving_metrics
 
 
 def run_variant(variant: Variant, link_model: LinkModel = DEFAULT_MODEL,
@@ -121,7 +126,7 @@ def run(experiment: str | Path | Experiment, variants: Sequence[str] | None = No
         chosen = [v for v in exp.variants if v.name in variants]
     setups: dict[str, Setup] = {}
     for variant in chosen:
-        if variant.workload.kind != "load":
+        if variant.workload.kind not in ("load", "serving"):
             with _named(variant, exp):
                 setups[variant.name] = setup_variant(variant, link_model, soc_model)
     by_name = {v.name: v for v in chosen}
@@ -142,18 +147,23 @@ def run(experiment: str | Path | Experiment, variants: Sequence[str] | None = No
             return type(err).__name__, str(err)
 
     with Forked(band_run, len(runs), jobs - 1) as forked:
-        results, loads = [], []
+        results, loads, servings = [], [], []
         memo: Memo = {}
+        serving_memo: dict[str, IterationTimes] = {}
         for variant in chosen:
             if progress:
                 progress(variant.name)
             with _named(variant, exp):
-                if variant.workload.kind != "load":
+                if variant.name in setups:
                     results.append(run_setup(setups[variant.name], soc_model, memo=memo,
                                              mode=mode))
+                if variant.workload.kind == "serving":
+                    servings.append(run_serving(variant, link_model, soc_model,
+                                                memo=serving_memo))
                 if variant.load is not None:
                     loads.append(run_load(variant, link_model))
-        result = Result(exp.name, exp.description, str(exp.source), results, loads)
+        result = Result(exp.name, exp.description, str(exp.source), results, loads,
+                        servings=servings)
         if waiting is not None:
             waiting()
         answers = forked.results(progress and (
@@ -179,3 +189,63 @@ def _named(variant: Variant, exp: Experiment) -> Iterator[None]:
                         line=err.line) from None
     except SimtopoError as err:
         raise type(err)(f"{exp.source}: variant {variant.name!r}: {err}") from None
+
+
+def iteration_times(variant: Variant, link_model: LinkModel = DEFAULT_MODEL,
+                    soc_model: SocModel = DEFAULT_SOC_MODEL,
+                    topology: Topology | None = None) -> IterationTimes:
+    """The compiled program's prefill chunk (one request, and the batch: the TTFT of a
+    one-chunk run) and decode step (its TPOT), simulated with every replica of the plan at
+    once on the fabric, so that P2P or host-routed collectives and uplinks shared between
+    replicas are in them. Compiled shapes make these every iteration's times: nothing is
+    interpolated (dynamic shapes are not served yet)."""
+    w = variant.workload
+    chunk = w.compiled_prompt or w.prompt
+    context = w.context_length
+    if context - chunk < 1:
+        raise ConfigError(f"the compiled context {context} leaves no room to decode after a "
+                          f"prompt chunk of {chunk}")
+
+    def llm(batch: int) -> dict[str, float]:
+        shaped = w.model_copy(update={"kind": "llm", "batch": batch, "prompt": chunk,
+                                      "generate": 1 + min(1, context - chunk - 1),
+                                      "context": context, "compiled_prompt": chunk,
+                                      "shapes": "compiled"})
+        return run_variant(replace(variant, workload=shaped), link_model, soc_model,
+                           topology=topology, spans=False).metrics
+
+    one, full = llm(1), llm(w.batch)
+    return IterationTimes(chunk=chunk, prefill_s=one["ttft_s"], batch_prefill_s=full["ttft_s"],
+                          decode_s=full["tpot_mean_s"], slots=w.batch, socs=int(full["socs"]))
+
+
+def run_serving(variant: Variant, link_model: LinkModel = DEFAULT_MODEL,
+                soc_model: SocModel = DEFAULT_SOC_MODEL,
+                topology: Topology | None = None,
+                memo: dict[str, IterationTimes] | None = None) -> ServingResult:
+    """Simulate ``variant``'s ``serving:`` section; ``memo`` keeps the program's times for
+    variants that differ only in their ``serving:`` (a sweep of offered load)."""
+    spec = variant.serving
+    assert spec is not None  # the experiment's validation requires it for kind: serving
+    requests = generate(spec)
+    context = variant.workload.context_length
+    over = int((requests.prompt_tokens + requests.output_tokens > context).sum())
+    if over:
+        raise ConfigError(f"{over} of {len(requests)} requests need more than the compiled "
+                          f"context of {context} positions (prompt + output): raise "
+                          "workload.context or shorten the lengths")
+    key = json.dumps({k: v for k, v in variant.inputs().items() if k != "serving"},
+                     sort_keys=True, default=str)
+    if memo is not None and key in memo and topology is None:
+        times = memo[key]
+    else:
+        times = iteration_times(variant, link_model, soc_model, topology)
+        if memo is not None and topology is None:
+            memo[key] = times
+    records = serve(requests, times, variant.plan.replicas, spec.scheduler, spec.router,
+                    spec.batch_wait)
+    metrics = serving_metrics(requests, records, spec.warmup, spec.slo.ttft, spec.slo.tpot,
+                              variant.plan.replicas * times.slots)
+    metrics["socs"] = float(times.socs)
+    return ServingResult(variant.name, variant.inputs(), times, metrics, requests, records,
+                         spec.warmup, variant.description)

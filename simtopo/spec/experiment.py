@@ -31,6 +31,7 @@ from ..errors import ConfigError, KeyPath
 from ..io.documents import Document, deep_merge, read_yaml, validate_document
 from ..io.paths import display_path, is_file
 from .load import LoadSpec
+from .serving import ServingSpec
 from .topology import TransferSpec
 from .types import Duration, Name, SizeOrZero, Spec, bounded
 
@@ -38,7 +39,7 @@ from .types import Duration, Name, SizeOrZero, Spec, bounded
 class WorkloadSpec(Spec):
     """What to run: LLM inference (prefill then decode) or one pass of a graph."""
 
-    kind: Literal["llm", "inference", "load"] = "llm"
+    kind: Literal["llm", "inference", "load", "serving"] = "llm"
     batch: Annotated[int, bounded(limits.MAX_BATCH)] = 1
     prompt: Annotated[int, bounded(limits.MAX_TOKENS)] = 128
     generate: Annotated[int, bounded(limits.MAX_TOKENS)] = 128
@@ -65,7 +66,7 @@ class WorkloadSpec(Spec):
 
     @model_validator(mode="after")
     def _lengths(self) -> WorkloadSpec:
-        if self.kind in ("llm", "load"):
+        if self.kind in ("llm", "load", "serving"):
             context = self.context if self.context is not None else self.prompt + self.generate
             if self.prompt + self.generate > context and self.shapes == "compiled":
                 raise ValueError(f"prompt {self.prompt} + generate {self.generate} exceeds the "
@@ -167,6 +168,7 @@ class VariantFields(Spec):
     plan: dict[str, Any] = Field(default_factory=dict)
     transfer: dict[str, Any] = Field(default_factory=dict)
     load: dict[str, Any] = Field(default_factory=dict)
+    serving: dict[str, Any] = Field(default_factory=dict)
 
 
 class ExperimentSpec(Spec):
@@ -183,12 +185,16 @@ class ExperimentSpec(Spec):
     ci: dict[str, Any] = Field(default_factory=dict)
     sweep: dict[str, Any] = Field(default_factory=dict)
     load: LoadSpec | None = None
+    serving: ServingSpec | None = None
 
     @model_validator(mode="after")
     def _load_needs_a_section(self) -> ExperimentSpec:
         if self.workload.kind == "load" and self.load is None:
             raise ValueError("workload kind 'load' needs a 'load:' section (sources, "
                              "strategies)")
+        if self.workload.kind == "serving" and self.serving is None:
+            raise ValueError("workload kind 'serving' needs a 'serving:' section (arrivals, "
+                             "lengths, scheduler)")
         return self
 
 
@@ -204,6 +210,7 @@ class Variant:
     plan: PlanSpec
     transfer: dict[str, Any]
     load: LoadSpec | None = None
+    serving: ServingSpec | None = None
 
     def inputs(self) -> dict[str, Any]:
         """The resolved inputs as plain data (for summaries)."""
@@ -215,6 +222,11 @@ class Variant:
                "plan": plan, "transfer": dict(sorted(self.transfer.items()))}
         if self.load is not None:  # only then, so that other summaries keep their shape
             out["load"] = self.load.model_dump(mode="json")
+        if self.serving is not None and self.workload.kind == "serving":
+            serving = self.serving.model_dump(mode="json", exclude_none=True)
+            if self.serving.arrivals.trace is not None:  # the name: not where a checkout is
+                serving["arrivals"]["trace"] = Path(self.serving.arrivals.trace).name
+            out["serving"] = serving
         return out
 
 
@@ -292,11 +304,20 @@ def load_experiment(path: str | Path, reduced: bool = False,
             bad = validate_document(Document(transfer, doc.file), TransferSpec) \
                 if not isinstance(exc, ConfigError) else None
             raise doc.error(f"bad transfer settings ({exc})", (*where, "transfer")) from bad
+        serving = resolved.serving
+        if serving is not None and serving.arrivals.trace is not None:
+            trace = (base_dir / serving.arrivals.trace).resolve()
+            if not is_file(trace):
+                raise doc.error(f"trace file {serving.arrivals.trace!r} not found (looked for "
+                                f"{display_path(trace)})", (*where, "serving", "arrivals",
+                                                            "trace"))
+            serving = serving.model_copy(update={"arrivals": serving.arrivals.model_copy(
+                update={"trace": str(trace)})})
         out.append(Variant(name=variant.get("name", spec.name),
                            description=variant.get("description", ""), topology=topology,
                            model=_model_path(resolved.model, base_dir),
                            workload=resolved.workload, plan=plan, transfer=transfer,
-                           load=resolved.load))
+                           load=resolved.load, serving=serving))
     names = [str(v.get("name", spec.name)) for v in variants_raw]
     folded = [name.casefold() for name in names]  # they name figure files, on any disk
     for i, name in enumerate(names):

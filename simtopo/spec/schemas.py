@@ -30,7 +30,7 @@ KINDS = {
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 
 SWEEP_SECTIONS = {"workload": "WorkloadSpec", "plan": "PlanSpec", "transfer": "TransferSpec",
-                  "load": "LoadSpec"}
+                  "load": "LoadSpec", "serving": "ServingSpec"}
 """The sections whose keys a ``sweep:`` block may set as ``section.key`` (besides ``model`` and
 ``topology``, as :mod:`simtopo.analysis.sweep` allows), and their models."""
 
@@ -138,6 +138,10 @@ def _sweep(defs: dict[str, Any]) -> dict[str, Any]:
     for section, model in SWEEP_SECTIONS.items():
         for key, schema in defs[model]["properties"].items():
             keys[f"{section}.{key}"] = _values(_patch_node(defs, schema))
+            nested = schema.get("$ref", "").removeprefix("#/$defs/")
+            if section == "serving" and nested in defs:  # serving.arrivals.rate, ...
+                for sub, inner in defs[nested].get("properties", {}).items():
+                    keys[f"{section}.{key}.{sub}"] = _values(_patch_node(defs, inner))
     return {"type": "object", "properties": keys, "additionalProperties": False,
             "description": "keys to sweep ('plan.tp', 'workload.batch', 'model', ...), each "
                            "with a value or a list of values; 'variants' picks variants"}

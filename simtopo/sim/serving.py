@@ -1,0 +1,175 @@
+"""Serving a request stream with replicas of a compiled program: routers, schedulers, records.
+
+An AI 100 program is compiled for fixed shapes: a prefill of ``chunk`` prompt tokens (for one
+request, or for a batch of ``slots``), and a decode step over ``slots`` sequences at the
+compiled context (masked): its time does not depend on how many slots are filled or how long
+their contexts are. :class:`IterationTimes` holds those times, simulated on the topology
+(:mod:`simtopo.results.serving`); this module plays the requests through them.
+
+- **Router**: each arriving request goes to a replica: ``round-robin``, or
+  ``least-outstanding`` (fewest queued and running; ties to the lowest index).
+- **continuous** (QEfficient's continuous batching on the AI 100): a replica keeps up to
+  ``slots`` requests running. Whenever a slot is free and a request waits, the replica
+  prefills that request (first come, first served; ``ceil(prompt / chunk)`` chunks, the first
+  token at the end) and the decode steps wait; otherwise it runs one decode step, which gives
+  every running request its next token, and frees the slots of those that are done.
+- **static**: a replica waits for ``slots`` requests (or until its oldest has waited
+  ``batch_wait``, or for the last arrival), prefills them together (``ceil(longest prompt /
+  chunk)`` batch chunks), then decodes until the longest output is done; a request finishes
+  at its own last step, but its slot stays idle until the batch ends.
+
+The KV cache of a slot is the compiled context: ``slots`` bounds concurrency, and the memory
+model has checked that the slots fit. A request whose prompt and output exceed the compiled
+context is refused before the run.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..workload.requests import Requests
+
+
+@dataclass(frozen=True)
+class IterationTimes:
+    """The compiled program's times on the topology (seconds)."""
+
+    chunk: int
+    """Prompt tokens per prefill chunk."""
+    prefill_s: float
+    """One chunk for one request."""
+    batch_prefill_s: float
+    """One chunk for ``slots`` requests at once (static batching)."""
+    decode_s: float
+    """One decode step over ``slots`` sequences."""
+    slots: int
+    socs: int = 0
+    """SoCs the replicas occupy together."""
+
+
+@dataclass(frozen=True)
+class Records:
+    """What happened to each request (arrays in request order)."""
+
+    replica: np.ndarray
+    start_s: np.ndarray
+    """When its prefill began."""
+    first_token_s: np.ndarray
+    finish_s: np.ndarray
+
+
+class _Replica:
+    """One replica's queue, running requests and clock."""
+
+    def __init__(self) -> None:
+        self.queue: deque[int] = deque()
+        self.running: dict[int, int] = {}  # request -> tokens still to decode
+        self.busy = False
+        self.batch_left = 0  # static: decode steps left in the current batch
+
+    @property
+    def outstanding(self) -> int:
+        return len(self.queue) + len(self.running)
+
+
+def serve(requests: Requests, times: IterationTimes, replicas: int,
+          scheduler: str = "continuous", router: str = "round-robin",
+          batch_wait: float | None = None) -> Records:
+    """Play ``requests`` through ``replicas`` copies of the program (module docstring)."""
+    n = len(requests)
+    arrival, prompt, output = requests.arrival_s, requests.prompt_tokens, requests.output_tokens
+    where = np.zeros(n, dtype=np.int64)
+    start, first, finish = (np.full(n, np.nan) for _ in range(3))
+    reps = [_Replica() for _ in range(replicas)]
+    events: list[tuple[float, int, int, int]] = []  # (time, order, kind, index)
+    order = 0
+
+    def push(time: float, kind: int, index: int) -> None:
+        nonlocal order
+        heapq.heappush(events, (time, order, kind, index))
+        order += 1
+
+    for i in range(n):
+        push(float(arrival[i]), 0, i)
+    arrived = 0
+
+    def chunks(tokens: int) -> int:
+        return math.ceil(tokens / times.chunk)
+
+    def decode(r: int, now: float) -> None:
+        """One decode step of replica ``r``: a token for every running request."""
+        rep = reps[r]
+        done = now + times.decode_s
+        for i in list(rep.running):
+            rep.running[i] -= 1
+            if rep.running[i] == 0:
+                del rep.running[i]
+                finish[i] = done
+        rep.busy = True
+        push(done, 1, r)
+
+    def step(r: int, now: float) -> None:
+        """Start ``r``'s next iteration, if it has one."""
+        rep = reps[r]
+        if scheduler == "continuous":
+            if rep.queue and len(rep.running) < times.slots:
+                i = rep.queue.popleft()
+                start[i] = now
+                done = now + chunks(int(prompt[i])) * times.prefill_s
+                first[i] = done
+                if output[i] > 1:
+                    rep.running[i] = int(output[i]) - 1
+                else:
+                    finish[i] = done
+                rep.busy = True
+                push(done, 1, r)
+            elif rep.running:
+                decode(r, now)
+            return
+        if rep.batch_left > 0:  # static: the batch's next decode step
+            rep.batch_left -= 1
+            decode(r, now)
+        elif rep.queue and (len(rep.queue) >= times.slots or arrived == n or (
+                batch_wait is not None and now >= arrival[rep.queue[0]] + batch_wait)):
+            batch = [rep.queue.popleft() for _ in range(min(times.slots, len(rep.queue)))]
+            done = now + chunks(int(prompt[batch].max())) * times.batch_prefill_s
+            for i in batch:
+                start[i], first[i] = now, done
+                if output[i] > 1:
+                    rep.running[i] = int(output[i]) - 1
+                else:
+                    finish[i] = done
+            rep.batch_left = int(output[batch].max()) - 1
+            rep.busy = True
+            push(done, 1, r)
+
+    while events:
+        now, _, kind, index = heapq.heappop(events)
+        if kind == 0:  # an arrival: route it
+            arrived += 1
+            if router == "round-robin":
+                r = index % replicas
+            else:
+                r = min(range(replicas), key=lambda k: (reps[k].outstanding, k))
+            where[index] = r
+            reps[r].queue.append(index)
+            if not reps[r].busy:
+                step(r, now)
+            if scheduler == "static" and batch_wait is not None:
+                push(now + batch_wait, 2, r)  # the batch starts by then, full or not
+            if arrived == n and scheduler == "static":  # the last one: stragglers go now
+                for k, rep in enumerate(reps):
+                    if not rep.busy:
+                        step(k, now)
+        elif kind == 2:  # a static batch's wait ran out
+            if not reps[index].busy:
+                step(index, now)
+        else:  # a replica finished an iteration
+            reps[index].busy = False
+            step(index, now)
+    return Records(where, start, first, finish)
