@@ -240,6 +240,8 @@ def resolve(source: Path, point: Point, reduced: bool,
     if variant.topology not in topologies:
         topologies[variant.topology] = topology_digest(variant.topology)
     files = [Path(variant.model)] + ([Path(variant.plan.mdp)] if variant.plan.mdp else [])
+    if variant.serving is not None and variant.serving.arrivals.trace is not None:
+        files.append(Path(variant.serving.arrivals.trace))
     inputs = {"inputs": variant.inputs(), "model": variant.model, "version": __version__,
               "experiment": _digest(source), "topology": topologies[variant.topology],
               "files": [_digest(f) for f in files if f.is_file()], "key": point.key}
@@ -274,6 +276,11 @@ shared by the points a process evaluates, by the content digest of their topolog
 by its path: a changed file is a new topology)."""
 
 
+_SERVING: dict[str, Any] = {}
+"""The compiled programs' times found so far by serving points of this process (points of
+offered load share them)."""
+
+
 def evaluate(point: Point, variant: Variant, fingerprint: str,
              topology: str = "", mode: str = "auto") -> dict[str, Any]:
     """Simulate one point in ``mode``; a SimtopoError becomes the record's one-line error.
@@ -288,7 +295,9 @@ def evaluate(point: Point, variant: Variant, fingerprint: str,
         if variant.workload.kind == "load":
             return record(point, fingerprint, summary=_load_summary(run_load(variant)))
         if variant.workload.kind == "serving":  # a point of offered load, or of a layout
-            serving = run_serving(variant).summary()
+            if len(_SERVING) > MEMO_SETTINGS:
+                _SERVING.clear()
+            serving = run_serving(variant, memo=_SERVING).summary()
             return record(point, fingerprint, summary={"connection": "", "links": [],
                                                       "metrics": serving["metrics"]})
         result = run_variant(variant, memo=memo, mode=mode, spans=False)  # a record: no timeline

@@ -288,6 +288,11 @@ def whatif(experiment: str | Path, variants: Sequence[str] | None = None,
     if loads:
         raise ConfigError(f"variant {loads[0]!r} only loads weights: what-if analysis covers "
                           "inference (pick other variants with --variant)", file=str(exp.source))
+    served = [v.name for v in chosen if v.workload.kind == "serving"]
+    if served:
+        raise ConfigError(f"variant {served[0]!r} serves a request stream: what-if analysis "
+                          "covers single runs (sweep serving.arrivals.rate instead)",
+                          file=str(exp.source))
     topologies: dict[Path, Topology] = {}
     bases: dict[str, VariantResult] = {}
     results = []

@@ -202,9 +202,9 @@ def iteration_times(variant: Variant, link_model: LinkModel = DEFAULT_MODEL,
     w = variant.workload
     chunk = w.compiled_prompt or w.prompt
     context = w.context_length
-    if context - chunk < 1:
-        raise ConfigError(f"the compiled context {context} leaves no room to decode after a "
-                          f"prompt chunk of {chunk}")
+    if context - chunk < 2:
+        raise ConfigError(f"the compiled context {context} leaves no room for a decode step "
+                          f"after a prompt chunk of {chunk}")
 
     def llm(batch: int) -> dict[str, float]:
         shaped = w.model_copy(update={"kind": "llm", "batch": batch, "prompt": chunk,
@@ -234,8 +234,9 @@ def run_serving(variant: Variant, link_model: LinkModel = DEFAULT_MODEL,
         raise ConfigError(f"{over} of {len(requests)} requests need more than the compiled "
                           f"context of {context} positions (prompt + output): raise "
                           "workload.context or shorten the lengths")
-    key = json.dumps({k: v for k, v in variant.inputs().items() if k != "serving"},
-                     sort_keys=True, default=str)
+    key = json.dumps([str(variant.topology), variant.model, variant.workload.model_dump(),
+                      variant.plan.model_dump(), variant.transfer], sort_keys=True,
+                     default=str)  # the files' full paths: two ultra8.yaml may differ
     if memo is not None and key in memo and topology is None:
         times = memo[key]
     else:

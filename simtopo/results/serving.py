@@ -65,12 +65,12 @@ def serving_metrics(q: Requests, r: Records, warmup: int, slo_ttft: float | None
     ttft, e2e, queue = first - arrival, finish - arrival, start - arrival
     decoding = out_tokens > 1
     tpot = (finish[decoding] - first[decoding]) / (out_tokens[decoding] - 1)
-    window = float(finish.max() - arrival.min())
+    window = max(float(finish.max() - arrival.min()), 1e-12)
     out: dict[str, float] = {"requests": float(len(arrival)),
                              "requests_per_s": len(arrival) / window,
                              "tokens_per_s": float(out_tokens.sum()) / window,
                              "offered_per_s": (len(arrival) - 1) / float(arrival[-1] - arrival[0])
-                             if len(arrival) > 1 else 0.0}
+                             if arrival[-1] > arrival[0] else 0.0}
     for name, values in (("ttft", ttft), ("tpot", tpot), ("e2e", e2e), ("queue", queue)):
         if len(values):
             out[f"{name}_mean_s"] = float(values.mean())
@@ -107,7 +107,7 @@ def _littles_law(q: Requests, r: Records, warmup: int) -> dict[str, float]:
     before = np.searchsorted(times, t0, side="left")
     levels = np.concatenate([[counts[before - 1] if before else 0.0], counts[inside]])
     area = float(np.sum(levels * np.diff(edges)))
-    n = len(q) - warmup
-    lam, w = n / (t1 - t0), float(np.mean(r.finish_s[warmup:] - q.arrival_s[warmup:]))
+    n = len(q) - warmup  # n arrivals span n - 1 gaps
+    lam, w = (n - 1) / (t1 - t0), float(np.mean(r.finish_s[warmup:] - q.arrival_s[warmup:]))
     return {"in_system_mean": area / (t1 - t0), "littles_law_relative_error":
             abs(area / (t1 - t0) - lam * w) / (lam * w)}

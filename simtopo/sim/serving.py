@@ -4,7 +4,7 @@ An AI 100 program is compiled for fixed shapes: a prefill of ``chunk`` prompt to
 request, or for a batch of ``slots``), and a decode step over ``slots`` sequences at the
 compiled context (masked): its time does not depend on how many slots are filled or how long
 their contexts are. :class:`IterationTimes` holds those times, simulated on the topology
-(:mod:`simtopo.results.serving`); this module plays the requests through them.
+(:func:`simtopo.results.run.iteration_times`); this module plays the requests through them.
 
 - **Router**: each arriving request goes to a replica: ``round-robin``, or
   ``least-outstanding`` (fewest queued and running; ties to the lowest index).
@@ -69,12 +69,13 @@ class _Replica:
     def __init__(self) -> None:
         self.queue: deque[int] = deque()
         self.running: dict[int, int] = {}  # request -> tokens still to decode
+        self.prefilling = 0  # requests whose prefill is running now
         self.busy = False
         self.batch_left = 0  # static: decode steps left in the current batch
 
     @property
     def outstanding(self) -> int:
-        return len(self.queue) + len(self.running)
+        return len(self.queue) + len(self.running) + self.prefilling
 
 
 def serve(requests: Requests, times: IterationTimes, replicas: int,
@@ -119,6 +120,7 @@ def serve(requests: Requests, times: IterationTimes, replicas: int,
         if scheduler == "continuous":
             if rep.queue and len(rep.running) < times.slots:
                 i = rep.queue.popleft()
+                rep.prefilling = 1
                 start[i] = now
                 done = now + chunks(int(prompt[i])) * times.prefill_s
                 first[i] = done
@@ -137,6 +139,7 @@ def serve(requests: Requests, times: IterationTimes, replicas: int,
         elif rep.queue and (len(rep.queue) >= times.slots or arrived == n or (
                 batch_wait is not None and now >= arrival[rep.queue[0]] + batch_wait)):
             batch = [rep.queue.popleft() for _ in range(min(times.slots, len(rep.queue)))]
+            rep.prefilling = sum(1 for i in batch if output[i] == 1)
             done = now + chunks(int(prompt[batch].max())) * times.batch_prefill_s
             for i in batch:
                 start[i], first[i] = now, done
@@ -171,5 +174,6 @@ def serve(requests: Requests, times: IterationTimes, replicas: int,
                 step(index, now)
         else:  # a replica finished an iteration
             reps[index].busy = False
+            reps[index].prefilling = 0
             step(index, now)
     return Records(where, start, first, finish)

@@ -170,6 +170,9 @@ def setup_variant(variant: Variant, link_model: LinkModel = DEFAULT_MODEL,
                   topology: Topology | None = None) -> Setup:
     """Build, plan and check a variant (no simulation yet); ``topology``, a built one,
     replaces the variant's file (and ``link_model`` with it)."""
+    if variant.workload.kind in ("load", "serving"):
+        raise ConfigError(f"variant {variant.name!r}: workload kind {variant.workload.kind!r} "
+                          "is not one pass to simulate (simtopo.run runs it)")
     topo = topology if topology is not None else load_topology(variant.topology, link_model)
     params = transfer_settings(topo, variant)
     ref = resolve_model(variant.model)

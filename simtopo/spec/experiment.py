@@ -66,7 +66,12 @@ class WorkloadSpec(Spec):
 
     @model_validator(mode="after")
     def _lengths(self) -> WorkloadSpec:
-        if self.kind in ("llm", "load", "serving"):
+        if self.kind == "serving" and self.context_length - (self.compiled_prompt
+                                                             or self.prompt) < 2:
+            raise ValueError(f"a served program needs a compiled context longer than its "
+                             f"prompt chunk plus one token (context {self.context_length}, "
+                             f"chunk {self.compiled_prompt or self.prompt})")
+        if self.kind in ("llm", "load"):
             context = self.context if self.context is not None else self.prompt + self.generate
             if self.prompt + self.generate > context and self.shapes == "compiled":
                 raise ValueError(f"prompt {self.prompt} + generate {self.generate} exceeds the "

@@ -95,6 +95,9 @@ class ServingSpec(Spec):
         if self.requests + self.warmup > MAX_REQUESTS:
             raise ValueError(f"requests + warmup is {self.requests + self.warmup:,}; at most "
                              f"{MAX_REQUESTS:,}")
+        if self.batch_wait is not None and self.scheduler != "static":
+            raise ValueError("batch_wait is how long static batching waits for a batch: "
+                             "drop it, or use scheduler: static")
         given = {"prompt_tokens", "output_tokens"} & self.model_fields_set
         if self.arrivals.process == "trace" and given:
             raise ValueError("a trace gives its requests' lengths: drop "

@@ -19,6 +19,9 @@ from ..spec.serving import LengthSpec, ServingSpec
 
 TRACE_COLUMNS = ("arrival_s", "prompt_tokens", "output_tokens")
 
+MAX_TOKENS = 1 << 20
+"""Longest prompt or output a request may have (lognormal tails are cut there)."""
+
 
 @dataclass(frozen=True)
 class Requests:
@@ -38,7 +41,7 @@ def _lengths(spec: LengthSpec, n: int, rng: np.random.Generator) -> np.ndarray:
     if spec.dist == "uniform":
         return rng.integers(spec.low, spec.high + 1, size=n, dtype=np.int64)
     values = spec.median * np.exp(spec.sigma * rng.standard_normal(n))
-    return np.maximum(1, np.rint(values)).astype(np.int64)
+    return np.clip(np.rint(values), 1, MAX_TOKENS).astype(np.int64)
 
 
 def generate(spec: ServingSpec, base: Path | None = None) -> Requests:
@@ -76,13 +79,21 @@ def read_trace(path: Path, limit: int) -> Requests:
     if missing:
         raise ConfigError(f"a trace needs the columns {', '.join(TRACE_COLUMNS)} (missing: "
                           f"{', '.join(missing)})", file=str(path))
-    frame = frame.sort_values("arrival_s", kind="stable").head(limit)
-    times = frame["arrival_s"].to_numpy(dtype=float)
-    lengths = [frame[c].to_numpy() for c in TRACE_COLUMNS[1:]]
-    if len(frame) == 0 or not np.isfinite(times).all() or times.min() < 0:
-        raise ConfigError("a trace needs requests with finite arrival times of 0 or more",
-                          file=str(path))
-    for column, values in zip(TRACE_COLUMNS[1:], lengths, strict=True):
-        if (values < 1).any() or not np.issubdtype(values.dtype, np.integer):
-            raise ConfigError(f"{column}: whole numbers of 1 or more expected", file=str(path))
-    return Requests(times, lengths[0].astype(np.int64), lengths[1].astype(np.int64))
+    if len(frame) < limit:
+        raise ConfigError(f"the trace has {len(frame)} requests; warmup + requests asks for "
+                          f"{limit}", file=str(path))
+    numbers = {c: pd.to_numeric(frame[c], errors="coerce").to_numpy(dtype=float)
+               for c in TRACE_COLUMNS}
+    order = np.argsort(numbers["arrival_s"], kind="stable")[:limit]
+    times = numbers["arrival_s"][order]
+    if not np.isfinite(times).all() or times.min() < 0:
+        raise ConfigError("arrival_s: numbers of 0 or more expected", file=str(path))
+    lengths = []
+    for column in TRACE_COLUMNS[1:]:
+        values = numbers[column][order]
+        if not np.isfinite(values).all() or (values < 1).any() or (values > MAX_TOKENS).any() \
+                or (values != np.rint(values)).any():
+            raise ConfigError(f"{column}: whole numbers from 1 to {MAX_TOKENS} expected",
+                              file=str(path))
+        lengths.append(values.astype(np.int64))
+    return Requests(times, lengths[0], lengths[1])
