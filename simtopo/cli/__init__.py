@@ -21,6 +21,7 @@ from ..version import __version__
 from . import (
     bench,
     calibrate,
+    capacity,
     check,
     errors,
     mdp,
@@ -37,7 +38,7 @@ from . import (
 from .common import EXIT_BAD_INPUT, EXIT_OK
 
 COMMANDS = (validate, topo, bench, calibrate, model, mdp, run, plan, check, sweep, sizing,
-            whatif, errors, schema)
+            capacity, whatif, errors, schema)
 """Command modules, in the order ``simtopo --help`` lists them."""
 
 

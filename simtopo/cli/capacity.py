@@ -1,0 +1,72 @@
+"""``simtopo capacity``: the fewest SoCs that serve a request rate within the SLOs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from .common import EXIT_OK, console
+
+
+def _rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected requests/s, e.g. 0.5 (got {text!r})") \
+            from None
+    if not 0 < value <= 1e6:
+        raise argparse.ArgumentTypeError(f"expected a rate above 0, at most 1e6 (got {text})")
+    return value
+
+
+def cmd_capacity(args: argparse.Namespace) -> int:
+    """``simtopo capacity``: try layouts at the rate, print them and the answer."""
+    from ..analysis.capacity import capacity
+    from ..report.tables import NAME, NUMBER, TEXT, terminal_table
+
+    err = console(sys.stderr)
+
+    def progress(text: str) -> None:
+        if sys.stderr.isatty() and not args.quiet:
+            err.print(f"capacity: {text} ...")
+
+    found = capacity(args.file, args.variant, args.rate, args.attainment, reduced=args.ci,
+                     progress=progress)
+    out = console(sys.stdout)
+    table = terminal_table(
+        f"{found.variant} at {found.rate:g} requests/s", [
+            ("layout", NAME), ("SoCs", NUMBER), ("served/s", NUMBER), ("TTFT p99 ms", NUMBER),
+            ("TPOT p99 ms", NUMBER), ("in SLO", NUMBER), ("", TEXT)],
+        f"a layout meets the SLOs when {100 * found.attainment:g}% of its requests meet every "
+        "one (docs/metrics.md, \"Serving\")")
+    for t in found.trials:
+        m = t.metrics
+        cells = [f"{m[k] * s:.4g}" if k in m else "-" for k, s in (
+            ("requests_per_s", 1), ("ttft_p99_s", 1e3), ("tpot_p99_s", 1e3))]
+        attained = f"{100 * m['slo_attainment']:.3g}%" if "slo_attainment" in m else "-"
+        note = t.error[:60] if t.error else ("meets" if t.meets(found.attainment) else "")
+        table.add_row(f"tp{t.tp} x{t.replicas} {t.connection}", str(t.socs), *cells,
+                      attained, note)
+    out.print(table)
+    for connection, label in (("p2p", "P2P"), ("host", "host-routed")):
+        best = found.best(connection)
+        out.print(f"{label}: " + (f"tp{best.tp} x{best.replicas}, {best.socs} SoCs"
+                                   if best else "no layout on this topology meets the SLOs"))
+    return EXIT_OK
+
+
+def register(sub: Any) -> None:
+    """Add ``capacity`` to the ``simtopo`` sub-commands."""
+    p = sub.add_parser("capacity", help="the fewest SoCs that serve a request rate within a "
+                                        "serving variant's SLOs, P2P and host-routed")
+    p.add_argument("file", metavar="EXPERIMENT", help="an experiment with a serving variant")
+    p.add_argument("--variant", required=True, metavar="NAME",
+                   help="the serving variant to take as the template")
+    p.add_argument("--rate", required=True, type=_rate, metavar="REQ_PER_S",
+                   help="the offered load, requests/s")
+    p.add_argument("--attainment", type=float, default=0.99, metavar="SHARE",
+                   help="share of requests that must meet every SLO (default 0.99)")
+    p.add_argument("--ci", action="store_true", help="the experiment's reduced CI size")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress")
+    p.set_defaults(func=cmd_capacity)

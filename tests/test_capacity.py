@@ -1,0 +1,68 @@
+"""Capacity planning: replicas grow until the SLOs are met; the answer is the fewest SoCs."""
+
+from __future__ import annotations
+
+import pytest
+
+from simtopo import ConfigError
+from simtopo.analysis.capacity import capacity
+
+from .conftest import TOPOLOGIES
+
+EXPERIMENT = f"""\
+name: cap
+topology: {TOPOLOGIES / 'ultra8.yaml'}
+model: llama-2-7b
+workload: {{kind: serving, batch: 4, prompt: 256, context: 512}}
+plan: {{tp: 4}}
+serving:
+  arrivals: {{process: poisson, rate: 1.0}}
+  prompt_tokens: {{value: 200}}
+  output_tokens: {{value: 32}}
+  requests: 300
+  warmup: 30
+  seed: 2
+  router: least-outstanding
+  slo: {{ttft: 1s}}
+variants: [{{name: base}}]
+"""
+
+
+@pytest.fixture()
+def experiment(tmp_path):
+    path = tmp_path / "cap.yaml"
+    path.write_text(EXPERIMENT)
+    return path
+
+
+def test_replicas_grow_until_the_slos_are_met(experiment):
+    found = capacity(experiment, "base", rate=5.0, tp_sizes=(4,))
+    for connection in ("p2p", "host"):
+        tried = [t for t in found.trials if t.connection == connection]
+        best = found.best(connection)
+        assert best is not None and best is tried[-1]  # the search stops at the first
+        assert [t.replicas for t in tried] == list(range(1, best.replicas + 1))
+        assert not any(t.meets(0.99) for t in tried[:-1])
+        assert best.socs == 4 * best.replicas
+    # the host-routed slice is slower, so it never needs fewer replicas
+    assert found.best("host").replicas >= found.best("p2p").replicas
+
+
+def test_a_light_load_needs_one_replica(experiment):
+    found = capacity(experiment, "base", rate=0.5, tp_sizes=(4,))
+    assert found.best("p2p").replicas == 1 and found.best("host").replicas == 1
+
+
+def test_layouts_that_cannot_run_are_kept_with_why(experiment):
+    found = capacity(experiment, "base", rate=0.5, tp_sizes=(3,))
+    # 32 query heads do not divide over 3 SoCs: one trial per connection, each with why
+    assert [t.connection for t in found.trials] == ["p2p", "host"]
+    assert all("heads" in t.error for t in found.trials) and found.best("p2p") is None
+
+
+def test_a_variant_that_does_not_serve_is_refused(tmp_path):
+    path = tmp_path / "x.yaml"
+    path.write_text(f"name: x\ntopology: {TOPOLOGIES / 'ultra8.yaml'}\nmodel: llama-2-7b\n"
+                    "variants: [{name: v}]\n")
+    with pytest.raises(ConfigError, match="variant 'v' is not a serving variant"):
+        capacity(path, "v", rate=1.0)
