@@ -235,3 +235,18 @@ def test_sweep_keys_of_the_serving_section():
     assert parse_set("serving.arrivals.rate=0.1,0.2").values == (0.1, 0.2)
     with pytest.raises(ConfigError, match=r"serving has no key 'arrivals\.speed'"):
         parse_set("serving.arrivals.speed=1")
+
+
+def test_the_report_draws_the_serving_figures(shipped):
+    from simtopo.report.markdown import figure_files
+    from simtopo.report.serving_figures import load_curves
+
+    names = list(figure_files(shipped))
+    assert names[:2] == ["latencycdf.png", "loadcurve.png"]
+    assert names[2] == "requests-tp16-p2p-r0.05.png"
+    # three layouts ran at two or more rates (tp16 P2P, tp16 host-routed, 2 x tp16 P2P): a
+    # line each on both panels
+    left, right = load_curves(shipped).axes
+    assert len(left.lines) == len(right.lines) == 3
+    assert sorted(line.get_label() for line in right.lines) == [
+        "tp16 x1 host", "tp16 x1 p2p", "tp16 x2 p2p"]

@@ -25,6 +25,7 @@ from ..results.result import Result, VariantResult
 from . import figures
 from .draw import save_figure
 from .load_section import load_figures, load_section
+from .serving_figures import serving_figures
 from .serving_section import serving_section
 from .trace import chrome_trace
 
@@ -59,6 +60,7 @@ def figure_files(result: Result, all_figures: bool = False
         out[f"links-{stem}.png"] = lambda v=v: figures.link_utilization(v)
         out[f"topology-{stem}.png"] = lambda v=v: figures.topology_load(v)
     out.update(load_figures(result, file_stem))
+    out.update(serving_figures(result, file_stem))
     return out
 
 
@@ -227,7 +229,12 @@ CAPTIONS = {"comparison": "Headline metrics of every variant",
             "topology": "The topology coloured by each link's utilisation over the run "
                         "(absolute, logarithmic scale):",
             "load": "Load time per strategy and source, by phase:",
-            "loadtimeline": "When each phase of each load ran:"}
+            "loadtimeline": "When each phase of each load ran:",
+            "latencycdf": "TTFT and TPOT of every serving variant, cumulative, with the SLOs:",
+            "loadcurve": "Each layout over offered load: p99 TTFT and the share of requests "
+                         "within every SLO (where it stops meeting them):",
+            "requests": "Requests waiting and decoding over time (slots and KV buffers in "
+                        "use):"}
 
 
 def band_notes() -> list[str]:
