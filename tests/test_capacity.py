@@ -66,3 +66,9 @@ def test_a_variant_that_does_not_serve_is_refused(tmp_path):
                     "variants: [{name: v}]\n")
     with pytest.raises(ConfigError, match="variant 'v' is not a serving variant"):
         capacity(path, "v", rate=1.0)
+
+
+def test_forked_series_give_the_same_answer(experiment):
+    one = capacity(experiment, "base", rate=5.0, tp_sizes=(2, 4))
+    two = capacity(experiment, "base", rate=5.0, tp_sizes=(2, 4), jobs=2)
+    assert one == two

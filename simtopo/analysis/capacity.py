@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, SimtopoError
+from ..results.parallel import Forked
 from ..results.run import run_serving
 from ..spec.experiment import Variant, load_experiment
 from ..topology.files import load_topology
@@ -61,9 +62,10 @@ class Capacity:
 
 def capacity(experiment: str | Path, variant: str, rate: float, attainment: float = 0.99,
              tp_sizes: Sequence[int] = TP_SIZES, reduced: bool = False,
-             progress: Callable[[str], None] | None = None) -> Capacity:
+             progress: Callable[[str], None] | None = None, jobs: int = 1) -> Capacity:
     """Find the fewest SoCs per connection that serve ``rate`` requests/s (module
-    docstring)."""
+    docstring). Each (connection, ``tp``) series of replicas runs in its own forked process
+    when ``jobs`` > 1; the answer is the same."""
     if not 0 < attainment <= 1:
         raise ConfigError(f"attainment must be above 0 and at most 1 (got {attainment:g})")
     exp = load_experiment(experiment, reduced=reduced, only=variant)
@@ -76,26 +78,33 @@ def capacity(experiment: str | Path, variant: str, rate: float, attainment: floa
     serving = base.serving.model_copy(update={"arrivals": base.serving.arrivals.model_copy(
         update={"rate": rate})})
     socs = len(load_topology(base.topology).socs)
+    series = [(connection, tp) for connection in ("p2p", "host") for tp in tp_sizes
+              if tp <= socs]
     memo: dict[str, Any] = {}
-    trials: list[Trial] = []
-    for connection in ("p2p", "host"):
-        for tp in (t for t in tp_sizes if t <= socs):
-            for replicas in range(1, socs // tp + 1):
-                plan = base.plan.model_copy(update={"tp": tp, "replicas": replicas,
-                                                    "connection": connection,
-                                                    "pp": 1, "devices": None})
-                trial = _try(replace(base, plan=plan, serving=serving), tp, replicas,
-                             connection, memo, progress)
-                trials.append(trial)
-                if trial.error or trial.meets(attainment):
-                    break  # more replicas of a layout that cannot run, or already meets
-    return Capacity(variant, rate, attainment, tuple(trials))
+
+    def grow(i: int) -> list[Trial]:
+        """Replicas of series ``i`` from one until they meet the SLOs or cannot run."""
+        connection, tp = series[i]
+        trials = []
+        for replicas in range(1, socs // tp + 1):
+            plan = base.plan.model_copy(update={"tp": tp, "replicas": replicas,
+                                                "connection": connection, "pp": 1,
+                                                "devices": None})
+            trial = _try(replace(base, plan=plan, serving=serving), tp, replicas, connection,
+                         memo)
+            trials.append(trial)
+            if trial.error or trial.meets(attainment):
+                break  # more replicas of a layout that cannot run, or already meets
+        return trials
+
+    with Forked(grow, len(series), jobs if jobs > 1 else 0) as forked:
+        found = forked.results(progress and (
+            lambda i: progress(f"tp{series[i][1]} {series[i][0]}")))
+    return Capacity(variant, rate, attainment, tuple(t for trials in found for t in trials))
 
 
-def _try(variant: Variant, tp: int, replicas: int, connection: str, memo: dict[str, Any],
-         progress: Callable[[str], None] | None) -> Trial:
-    if progress:
-        progress(f"tp{tp} x{replicas} {connection}")
+def _try(variant: Variant, tp: int, replicas: int, connection: str,
+         memo: dict[str, Any]) -> Trial:
     try:
         result = run_serving(variant, memo=memo)
     except SimtopoError as err:

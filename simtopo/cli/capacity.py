@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
-from .common import EXIT_OK, console
+from .. import limits
+from .common import EXIT_OK, console, counted
 
 
 def _rate(text: str) -> float:
@@ -32,7 +34,7 @@ def cmd_capacity(args: argparse.Namespace) -> int:
             err.print(f"capacity: {text} ...")
 
     found = capacity(args.file, args.variant, args.rate, args.attainment, reduced=args.ci,
-                     progress=progress)
+                     progress=progress, jobs=args.jobs or os.cpu_count() or 1)
     out = console(sys.stdout)
     table = terminal_table(
         f"{found.variant} at {found.rate:g} requests/s", [
@@ -68,5 +70,7 @@ def register(sub: Any) -> None:
     p.add_argument("--attainment", type=float, default=0.99, metavar="SHARE",
                    help="share of requests that must meet every SLO (default 0.99)")
     p.add_argument("--ci", action="store_true", help="the experiment's reduced CI size")
+    p.add_argument("-j", "--jobs", type=counted(limits.MAX_THREADS), metavar="N",
+                   help="processes for the layouts' series (default: the CPU count)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress")
     p.set_defaults(func=cmd_capacity)
