@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from simtopo import ConfigError
-from simtopo.analysis.capacity import capacity
+from simtopo.analysis.capacity import RATE_TOLERANCE, capacity, max_rate
 
 from .conftest import TOPOLOGIES
 
@@ -72,3 +72,22 @@ def test_forked_series_give_the_same_answer(experiment):
     one = capacity(experiment, "base", rate=5.0, tp_sizes=(2, 4))
     two = capacity(experiment, "base", rate=5.0, tp_sizes=(2, 4), jobs=2)
     assert one == two
+
+
+def test_the_highest_rate_meets_and_a_little_more_does_not(experiment):
+    from dataclasses import replace
+
+    from simtopo.results.run import run_serving
+    from simtopo.spec.experiment import load_experiment
+
+    rate, metrics = max_rate(experiment, "base")
+    assert metrics["slo_attainment"] >= 0.99
+    (v,) = load_experiment(experiment).variants
+    above = v.serving.model_copy(update={"arrivals": v.serving.arrivals.model_copy(
+        update={"rate": rate * (1 + 2 * RATE_TOLERANCE)})})
+    assert run_serving(replace(v, serving=above)).metrics["slo_attainment"] < 0.99
+    # below saturation: 4 slots, each held for 31 decode steps (prefills only slow it more)
+    from simtopo.results.run import iteration_times
+
+    times = iteration_times(v)
+    assert 0 < rate < 4 / (31 * times.decode_s)

@@ -1,4 +1,5 @@
-"""Capacity planning: the fewest SoCs that serve a request rate within its SLOs.
+"""Capacity planning: the fewest SoCs that serve a request rate within its SLOs, and the
+highest rate a layout serves within them (:func:`max_rate`).
 
 ``simtopo capacity EXPERIMENT --variant V --rate R`` takes a serving variant as the template
 (its model, topology, compiled program, request lengths, scheduler, router and SLOs) and tries
@@ -101,6 +102,50 @@ def capacity(experiment: str | Path, variant: str, rate: float, attainment: floa
         found = forked.results(progress and (
             lambda i: progress(f"tp{series[i][1]} {series[i][0]}")))
     return Capacity(variant, rate, attainment, tuple(t for trials in found for t in trials))
+
+
+RATE_TOLERANCE = 0.01
+"""Relative width at which the search for the highest rate stops."""
+
+
+def max_rate(experiment: str | Path, variant: str, attainment: float = 0.99,
+             reduced: bool = False) -> tuple[float, dict[str, float]]:
+    """The highest request rate the variant's own layout serves with ``attainment`` of its
+    requests within every SLO, and the metrics there (MLPerf's server scenario asks this of a
+    latency bound). The program's times are simulated once; each rate tried is a playback of
+    the variant's request stream at that rate (the same seed, so the same stream scaled in
+    time). The rate doubles from the variant's own until it fails, then is bisected to within
+    :data:`RATE_TOLERANCE`; a rate that fails where a lower one met is taken as the limit."""
+    exp = load_experiment(experiment, reduced=reduced, only=variant)
+    if not exp.variants or exp.variants[0].workload.kind != "serving":
+        raise ConfigError(f"variant {variant!r} is not a serving variant (workload.kind: "
+                          "serving)", file=str(experiment))
+    (base,) = exp.variants
+    assert base.serving is not None
+    if base.serving.arrivals.process == "trace":
+        raise ConfigError("the highest rate scales a generated stream; a trace fixes its own "
+                          "times", file=str(experiment))
+    memo: dict[str, Any] = {}
+
+    def at(rate: float) -> dict[str, float]:
+        arrivals = base.serving.arrivals.model_copy(update={"rate": rate})
+        serving = base.serving.model_copy(update={"arrivals": arrivals})
+        return run_serving(replace(base, serving=serving), memo=memo).metrics
+
+    lo, hi = 0.0, float(base.serving.arrivals.rate or 1.0)
+    best: dict[str, float] = {}
+    while (found := at(hi))["slo_attainment"] >= attainment:
+        lo, best, hi = hi, found, 2 * hi
+        if hi > 1e6:
+            raise ConfigError("the SLOs are met at every rate up to 1e6 requests/s")
+    while hi - lo > RATE_TOLERANCE * hi:
+        mid = (lo + hi) / 2
+        found = at(mid)
+        if found["slo_attainment"] >= attainment:
+            lo, best = mid, found
+        else:
+            hi = mid
+    return lo, best
 
 
 def _try(variant: Variant, tp: int, replicas: int, connection: str,

@@ -24,8 +24,19 @@ def _rate(text: str) -> float:
 
 def cmd_capacity(args: argparse.Namespace) -> int:
     """``simtopo capacity``: try layouts at the rate, print them and the answer."""
-    from ..analysis.capacity import capacity
+    from ..analysis.capacity import capacity, max_rate
     from ..report.tables import NAME, NUMBER, TEXT, terminal_table
+
+    if args.rate is None:  # the highest rate the variant's own layout serves
+        rate, metrics = max_rate(args.file, args.variant, args.attainment, reduced=args.ci)
+        line = (f"{args.variant}: {rate:.4g} requests/s with {100 * args.attainment:g}% of "
+                "its requests within every SLO")
+        if metrics:
+            line += (f" (TTFT p99 {metrics['ttft_p99_s'] * 1e3:.4g} ms, TPOT p99 "
+                     f"{metrics.get('tpot_p99_s', 0.0) * 1e3:.4g} ms)")
+        console(sys.stdout).print(line if rate > 0 else
+                                  f"{args.variant}: no rate meets the SLOs")
+        return EXIT_OK
 
     err = console(sys.stderr)
 
@@ -65,8 +76,9 @@ def register(sub: Any) -> None:
     p.add_argument("file", metavar="EXPERIMENT", help="an experiment with a serving variant")
     p.add_argument("--variant", required=True, metavar="NAME",
                    help="the serving variant to take as the template")
-    p.add_argument("--rate", required=True, type=_rate, metavar="REQ_PER_S",
-                   help="the offered load, requests/s")
+    p.add_argument("--rate", type=_rate, metavar="REQ_PER_S",
+                   help="the offered load, requests/s (left out: the highest rate the "
+                        "variant's own layout serves within the SLOs)")
     p.add_argument("--attainment", type=float, default=0.99, metavar="SHARE",
                    help="share of requests that must meet every SLO (default 0.99)")
     p.add_argument("--ci", action="store_true", help="the experiment's reduced CI size")
