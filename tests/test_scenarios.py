@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from simtopo import ConfigError
+from simtopo.engine.maxmin import fill
 from simtopo.results.run import run_variant
-from simtopo.results.scenarios import fill
 from simtopo.spec.experiment import load_experiment
 from simtopo.workload.vision import resnet50
 

@@ -249,4 +249,4 @@ def test_the_report_draws_the_serving_figures(shipped):
     left, right = load_curves(shipped).axes
     assert len(left.lines) == len(right.lines) == 3
     assert sorted(line.get_label() for line in right.lines) == [
-        "tp16 x1 host", "tp16 x1 p2p", "tp16 x2 p2p"]
+        "tp16 host", "tp16 p2p", "tp16 x2 p2p"]

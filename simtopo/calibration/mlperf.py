@@ -23,11 +23,11 @@ from ..constants import DEFAULT_MODEL, DEFAULT_SOC_MODEL, SocModel
 from ..results.run import run_variant
 from ..spec.experiment import Variant, load_experiment
 from .points import DATA
+from .soc import secant
 
 MEASUREMENT = DATA / "qualcomm-mlperf-v4.0-r282-2x-ultra-resnet50.yaml"
 EXPERIMENT = Path(__file__).resolve().parents[2] / "experiments" / "mlperf-ultra.yaml"
 VARIANT = "resnet50-2cards"
-TOLERANCE = 1e-9
 
 
 def measured_samples_per_s(path: Path = MEASUREMENT) -> float:
@@ -71,13 +71,7 @@ def fit_conv(start: SocModel = DEFAULT_SOC_MODEL) -> ConvFit:
         model = replace(start, conv_efficiency=1.0 / inverse)
         return 1.0 / run_variant(variant, DEFAULT_MODEL, model).metrics["offline_samples_per_s"]
 
-    a, b = 1.0, 1.0 / start.conv_efficiency
-    fa, fb = period(a) - 1.0 / measured, period(b) - 1.0 / measured
-    for _ in range(20):
-        if fb == fa or abs(fb) <= TOLERANCE / measured:
-            break
-        a, fa, b = b, fb, b - fb * (b - a) / (fb - fa)
-        fb = period(b) - 1.0 / measured
+    b = secant(period, 1.0 / measured, 1.0, 1.0 / start.conv_efficiency)
     model = replace(start, conv_efficiency=min(1.0, 1.0 / b))
     return ConvFit(model, measured, predict_offline(model))
 

@@ -119,7 +119,7 @@ def breakdown(precision: str, model: SocModel = DEFAULT_SOC_MODEL) -> StepBreakd
                          sum(o.kv_read_bytes + o.kv_write_bytes for o in op_list))
 
 
-def _solve(tpot: Callable[[float], float], target: float, a: float, b: float) -> float:
+def secant(tpot: Callable[[float], float], target: float, a: float, b: float) -> float:
     """The root of ``tpot(p) = target`` by secant steps from ``a`` and ``b`` (tpot is affine
     in the parameters solved for here, so this converges in one or two steps)."""
     fa, fb = tpot(a) - target, tpot(b) - target
@@ -170,7 +170,7 @@ def fit_soc(start: SocModel = DEFAULT_SOC_MODEL) -> SocFit:
         return run_variant(chosen[precision], DEFAULT_MODEL, model).metrics["tpot_mean_s"]
 
     # fp16 decode is affine in 1 / e; mxfp6 weights are not in the fp16 step.
-    inverse = _solve(lambda u: tpot_of("fp16", replace(start, dram_efficiency=1.0 / u)),
+    inverse = secant(lambda u: tpot_of("fp16", replace(start, dram_efficiency=1.0 / u)),
                      1.0 / measured["fp16"], 1.0, 1.0 / start.dram_efficiency)
     capped = inverse < 1.0
     model = replace(start, dram_efficiency=min(1.0, 1.0 / inverse))

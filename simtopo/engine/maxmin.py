@@ -66,3 +66,30 @@ def max_min_rates(capacity: np.ndarray, flow_of: np.ndarray, resource_of: np.nda
         flow_of, resource_of, weights = flow_of[keep], resource_of[keep], weights[keep]
         newly[:] = False
     return rate
+
+
+def fill(capacity: np.ndarray, load: np.ndarray, cap: np.ndarray) -> tuple[np.ndarray,
+                                                                         np.ndarray]:
+    """Max-min fair rates by progressive filling where flow ``i`` puts ``load[i, r]`` on
+    resource ``r`` (capacity ``capacity[r]``) per unit of its rate and never exceeds
+    ``cap[i]`` (a dense, weighted form of :func:`max_min_rates` for steady-state questions:
+    rates in samples/s whose bytes per sample differ by resource). Returns the rates and, per
+    flow, the resource that froze it (-1: its own cap)."""
+    rate = np.zeros(len(cap))
+    bound = np.full(len(cap), -1)
+    active = cap > 0
+    free = capacity.astype(float)
+    while active.any():
+        demand = load[active].sum(axis=0)  # what one more unit on every active flow loads
+        room = np.full(len(free), np.inf)
+        np.divide(free, demand, out=room, where=demand > 0)
+        step = min(room.min(initial=np.inf), (cap - rate)[active].min())
+        rate[active] += step
+        free = free - step * demand
+        capped = active & (rate >= cap * (1 - 1e-12))
+        full = np.flatnonzero(room <= step * (1 + 1e-12))
+        blocked = active & ~capped & (load[:, full] > 0).any(axis=1)
+        for i in np.flatnonzero(blocked):
+            bound[i] = full[np.argmax(load[i, full] > 0)]
+        active &= ~(capped | blocked)
+    return rate, bound

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from matplotlib.figure import Figure
 
+from .serving_section import layout_text
+
 if TYPE_CHECKING:
     from ..results.result import Result
     from ..results.serving import ServingResult
@@ -67,9 +69,7 @@ def load_curves(result: Result) -> Figure:
             continue
         members.sort(key=lambda s: s.metrics["offered_per_s"])
         rates = [s.metrics["offered_per_s"] for s in members]
-        plan = members[0].inputs["plan"]
-        label = (f"tp{plan.get('tp', 1)} x{plan.get('replicas', 1)} "
-                 f"{plan.get('connection', 'p2p')}")
+        label = layout_text(members[0].inputs["plan"])
         left.plot(rates, [s.metrics["ttft_p99_s"] for s in members], marker="o", label=label)
         right.plot(rates, [100 * s.metrics["slo_attainment"] for s in members], marker="o",
                    label=label)

@@ -16,13 +16,17 @@ COLUMNS = (("offered/s", "offered_per_s", 1.0), ("served/s", "requests_per_s", 1
 """(heading, metric, scale) of each column."""
 
 
+def layout_text(plan: dict) -> str:
+    """A serving variant's layout in a few characters: ``tp16 x2 p2p``."""
+    replicas = plan.get("replicas", 1)
+    return f"tp{plan.get('tp', 1)}" + (f" pp{plan['pp']}" if plan.get("pp", 1) > 1 else "") \
+        + (f" x{replicas}" if replicas > 1 else "") + f" {plan.get('connection', 'p2p')}"
+
+
 def _cells(serving: ServingResult) -> list[str]:
     m = serving.metrics
-    plan = serving.inputs["plan"]
-    replicas = plan.get("replicas", 1)
-    layout = f"tp{plan.get('tp', 1)}" + (f" pp{plan['pp']}" if plan.get("pp", 1) > 1 else "") \
-        + (f" x{replicas}" if replicas > 1 else "") + f" {plan.get('connection', 'p2p')}"
-    return [serving.name, layout, serving.inputs["serving"].get("scheduler", "continuous"),
+    return [serving.name, layout_text(serving.inputs["plan"]),
+            serving.inputs["serving"].get("scheduler", "continuous"),
             *(f"{m[key] * scale:.4g}" + ("%" if key == "slo_attainment" else "")
               if key in m else "-" for _, key, scale in COLUMNS)]
 

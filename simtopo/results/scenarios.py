@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import networkx as nx
 import numpy as np
 
+from ..engine.maxmin import fill
 from ..engine.resources import Resources
 from ..engine.transfers import Fabric
 from ..plan.layouts import Stage
@@ -140,31 +141,6 @@ def offline_feed(setup: Setup, instance_rate: float, into: float, out: float) ->
     order = sorted(range(len(names)), key=lambda k: (-share[k], names[k]))
     return Feed(tuple(float(r) for r in rates), max(sorted(set(binding)), key=binding.count),
                 {names[k]: float(share[k]) for k in order})
-
-
-def fill(capacity: np.ndarray, load: np.ndarray, cap: np.ndarray) -> tuple[np.ndarray,
-                                                                         np.ndarray]:
-    """Max-min fair rates by progressive filling: flow ``i`` puts ``load[i, r]`` on resource
-    ``r`` (capacity ``capacity[r]``) per unit of its rate and never exceeds ``cap[i]``.
-    Returns the rates and, per flow, the resource that froze it (-1: its own cap)."""
-    rate = np.zeros(len(cap))
-    bound = np.full(len(cap), -1)
-    active = cap > 0
-    free = capacity.astype(float)
-    while active.any():
-        demand = load[active].sum(axis=0)  # what one more unit on every active flow loads
-        room = np.full(len(free), np.inf)
-        np.divide(free, demand, out=room, where=demand > 0)
-        step = min(room.min(initial=np.inf), (cap - rate)[active].min())
-        rate[active] += step
-        free = free - step * demand
-        capped = active & (rate >= cap * (1 - 1e-12))
-        full = np.flatnonzero(room <= step * (1 + 1e-12))
-        blocked = active & ~capped & (load[:, full] > 0).any(axis=1)
-        for i in np.flatnonzero(blocked):
-            bound[i] = full[np.argmax(load[i, full] > 0)]
-        active &= ~(capped | blocked)
-    return rate, bound
 
 
 def query_latency(setup: Setup, plan: PartitionPlan, pass_s: float, into: float,
