@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from simtopo.analysis.regress import compare_summaries
+from simtopo.analysis.regress import Difference, compare_summaries
 
 GOLDEN = {
     "simtopo_version": "0.1.0",
@@ -66,9 +66,23 @@ def test_missing_and_extra_keys_and_strings_are_exact():
 
 def test_list_lengths_are_compared():
     other = changed()
-    other["variants"] = other["variants"][:1]
+    other["variants"][0]["links"] = []
     (diff,) = compare_summaries(GOLDEN, other)
-    assert (diff.path, diff.expected, diff.actual) == ("variants (length)", 2, 1)
+    assert (diff.path, diff.expected, diff.actual) == ("variants[a].links (length)", 1, 0)
+
+
+def test_named_items_pair_by_name_wherever_they_moved():
+    # a variant inserted before the others, one reordered: each compared with its namesake
+    other = changed()
+    other["variants"] = [{"name": "new", "metrics": {}}, other["variants"][1],
+                         other["variants"][0]]
+    (diff,) = compare_summaries(GOLDEN, other)
+    assert (diff.path, str(diff)) == ("variants[new]", 'variants[new]: expected nothing, got '
+                                      '{"metrics": {}, "name": "new"}')
+    other["variants"] = other["variants"][1:2]
+    (diff,) = compare_summaries(GOLDEN, other)
+    assert diff.path == "variants[a]" and diff.variant == "a"
+    assert Difference("servings[x].metrics.ttft_p99_s", 1.0, 2.0, 0.0).variant == "x"
 
 
 def test_a_difference_knows_its_variant_key_and_which_way_is_better():

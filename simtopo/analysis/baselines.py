@@ -168,8 +168,9 @@ def _only(summary: Mapping[str, Any], names: Sequence[str]) -> dict[str, Any]:
                           if c.get("p2p") in keep and c.get("host") in keep]
     if not out["comparisons"]:
         out.pop("band", None)  # the band's constants come with its pairs
-    if "loads" in summary:
-        out["loads"] = [v for v in summary["loads"] if v.get("name") in keep]
+    for key in ("loads", "servings"):
+        if key in summary:
+            out[key] = [v for v in summary[key] if v.get("name") in keep]
     return out
 
 
@@ -188,7 +189,7 @@ def run_baseline(baseline: Baseline, variants: Sequence[str] | None = None) -> d
 
     names = list(variants or baseline.header.variants or []) or None
     if names:
-        known = list(dict.fromkeys(v.get("name") for key in ("variants", "loads")
+        known = list(dict.fromkeys(v.get("name") for key in ("variants", "loads", "servings")
                                    for v in baseline.summary.get(key, [])))
         for name in names:
             if name not in known:

@@ -85,7 +85,7 @@ class Difference:
     @property
     def variant(self) -> str | None:
         """The variant the difference is in, if any."""
-        match = re.match(r"(?:variants|loads)\[([^\]]+)\]", self.path)
+        match = re.match(r"(?:variants|loads|servings)\[([^\]]+)\]", self.path)
         return match.group(1) if match else None
 
     @property
@@ -137,6 +137,12 @@ def _label(item: Any, index: int) -> str:
     return str(index)
 
 
+def _named(items: list[Any]) -> bool:
+    """Are these mappings with distinct string names?"""
+    names = [x.get("name") if isinstance(x, Mapping) else None for x in items]
+    return all(isinstance(n, str) for n in names) and len(set(names)) == len(names)
+
+
 def compare_summaries(expected: Any, actual: Any, tolerances: Mapping[str, float] | None = None,
                       default: float = DEFAULT_RELATIVE) -> list[Difference]:
     """Every difference between ``expected`` and ``actual`` beyond tolerance.
@@ -165,6 +171,18 @@ def compare_summaries(expected: Any, actual: Any, tolerances: Mapping[str, float
                     out.append(Difference(sub, a.get(k, _MISSING), b.get(k, _MISSING)))
                 else:
                     walk(a[k], b[k], sub, str(k))
+        elif isinstance(a, list) and isinstance(b, list) and _named(a) and _named(b):
+            # variants, loads, servings: paired by name, wherever they moved in the list
+            by_name = {x["name"]: x for x in b}
+            for x in a:
+                sub = f"{path}[{x['name']}]"
+                if x["name"] in by_name:
+                    walk(x, by_name[x["name"]], sub, key)
+                else:
+                    out.append(Difference(sub, x, _MISSING))
+            known = {x["name"] for x in a}
+            out.extend(Difference(f"{path}[{y['name']}]", _MISSING, y) for y in b
+                       if y["name"] not in known)
         elif isinstance(a, list) and isinstance(b, list):
             if len(a) != len(b):
                 out.append(Difference(f"{path} (length)", len(a), len(b), 0.0))
