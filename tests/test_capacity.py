@@ -77,7 +77,7 @@ def test_forked_series_give_the_same_answer(experiment):
 def test_the_highest_rate_meets_and_a_little_more_does_not(experiment):
     from dataclasses import replace
 
-    from simtopo.results.run import run_serving
+    from simtopo.results.serving_run import run_serving
     from simtopo.spec.experiment import load_experiment
 
     rate, metrics = max_rate(experiment, "base")
@@ -87,7 +87,7 @@ def test_the_highest_rate_meets_and_a_little_more_does_not(experiment):
         update={"rate": rate * (1 + 2 * RATE_TOLERANCE)})})
     assert run_serving(replace(v, serving=above)).metrics["slo_attainment"] < 0.99
     # below saturation: 4 slots, each held for 31 decode steps (prefills only slow it more)
-    from simtopo.results.run import iteration_times
+    from simtopo.results.serving_run import iteration_times
 
     times = iteration_times(v)
     assert 0 < rate < 4 / (31 * times.decode_s)

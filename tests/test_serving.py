@@ -243,10 +243,12 @@ def test_the_report_draws_the_serving_figures(shipped):
 
     names = list(figure_files(shipped))
     assert names[:2] == ["latencycdf.png", "loadcurve.png"]
-    assert names[2] == "requests-tp16-p2p-r0.05.png"
-    # three layouts ran at two or more rates (tp16 P2P, tp16 host-routed, 2 x tp16 P2P): a
-    # line each on both panels
+    assert names[2:4] == ["requests-tp16-p2p-r0.05.png", "iterations-tp16-p2p-chunked.png"]
+    # five programs ran at two or more rates (tp16 P2P, tp16 host-routed, 2 x tp16 P2P,
+    # compiled; tp16 P2P dynamic with 8 and with 64 slots): a line each on both panels
     left, right = load_curves(shipped).axes
-    assert len(left.lines) == len(right.lines) == 3
+    assert len(left.lines) == len(right.lines) == 5
     assert sorted(line.get_label() for line in right.lines) == [
-        "tp16 host", "tp16 p2p", "tp16 x2 p2p"]
+        "tp16 host, continuous, 8 slots", "tp16 p2p, chunked, decode first, 64 slots",
+        "tp16 p2p, chunked, decode first, 8 slots", "tp16 p2p, continuous, 8 slots",
+        "tp16 x2 p2p, continuous, 8 slots"]

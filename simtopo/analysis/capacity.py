@@ -22,7 +22,7 @@ from typing import Any
 
 from ..errors import ConfigError, SimtopoError
 from ..results.parallel import Forked
-from ..results.run import run_serving
+from ..results.serving_run import run_serving
 from ..spec.experiment import Variant, load_experiment
 from ..topology.files import load_topology
 

@@ -286,7 +286,8 @@ def evaluate(point: Point, variant: Variant, fingerprint: str,
     """Simulate one point in ``mode``; a SimtopoError becomes the record's one-line error.
     ``topology`` (its digest) lets points on the same topology share what their collectives
     were found to do."""
-    from ..results.run import run_load, run_serving, run_variant
+    from ..results.run import run_load, run_variant
+    from ..results.serving_run import run_serving
 
     memo = _MEMO.setdefault(topology, {}) if topology else {}
     if len(memo) > MEMO_SETTINGS:  # a sweep over transfer settings: keep memory bounded

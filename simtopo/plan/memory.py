@@ -80,6 +80,20 @@ def memory_use(plan: PartitionPlan, topo: Topology, graphs: Sequence[nx.DiGraph]
     return out
 
 
+def kv_positions(plan: PartitionPlan, topo: Topology, graphs: Sequence[nx.DiGraph],
+                 reserve: float = RUNTIME_RESERVE_BYTES) -> int:
+    """KV-cache positions (tokens of all sequences together) one replica can hold in what its
+    SoCs' DRAM leaves beside the weights, the largest working set of ``graphs`` and the
+    reserve: the pool a dynamic-shape server allocates, as vLLM sizes its block pool. The
+    fullest SoC sets it; 0 when nothing is left."""
+    use = memory_use(plan, topo, graphs, 1, 1, reserve)  # the KV per position
+    free = [(u.capacity - u.weights - u.activations - u.reserve, u.kv_cache) for u in use]
+    per_position = [(room, kv) for room, kv in free if kv > 0]
+    if not per_position:
+        raise PlanError("the plan keeps no KV cache: no positions to pool")
+    return max(0, min(int(room // kv) for room, kv in per_position))
+
+
 def minimum_socs(graph: nx.DiGraph, model: DecoderSpec, topo: Topology, family: str,
                  batch: int, context: int, reserve: float = RUNTIME_RESERVE_BYTES,
                  spec: PlanSpec | None = None, graphs: Sequence[nx.DiGraph] = ()

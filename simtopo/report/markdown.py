@@ -234,7 +234,9 @@ CAPTIONS = {"comparison": "Headline metrics of every variant",
             "loadcurve": "Each layout over offered load: p99 TTFT and the share of requests "
                          "within every SLO (where it stops meeting them):",
             "requests": "Requests waiting and decoding over time (slots and KV buffers in "
-                        "use):"}
+                        "use):",
+            "iterations": "A dynamic-shape server's iterations over time: KV pool in use, "
+                          "sequences decoding and prompt tokens prefilled:"}
 
 
 def band_notes() -> list[str]:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from matplotlib.figure import Figure
 
-from .serving_section import layout_text
+from .serving_section import layout_text, scheduler_text
 
 if TYPE_CHECKING:
     from ..results.result import Result
@@ -69,7 +69,9 @@ def load_curves(result: Result) -> Figure:
             continue
         members.sort(key=lambda s: s.metrics["offered_per_s"])
         rates = [s.metrics["offered_per_s"] for s in members]
-        label = layout_text(members[0].inputs["plan"])
+        inputs = members[0].inputs
+        label = f"{layout_text(inputs['plan'])}, {scheduler_text(inputs)}, " \
+            f"{inputs['workload'].get('batch', 1)} slots"
         left.plot(rates, [s.metrics["ttft_p99_s"] for s in members], marker="o", label=label)
         right.plot(rates, [100 * s.metrics["slo_attainment"] for s in members], marker="o",
                    label=label)
@@ -107,10 +109,48 @@ def running(serving: ServingResult) -> Figure:
     return fig
 
 
+ITERATION_BINS = 200
+"""Time bins of the iterations figure's lower panel."""
+
+
+def iterations(serving: ServingResult) -> Figure:
+    """A dynamic-shape server's iterations over time (replica 0): the KV pool in use, and
+    the sequences decoding and prompt tokens prefilled per iteration (time averages over
+    :data:`ITERATION_BINS` bins)."""
+    it = serving.records.iterations
+    assert it is not None
+    mine = it.replica == 0
+    start, seconds = it.start_s[mine], it.seconds[mine]
+    pool = serving.times.summary()["kv_positions"]
+    fig = Figure(figsize=(10, 5.5), layout="constrained")
+    top, bottom = fig.subplots(2, 1, sharex=True)
+    top.step(start, 100 * it.kv_positions[mine] / pool, where="post", lw=0.8)
+    top.set_ylabel("KV pool in use (%)")
+    top.set_ylim(bottom=0)
+    edges = np.linspace(start.min(), start.max() + seconds[-1], ITERATION_BINS + 1)
+    where = np.clip(np.searchsorted(edges, start, side="right") - 1, 0, ITERATION_BINS - 1)
+    busy = np.bincount(where, seconds, ITERATION_BINS)
+    middle = (edges[:-1] + edges[1:]) / 2
+    for values, label in ((it.decodes[mine], "sequences decoding"),
+                          (it.prefill_tokens[mine], "prompt tokens prefilled")):
+        total = np.bincount(where, values * seconds, ITERATION_BINS)
+        mean = np.divide(total, busy, out=np.zeros(ITERATION_BINS), where=busy > 0)
+        bottom.plot(middle, mean, lw=1, label=label)
+    bottom.set_yscale("symlog", linthresh=10)
+    bottom.set_xlabel("time (s)")
+    bottom.set_ylabel("per iteration (time average)")
+    bottom.legend(fontsize=7, loc="upper left")
+    for ax in (top, bottom):
+        ax.grid(alpha=0.3)
+    top.set_title(f"{serving.name}: replica 0's iterations", fontsize=10)
+    return fig
+
+
 def serving_figures(result: Result, stem: Callable[[str], str]
                     ) -> dict[str, Callable[[], Figure]]:
     """File name -> a function drawing it: the distributions, the load curves (where a
-    layout ran at two or more rates) and the first variant's requests over time."""
+    layout ran at two or more rates), the first variant's requests over time and the first
+    dynamic-shape variant's iterations."""
     if not result.servings:
         return {}
     out: dict[str, Callable[[], Figure]] = {"latencycdf.png": lambda: latency_cdfs(result)}
@@ -119,4 +159,7 @@ def serving_figures(result: Result, stem: Callable[[str], str]
         out["loadcurve.png"] = lambda: load_curves(result)
     first = result.servings[0]
     out[f"requests-{stem(first.name)}.png"] = lambda: running(first)
+    dynamic = next((s for s in result.servings if s.records.iterations is not None), None)
+    if dynamic is not None:
+        out[f"iterations-{stem(dynamic.name)}.png"] = lambda: iterations(dynamic)
     return out

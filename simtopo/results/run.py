@@ -1,100 +1,30 @@
 """``simtopo.run``: experiments to results, one variant at a time.
 
-For each variant: set it up (:func:`simtopo.sim.setup.setup_variant`: topology, passes, plan,
-memory fit), simulate it (:func:`simtopo.sim.driver.simulate`), and turn what happened into
-metrics (:mod:`simtopo.results.metrics`); a ``load:`` section is simulated too.
+Each variant is simulated and measured (:mod:`simtopo.results.variant_run`), its ``load:``
+section too, or its ``serving:`` section played (:mod:`simtopo.results.serving_run`); the
+P2P/host-routed speed-ups get their bands (:mod:`simtopo.results.bands`).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from .. import errors
 from ..constants import DEFAULT_MODEL, DEFAULT_SOC_MODEL, LinkModel, SocModel
-from ..errors import ConfigError, PlanError, SimtopoError
-from ..sim.driver import simulate
-from ..sim.serving import IterationTimes, serve
-from ..sim.setup import Memo, Setup, memo_for, rebased, setup_variant, transfer_settings
-from ..spec.experiment import Experiment, PlanSpec, Variant, load_experiment
-from ..topology.files import load_topology
+from ..errors import ConfigError, SimtopoError
+from ..sim.setup import Memo, Setup, rebased, setup_variant
+from ..spec.experiment import Experiment, Variant, load_experiment
 from ..topology.graph import Topology
-from ..workload.modelref import resolve_model
-from ..workload.opgraph import Precision, decode_shape
-from ..workload.requests import generate
 from .bands import at_corner, band_rows, band_runs
-from .metrics import inference_metrics, llm_metrics
 from .parallel import Forked
-from .result import LoadResult, Result, VariantResult, connection_pairs
-from .serving import ServingResult, serving_metrics
+from .result import Result, connection_pairs
+from .serving_run import run_serving
+from .variant_run import run_load, run_setup, run_variant
 
-
-def run_variant(variant: Variant, link_model: LinkModel = DEFAULT_MODEL,
-                soc_model: SocModel = DEFAULT_SOC_MODEL,
-                progress: Callable[[str], None] | None = None,
-                memo: Memo | None = None, *,
-                topology: Topology | None = None, mode: str = "auto",
-                spans: bool = True) -> VariantResult:
-    """Simulate one variant in ``mode`` (``auto``, ``memoized`` or ``full``: see
-    :mod:`simtopo.sim.driver`). ``memo`` lets variants on the same topology and transfer
-    settings share what their collectives were found to do (``run`` passes one); ``topology``, a
-    built one, replaces the variant's file (and ``link_model`` with it); ``spans=False``
-    leaves out the timeline's spans and flows (runs whose metrics alone are read)."""
-    setup = setup_variant(variant, link_model, soc_model, topology=topology)
-    return run_setup(setup, soc_model, progress, memo, mode=mode, spans=spans)
-
-
-def run_setup(setup: Setup, soc_model: SocModel = DEFAULT_SOC_MODEL,
-              progress: Callable[[str], None] | None = None, memo: Memo | None = None, *,
-              mode: str = "auto", spans: bool = True) -> VariantResult:
-    """Simulate a set-up variant and measure it (:func:`run_variant` without the set-up)."""
-    sim = simulate(setup, soc_model, mode, memo_for(memo, setup.topo, setup.params),
-                   progress, spans)
-    return llm_metrics(setup, sim) if setup.kind == "llm" else inference_metrics(setup, sim)
-
-
-def run_load(variant: Variant, link_model: LinkModel = DEFAULT_MODEL,
-             topology: Topology | None = None) -> LoadResult:
-    """Simulate the variant's ``load:`` section: every strategy from every source."""
-    from ..plan.memory import rank_weights
-    from ..plan.stages import map_devices
-    from ..sim.loading import map_ranks, simulate_loads
-    from ..workload.opgraph import ops
-
-    spec = variant.load
-    assert spec is not None
-    plan = variant.plan
-    if plan.mdp is not None or plan.replicas > 1:
-        raise ConfigError("load: map ranks from a parallel spec of one replica (plan: {tp: N, "
-                          "pp: M}); MDP plans and replicas are not mapped to ranks yet")
-    topo = topology if topology is not None else load_topology(variant.topology, link_model)
-    params = transfer_settings(topo, variant)
-    ref = resolve_model(variant.model)
-    precision = spec.precision or variant.workload.precision
-    tp = spec.tp or plan.tp * plan.pp
-    try:
-        devices = map_devices(topo, PlanSpec(tp=plan.tp * plan.pp, connection="host",
-                                             devices=plan.devices))
-    except PlanError as err:
-        raise ConfigError(f"plan: {err}") from None
-    ranks = map_ranks(topo, tp, spec.virtual_core_size, devices)
-    weights = Precision(weights=precision)
-    graph = ref.graph_for(decode_shape(1, 1, True, 2) if ref.decoder else None, weights)
-    total = float(sum(op.stored_bytes for op in ops(graph)))
-    if total <= 0:
-        raise ConfigError(f"load: {variant.model} has no weights to load")
-    try:
-        per_rank = rank_weights(graph, ref.decoder, tp, plan.split_rules)
-    except PlanError as err:
-        raise ConfigError(f"load.tp: {err}") from None
-    outcomes = simulate_loads(topo, params, spec, ranks, per_rank)
-    return LoadResult(variant.name, variant.inputs(), total,
-                      [{"rank": r.index, "device": r.device, "socket": r.socket}
-                       for r in ranks], outcomes, variant.description, per_rank * tp)
+__all__ = ["run", "run_load", "run_setup", "run_variant"]
 
 
 def run(experiment: str | Path | Experiment, variants: Sequence[str] | None = None,
@@ -149,7 +79,7 @@ def run(experiment: str | Path | Experiment, variants: Sequence[str] | None = No
     with Forked(band_run, len(runs), jobs - 1) as forked:
         results, loads, servings = [], [], []
         memo: Memo = {}
-        serving_memo: dict[str, IterationTimes] = {}
+        serving_memo: dict[str, Any] = {}
         for variant in chosen:
             if progress:
                 progress(variant.name)
@@ -189,64 +119,3 @@ def _named(variant: Variant, exp: Experiment) -> Iterator[None]:
                         line=err.line) from None
     except SimtopoError as err:
         raise type(err)(f"{exp.source}: variant {variant.name!r}: {err}") from None
-
-
-def iteration_times(variant: Variant, link_model: LinkModel = DEFAULT_MODEL,
-                    soc_model: SocModel = DEFAULT_SOC_MODEL,
-                    topology: Topology | None = None) -> IterationTimes:
-    """The compiled program's prefill chunk (one request, and the batch: the TTFT of a
-    one-chunk run) and decode step (its TPOT), simulated with every replica of the plan at
-    once on the fabric, so that P2P or host-routed collectives and uplinks shared between
-    replicas are in them. Compiled shapes make these every iteration's times: nothing is
-    interpolated (dynamic shapes are not served yet)."""
-    w = variant.workload
-    chunk = w.compiled_prompt or w.prompt
-    context = w.context_length
-    if context - chunk < 2:
-        raise ConfigError(f"the compiled context {context} leaves no room for a decode step "
-                          f"after a prompt chunk of {chunk}")
-
-    def llm(batch: int) -> dict[str, float]:
-        shaped = w.model_copy(update={"kind": "llm", "batch": batch, "prompt": chunk,
-                                      "generate": 1 + min(1, context - chunk - 1),
-                                      "context": context, "compiled_prompt": chunk,
-                                      "shapes": "compiled"})
-        return run_variant(replace(variant, workload=shaped), link_model, soc_model,
-                           topology=topology, spans=False).metrics
-
-    one, full = llm(1), llm(w.batch)
-    return IterationTimes(chunk=chunk, prefill_s=one["ttft_s"], batch_prefill_s=full["ttft_s"],
-                          decode_s=full["tpot_mean_s"], slots=w.batch, socs=int(full["socs"]))
-
-
-def run_serving(variant: Variant, link_model: LinkModel = DEFAULT_MODEL,
-                soc_model: SocModel = DEFAULT_SOC_MODEL,
-                topology: Topology | None = None,
-                memo: dict[str, IterationTimes] | None = None) -> ServingResult:
-    """Simulate ``variant``'s ``serving:`` section; ``memo`` keeps the program's times for
-    variants that differ only in their ``serving:`` (a sweep of offered load)."""
-    spec = variant.serving
-    assert spec is not None  # the experiment's validation requires it for kind: serving
-    requests = generate(spec)
-    context = variant.workload.context_length
-    over = int((requests.prompt_tokens + requests.output_tokens > context).sum())
-    if over:
-        raise ConfigError(f"{over} of {len(requests)} requests need more than the compiled "
-                          f"context of {context} positions (prompt + output): raise "
-                          "workload.context or shorten the lengths")
-    key = json.dumps([str(variant.topology), variant.model, variant.workload.model_dump(),
-                      variant.plan.model_dump(), variant.transfer], sort_keys=True,
-                     default=str)  # the files' full paths: two ultra8.yaml may differ
-    if memo is not None and key in memo and topology is None:
-        times = memo[key]
-    else:
-        times = iteration_times(variant, link_model, soc_model, topology)
-        if memo is not None and topology is None:
-            memo[key] = times
-    records = serve(requests, times, variant.plan.replicas, spec.scheduler, spec.router,
-                    spec.batch_wait)
-    metrics = serving_metrics(requests, records, spec.warmup, spec.slo.ttft, spec.slo.tpot,
-                              variant.plan.replicas * times.slots)
-    metrics["socs"] = float(times.socs)
-    return ServingResult(variant.name, variant.inputs(), times, metrics, requests, records,
-                         spec.warmup, variant.description)

@@ -1,13 +1,15 @@
-"""Serving results: a request stream played through a compiled program's simulated times
-(:func:`simtopo.results.run.run_serving`), and the metrics of docs/metrics.md ("Serving")."""
+"""Serving results: a request stream played through a program's simulated times
+(:func:`simtopo.results.serving_run.run_serving`), and the metrics of docs/metrics.md
+("Serving")."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..sim.iterations import IterationModel
 from ..sim.serving import IterationTimes, Records
 from ..workload.requests import Requests
 from .result import round12
@@ -24,7 +26,8 @@ class ServingResult:
 
     name: str
     inputs: dict[str, Any]
-    times: IterationTimes
+    times: IterationTimes | IterationModel
+    """The compiled program's times, or a dynamic-shape program's interpolated ones."""
     metrics: dict[str, float]
     requests: Requests = field(repr=False)
     records: Records = field(repr=False)
@@ -35,7 +38,7 @@ class ServingResult:
     def summary(self) -> dict[str, Any]:
         """Plain data: inputs, the program's times, the metrics."""
         return round12({"name": self.name, "description": self.description,
-                        "inputs": self.inputs, "iteration_times": asdict(self.times),
+                        "inputs": self.inputs, "iteration_times": self.times.summary(),
                         "metrics": dict(sorted(self.metrics.items()))})
 
     def to_dataframe(self) -> pd.DataFrame:
@@ -56,8 +59,9 @@ class ServingResult:
 
 
 def serving_metrics(q: Requests, r: Records, warmup: int, slo_ttft: float | None,
-                    slo_tpot: float | None, slots: int) -> dict[str, float]:
-    """The metrics of docs/metrics.md ("Serving") over the requests after ``warmup``."""
+                    slo_tpot: float | None, slots: int, kv_pool: int = 0) -> dict[str, float]:
+    """The metrics of docs/metrics.md ("Serving") over the requests after ``warmup``
+    (``kv_pool``: a replica's KV positions, for a dynamic-shape server's iterations)."""
     m = slice(warmup, None)
     arrival, first, finish, start = q.arrival_s[m], r.first_token_s[m], r.finish_s[m], \
         r.start_s[m]
@@ -88,7 +92,29 @@ def serving_metrics(q: Requests, r: Records, warmup: int, slo_ttft: float | None
     out.update(_littles_law(q, r, warmup))
     busy = np.where(decoding, finish - first, 0.0)
     out["slot_utilization"] = float(busy.sum()) / (window * slots)
+    if r.iterations is not None and r.preempted is not None:
+        out.update(_iteration_metrics(r, kv_pool, float(arrival[0]), float(finish.max())))
+        out["preemptions"] = float(r.preempted[m].sum())
     return out
+
+
+def _iteration_metrics(r: Records, kv_pool: int, t0: float, t1: float) -> dict[str, float]:
+    """Time averages over the iterations that start while the measured requests run: the
+    sequences in an iteration, its token rows, and the KV pool in use."""
+    it = r.iterations
+    assert it is not None
+    chosen = (it.start_s >= t0) & (it.start_s <= t1)
+    if not chosen.any():
+        return {}
+    weight = it.seconds[chosen]
+    total = float(weight.sum())
+
+    def mean(values: np.ndarray) -> float:
+        return float(np.sum(values[chosen] * weight) / total)
+
+    return {"iteration_decodes_mean": mean(it.decodes.astype(float)),
+            "iteration_rows_mean": mean((it.decodes + it.prefill_tokens).astype(float)),
+            "kv_use_mean": mean(it.kv_positions / kv_pool) if kv_pool else 0.0}
 
 
 def _littles_law(q: Requests, r: Records, warmup: int) -> dict[str, float]:

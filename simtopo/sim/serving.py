@@ -4,7 +4,11 @@ An AI 100 program is compiled for fixed shapes: a prefill of ``chunk`` prompt to
 request, or for a batch of ``slots``), and a decode step over ``slots`` sequences at the
 compiled context (masked): its time does not depend on how many slots are filled or how long
 their contexts are. :class:`IterationTimes` holds those times, simulated on the topology
-(:func:`simtopo.results.run.iteration_times`); this module plays the requests through them.
+(:func:`simtopo.results.serving_run.iteration_times`); this module plays the requests through
+them. A program compiled for several (batch, prompt chunk) *specializations* runs each static
+batch at the smallest compiled batch that holds it, in the chunk length that prefills it
+fastest; continuous batching decodes at the largest batch and prefills a request at the
+smallest. (Dynamic shapes: :mod:`simtopo.sim.chunked`.)
 
 - **Router**: each arriving request goes to a replica: ``round-robin``, or
   ``least-outstanding`` (fewest queued and running; ties to the lowest index).
@@ -28,11 +32,24 @@ from __future__ import annotations
 import heapq
 import math
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
 from ..workload.requests import Requests
+
+
+@dataclass(frozen=True)
+class CompiledShape:
+    """One specialization of the program and its times on the topology (seconds)."""
+
+    batch: int
+    chunk: int
+    prefill_s: float
+    """One chunk for the whole batch."""
+    decode_s: float
+    """One decode step of the batch."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +67,51 @@ class IterationTimes:
     slots: int
     socs: int = 0
     """SoCs the replicas occupy together."""
+    shapes: tuple[CompiledShape, ...] = ()
+    """Every specialization, when the program has several (the fields above are then its
+    largest batch's)."""
+
+    def prefill_one(self, prompt: int) -> float:
+        """Prefilling one request: at the smallest compiled batch, in the chunk length that
+        does it fastest."""
+        if not self.shapes:
+            return math.ceil(prompt / self.chunk) * self.prefill_s
+        smallest = min(x.batch for x in self.shapes)
+        return min(math.ceil(prompt / x.chunk) * x.prefill_s for x in self.shapes
+                   if x.batch == smallest)
+
+    def static_batch(self, size: int, longest: int) -> tuple[float, float]:
+        """(prefill, decode step) seconds of a static batch of ``size`` requests whose
+        longest prompt is ``longest``: at the smallest compiled batch that holds them, in its
+        fastest chunk length."""
+        if not self.shapes:
+            return math.ceil(longest / self.chunk) * self.batch_prefill_s, self.decode_s
+        batch = min(x.batch for x in self.shapes if x.batch >= size)
+        best = min((x for x in self.shapes if x.batch == batch),
+                   key=lambda x: (math.ceil(longest / x.chunk) * x.prefill_s, x.chunk))
+        return math.ceil(longest / best.chunk) * best.prefill_s, best.decode_s
+
+    def summary(self) -> dict[str, Any]:
+        """Plain data (the specializations only when there are several)."""
+        out = asdict(self)
+        if not self.shapes:
+            del out["shapes"]
+        return out
+
+
+@dataclass(frozen=True)
+class Iterations:
+    """Every iteration a dynamic-shape server ran (arrays in the order they started)."""
+
+    replica: np.ndarray
+    start_s: np.ndarray
+    seconds: np.ndarray
+    decodes: np.ndarray
+    """Sequences that decoded a token."""
+    prefill_tokens: np.ndarray
+    """Prompt tokens prefilled (chunks of one or more sequences)."""
+    kv_positions: np.ndarray
+    """KV-cache positions the replica held while it ran."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +123,17 @@ class Records:
     """When its prefill began."""
     first_token_s: np.ndarray
     finish_s: np.ndarray
+    preempted: np.ndarray | None = None
+    """Times each request was preempted (dynamic shapes: the KV pool ran out)."""
+    iterations: Iterations | None = None
+
+
+def route(router: str, index: int, outstanding: list[int]) -> int:
+    """The replica request ``index`` goes to: ``round-robin``, or ``least-outstanding``
+    (fewest queued and running; ties to the lowest index)."""
+    if router == "round-robin":
+        return index % len(outstanding)
+    return min(range(len(outstanding)), key=lambda k: (outstanding[k], k))
 
 
 class _Replica:
@@ -72,6 +145,7 @@ class _Replica:
         self.prefilling = 0  # requests whose prefill is running now
         self.busy = False
         self.batch_left = 0  # static: decode steps left in the current batch
+        self.step_s = 0.0  # static: the current batch's decode step
 
     @property
     def outstanding(self) -> int:
@@ -99,13 +173,10 @@ def serve(requests: Requests, times: IterationTimes, replicas: int,
         push(float(arrival[i]), 0, i)
     arrived = 0
 
-    def chunks(tokens: int) -> int:
-        return math.ceil(tokens / times.chunk)
-
     def decode(r: int, now: float) -> None:
         """One decode step of replica ``r``: a token for every running request."""
         rep = reps[r]
-        done = now + times.decode_s
+        done = now + (rep.step_s if scheduler == "static" else times.decode_s)
         for i in list(rep.running):
             rep.running[i] -= 1
             if rep.running[i] == 0:
@@ -122,7 +193,7 @@ def serve(requests: Requests, times: IterationTimes, replicas: int,
                 i = rep.queue.popleft()
                 rep.prefilling = 1
                 start[i] = now
-                done = now + chunks(int(prompt[i])) * times.prefill_s
+                done = now + times.prefill_one(int(prompt[i]))
                 first[i] = done
                 if output[i] > 1:
                     rep.running[i] = int(output[i]) - 1
@@ -140,7 +211,8 @@ def serve(requests: Requests, times: IterationTimes, replicas: int,
                 batch_wait is not None and now >= arrival[rep.queue[0]] + batch_wait)):
             batch = [rep.queue.popleft() for _ in range(min(times.slots, len(rep.queue)))]
             rep.prefilling = sum(1 for i in batch if output[i] == 1)
-            done = now + chunks(int(prompt[batch].max())) * times.batch_prefill_s
+            prefill_s, rep.step_s = times.static_batch(len(batch), int(prompt[batch].max()))
+            done = now + prefill_s
             for i in batch:
                 start[i], first[i] = now, done
                 if output[i] > 1:
@@ -155,10 +227,7 @@ def serve(requests: Requests, times: IterationTimes, replicas: int,
         now, _, kind, index = heapq.heappop(events)
         if kind == 0:  # an arrival: route it
             arrived += 1
-            if router == "round-robin":
-                r = index % replicas
-            else:
-                r = min(range(replicas), key=lambda k: (reps[k].outstanding, k))
+            r = route(router, index, [rep.outstanding for rep in reps])
             where[index] = r
             reps[r].queue.append(index)
             if not reps[r].busy:

@@ -200,7 +200,34 @@ class ExperimentSpec(Spec):
         if self.workload.kind == "serving" and self.serving is None:
             raise ValueError("workload kind 'serving' needs a 'serving:' section (arrivals, "
                              "lengths, scheduler)")
+        if self.workload.kind == "serving" and self.serving is not None:
+            _check_serving(self.workload, self.serving)
         return self
+
+
+def _check_serving(w: WorkloadSpec, s: ServingSpec) -> None:
+    """What a serving section may ask of its workload's program."""
+    if w.shapes == "dynamic":
+        if s.scheduler == "static" or s.specializations is not None:
+            raise ValueError("dynamic shapes are served by continuous batching with a token "
+                             "budget: drop scheduler: static and specializations, or use "
+                             "workload.shapes: compiled")
+        return
+    if s.token_budget is not None:
+        raise ValueError("token_budget is for dynamic shapes (workload.shapes: dynamic); a "
+                         "compiled program prefills in chunks of workload.compiled_prompt")
+    if s.priority == "decode":
+        raise ValueError("priority 'decode' mixes decodes and prompt chunks in one iteration, "
+                         "which needs dynamic shapes (workload.shapes: dynamic); compiled "
+                         "programs prefill first")
+    if s.priority is not None and s.scheduler == "static":
+        raise ValueError("priority is for continuous batching (static batches prefill, then "
+                         "decode)")
+    for x in s.specializations or ():
+        if w.context_length - x.prompt < 2:
+            raise ValueError(f"specialization (batch {x.batch}, prompt {x.prompt}) leaves no "
+                             f"room for a decode step in the compiled context "
+                             f"{w.context_length}")
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,11 @@ serving:
   router: least-outstanding                    # or round-robin
   slo: {ttft: 2s, tpot: 100ms}
 ```
+
+With ``workload.shapes: dynamic`` the program is served as vLLM and Sarathi-Serve serve one:
+iterations of up to ``token_budget`` token rows mixing decodes and prompt chunks, a KV pool
+with preemption (``priority`` chooses decodes-first or prefills-first). With compiled shapes a
+static batch runs at the smallest of the program's ``specializations`` it fits.
 """
 
 from __future__ import annotations
@@ -22,6 +27,10 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from .types import Duration, Spec
+
+DEFAULT_TOKEN_BUDGET = 512
+"""Token rows per dynamic-shape iteration unless ``token_budget`` says (assumption: a budget
+of the size Sarathi-Serve runs for tight decode latency; vLLM's defaults vary by version)."""
 
 MAX_REQUESTS = 1_000_000
 """Requests one serving run may simulate (warm-up included)."""
@@ -74,6 +83,13 @@ class SloSpec(Spec):
     tpot: Duration | None = None
 
 
+class SpecializationSpec(Spec):
+    """One shape an AI 100 program is compiled for: a batch and a prompt chunk length."""
+
+    batch: int = Field(ge=1, le=4096)
+    prompt: int = Field(ge=1, le=1 << 20)
+
+
 class ServingSpec(Spec):
     """An experiment's ``serving:`` section."""
 
@@ -89,6 +105,19 @@ class ServingSpec(Spec):
     not (default: only full batches, and the last requests)."""
     router: Literal["round-robin", "least-outstanding"] = "round-robin"
     slo: SloSpec = SloSpec()
+    token_budget: int | None = Field(default=None, ge=1, le=1 << 16)
+    """Dynamic shapes: token rows one iteration may hold, decodes and prompt chunks together
+    (default :data:`DEFAULT_TOKEN_BUDGET`)."""
+    priority: Literal["decode", "prefill"] | None = None
+    """Continuous batching: ``decode`` runs every running sequence's next token in each
+    iteration and fills the rest of the budget with prompt chunks (dynamic shapes only);
+    ``prefill`` runs a waiting prompt first while the decodes wait. Default: ``decode`` with
+    dynamic shapes, ``prefill`` (QEfficient's) with compiled ones."""
+    specializations: list[SpecializationSpec] | None = Field(default=None, max_length=64)
+    """Compiled shapes: the (batch, prompt chunk) pairs the program is compiled for (default:
+    the workload's batch and prompt chunk alone). Static batching runs each batch at the
+    smallest batch that holds it and the chunk that prefills it fastest; continuous batching
+    decodes at the largest batch and prefills one request at its fastest chunk."""
 
     @model_validator(mode="after")
     def _bounded(self) -> ServingSpec:
@@ -98,6 +127,10 @@ class ServingSpec(Spec):
         if self.batch_wait is not None and self.scheduler != "static":
             raise ValueError("batch_wait is how long static batching waits for a batch: "
                              "drop it, or use scheduler: static")
+        if self.specializations is not None:
+            shapes = [(x.batch, x.prompt) for x in self.specializations]
+            if len(set(shapes)) != len(shapes):
+                raise ValueError("specializations repeat a (batch, prompt) pair")
         given = {"prompt_tokens", "output_tokens"} & self.model_fields_set
         if self.arrivals.process == "trace" and given:
             raise ValueError("a trace gives its requests' lengths: drop "

@@ -73,11 +73,28 @@ class Shape:
     tokens: int
     context: int
     attended: float
+    mixed_rows: int = 0
+    """A continuous-batching iteration (phase ``mixed``): its token rows, decode tokens and
+    prefill chunks together (0: ``batch`` x ``tokens``)."""
 
     @property
     def rows(self) -> int:
-        """Token rows through every GEMM: batch x tokens."""
-        return self.batch * self.tokens
+        """Token rows through every GEMM: batch x tokens (or the iteration's rows)."""
+        return self.mixed_rows or self.batch * self.tokens
+
+
+def iteration_shape(rows: int, sequences: int, positions: float, pairs: float) -> Shape:
+    """One iteration of dynamic-shape continuous batching: ``rows`` new tokens (one per
+    decoding sequence, and the prefill chunks) of ``sequences`` sequences (one logit row each),
+    reading ``positions`` KV-cache positions in all and computing ``pairs`` query-key pairs
+    (a decode at context c reads c positions and computes c pairs; a chunk of k prompt tokens
+    after o cached ones reads o + k and computes k (o + (k + 1) / 2)). A sliding window is the
+    caller's to apply: these are the totals."""
+    if not 1 <= sequences <= rows:
+        raise ValueError(f"an iteration of {rows} rows has 1 to {rows} sequences "
+                         f"(got {sequences})")
+    return Shape("mixed", sequences, 1, max(1, round(positions / sequences)), pairs / rows,
+                 mixed_rows=rows)
 
 
 def prefill_shapes(batch: int, prompt: int, compiled: bool = True,
@@ -104,7 +121,7 @@ def windowed(shape: Shape, window: int | None) -> tuple[float, float]:
     """(positions the KV cache holds and a pass reads, positions a query attends on average)
     under a sliding window: at most ``window`` of each. A causal prefill of t > w tokens
     attends 1, 2, ..., w, w, ..., w positions: (w (w + 1) / 2 + (t - w) w) / t on average."""
-    if window is None or shape.context <= window:
+    if window is None or shape.context <= window or shape.phase == "mixed":
         return shape.context, shape.attended
     t, w = shape.tokens, window
     if shape.phase == "prefill" and shape.context == t and shape.attended == (t + 1) / 2:
@@ -261,7 +278,7 @@ class _Builder:
         else:
             held, attended = windowed(s, m.sliding_window)
             kv_read = s.batch * held * 2 * m.kv_width * kvb
-            kv_write = s.batch * s.tokens * 2 * m.kv_width * kvb
+            kv_write = s.rows * 2 * m.kv_width * kvb
         scores = s.rows * m.heads * attended  # query-key pairs computed
         flops = 2 * 2 * scores * m.d_head + 5 * scores  # QK^T, AV, softmax
         qkv_in = s.rows * (m.q_width + 2 * m.kv_width) * act
