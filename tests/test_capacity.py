@@ -91,3 +91,42 @@ def test_the_highest_rate_meets_and_a_little_more_does_not(experiment):
 
     times = iteration_times(v)
     assert 0 < rate < 4 / (31 * times.decode_s)
+
+
+def test_a_family_of_topologies_is_searched_each_and_together(experiment):
+    # ultra4-direct (16 SoCs, no switch) and ultra8 (32): the same tp4 series on each; the
+    # answer over the family is the fewest SoCs, ties to the topology listed first
+    family = [TOPOLOGIES / "ultra4-direct.yaml", TOPOLOGIES / "ultra8.yaml"]
+    found = capacity(experiment, "base", rate=0.5, tp_sizes=(4,), topologies=family)
+    assert found.topologies == ("ultra4-direct.yaml", "ultra8.yaml")
+    assert {t.topology for t in found.trials} == set(found.topologies)
+    alone = capacity(experiment, "base", rate=0.5, tp_sizes=(4,))
+    on_ultra8 = [t for t in found.trials if t.topology == "ultra8.yaml"]
+    assert on_ultra8 == list(alone.trials)  # the family's ultra8 series is the search alone
+    for connection in ("p2p", "host"):
+        each = [found.best(connection, name) for name in found.topologies]
+        best = found.best(connection)
+        assert best == min((t for t in each if t), key=lambda t: (t.socs, t.replicas,
+                                                                  found.topologies.index(
+                                                                      t.topology)))
+
+
+def test_a_family_member_that_is_missing_is_named(experiment, tmp_path):
+    with pytest.raises(ConfigError, match=r"topology file '.*nowhere\.yaml' not found"):
+        capacity(experiment, "base", rate=0.5, topologies=[tmp_path / "nowhere.yaml"])
+
+
+def test_the_command_names_the_family_and_refuses_a_family_without_a_rate(experiment,
+                                                                          capsys):
+    from simtopo.cli import main
+
+    family = ["--topology", str(TOPOLOGIES / "ultra4-direct.yaml"), "--topology",
+              str(TOPOLOGIES / "ultra8.yaml")]
+    assert main(["capacity", str(experiment), "--variant", "base", *family]) == 2
+    assert "--topology tries layouts at a rate: give --rate" in capsys.readouterr().err
+    assert main(["capacity", str(experiment), "--variant", "base", "--rate", "0.5", "-j", "1",
+                 *family]) == 0
+    out = capsys.readouterr().out
+    assert "ultra4-direct.yaml: tp1 x1 p2p" in out and "ultra8.yaml: tp1 x1 p2p" in out
+    # the fewest SoCs over the family (the same Ultra SoCs: a tie, to the one listed first)
+    assert "P2P: tp1 x2 on ultra4-direct.yaml, 2 SoCs" in out

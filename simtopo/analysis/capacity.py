@@ -3,14 +3,16 @@ highest rate a layout serves within them (:func:`max_rate`).
 
 ``simtopo capacity EXPERIMENT --variant V --rate R`` takes a serving variant as the template
 (its model, topology, compiled program, request lengths, scheduler, router and SLOs) and tries
-layouts on its topology: a tensor-parallel size ``tp`` (of those the model's heads allow),
-``replicas`` copies of it, P2P and host-routed. A layout meets the SLOs when at least
+layouts on its topology, or on each of a family of topologies (``--topology``, repeated): a
+tensor-parallel size ``tp`` (of those the model's heads allow), ``replicas`` copies of it,
+P2P and host-routed. A layout meets the SLOs when at least
 ``attainment`` of the requests (after the warm-up) meet every SLO at the offered rate
 (:mod:`simtopo.results.serving`). For each ``tp`` and connection the replicas grow from one
 until the layout meets them, the topology runs out of SoCs, or the layout cannot run (it does
 not fit, the P2P limit); the answer per connection is the meeting layout with the fewest
-SoCs (ties: fewer replicas, then the smaller ``tp``). Every layout tried is kept, with its
-metrics or why it could not run.
+SoCs (ties: fewer replicas, then the smaller ``tp``, then the topology listed first), over
+the family or on one topology of it. Every layout tried is kept, with its metrics or why it
+could not run.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, SimtopoError
+from ..io.paths import display_path, is_file
 from ..results.parallel import Forked
 from ..results.serving_run import run_serving
 from ..spec.experiment import Variant, load_experiment
@@ -39,6 +42,8 @@ class Trial:
     socs: int
     metrics: dict[str, float] = field(default_factory=dict)
     error: str = ""
+    topology: str = ""
+    """The topology file's name."""
 
     def meets(self, attainment: float) -> bool:
         """Whether enough of its requests met every SLO."""
@@ -53,20 +58,28 @@ class Capacity:
     rate: float
     attainment: float
     trials: tuple[Trial, ...]
+    topologies: tuple[str, ...] = ()
+    """The family's file names, in the order given."""
 
-    def best(self, connection: str) -> Trial | None:
-        """The layout with the fewest SoCs that meets the SLOs over ``connection``."""
+    def best(self, connection: str, topology: str | None = None) -> Trial | None:
+        """The layout with the fewest SoCs that meets the SLOs over ``connection`` (on
+        ``topology`` alone, if given)."""
         meeting = [t for t in self.trials if t.connection == connection
-                   and t.meets(self.attainment)]
-        return min(meeting, key=lambda t: (t.socs, t.replicas, t.tp), default=None)
+                   and t.meets(self.attainment) and topology in (None, t.topology)]
+        order = list(self.topologies)
+        return min(meeting, key=lambda t: (t.socs, t.replicas, t.tp,
+                                           order.index(t.topology) if t.topology in order
+                                           else 0), default=None)
 
 
 def capacity(experiment: str | Path, variant: str, rate: float, attainment: float = 0.99,
              tp_sizes: Sequence[int] = TP_SIZES, reduced: bool = False,
-             progress: Callable[[str], None] | None = None, jobs: int = 1) -> Capacity:
+             progress: Callable[[str], None] | None = None, jobs: int = 1,
+             topologies: Sequence[str | Path] = ()) -> Capacity:
     """Find the fewest SoCs per connection that serve ``rate`` requests/s (module
-    docstring). Each (connection, ``tp``) series of replicas runs in its own forked process
-    when ``jobs`` > 1; the answer is the same."""
+    docstring), on the variant's topology or on each of ``topologies``. Each (topology,
+    connection, ``tp``) series of replicas runs in its own forked process when ``jobs`` > 1;
+    the answer is the same."""
     if not 0 < attainment <= 1:
         raise ConfigError(f"attainment must be above 0 and at most 1 (got {attainment:g})")
     exp = load_experiment(experiment, reduced=reduced, only=variant)
@@ -78,21 +91,28 @@ def capacity(experiment: str | Path, variant: str, rate: float, attainment: floa
                           "serving)", file=str(experiment))
     serving = base.serving.model_copy(update={"arrivals": base.serving.arrivals.model_copy(
         update={"rate": rate})})
-    socs = len(load_topology(base.topology).socs)
-    series = [(connection, tp) for connection in ("p2p", "host") for tp in tp_sizes
-              if tp <= socs]
+    family = [Path(t).resolve() for t in topologies] or [base.topology]
+    for path in family:
+        if not is_file(path):
+            raise ConfigError(f"topology file {display_path(path)!r} not found")
+    if len({p.name for p in family}) != len(family):
+        raise ConfigError("the topologies of a family need distinct file names (they name "
+                          "the layouts)")
+    socs = {path: len(load_topology(path).socs) for path in family}
+    series = [(path, connection, tp) for path in family for connection in ("p2p", "host")
+              for tp in tp_sizes if tp <= socs[path]]
     memo: dict[str, Any] = {}
 
     def grow(i: int) -> list[Trial]:
         """Replicas of series ``i`` from one until they meet the SLOs or cannot run."""
-        connection, tp = series[i]
+        path, connection, tp = series[i]
         trials = []
-        for replicas in range(1, socs // tp + 1):
+        for replicas in range(1, socs[path] // tp + 1):
             plan = base.plan.model_copy(update={"tp": tp, "replicas": replicas,
                                                 "connection": connection, "pp": 1,
                                                 "devices": None})
-            trial = _try(replace(base, plan=plan, serving=serving), tp, replicas, connection,
-                         memo)
+            trial = replace(_try(replace(base, topology=path, plan=plan, serving=serving),
+                                 tp, replicas, connection, memo), topology=path.name)
             trials.append(trial)
             if trial.error or trial.meets(attainment):
                 break  # more replicas of a layout that cannot run, or already meets
@@ -100,8 +120,9 @@ def capacity(experiment: str | Path, variant: str, rate: float, attainment: floa
 
     with Forked(grow, len(series), jobs if jobs > 1 else 0) as forked:
         found = forked.results(progress and (
-            lambda i: progress(f"tp{series[i][1]} {series[i][0]}")))
-    return Capacity(variant, rate, attainment, tuple(t for trials in found for t in trials))
+            lambda i: progress(f"{series[i][0].name}: tp{series[i][2]} {series[i][1]}")))
+    return Capacity(variant, rate, attainment, tuple(t for trials in found for t in trials),
+                    tuple(p.name for p in family))
 
 
 RATE_TOLERANCE = 0.01

@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from .. import limits
+from ..errors import ConfigError
 from .common import EXIT_OK, console, counted
 
 
@@ -27,6 +28,9 @@ def cmd_capacity(args: argparse.Namespace) -> int:
     from ..analysis.capacity import capacity, max_rate
     from ..report.tables import NAME, NUMBER, TEXT, terminal_table
 
+    if args.rate is None and args.topology:
+        raise ConfigError("--topology tries layouts at a rate: give --rate (without it, "
+                          "capacity finds the highest rate of the variant's own layout)")
     if args.rate is None:  # the highest rate the variant's own layout serves
         rate, metrics = max_rate(args.file, args.variant, args.attainment, reduced=args.ci)
         line = (f"{args.variant}: {rate:.4g} requests/s with {100 * args.attainment:g}% of "
@@ -45,7 +49,9 @@ def cmd_capacity(args: argparse.Namespace) -> int:
             err.print(f"capacity: {text} ...")
 
     found = capacity(args.file, args.variant, args.rate, args.attainment, reduced=args.ci,
-                     progress=progress, jobs=args.jobs or os.cpu_count() or 1)
+                     progress=progress, jobs=args.jobs or os.cpu_count() or 1,
+                     topologies=args.topology or ())
+    several = len(found.topologies) > 1
     out = console(sys.stdout)
     table = terminal_table(
         f"{found.variant} at {found.rate:g} requests/s", [
@@ -59,13 +65,17 @@ def cmd_capacity(args: argparse.Namespace) -> int:
             ("requests_per_s", 1), ("ttft_p99_s", 1e3), ("tpot_p99_s", 1e3))]
         attained = f"{100 * m['slo_attainment']:.3g}%" if "slo_attainment" in m else "-"
         note = t.error[:60] if t.error else ("meets" if t.meets(found.attainment) else "")
-        table.add_row(f"tp{t.tp} x{t.replicas} {t.connection}", str(t.socs), *cells,
+        where = f"{t.topology}: " if several else ""
+        table.add_row(f"{where}tp{t.tp} x{t.replicas} {t.connection}", str(t.socs), *cells,
                       attained, note)
     out.print(table)
     for connection, label in (("p2p", "P2P"), ("host", "host-routed")):
         best = found.best(connection)
-        out.print(f"{label}: " + (f"tp{best.tp} x{best.replicas}, {best.socs} SoCs"
-                                   if best else "no layout on this topology meets the SLOs"))
+        on = f" on {best.topology}" if best and several else ""
+        out.print(f"{label}: " + (f"tp{best.tp} x{best.replicas}{on}, {best.socs} SoCs"
+                                   if best else "no layout on "
+                                   f"{'these topologies' if several else 'this topology'} "
+                                   "meets the SLOs"))
     return EXIT_OK
 
 
@@ -79,6 +89,9 @@ def register(sub: Any) -> None:
     p.add_argument("--rate", type=_rate, metavar="REQ_PER_S",
                    help="the offered load, requests/s (left out: the highest rate the "
                         "variant's own layout serves within the SLOs)")
+    p.add_argument("--topology", action="append", metavar="FILE",
+                   help="a topology to try layouts on instead of the variant's (repeat for a "
+                        "family: the answer is the fewest SoCs on any of them)")
     p.add_argument("--attainment", type=float, default=0.99, metavar="SHARE",
                    help="share of requests that must meet every SLO (default 0.99)")
     p.add_argument("--ci", action="store_true", help="the experiment's reduced CI size")
