@@ -222,3 +222,16 @@ def test_specializations_are_simulated_as_their_own_programs(tmp_path):
     assert by_shape[(8, 256)].decode_s == plain.decode_s
     assert by_shape[(8, 1024)].prefill_s > by_shape[(8, 256)].prefill_s
     assert times.slots == 8
+
+
+def test_records_and_iterations_as_data_frames(tmp_path):
+    result = simtopo.run(experiment(tmp_path, SMALL.replace("CONN", "p2p")), band=False)
+    (serving,) = result.servings
+    requests, iterations = serving.to_dataframe(), serving.iterations_dataframe()
+    assert len(requests) == 300 and (requests.preempted == 0).all()
+    # every prompt token prefilled once, every later token decoded once (nothing preempted)
+    assert iterations.prefill_tokens.sum() == requests.prompt_tokens.sum()
+    assert iterations.decodes.sum() == (requests.output_tokens - 1).sum()
+    # an iteration's seconds are its start's distance to the replica's next one, or less
+    gaps = iterations.start_s.diff().dropna()
+    assert (gaps >= iterations.seconds[:-1].to_numpy() - 1e-9).all()

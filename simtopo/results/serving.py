@@ -43,7 +43,8 @@ class ServingResult:
 
     def to_dataframe(self) -> pd.DataFrame:
         """One row per request: arrival, lengths, replica, start, first token, finish, and
-        the derived latencies; ``warmup`` marks those left out of the metrics."""
+        the derived latencies; ``warmup`` marks those left out of the metrics (and, with
+        dynamic shapes, ``preempted``: how often it was)."""
         import pandas as pd
 
         q, r = self.requests, self.records
@@ -55,7 +56,23 @@ class ServingResult:
         frame["ttft_s"] = frame.first_token_s - frame.arrival_s
         frame["e2e_s"] = frame.finish_s - frame.arrival_s
         frame["warmup"] = np.arange(len(frame)) < self.measured_from
+        if r.preempted is not None:
+            frame["preempted"] = r.preempted
         return frame
+
+    def iterations_dataframe(self) -> pd.DataFrame:
+        """One row per iteration of a dynamic-shape server: replica, start, seconds,
+        sequences decoding, prompt tokens prefilled and KV positions held."""
+        import pandas as pd
+
+        it = self.records.iterations
+        if it is None:
+            raise ValueError(f"{self.name} serves a compiled program: its iterations are "
+                             "the fixed prefill and decode steps of iteration_times")
+        return pd.DataFrame({"replica": it.replica, "start_s": it.start_s,
+                             "seconds": it.seconds, "decodes": it.decodes,
+                             "prefill_tokens": it.prefill_tokens,
+                             "kv_positions": it.kv_positions})
 
 
 def serving_metrics(q: Requests, r: Records, warmup: int, slo_ttft: float | None,
