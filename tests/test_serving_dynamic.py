@@ -29,8 +29,8 @@ from .conftest import TOPOLOGIES
 
 def constant(seconds: float, slots: int, budget: int, pool: int = 1 << 40) -> IterationModel:
     """Every iteration takes ``seconds``, whatever it holds."""
-    return IterationModel((1.0, 2.0), (seconds, seconds), (1.0, 2.0), (1.0, 2.0),
-                          ((0.0, 0.0), (0.0, 0.0)), 1, slots, budget, pool)
+    return IterationModel((1.0, 2.0), (seconds, seconds), (1.0, 2.0), (0.0, 0.0), (1.0, 2.0),
+                          (1.0, 2.0), ((0.0, 0.0), (0.0, 0.0)), 1, slots, budget, pool)
 
 
 def requests(arrival, prompt, output) -> Requests:
@@ -88,15 +88,34 @@ def test_decode_priority_piggybacks_chunks_where_prefill_priority_stalls_decodes
 
 def test_a_full_kv_pool_preempts_the_newest_sequence():
     # a pool of 10 positions; A (4 in, 5 out) and B (4 in, 3 out) at 0, 1 s iterations.
-    # t=1: A decodes (5 held), B admitted (9). t=2: A and B need 2, 1 is free: B preempted,
-    # re-admitted to recompute its 4 positions (10 held). t=3: again, and B (now 5 positions
-    # to recompute) waits while A decodes alone to its end at 5; B recomputes and ends at 6.
+    # [0, 1]: both prompts (8 held). [1, 2]: both decode (10). At 2 both need a position and
+    # none is free: B, the newer, is preempted (its 5 freed), and no prompt is admitted in
+    # that step; A decodes alone ([2, 3], 6 held; then 7, 8) while B waits to recompute its
+    # prompt and 2 tokens (6 positions, which only fit once A is done at 5); B's recompute
+    # gives it its third and last token at 6.
     q = requests([0.0, 0.0], [4, 4], [5, 3])
     records = serve_dynamic(q, constant(1.0, 4, 16, pool=10), 1)
-    assert records.preempted.tolist() == [0, 2]
-    assert records.first_token_s.tolist() == [1.0, 2.0]
+    assert records.preempted.tolist() == [0, 1]
+    assert records.first_token_s.tolist() == [1.0, 1.0]
     assert records.finish_s.tolist() == [5.0, 6.0]
-    assert records.iterations.kv_positions.tolist() == [4, 9, 10, 7, 8, 5]
+    assert records.iterations.kv_positions.tolist() == [8, 10, 6, 7, 8, 6]
+    assert records.iterations.prefill_tokens.tolist() == [8, 0, 0, 0, 0, 6]
+
+
+def test_a_small_pool_never_overflows_and_every_request_ends():
+    spec = ServingSpec.model_validate({
+        "arrivals": {"process": "poisson", "rate": 20.0},
+        "prompt_tokens": {"dist": "uniform", "low": 10, "high": 300},
+        "output_tokens": {"dist": "uniform", "low": 1, "high": 200}, "requests": 2000,
+        "seed": 4})
+    q = generate(spec)
+    records = serve_dynamic(q, constant(0.05, 16, 256, pool=2000), 2, "least-outstanding")
+    assert records.iterations.kv_positions.max() <= 2000
+    assert records.preempted.sum() > 0  # the pool binds
+    assert np.isfinite(records.finish_s).all()
+    assert (q.arrival_s <= records.start_s).all() and \
+        (records.start_s < records.first_token_s).all() and \
+        (records.first_token_s <= records.finish_s).all()
 
 
 def test_one_slot_with_one_token_out_is_an_md1_queue():
@@ -139,10 +158,9 @@ def test_interpolated_iterations_match_direct_simulation(tmp_path, connection, b
     variant = small(tmp_path, connection)
     model = iteration_model(variant)
     setup = setup_variant(variant_llm(variant, 1, model.budget))
-    # on its grid the interpolation is the simulation
-    assert model.seconds(int(model.rows[3]), model.rows[3], model.rows[3]) == pytest.approx(
-        iteration_seconds(setup, DEFAULT_SOC_MODEL, int(model.rows[3]), int(model.rows[3]),
-                          model.rows[3], model.rows[3], {}), rel=1e-12)
+    # a second method off the grids: the LLM run's decode step of 5 sequences at 700
+    step = run_variant(variant_llm(variant, 5, 699), spans=False).metrics["tpot_mean_s"]
+    assert model.seconds(5, 5, 5 * 700, 5 * 700) == pytest.approx(step, rel=bound)
     error = interpolation_error(setup, DEFAULT_SOC_MODEL, model, samples=12, seed=1)
     assert error["max"] < bound
 
@@ -171,6 +189,11 @@ def test_a_request_longer_than_the_pool_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize("workload, serving, message", [
+    ("{kind: serving, batch: 64, context: 2048, shapes: dynamic}", "token_budget: 32",
+     "token_budget 32 is below the 64 slots (workload.batch)"),
+    ("{kind: serving, batch: 8, prompt: 256, context: 2048}",
+     "specializations: [{batch: 1, prompt: 256}, {batch: 4, prompt: 256}]",
+     "the largest specialization's batch is the program's slots: make it workload.batch (8)"),
     ("{kind: serving, batch: 8, prompt: 256, context: 2048}", "priority: decode",
      "priority 'decode' mixes decodes and prompt chunks in one iteration, which needs "
      "dynamic shapes"),
@@ -179,8 +202,8 @@ def test_a_request_longer_than_the_pool_is_refused(tmp_path):
     ("{kind: serving, batch: 8, context: 2048, shapes: dynamic}", "scheduler: static",
      "dynamic shapes are served by continuous batching with a token budget"),
     ("{kind: serving, batch: 8, prompt: 256, context: 2048}",
-     "specializations: [{batch: 1, prompt: 2047}]",
-     "specialization (batch 1, prompt 2047) leaves no room for a decode step"),
+     "specializations: [{batch: 8, prompt: 2047}]",
+     "specialization (batch 8, prompt 2047) leaves no room for a decode step"),
 ])
 def test_serving_options_the_program_cannot_run(tmp_path, workload, serving, message):
     path = experiment(tmp_path, f"model: llama-2-7b\nworkload: {workload}\nplan: {{tp: 4}}\n"

@@ -9,19 +9,23 @@ iterations of a serving run would take minutes; instead :func:`profile_iteration
 grid of them on the topology (every replica at once, as :mod:`simtopo.sim.blocks` profiles any
 pass: P2P or host-routed collectives, shared uplinks) and :class:`IterationModel` interpolates:
 
-    T(n, S, P) = G(n) + H(S, P / S) - H(n, 1)
+    T(n, m, S, P) = G(n) + L(m) - L(min(n, slots)) + H(S, P / S) - H(n, 1)
 
-- G(n): iterations of n rows with the least attention (each row attending one position),
+- G(n): iterations of n rows of min(n, slots) sequences with the least attention (each row
+  attending one position),
   on a grid of n (1, 2, ... 8, 10, 12, 14, 16, 20, ...: four points an octave, up to the
   largest iteration; refined by bisection where its midpoint is off the line, down to the row
   where a host-staged collective adds a chunk), piecewise linear;
+- L(m): what m sequences' logits cost (the LM head's rows, the copy to the host, the next
+  tokens back) at ``slots`` rows, on a grid of m up to ``slots``, piecewise linear;
 - H(S, q): what attention adds at ``reference`` rows when S positions are read and each
   computes q pairs on average (q = 1 for decodes; a long prefill chunk has more), against
   S = q = 1; S on an even grid up to the KV pool, q on a grid of ratio sqrt 2; bilinear.
 
-The split is exact where attention's time depends on S and P alone and adds to the rest (it
-moves no data between SoCs); its error against direct simulation of random mixed iterations is
-measured by :func:`interpolation_error` and stated in docs/metrics.md.
+The split is exact where attention's time depends on S and P alone, the logits' on m alone,
+and both add to the rest (neither moves data between SoCs); its error against direct
+simulation of random mixed iterations is measured by :func:`interpolation_error` and stated in
+docs/metrics.md.
 """
 
 from __future__ import annotations
@@ -98,6 +102,9 @@ class IterationModel:
     rows: tuple[float, ...]
     base_s: tuple[float, ...]
     """G(n) at each grid point of ``rows``."""
+    sequences: tuple[float, ...]
+    logits_s: tuple[float, ...]
+    """L(m) at each grid point of ``sequences``."""
     positions: tuple[float, ...]
     depths: tuple[float, ...]
     attention_s: tuple[tuple[float, ...], ...]
@@ -120,17 +127,21 @@ class IterationModel:
         columns = [row[j] + w * (row[j + 1] - row[j]) for row in self.attention_s]
         return _interp(self.positions, tuple(columns), positions)
 
-    def seconds(self, rows: int, positions: float, pairs: float) -> float:
-        """T(n, S, P): one iteration of ``rows`` token rows reading ``positions`` KV
-        positions and computing ``pairs`` query-key pairs."""
+    def seconds(self, rows: int, sequences: int, positions: float, pairs: float) -> float:
+        """T(n, m, S, P): one iteration of ``rows`` token rows of ``sequences`` sequences
+        reading ``positions`` KV positions and computing ``pairs`` query-key pairs."""
         base = _interp(self.rows, self.base_s, rows)
-        return base + self.attention(positions, pairs / positions) - self.attention(rows, 1.0)
+        logits = _interp(self.sequences, self.logits_s, sequences) - _interp(
+            self.sequences, self.logits_s, min(rows, self.slots))
+        return (base + logits + self.attention(positions, pairs / positions)
+                - self.attention(rows, 1.0))
 
     def summary(self) -> dict[str, Any]:
         """Plain data for the summary: the grids' extent and the ends of G."""
         return {"slots": self.slots, "token_budget": self.budget,
                 "kv_positions": self.kv_positions, "socs": self.socs,
-                "grid_points": len(self.rows) + len(self.positions) * len(self.depths),
+                "grid_points": len(self.rows) + len(self.sequences)
+                + len(self.positions) * len(self.depths),
                 "one_row_s": self.base_s[0], "budget_rows_s": self.base_s[-1]}
 
 
@@ -160,17 +171,22 @@ def profile_iterations(setup: Setup, soc_model: Any, slots: int, budget: int,
     largest = max(budget, slots)
     rows, base = _refined(_rows_grid(largest), lambda n: iteration_seconds(
         setup, soc_model, n, min(n, slots), n, n, memo))
+    sequences = _rows_grid(slots) if slots > 1 else [1, 2]
+    wide = max(slots, 2)
+    logits = [iteration_seconds(setup, soc_model, wide, m, wide, wide, memo)
+              for m in sequences]
     reference = min(slots, largest)
     top = max(kv_positions, largest, 2)
     positions = sorted({round(x) for x in np.linspace(1, top, POSITION_POINTS)})
     depths = _depth_grid(largest)
     attention = []
-    zero = iteration_seconds(setup, soc_model, reference, 1, 1, reference, memo)
+    zero = iteration_seconds(setup, soc_model, reference, 1, 1, 1, memo)
     for s in positions:
         attention.append(tuple(
             iteration_seconds(setup, soc_model, reference, 1, s, q * s, memo) - zero
             for q in depths))
     return IterationModel(tuple(float(n) for n in rows), tuple(base),
+                          tuple(float(m) for m in sequences), tuple(logits),
                           tuple(float(s) for s in positions), tuple(depths), tuple(attention),
                           reference, slots, budget, kv_positions,
                           sum(s.tp for s in setup.plan.stages) * len(setup.plan.replicas))
@@ -187,7 +203,7 @@ def interpolation_error(setup: Setup, soc_model: Any, model: IterationModel,
     share = max(2, model.kv_positions // max(model.slots, 1))
     for _ in range(samples):
         decodes = int(rng.integers(0, model.slots + 1))
-        chunk = int(rng.integers(0, max(model.budget - decodes, 0) + 1))
+        chunk = int(rng.integers(0, model.budget - decodes + 1)) if decodes < model.slots else 0
         if decodes + chunk == 0:
             decodes = 1
         contexts = rng.integers(1, share + 1, size=decodes)
@@ -196,7 +212,7 @@ def interpolation_error(setup: Setup, soc_model: Any, model: IterationModel,
         pairs = float(contexts.sum()) + (chunk * (offset + (chunk + 1) / 2) if chunk else 0)
         rows, sequences = decodes + chunk, decodes + (1 if chunk else 0)
         direct = iteration_seconds(setup, soc_model, rows, sequences, positions, pairs, memo)
-        errors.append(abs(model.seconds(rows, positions, pairs) - direct) / direct)
+        errors.append(abs(model.seconds(rows, sequences, positions, pairs) - direct) / direct)
     values = np.array(errors)
     return {"samples": float(samples), "median": float(np.median(values)),
             "p90": float(np.percentile(values, 90)), "max": float(values.max())}

@@ -68,8 +68,9 @@ class IterationTimes:
     socs: int = 0
     """SoCs the replicas occupy together."""
     shapes: tuple[CompiledShape, ...] = ()
-    """Every specialization, when the program has several (the fields above are then its
-    largest batch's)."""
+    """Every specialization, when the program has several; the fields above then summarise
+    them: ``chunk`` and ``prefill_s`` of the smallest batch's shortest chunk,
+    ``batch_prefill_s`` and ``decode_s`` of the largest batch's fastest decode."""
 
     def prefill_one(self, prompt: int) -> float:
         """Prefilling one request: at the smallest compiled batch, in the chunk length that

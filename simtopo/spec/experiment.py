@@ -31,7 +31,7 @@ from ..errors import ConfigError, KeyPath
 from ..io.documents import Document, deep_merge, read_yaml, validate_document
 from ..io.paths import display_path, is_file
 from .load import LoadSpec
-from .serving import ServingSpec
+from .serving import DEFAULT_TOKEN_BUDGET, ServingSpec
 from .topology import TransferSpec
 from .types import Duration, Name, SizeOrZero, Spec, bounded
 
@@ -212,6 +212,11 @@ def _check_serving(w: WorkloadSpec, s: ServingSpec) -> None:
             raise ValueError("dynamic shapes are served by continuous batching with a token "
                              "budget: drop scheduler: static and specializations, or use "
                              "workload.shapes: compiled")
+        budget = s.token_budget or DEFAULT_TOKEN_BUDGET
+        if budget < w.batch:
+            raise ValueError(f"token_budget {budget} is below the {w.batch} slots "
+                             "(workload.batch): every running sequence decodes in each "
+                             "iteration (as vLLM's max_num_batched_tokens >= max_num_seqs)")
         return
     if s.token_budget is not None:
         raise ValueError("token_budget is for dynamic shapes (workload.shapes: dynamic); a "
@@ -223,6 +228,10 @@ def _check_serving(w: WorkloadSpec, s: ServingSpec) -> None:
     if s.priority is not None and s.scheduler == "static":
         raise ValueError("priority is for continuous batching (static batches prefill, then "
                          "decode)")
+    if s.specializations and max(x.batch for x in s.specializations) != w.batch:
+        raise ValueError(f"the largest specialization's batch is the program's slots: make it "
+                         f"workload.batch ({w.batch}), or change workload.batch to "
+                         f"{max(x.batch for x in s.specializations)}")
     for x in s.specializations or ():
         if w.context_length - x.prompt < 2:
             raise ValueError(f"specialization (batch {x.batch}, prompt {x.prompt}) leaves no "

@@ -76,6 +76,9 @@ class Shape:
     mixed_rows: int = 0
     """A continuous-batching iteration (phase ``mixed``): its token rows, decode tokens and
     prefill chunks together (0: ``batch`` x ``tokens``)."""
+    mixed_positions: float = 0.0
+    """The KV-cache positions such an iteration reads, all its sequences together (its
+    ``context`` is their mean, rounded, for display)."""
 
     @property
     def rows(self) -> int:
@@ -94,7 +97,7 @@ def iteration_shape(rows: int, sequences: int, positions: float, pairs: float) -
         raise ValueError(f"an iteration of {rows} rows has 1 to {rows} sequences "
                          f"(got {sequences})")
     return Shape("mixed", sequences, 1, max(1, round(positions / sequences)), pairs / rows,
-                 mixed_rows=rows)
+                 mixed_rows=rows, mixed_positions=float(positions))
 
 
 def prefill_shapes(batch: int, prompt: int, compiled: bool = True,
@@ -121,7 +124,9 @@ def windowed(shape: Shape, window: int | None) -> tuple[float, float]:
     """(positions the KV cache holds and a pass reads, positions a query attends on average)
     under a sliding window: at most ``window`` of each. A causal prefill of t > w tokens
     attends 1, 2, ..., w, w, ..., w positions: (w (w + 1) / 2 + (t - w) w) / t on average."""
-    if window is None or shape.context <= window or shape.phase == "mixed":
+    if shape.phase == "mixed":  # totals over its sequences, the window already applied
+        return shape.mixed_positions / shape.batch, shape.attended
+    if window is None or shape.context <= window:
         return shape.context, shape.attended
     t, w = shape.tokens, window
     if shape.phase == "prefill" and shape.context == t and shape.attended == (t + 1) / 2:
