@@ -258,3 +258,23 @@ def test_records_and_iterations_as_data_frames(tmp_path):
     # an iteration's seconds are its start's distance to the replica's next one, or less
     gaps = iterations.start_s.diff().dropna()
     assert (gaps >= iterations.seconds[:-1].to_numpy() - 1e-9).all()
+
+
+@pytest.mark.parametrize("offset, tokens, window", [
+    (0, 10, 1 << 62), (100, 37, 1 << 62), (0, 9, 4), (3, 9, 4), (10, 5, 4), (2, 1, 4)])
+def test_chunk_pairs_against_counting(offset, tokens, window):
+    from simtopo.sim.chunked import chunk_pairs
+
+    counted = sum(min(offset + j, window) for j in range(1, tokens + 1))
+    assert chunk_pairs(offset, tokens, window) == counted
+
+
+def test_an_iteration_reads_exactly_its_positions():
+    from simtopo.workload.opgraph import iteration_shape, ops
+
+    m = resolve_model("llama-2-7b").decoder
+    graph = resolve_model("llama-2-7b").graph_for(iteration_shape(12, 8, 100, 300))
+    (attention, *_) = [op for op in ops(graph) if op.kind == "attention"]
+    # 100 positions of K and V at fp16, and 300 pairs over 12 rows (not 8 x round(100 / 8))
+    assert attention.kv_read_bytes == 100 * 2 * m.kv_width * 2
+    assert attention.extra["attended"] == 300 / 12
