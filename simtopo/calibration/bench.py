@@ -31,6 +31,7 @@ from ..engine.transfers import Fabric
 from ..errors import RouteError
 from ..spec.topology import TransferSpec
 from ..topology import routing
+from ..topology.fabric import group_ring
 from ..topology.graph import Topology
 from ..topology.matrix import PATH_CLASSES, path_matrix
 from ..topology.routing import BounceRoute, Route
@@ -180,8 +181,8 @@ def p2p_refusal(topo: Topology, group: Sequence[str]) -> str | None:
                 "(platform.max_p2p_group)")
     matrix = path_matrix(topo, group)
     refused = np.argwhere(matrix.path_class == PATH_CLASSES.index("host"))
-    if not len(refused):
-        return None
+    if not len(refused) or group_ring(topo, group) is not None:
+        return None  # (a fabric ring: its collectives step between fabric neighbours)
     i, j = refused[0]
     try:
         routing.route(topo, group[i], group[j])

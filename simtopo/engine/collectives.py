@@ -45,6 +45,7 @@ from simpy.events import AllOf, Event
 
 from ..errors import RouteError
 from ..topology import routing
+from ..topology.fabric import fabric_ring
 from ..topology.graph import Topology
 from . import memo as idle
 from . import protocols
@@ -59,7 +60,8 @@ HOST_ALGORITHMS = {"all_reduce": ("ring", "tree", "host-staged"),
 """Host-routed algorithms ``auto`` chooses from (a direct all-reduce of bounces never wins)."""
 
 def ring_order(topo: Topology, group: Sequence[str]) -> list[str]:
-    """``group`` in depth-first topology order (a ring that crosses each uplink least)."""
+    """``group`` in depth-first topology order (a ring that crosses each uplink least), or a
+    ring over device fabric links where they join the whole group in one."""
     position = {dev: i for i, dev in enumerate((*topo.socs, *topo.storage))}
     for dev in group:
         topo.node(dev)
@@ -67,7 +69,8 @@ def ring_order(topo: Topology, group: Sequence[str]) -> list[str]:
             raise RouteError(f"{dev} is not a SoC or storage device; collectives run on devices")
     if len(set(group)) != len(group):
         raise RouteError(f"a collective group lists a device twice: {', '.join(group)}")
-    return sorted(group, key=position.__getitem__)
+    ordered = sorted(group, key=position.__getitem__)
+    return fabric_ring(topo.graph, ordered) or ordered
 
 
 class Collectives:
@@ -112,7 +115,11 @@ class Collectives:
         return self.env.process(self._send_then_reduce(src, dst, size, mode, reduce_bytes))
 
     def _copy(self, src: str, dst: str, size: float, mode: str) -> Event:
-        # the step cost stands for the copies' set-up (NCCL's kernels move the data)
+        # the step cost stands for the copies' set-up (NCCL's kernels move the data); two
+        # ranks no P2P route joins (a fabric ring's non-neighbours) pass through host memory,
+        # as NCCL picks a transport per peer
+        if mode == "p2p" and not routing.p2p_possible(self.topo, src, dst):
+            mode = "host"
         return self.fab.copy(src, dst, size, mode=mode, label=self.label, setup=False,
                              poll=mode == "host" and self.params.host_collectives == "polled")
 
@@ -217,7 +224,11 @@ class Collectives:
     def choose(self, ring: list[str], size: float, algorithm: str = "auto",
                mode: str = "p2p") -> tuple[str, str]:
         """(algorithm, protocol) the estimates (:func:`protocols.estimates`) say is
-        fastest."""
+        fastest; the ring alone where some pair of the group has no P2P route (a fabric
+        ring's: a tree or one-shot would bounce those pairs through host memory)."""
+        if mode == "p2p" and algorithm == "auto" and not all(
+                routing.p2p_possible(self.topo, a, b) for a in ring for b in ring if a != b):
+            algorithm = "ring"
         table = protocols.estimates(self.topo, self.params, ring, size,
                                     lambda d: self._reduce_time(d, 1.0), mode)
         return protocols.fastest(table, algorithm)

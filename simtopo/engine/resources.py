@@ -64,7 +64,8 @@ class Resources:
         if duplex is not None and duplex < 1:
             for u, v, data in graph.edges(data=True):
                 back = graph.edges[v, u]["bw_Bps"] if graph.has_edge(v, u) else np.inf
-                if u < v and np.isfinite(data["bw_Bps"]) and np.isfinite(back):
+                if u < v and np.isfinite(data["bw_Bps"]) and np.isfinite(back) \
+                        and data["direction"] != "fabric":  # a PCIe link's DLLP loss
                     add(f"dx:{u}|{v}", duplex * (data["bw_Bps"] + back))
         for socket in topo.sockets:
             # many concurrent DMA streams into one DRAM lose efficiency as an endpoint does
@@ -86,6 +87,10 @@ class Resources:
             add(f"rx:{node}", rx_cap, shares_switch_port(topo, node))
             if data["kind"] == "soc" and host_duplex is not None and host_duplex < 1:
                 add(f"ce:{node}", host_duplex * (tx_cap + rx_cap))
+            fabric = any(d["direction"] == "fabric" for _, _, d in graph.out_edges(node, data=True))
+            if fabric and data.get("dma_bw_Bps") is not None:  # its DMA engines drive the fabric
+                add(f"ftx:{node}", data["dma_bw_Bps"])
+                add(f"frx:{node}", data["dma_bw_Bps"])
         self.names = tuple(names)
         self.index = {name: i for i, name in enumerate(names)}
         self.capacity = np.array(capacity, dtype=float)
@@ -135,7 +140,8 @@ class Resources:
             device = route.dst if route.path_class == "h2d" else route.src
             if f"ce:{device}" in index:
                 out.append(index[f"ce:{device}"])
-        for name in (f"tx:{route.src}", f"rx:{route.dst}"):
+        sides = ("ftx", "frx") if route.path_class == "fabric" else ("tx", "rx")  # not PCIe
+        for name in (f"{sides[0]}:{route.src}", f"{sides[1]}:{route.dst}"):
             if name in index:
                 out.append(index[name])
         result = tuple(sorted(set(out)))

@@ -18,6 +18,7 @@ from ..errors import PlanError, RouteError
 from ..spec.experiment import PlanSpec
 from ..spec.model import DecoderSpec
 from ..topology import routing
+from ..topology.fabric import group_ring
 from ..topology.graph import Topology
 from ..topology.routing import BounceRoute
 from ..workload.cost import op_cost
@@ -199,6 +200,17 @@ def device_pool(topo: Topology, spec: PlanSpec, need: int, why: str) -> list[str
     return pool[:need]
 
 
+def _fabric_rings(topo: Topology, stages: Sequence[Stage]) -> frozenset[frozenset[int]]:
+    """Pairs of logical devices inside a stage whose devices a device fabric joins in one
+    ring: its collectives step between fabric neighbours, and any other pair's copy (a tree
+    or direct algorithm's) is bounced through host memory where the tree has no P2P route."""
+    out: set[frozenset[int]] = set()
+    for stage in stages:
+        if len(stage.devices) > 2 and group_ring(topo, stage.devices) is not None:
+            out.update(frozenset((a, b)) for a in stage.logical for b in stage.logical if a < b)
+    return frozenset(out)
+
+
 def check_connections(topo: Topology, devices: Sequence[str] | Mapping[int, str],
                       p2p_pairs: frozenset[frozenset[int]], where: str = "") -> None:
     """Every pair declared P2P must have a P2P route with ACS off on its common switch.
@@ -322,7 +334,8 @@ def make_plan(graph: nx.DiGraph, model: DecoderSpec | None, topo: Topology, spec
         raise PlanError(f"tensor slicing over {spec.tp} SoCs exceeds {topo.name}'s P2P limit "
                         f"of {limit} (platform.max_p2p_group)")
     for stages in replicas:
-        check_connections(topo, [d for s in stages for d in s.devices], pairs)
+        check_connections(topo, [d for s in stages for d in s.devices],
+                          pairs - _fabric_rings(topo, stages))
     layout = laid_out(graph, model, replicas[0], precision, spec.split_rules,
                       spec.expert_imbalance)
     shards, comms, handoffs = layout

@@ -18,6 +18,7 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.font_manager import FontProperties
 from matplotlib.lines import Line2D
+from matplotlib.patches import FancyArrowPatch
 from matplotlib.textpath import TextToPath
 
 from ..io.atomic import write_atomic
@@ -47,6 +48,10 @@ LOAD_FLOOR = 1e-3
 """Utilisation at the pale end of the load scale (0.1%); an idle link is grey."""
 LOAD_SCALE = LogNorm(vmin=LOAD_FLOOR, vmax=1.0)
 IDLE_COLOUR = "#cccccc"
+FABRIC_COLOUR = "#7b3294"
+"""Device fabric links (NeuronLink, NVLink bridges)."""
+FABRIC_BOW_IN = 0.35
+"""How far below the devices a fabric link's arc bows (twice its depth), inches."""
 CHIP_COLOUR = "#b7950b"
 LAYER_NAMES = {"socket": "CPU sockets", "root_complex": "root complexes", "switch": "switches",
                "card": "card switches", "soc": "SoCs", "storage": "storage"}
@@ -232,6 +237,22 @@ def draw_topology(topo: Topology, link_load: dict[str, float] | None = None,
     if chip_edges:
         handles.append(Line2D([], [], color=CHIP_COLOUR, lw=1.5, ls=":",
                               label="partitions of one switch chip"))
+    # device fabric links beside the tree: arcs below the devices they join
+    fabric_edges = [(u, v, d) for u, v, d in graph.edges(data=True)
+                    if d["direction"] == "fabric" and u < v]
+    for u, v, _ in fabric_edges:  # from the boxes' bottoms, bowed down by a fixed depth
+        (x0, y0), (x1, y1) = at(u), at(v)
+        y0 -= _text_size(node_label(topo, u))[1] / 2
+        y1 -= _text_size(node_label(topo, v))[1] / 2
+        span = max(math.hypot(x1 - x0, y1 - y0), 1e-3)
+        bend = FABRIC_BOW_IN / span * (1 if x0 <= x1 else -1)
+        ax.add_patch(FancyArrowPatch((x0, y0), (x1, y1), arrowstyle="-",
+                                     connectionstyle=f"arc3,rad={bend}", color=FABRIC_COLOUR,
+                                     lw=1.4, zorder=2))
+    for kind in sorted({d["link"] for _, _, d in fabric_edges}):
+        bw = next(d["bw_Bps"] for _, _, d in fabric_edges if d["link"] == kind)
+        handles.append(Line2D([], [], color=FABRIC_COLOUR, lw=1.4,
+                              label=f"{kind}: {format_bandwidth(bw)} per direction"))
 
     for node in pos:
         x, y = at(node)

@@ -110,6 +110,10 @@ def render_tree(topo: Topology, brief: bool = False) -> str:
                 rate = f"{u}->{v} {rate} / {v}->{u} {format_bandwidth(back['bw_Bps'])}"
             lines.append(f"{u} <-> {v}  socket link: {rate} per direction, "
                          f"{format_time(data['latency_s'])}")
+        elif data["direction"] == "fabric" and u < v:
+            lines.append(f"{u} <-> {v}  {data['link']} (device fabric): "
+                         f"{format_bandwidth(data['bw_Bps'])} per direction, "
+                         f"{format_time(data['latency_s'])}")
     return "\n".join(lines) + "\n"
 
 

@@ -281,6 +281,18 @@ class StorageSpec(Spec):
     capacity: Size | None = None
 
 
+class FabricLinkSpec(Spec):
+    """A device-to-device link outside the PCIe tree (NeuronLink, an RDU's peer link, an
+    NVLink bridge): between two SoCs (or one-SoC cards), full duplex, ``bandwidth`` in each
+    direction."""
+
+    between: list[str] = Field(min_length=2, max_length=2)
+    bandwidth: Bandwidth
+    latency: Duration = 0.0
+    kind: Id = "fabric"
+    """What the link is (``neuronlink``, ``nvlink``): tables and drawings name it."""
+
+
 class CardLibrarySpec(Spec):
     """A file that only defines card types, for topologies to include."""
 
@@ -301,3 +313,6 @@ class TopologySpec(Spec):
     card_types: dict[Id, CardTypeSpec] = Field(default_factory=dict, max_length=1024)
     cards: list[CardPlacementSpec] = Field(default_factory=list, max_length=limits.MAX_NODES)
     storage: list[StorageSpec] = Field(default_factory=list, max_length=1024)
+    fabric: list[FabricLinkSpec] = Field(default_factory=list, max_length=limits.MAX_NODES)
+    """Device-to-device links beside the tree: a P2P route between two devices one joins takes
+    it first (path class ``fabric``)."""

@@ -20,6 +20,7 @@ from ..spec.topology import (
 )
 from ..units import format_time
 from . import pcie
+from .fabric import add_fabric
 from .graph import PARENT_KINDS, Card, Topology, some_ids
 
 
@@ -379,4 +380,5 @@ def build_topology(spec: TopologySpec, card_types: dict[str, CardTypeSpec] | Non
     types = dict(card_types or {})
     types.update(spec.card_types)
     graph, cards = _Builder(spec, types, model).build()
+    add_fabric(spec, graph, cards)
     return Topology(spec, graph, cards, source, model)

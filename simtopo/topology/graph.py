@@ -81,6 +81,7 @@ class Topology:
             key: value for key, value in defaults.items() if getattr(given, key) is None})
         """Transfer parameters with the link model's values where the file says nothing."""
         self.routes: dict[tuple[str, str, str, str | None], Route | BounceRoute] = {}
+        self.p2p_pairs: dict[tuple[str, str], bool] = {}
         """Routes computed so far (:func:`simtopo.topology.routing.route` memoizes here: the
         graph does not change once built, and routes are immutable)."""
 

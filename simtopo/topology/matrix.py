@@ -29,15 +29,16 @@ from .routing import ENDPOINT_KINDS
 if TYPE_CHECKING:
     import pandas as pd
 
-PATH_CLASSES = ("self", "card", "switch", "chip", "acs", "rc", "socket", "host")
+PATH_CLASSES = ("self", "fabric", "card", "switch", "chip", "acs", "rc", "socket", "host")
 """Path classes, from nearest to farthest."""
 
-CODES = {"self": "X", "card": "CARD", "switch": "SW", "chip": "CHIP", "acs": "ACS", "rc": "RC",
-         "socket": "XS", "host": "HOST"}
+CODES = {"self": "X", "fabric": "FAB", "card": "CARD", "switch": "SW", "chip": "CHIP",
+         "acs": "ACS", "rc": "RC", "socket": "XS", "host": "HOST"}
 """Short codes used in matrix tables."""
 
 MEANING = {
     "self": "the device itself",
+    "fabric": "a device fabric link joins them (NeuronLink, NVLink bridge, ...)",
     "card": "same card: through the on-card switch",
     "switch": "same server switch (ACS off)",
     "chip": "across partitions of one switch chip, inside the chip",
@@ -47,7 +48,7 @@ MEANING = {
     "host": "no P2P path: bounced through host memory",
 }
 
-_SELF, _CARD, _SWITCH, _CHIP, _ACS, _RC, _SOCKET, _HOST = range(len(PATH_CLASSES))
+_SELF, _FABRIC, _CARD, _SWITCH, _CHIP, _ACS, _RC, _SOCKET, _HOST = range(len(PATH_CLASSES))
 
 
 @dataclass(frozen=True, eq=False)
@@ -284,6 +285,11 @@ def path_matrix(topo: Topology, devices: Sequence[str] | None = None) -> PathMat
     bw[i, j] = np.minimum(np.minimum(up_bw[i, 0], leg2_bw), memory_bw[sock[i]] / 2)
     lat[i, j] = up_lat[i, 0] + topo.handoff_latency_s + leg2_lat
 
+    position = {dv: k for k, dv in enumerate(devices)}
+    for u, v, data in graph.edges(data=True):  # a fabric link before any route of the tree
+        if data["direction"] == "fabric" and u in position and v in position:
+            i, j = position[u], position[v]
+            cls[i, j], bw[i, j], lat[i, j] = _FABRIC, data["bw_Bps"], data["latency_s"]
     diagonal = np.arange(n)
     cls[diagonal, diagonal] = _SELF
     bw[diagonal, diagonal] = np.inf

@@ -2,6 +2,9 @@
 
 Peer-to-peer (DESIGN.md, routing semantics):
 
+- over a device fabric link when one joins the two devices (``fabric``, tried first, as NCCL
+  prefers NVLink to PCIe; :mod:`simtopo.topology.fabric`): the link itself, none of the
+  tree's refusals;
 - up from the source to the lowest common switch and down to the destination when ACS is off
   there (path class ``card`` for an on-card switch, ``switch`` for a server switch);
 - with ACS on at that switch, redirected up to the root complex and back down (``acs``): the
@@ -35,10 +38,11 @@ from itertools import pairwise
 import networkx as nx
 
 from ..errors import RouteError
+from .fabric import fabric_link
 from .graph import Topology
 
 ENDPOINT_KINDS = ("soc", "storage")
-P2P_CLASSES = ("card", "switch", "chip", "acs", "rc", "socket")
+P2P_CLASSES = ("fabric", "card", "switch", "chip", "acs", "rc", "socket")
 
 
 @dataclass(frozen=True)
@@ -52,7 +56,8 @@ class Route:
     src: str
     dst: str
     path_class: str
-    """``card``, ``switch``, ``chip``, ``acs``, ``rc``, ``socket`` (P2P), ``h2d`` or ``d2h``."""
+    """``fabric``, ``card``, ``switch``, ``chip``, ``acs``, ``rc``, ``socket`` (P2P), ``h2d`` or
+    ``d2h``."""
     nodes: tuple[str, ...]
     link_bw_Bps: tuple[float, ...]
     link_latency_s: tuple[float, ...]
@@ -200,8 +205,23 @@ def chip_crossing(topo: Topology, up: list[str], down: list[str]) -> tuple[int, 
     return None if best is None else (best[2], best[3])
 
 
+def p2p_possible(topo: Topology, a: str, b: str) -> bool:
+    """Whether a P2P route joins devices ``a`` and ``b`` (memoized on the topology)."""
+    known = topo.p2p_pairs.get((a, b))
+    if known is None:
+        try:
+            route(topo, a, b)
+            known = True
+        except RouteError:
+            known = False
+        topo.p2p_pairs[(a, b)] = known
+    return known
+
+
 def p2p_route(topo: Topology, a: str, b: str) -> Route:
     """The peer-to-peer route from device ``a`` to device ``b`` (rules in the module doc)."""
+    if fabric_link(topo.graph, a, b) is not None:  # beside the tree: none of its refusals
+        return _path(topo, a, b, "fabric", [a, b])
     for device in (a, b):
         _refuse_device(topo, device, a, b)
     route = _tree_route(topo, a, b)

@@ -1,0 +1,149 @@
+"""Device fabrics beside the PCIe tree: routes, the path matrix, rings over the fabric."""
+
+from __future__ import annotations
+
+import networkx as nx
+import pytest
+
+from simtopo.engine.collectives import ring_order, run_collective
+from simtopo.errors import PlanError, TopologyError
+from simtopo.topology.fabric import fabric_ring
+from simtopo.topology.files import load_topology
+from simtopo.topology.matrix import path_matrix
+
+from .conftest import TOPOLOGIES
+
+# four AI 100 Standard cards of std8 joined in a ring 0 - 2 - 1 - 3 - 0 (not the tree order)
+RING = [("card0", "card2"), ("card2", "card1"), ("card1", "card3"), ("card3", "card0")]
+BW, LATENCY = 50e9, 1e-6
+S = 64e6
+
+
+def fabric_topology(tmp_path, links=RING, extra: str = ""):
+    rows = "".join(f"  - {{between: [{a}, {b}], bandwidth: 50GB/s, latency: 1us, "
+                   f"kind: bridge}}\n" for a, b in links)
+    path = tmp_path / "fab.yaml"
+    path.write_text(f"extends: {(TOPOLOGIES / 'std8.yaml').resolve()}\nname: std8-fab\n"
+                    f"fabric:\n{rows}{extra}")
+    return load_topology(path)
+
+
+def test_a_route_takes_the_fabric_before_the_switch(tmp_path):
+    topo = fabric_topology(tmp_path)
+    over = topo.route("card0.soc0", "card2.soc0")
+    assert (over.path_class, over.nodes, over.bottleneck_Bps, over.latency_s) == (
+        "fabric", ("card0.soc0", "card2.soc0"), BW, LATENCY)
+    # a pair no link joins keeps the tree's route; host-routed copies never use the fabric
+    assert topo.route("card0.soc0", "card1.soc0").path_class == "switch"
+    bounce = topo.route("card0.soc0", "card2.soc0", mode="host")
+    assert bounce.path_class == "host" and "sw0" in {u for u, _ in bounce.links}
+    assert ("card0.soc0", "card2.soc0") not in bounce.links
+
+
+def test_the_path_matrix_agrees_with_every_route(tmp_path):
+    topo = fabric_topology(tmp_path)
+    matrix = path_matrix(topo)
+    for a in topo.socs:
+        for b in topo.socs:
+            if a == b:
+                continue
+            r = topo.route(a, b)
+            assert matrix.class_of(a, b) == r.path_class, (a, b)
+            i, j = matrix.index(a), matrix.index(b)
+            assert matrix.bottleneck_Bps[i, j] == pytest.approx(r.bottleneck_Bps)
+            assert matrix.latency_s[i, j] == pytest.approx(r.latency_s)
+    assert matrix.counts()["fabric"] == 2 * len(RING)
+
+
+def test_a_ring_all_reduce_runs_over_the_fabric_ring(tmp_path):
+    topo = fabric_topology(tmp_path)
+    group = ["card0.soc0", "card1.soc0", "card2.soc0", "card3.soc0"]
+    assert ring_order(topo, group) == ["card0.soc0", "card2.soc0", "card1.soc0", "card3.soc0"]
+    params = topo.transfer.model_copy(update={
+        "collective_launch": 0.0, "collective_step": 0.0, "duplex_efficiency": 1.0,
+        "host_duplex_efficiency": 1.0, "reduction_traffic": 0.0})
+    result = run_collective(topo, "all_reduce", group, S, algorithm="ring", params=params)
+    n = 4  # 2 (n - 1) steps of S / n over a 50 GB/s link each, 1 us apiece
+    assert result.time_s == pytest.approx(2 * (n - 1) * (LATENCY + S / (n * BW)), rel=1e-9)
+    # the same ring without the fabric crosses the 13 GB/s PCIe links of the switch
+    plain = load_topology(TOPOLOGIES / "std8.yaml")
+    slower = run_collective(plain, "all_reduce", group, S, algorithm="ring",
+                            params=plain.transfer.model_copy(update=dict(params)))
+    assert slower.time_s > 3 * result.time_s
+
+
+def test_a_torus_has_a_ring_and_a_chain_has_none():
+    torus = nx.DiGraph()
+    for r in range(4):
+        for c in range(4):
+            for v in (r * 4 + (c + 1) % 4, ((r + 1) % 4) * 4 + c):
+                torus.add_edge(r * 4 + c, v, direction="fabric")
+                torus.add_edge(v, r * 4 + c, direction="fabric")
+    ring = fabric_ring(torus, list(range(16)))
+    assert sorted(ring) == list(range(16))
+    assert all(torus.has_edge(a, b) for a, b in zip(ring, ring[1:] + ring[:1], strict=True))
+    chain = nx.DiGraph([(0, 1), (1, 0), (1, 2), (2, 1)])
+    nx.set_edge_attributes(chain, "fabric", "direction")
+    assert fabric_ring(chain, [0, 1, 2]) is None
+
+
+@pytest.mark.parametrize("links, message", [
+    ([("card0", "nowhere")], "fabric link end 'nowhere' is not a SoC or a card of this "
+                             "topology"),
+    ([("card0", "card0.soc0")], "fabric link 0 joins card0.soc0 to itself"),
+    ([("card0", "card1"), ("card1.soc0", "card0")], "fabric link 1 joins card1.soc0 and "
+                                                    "card0.soc0 again (fabric[0] already "
+                                                    "does"),
+])
+def test_bad_fabric_links_are_refused_with_their_key_path(tmp_path, links, message):
+    with pytest.raises(TopologyError) as err:
+        fabric_topology(tmp_path, links)
+    assert message in str(err.value) and "fabric" in str(err.value)
+
+
+def test_a_card_of_several_socs_needs_a_soc_named(tmp_path):
+    path = tmp_path / "u.yaml"
+    path.write_text(f"extends: {(TOPOLOGIES / 'ultra8.yaml').resolve()}\nname: u\nfabric:\n"
+                    "  - {between: [card0, card1.soc0], bandwidth: 10GB/s}\n")
+    with pytest.raises(TopologyError, match=r"fabric link end 'card0' is a card of 4 SoCs: "
+                                            r"name one of them \(card0.soc0, "):
+        load_topology(path)
+
+
+TRN2 = TOPOLOGIES / "trn2-16.yaml"
+
+
+def trn2_experiment(tmp_path, topology=TRN2):
+    path = tmp_path / "trn.yaml"
+    path.write_text(f"name: trn\ntopology: {topology}\nmodel: llama-3-70b\n"
+                    "workload: {kind: llm, batch: 1, prompt: 128, generate: 8, precision: bf16,"
+                    " activations: bf16}\nplan: {tp: 16}\n"
+                    "variants: [{name: p2p}, {name: host, plan: {connection: host}}]\n")
+    return path
+
+
+def test_trn2_neuronlink_is_a_4x4_torus_with_a_ring_through_all_16():
+    topo = load_topology(TRN2)
+    links = [(u, v) for u, v, d in topo.graph.edges(data=True) if d["direction"] == "fabric"]
+    assert len(links) == 2 * 32  # 16 chips x 4 neighbours / 2, both directions
+    assert all(topo.graph.out_degree(d) - 1 == 4 for d in topo.socs)  # 4 links and the parent
+    ring = ring_order(topo, list(topo.socs))
+    assert all(topo.route(a, b).path_class == "fabric"
+               for a, b in zip(ring, ring[1:] + ring[:1], strict=True))
+
+
+def test_a_tensor_parallel_plan_over_neuronlink_needs_no_tree_p2p(tmp_path):
+    # the tree refuses P2P between switches (root_complex_p2p off): only the torus ring
+    # joins the 16 chips; the ring all-reduces over it beat the host-routed ones
+    import simtopo
+    from simtopo.calibration.bench import p2p_refusal
+
+    result = simtopo.run(trn2_experiment(tmp_path), band=False)
+    p2p, host = (v.metrics for v in result.variants)
+    assert p2p["tpot_mean_s"] < host["tpot_mean_s"] / 1.5
+    assert p2p_refusal(load_topology(TRN2), list(load_topology(TRN2).socs)) is None
+    bare = tmp_path / "bare.yaml"
+    bare.write_text(f"extends: {TRN2}\nname: trn2-16-pcie\nfabric: []\n")
+    with pytest.raises(PlanError, match=r"p2p between devices 0 \(card0.soc0\) and \d+ "
+                                        r"\(card\d+.soc0\) is impossible"):
+        simtopo.run(trn2_experiment(tmp_path, bare), band=False, variants=["p2p"])
