@@ -21,7 +21,8 @@ BASELINES = ROOT / "reports" / "baselines"
 def test_the_issue_lists_are_shipped():
     names = {p.stem for p in EXPERIMENTS}
     assert {"ultra8", "standard-gptj", "ultra-card-llama2-7b", "mdp-examples",
-            "std8-pipeline", "load-llama-405b", "load-ultra8"} <= names
+            "std8-pipeline", "load-llama-405b", "load-ultra8", "serving-ultra8",
+            "trn2-llama-405b"} <= names
 
 
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.stem)
