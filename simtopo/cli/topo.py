@@ -1,4 +1,4 @@
-"""``simtopo topo``: show, matrix, draw, check and route a topology."""
+"""``simtopo topo``: show, matrix, draw, check and route a topology; import one from lspci."""
 
 from __future__ import annotations
 
@@ -95,8 +95,48 @@ def cmd_route(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    """``simtopo topo import``: a topology file from ``lspci -tv`` (and ``-vv``) output."""
+    import os
+
+    from ..io.atomic import write_text_atomic
+    from ..topology.files import load_card_library
+    from ..topology.importer import import_lspci
+    from ..topology.lspci import parse_links, parse_tree
+
+    def read(path: str) -> str:
+        try:
+            return Path(path).read_text(errors="replace")
+        except OSError as err:
+            raise ConfigError(f"{path}: cannot read it ({err.strerror})") from None
+
+    cards = []
+    for item in args.card:
+        pattern, sep, kind = item.rpartition("=")
+        if not sep or not pattern or not kind:
+            raise ConfigError(f"--card {item!r}: expected PATTERN=TYPE, e.g. "
+                              "'Qualcomm.*a100=ai100-standard'")
+        cards.append((pattern, kind))
+    types = {}
+    for path in args.include:
+        types.update(load_card_library(path))
+    out = None if args.output is None else check_output(args.output)
+    folder = out.parent if out is not None else Path.cwd()
+    includes = [os.path.relpath(Path(p).resolve(), folder.resolve()) for p in args.include]
+    roots = parse_tree(read(args.file), args.file)
+    links = parse_links(read(args.vv), args.vv) if args.vv else {}
+    name = args.name or (out.stem if out is not None else "imported")
+    text = import_lspci(roots, links, cards, types, includes, name, args.sockets, args.file)
+    if out is None:
+        echo(text.rstrip("\n"))
+    else:
+        write_text_atomic(out, text)
+        echo(f"wrote {out}")
+    return EXIT_OK
+
+
 def register(sub: Any) -> None:
-    """Add ``topo show|matrix|draw|check|route`` to the ``simtopo`` sub-commands."""
+    """Add ``topo show|matrix|draw|check|route|import`` to the ``simtopo`` sub-commands."""
     topo = subcommands(sub, "topo", "inspect a topology")
     p = topo.add_parser("show", help="the tree as text with link bandwidths")
     p.add_argument("file", metavar="FILE")
@@ -129,3 +169,20 @@ def register(sub: Any) -> None:
     p.add_argument("--mode", choices=("p2p", "host"), default="p2p")
     p.add_argument("--staging", help="host mode: 'src', 'dst' or a socket id")
     p.set_defaults(func=cmd_route)
+
+    p = topo.add_parser("import", help="a topology file from a server's lspci -tv output")
+    p.add_argument("file", metavar="LSPCI_TV", help="saved output of 'lspci -tv'")
+    p.add_argument("--vv", metavar="LSPCI_VV",
+                   help="saved output of 'sudo lspci -vv': each link's generation and width")
+    p.add_argument("--card", action="append", required=True, metavar="PATTERN=TYPE",
+                   help="devices whose lspci name matches PATTERN (a regular expression) are "
+                        "SoCs of card type TYPE (repeatable)")
+    p.add_argument("--include", action="append", required=True, metavar="CARDS",
+                   help="a card library defining the types (topologies/cards/*.yaml; "
+                        "repeatable)")
+    p.add_argument("--sockets", type=int, default=1,
+                   help="sockets the root buses are spread over, in order (default 1)")
+    p.add_argument("--name", help="the topology's name (default: the output's stem)")
+    p.add_argument("-o", "--output", metavar="YAML",
+                   help="where to write it (default: print it)")
+    p.set_defaults(func=cmd_import)

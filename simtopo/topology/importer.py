@@ -1,0 +1,208 @@
+"""A topology file from a real server's ``lspci -tv`` (and ``lspci -vv``): ``simtopo topo
+import``.
+
+What lspci shows becomes the tree, and what it cannot show is written as a marked assumption
+for the user to edit:
+
+- each root bus is a root complex (``rc0``, ``rc1``, ...), spread in order over ``sockets``
+  sockets (lspci does not say which socket a root bus belongs to: inferred);
+- a bridge below a root port whose children are bridges is a PCIe switch (its upstream port
+  and downstream ports; ``sw0``, ``sw1``, ...); a switch with no modelled device below it is
+  left out;
+- a function whose name matches a ``--card`` pattern is a SoC of that card type; a switch whose
+  functions below are exactly one card of a type with an on-card switch (an AI 100 Ultra:
+  four SoCs behind its switch) is that card; NVMe controllers are storage; anything else
+  (NICs, chipset functions) is listed as not modelled;
+- every link is the generation and width ``lspci -vv`` reports for the function at its lower
+  end (``LnkSta``); without it, Gen4 x16 is assumed and marked so. A card's links are its
+  type's: where lspci reports another rate, the file says so.
+
+The host's cores, memory and memory bandwidth, and the platform's P2P settings, are not in
+lspci: they are written as assumptions to replace.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import ConfigError
+from ..spec.topology import CardTypeSpec
+from .lspci import PciNode
+
+ASSUMED_LINK = (4, 16)
+"""The link written where ``lspci -vv`` gives none (assumption)."""
+ASSUMED_DRIVE_LINK = (4, 4)
+"""A drive's link where ``lspci -vv`` gives none (assumption: an NVMe drive's usual x4)."""
+
+NVME = re.compile(r"non-volatile memory controller|nvme", re.IGNORECASE)
+
+
+@dataclass
+class _Found:
+    """What the walk found: switches, card placements, storage, and what it skipped."""
+
+    switches: list[tuple[str, str, str, str]] = field(default_factory=list)
+    """(id, parent, uplink text, comment)."""
+    cards: list[tuple[str, str, str]] = field(default_factory=list)
+    """(type, parent, comment)."""
+    storage: list[tuple[str, str, str, str]] = field(default_factory=list)
+    """(id, parent, link text, comment)."""
+    skipped: list[str] = field(default_factory=list)
+
+
+def _link(address: str, links: dict[str, tuple[int, int]],
+          assumed: tuple[int, int] = ASSUMED_LINK) -> tuple[str, str]:
+    """A link's YAML and where it came from."""
+    if address in links:
+        gen, lanes = links[address]
+        return f"{{gen: {gen}, lanes: {lanes}}}", f"read: LnkSta of {address}"
+    gen, lanes = assumed
+    return f"{{gen: {gen}, lanes: {lanes}}}", f"assumption: no lspci -vv for {address}"
+
+
+class _Walk:
+    def __init__(self, patterns: list[tuple[re.Pattern[str], str]],
+                 types: dict[str, CardTypeSpec], links: dict[str, tuple[int, int]]) -> None:
+        self.patterns, self.types, self.links = patterns, types, links
+        self.found = _Found()
+
+    def card_type(self, node: PciNode) -> str | None:
+        return next((t for p, t in self.patterns if p.search(node.name)), None)
+
+    def endpoints(self, node: PciNode) -> list[PciNode]:
+        return [n for n in node.walk() if not n.is_bridge and not n.is_root]
+
+    def place(self, node: PciNode, parent: str) -> None:
+        """Place what hangs from bridge or root bus ``node`` under topology node ``parent``."""
+        for child in node.children:
+            if child.is_bridge and node.is_root:  # a root port: its devices hang off the rc
+                self.place(child, parent)
+            elif child.is_bridge and any(c.is_bridge for c in child.children):
+                self.switch(child, parent)
+            elif child.is_bridge:  # a downstream port, or a bridge of one device
+                self.place(child, parent)
+            else:
+                self.endpoint(child, parent)
+
+    def switch(self, node: PciNode, parent: str) -> None:
+        below = self.endpoints(node)
+        kinds = {self.card_type(e) for e in below}
+        if len(kinds) == 1 and None not in kinds:
+            (kind,) = kinds
+            spec = self.types[kind]
+            if spec.switch is not None and len(below) == spec.socs:
+                ok = self.links.get(node.address)
+                note = f"{len(below)} SoCs behind the switch at {node.address}: one card " \
+                       f"(inferred){self.mismatch(ok, spec, node.address)}"
+                self.found.cards.append((kind, parent, note))
+                return
+        if not any(self.card_type(e) or NVME.search(e.name) for e in below):
+            self.found.skipped.append(f"{node.address} switch with nothing modelled below")
+            return
+        ident = f"sw{len(self.found.switches)}"
+        uplink, source = _link(node.address, self.links)
+        self.found.switches.append((ident, parent, uplink,
+                                    f"{source}; upstream port {node.address}"))
+        for port in node.children:
+            self.place(port, ident)
+
+    def mismatch(self, read: tuple[int, int] | None, spec: CardTypeSpec, where: str) -> str:
+        link = spec.host_link
+        if read is None or (link.gen, link.lanes) == read:
+            return ""
+        return (f"; lspci reports Gen{read[0]} x{read[1]} at {where}, the card type says "
+                f"{link.label()}")
+
+    def endpoint(self, node: PciNode, parent: str) -> None:
+        kind = self.card_type(node)
+        if kind is not None:
+            spec = self.types[kind]
+            if spec.socs != 1:
+                raise ConfigError(f"{node.address} ({node.name}) matches card type {kind!r} "
+                                  f"of {spec.socs} SoCs, but stands alone: map it to a card "
+                                  "type of one SoC")
+            note = f"read: {node.address} {node.name}" + self.mismatch(
+                self.links.get(node.address), spec, node.address)
+            self.found.cards.append((kind, parent, note))
+        elif NVME.search(node.name) and node.address.endswith(".0"):
+            link, source = _link(node.address, self.links, ASSUMED_DRIVE_LINK)
+            ident = f"nvme{len(self.found.storage)}"
+            self.found.storage.append((ident, parent, link,
+                                       f"{source}; {node.address} {node.name}"))
+        else:
+            self.found.skipped.append(f"{node.address} {node.name or '(no name)'}")
+
+
+def import_lspci(roots: list[PciNode], links: dict[str, tuple[int, int]],
+                 cards: list[tuple[str, str]], types: dict[str, CardTypeSpec],
+                 includes: list[str], name: str, sockets: int = 1, source: str = "lspci"
+                 ) -> str:
+    """The topology YAML of ``roots`` (module docstring): ``cards`` maps name patterns
+    (regular expressions) to card types of ``types``, which ``includes`` define."""
+    patterns = []
+    for pattern, kind in cards:
+        if kind not in types:
+            raise ConfigError(f"--card {pattern}={kind}: no card type {kind!r} in the included "
+                              f"files (known: {', '.join(sorted(types)) or 'none'})")
+        try:
+            patterns.append((re.compile(pattern, re.IGNORECASE), kind))
+        except re.error as err:
+            raise ConfigError(f"--card {pattern}={kind}: not a regular expression ({err})") \
+                from None
+    if not 1 <= sockets <= len(roots):
+        raise ConfigError(f"--sockets {sockets}: expected 1 to {len(roots)} (the root buses)")
+    walk = _Walk(patterns, types, links)
+    rcs = []
+    for k, root in enumerate(roots):
+        rcs.append((f"rc{k}", f"cpu{k * sockets // len(roots)}", root.address))
+        walk.place(root, f"rc{k}")
+    found = walk.found
+    if not found.cards:
+        seen = sorted({n.name for r in roots for n in r.walk() if n.name})
+        raise ConfigError(f"{source}: no device matches a --card pattern, and a topology needs "
+                          f"a SoC (names seen: {'; '.join(seen[:6]) or 'none'})")
+    return _yaml(name, source, includes, rcs, sockets, found)
+
+
+def _yaml(name: str, source: str, includes: list[str], rcs: list[tuple[str, str, str]],
+          sockets: int, found: _Found) -> str:
+    out = [f"# {name}: imported from {source} by simtopo topo import.",
+           "# 'read:' marks what lspci showed, 'inferred:' what its shape implies, and",
+           "# 'assumption:' what it cannot show: replace those with the machine's figures.",
+           f"name: {name}",
+           f"description: imported from {Path(source).name}",
+           f"include: [{', '.join(includes)}]", "",
+           "platform: {}  # assumption: the defaults (ACS off, no P2P through a root complex "
+           "or across sockets); set them from the BIOS", "",
+           "host:"]
+    if sockets > 1:
+        out.append("  socket_link: {bandwidth: 60GB/s, latency: 150ns}  # assumption")
+    out.append("  sockets:")
+    for s in range(sockets):
+        mine = [f"{{id: {rc}}}" for rc, cpu, _ in rcs if cpu == f"cpu{s}"]
+        buses = ", ".join(bus for _, cpu, bus in rcs if cpu == f"cpu{s}")
+        out += [f"    - id: cpu{s}",
+                "      cores: 32              # assumption: not in lspci",
+                "      memory: 512GB          # assumption: not in lspci",
+                "      memory_bw: 200GB/s     # assumption: not in lspci",
+                f"      root_complexes: [{', '.join(mine)}]  # read: root buses {buses}"
+                + ("; inferred: their socket" if sockets > 1 else "")]
+    if found.switches:
+        out += ["", "switches:"]
+        out += [f"  - {{id: {i}, parent: {p}, uplink: {u}}}  # {c}"
+                for i, p, u, c in found.switches]
+    out += ["", "cards:"]
+    out += [f"  - {{type: {t}, parent: {p}}}  # {c}" for t, p, c in found.cards]
+    if found.storage:
+        out += ["", "storage:"]
+        for i, p, link, c in found.storage:
+            out += [f"  - id: {i}  # {c}", "    kind: nvme", f"    parent: {p}",
+                    f"    link: {link}",
+                    "    read_bw: 6.5GB/s   # assumption: a datacenter NVMe drive; edit",
+                    "    write_bw: 3.5GB/s  # assumption: as read_bw",
+                    "    latency: 90us      # assumption: as read_bw"]
+    if found.skipped:
+        out += ["", "# not modelled:"] + [f"#   {s}" for s in found.skipped]
+    return "\n".join(out) + "\n"

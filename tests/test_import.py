@@ -1,0 +1,118 @@
+"""simtopo topo import: lspci -tv (and -vv) output read into a topology file."""
+
+from __future__ import annotations
+
+import pytest
+
+from simtopo import ConfigError
+from simtopo.cli import main
+from simtopo.topology.files import load_topology
+from simtopo.topology.lspci import parse_links, parse_tree
+
+from .conftest import ROOT, TOPOLOGIES
+
+DATA = ROOT / "tests" / "data" / "lspci"
+STANDARD = ["--card", "Qualcomm.*a100=ai100-standard", "--include",
+            str(TOPOLOGIES / "cards" / "ai100-standard.yaml")]
+
+
+def imported(tmp_path, capsys, tv: str, *extra: str) -> str:
+    out = tmp_path / "imported.yaml"
+    assert main(["topo", "import", str(DATA / tv), *extra, "-o", str(out)]) == 0
+    assert capsys.readouterr().out == f"wrote {out}\n"
+    return out
+
+
+def test_the_tree_of_lspci_tv():
+    (root,) = parse_tree((DATA / "std8-tv.txt").read_text())
+    assert root.address == "0000:00"
+    port, = (n for n in root.children if n.address == "0000:00:01.0")
+    (upstream,) = port.children
+    assert (upstream.address, upstream.secondary) == ("0000:01:00.0", "02")
+    ports = upstream.children
+    assert [p.address for p in ports] == [f"0000:02:0{k}.0" for k in range(9)]
+    assert [c.address for p in ports for c in p.children] == [
+        f"0000:{bus:02x}:00.0" for bus in range(3, 11)]  # the ninth port is empty
+    assert {c.name for p in ports for c in p.children} == {"Qualcomm Device a100"}
+    nic = next(n for n in root.children if n.address == "0000:00:03.0")
+    assert [c.address for c in nic.children] == ["0000:0d:00.0", "0000:0d:00.1"]
+
+
+def test_links_of_lspci_vv():
+    links = parse_links((DATA / "std8-vv.txt").read_text())
+    assert links["0000:01:00.0"] == (4, 16)
+    assert links["0000:03:00.0"] == (4, 8)
+    assert links["0000:0c:00.0"] == (4, 4)
+    assert "0000:02:00.0" not in links
+
+
+def test_an_imported_tree_is_its_hand_written_twin(tmp_path, capsys):
+    out = imported(tmp_path, capsys, "std8-tv.txt", "--vv", str(DATA / "std8-vv.txt"),
+                   *STANDARD)
+    text = out.read_text()
+    assert "# read: LnkSta of 0000:01:00.0; upstream port 0000:01:00.0" in text
+    assert "#   0000:0d:00.0 Intel Corporation Ethernet Controller E810-C for QSFP" in text
+    mine, twin = load_topology(out), load_topology(DATA / "std8-twin.yaml")
+    # the same graph: every node and link with every attribute (only the names differ)
+    assert dict(mine.graph.nodes(data=True)) == dict(twin.graph.nodes(data=True))
+    assert mine.graph.adj == twin.graph.adj
+    # and so it routes like it
+    assert mine.route("card0.soc0", "card7.soc0").links == \
+        twin.route("card0.soc0", "card7.soc0").links
+
+
+def test_ultra_cards_behind_their_switches_and_two_sockets(tmp_path, capsys):
+    out = imported(tmp_path, capsys, "ultra2-tv.txt", "--card",
+                   "Qualcomm.*a100=ai100-ultra", "--include",
+                   str(TOPOLOGIES / "cards" / "ai100-ultra.yaml"), "--sockets", "2")
+    topo = load_topology(out)
+    assert [c.type for c in topo.cards.values()] == ["ai100-ultra"] * 2
+    assert topo.node("card1.sw")["parent"] == "sw0"
+    assert topo.node("nvme0")["socket"] == "cpu1" and topo.node("sw0")["socket"] == "cpu0"
+    text = out.read_text()
+    assert "4 SoCs behind the switch at 0000:03:00.0: one card (inferred)" in text
+    assert "link: {gen: 4, lanes: 4}" in text  # a drive's link, assumed without -vv
+
+
+def test_a_link_other_than_the_card_type_says_is_pointed_out(tmp_path, capsys):
+    vv = (DATA / "std8-vv.txt").read_text().replace(
+        "0000:05:00.0 Unassigned class [ff00]: Qualcomm Device a100\n\t\tLnkSta:\tSpeed "
+        "16GT/s (ok), Width x8", "0000:05:00.0 Unassigned class [ff00]: Qualcomm Device "
+        "a100\n\t\tLnkSta:\tSpeed 8GT/s (downgraded), Width x8")
+    (tmp_path / "vv.txt").write_text(vv)
+    out = imported(tmp_path, capsys, "std8-tv.txt", "--vv", str(tmp_path / "vv.txt"),
+                   *STANDARD)
+    assert ("read: 0000:05:00.0 Qualcomm Device a100; lspci reports Gen3 x8 at "
+            "0000:05:00.0, the card type says Gen4 x8") in out.read_text()
+
+
+@pytest.mark.parametrize("text, message", [
+    ("hello world\n", "lspci -tv:1: not lspci -tv output: unexpected 'hello world' at "
+                      "column 1"),
+    ("           +-02.0  Intel\n", "lspci -tv:1: not lspci -tv output: a branch at column 12 "
+                                  "below no bridge"),
+    ("-[0000:00]-+-00.0  Intel\n           \\-1f.0----00.0  x\n",
+     "lspci -tv:2: not lspci -tv output: an endpoint (0000:00:1f.0) with children"),
+    ("\n", "lspci -tv: not lspci -tv output: no root bus"),
+])
+def test_what_is_not_lspci_tv_is_refused_in_one_line(text, message):
+    with pytest.raises(ConfigError) as err:
+        parse_tree(text)
+    assert str(err.value).startswith(message)
+
+
+def test_the_command_refuses_in_one_line_and_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "x.yaml"
+    args = ["topo", "import", str(DATA / "std8-tv.txt"), "-o", str(out)]
+    assert main([*args, "--card", "Nvidia=ai100-standard", "--include",
+                 str(TOPOLOGIES / "cards" / "ai100-standard.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "no device matches a --card pattern, and a topology needs a SoC" in err
+    assert err.count("\n") == 1 and not out.exists()
+    assert main([*args, "--card", "a100=ai100-pro", *STANDARD[2:]]) == 2
+    assert "no card type 'ai100-pro' in the included files (known: ai100-standard)" in \
+        capsys.readouterr().err
+    assert main([*args, "--card", "a100", *STANDARD[2:]]) == 2
+    assert "--card 'a100': expected PATTERN=TYPE" in capsys.readouterr().err
+    assert main([*args, *STANDARD, "--sockets", "2"]) == 2
+    assert "--sockets 2: expected 1 to 1 (the root buses)" in capsys.readouterr().err
