@@ -116,3 +116,57 @@ def test_the_command_refuses_in_one_line_and_writes_nothing(tmp_path, capsys):
     assert "--card 'a100': expected PATTERN=TYPE" in capsys.readouterr().err
     assert main([*args, *STANDARD, "--sockets", "2"]) == 2
     assert "--sockets 2: expected 1 to 1 (the root buses)" in capsys.readouterr().err
+
+
+NVSMI = ROOT / "tests" / "data" / "nvsmi"
+A100 = ["--card-type", "a100-pcie", "--include", str(TOPOLOGIES / "cards" / "gpus.yaml")]
+
+
+def test_nvidia_smi_topo_m_is_imported_as_its_twin(tmp_path, capsys):
+    out = tmp_path / "a100.yaml"
+    assert main(["topo", "import", str(NVSMI / "a100x8-bridged.txt"), *A100, "-o",
+                 str(out)]) == 0
+    capsys.readouterr()
+    mine, twin = load_topology(out), load_topology(NVSMI / "a100x8-twin.yaml")
+    assert dict(mine.graph.nodes(data=True)) == dict(twin.graph.nodes(data=True))
+    assert mine.graph.adj == twin.graph.adj
+    # NV12: 12 links of 25 GB/s each way; a bridged pair routes over it
+    route = mine.route("card0.soc0", "card1.soc0")
+    assert (route.path_class, route.bottleneck_Bps) == ("fabric", 300e9)
+    assert "read: GPU0-GPU1 NV12; 12 x 25 GB/s each way" in out.read_text()
+
+
+def test_an_nvswitch_system_is_a_link_per_pair(tmp_path):
+    from simtopo.topology.files import load_card_library
+    from simtopo.topology.nvsmi import import_nvsmi
+
+    n = 4
+    rows = ["\t" + "\t".join(f"GPU{k}" for k in range(n)) + "\tCPU Affinity\tNUMA Affinity"]
+    rows += [f"GPU{i}\t" + "\t".join(" X " if i == j else "NV18" for j in range(n))
+             + "\t0-63\t0" for i in range(n)]
+    types = load_card_library(TOPOLOGIES / "cards" / "gpus.yaml")
+    text = import_nvsmi("\n".join(rows), "a100-pcie", types,
+                        [str(TOPOLOGIES / "cards" / "gpus.yaml")], "nvs")
+    assert text.count("kind: nvlink") == n * (n - 1) // 2
+    assert "bandwidth: 450GB/s" in text  # 18 x 25 GB/s
+
+
+@pytest.mark.parametrize("change, message", [
+    (("GPU1\tNV12\t X \tPXB", "GPU1\tPIX\t X \tPXB"), "GPU0 to GPU1 says 'NV12' but GPU1 to "
+                                                      "GPU0 'PIX': the matrix must be "
+                                                      "symmetric"),
+    (("GPU0\t X \tNV12\tPXB", "GPU0\t X \tNV12\tQPI"), "GPU0 to GPU2 says 'QPI' (expected X, "
+                                                       "NV#, PIX, PXB, PHB, NODE, SYS)"),
+    (("GPU7\tSYS", "NIC7\tSYS"), "no row for GPU7"),
+])
+def test_what_is_not_nvidia_smi_topo_m_is_refused(tmp_path, capsys, change, message):
+    bad = tmp_path / "bad.txt"
+    bad.write_text((NVSMI / "a100x8-bridged.txt").read_text().replace(*change))
+    assert main(["topo", "import", str(bad), *A100]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert main(["topo", "import", str(NVSMI / "a100x8-bridged.txt"), *STANDARD]) == 2
+    assert "nvidia-smi topo -m output takes --card-type TYPE" in capsys.readouterr().err
+    (tmp_path / "x.txt").write_text("hello\n")
+    assert main(["topo", "import", str(tmp_path / "x.txt"), *A100]) == 2
+    assert "neither lspci -tv output" in capsys.readouterr().err

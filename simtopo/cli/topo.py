@@ -95,14 +95,31 @@ def cmd_route(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _import_kind(text: str, path: str) -> str:
+    """What a pasted file is: ``lspci`` (``lspci -tv``) or ``nvidia-smi`` (``topo -m``), by
+    its first line."""
+    import re
+
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    if re.match(r"\s*[-+\\]*\[[0-9a-fA-F]{4}:[0-9a-fA-F]{2}\]", first):
+        return "lspci"
+    if re.search(r"\bGPU0\b", first):
+        return "nvidia-smi"
+    raise ConfigError(f"{path}: neither lspci -tv output (it starts '-[0000:00]-') nor "
+                      "nvidia-smi topo -m output (a header row naming GPU0)")
+
+
 def cmd_import(args: argparse.Namespace) -> int:
-    """``simtopo topo import``: a topology file from ``lspci -tv`` (and ``-vv``) output."""
+    """``simtopo topo import``: a topology file from ``lspci -tv`` (and ``-vv``) or
+    ``nvidia-smi topo -m`` output."""
     import os
+    import re
 
     from ..io.atomic import write_text_atomic
     from ..topology.files import load_card_library
     from ..topology.importer import import_lspci
     from ..topology.lspci import parse_links, parse_tree
+    from ..topology.nvsmi import import_nvsmi
 
     def read(path: str) -> str:
         try:
@@ -110,27 +127,38 @@ def cmd_import(args: argparse.Namespace) -> int:
         except OSError as err:
             raise ConfigError(f"{path}: cannot read it ({err.strerror})") from None
 
-    cards = []
-    for item in args.card:
-        pattern, sep, kind = item.rpartition("=")
-        if not sep or not pattern or not kind:
-            raise ConfigError(f"--card {item!r}: expected PATTERN=TYPE, e.g. "
-                              "'Qualcomm.*a100=ai100-standard'")
-        cards.append((pattern, kind))
+    text = re.sub(r"\x1b\[[0-9;]*m", "", read(args.file))  # a terminal's underlines
+    kind = _import_kind(text, args.file)
     types = {}
     for path in args.include:
         types.update(load_card_library(path))
     out = None if args.output is None else check_output(args.output)
     folder = out.parent if out is not None else Path.cwd()
     includes = [os.path.relpath(Path(p).resolve(), folder.resolve()) for p in args.include]
-    roots = parse_tree(read(args.file), args.file)
-    links = parse_links(read(args.vv), args.vv) if args.vv else {}
     name = args.name or (out.stem if out is not None else "imported")
-    text = import_lspci(roots, links, cards, types, includes, name, args.sockets, args.file)
-    if out is None:
-        echo(text.rstrip("\n"))
+    if kind == "nvidia-smi":
+        if args.card_type is None or args.card or args.vv:
+            raise ConfigError("nvidia-smi topo -m output takes --card-type TYPE (the GPUs' "
+                              "card type), not --card or --vv")
+        result = import_nvsmi(text, args.card_type, types, includes, name, source=args.file)
     else:
-        write_text_atomic(out, text)
+        if not args.card or args.card_type is not None:
+            raise ConfigError("lspci -tv output takes --card PATTERN=TYPE (which devices are "
+                              "SoCs of which card type), not --card-type")
+        cards = []
+        for item in args.card:
+            pattern, sep, card = item.rpartition("=")
+            if not sep or not pattern or not card:
+                raise ConfigError(f"--card {item!r}: expected PATTERN=TYPE, e.g. "
+                                  "'Qualcomm.*a100=ai100-standard'")
+            cards.append((pattern, card))
+        links = parse_links(read(args.vv), args.vv) if args.vv else {}
+        result = import_lspci(parse_tree(text, args.file), links, cards, types, includes,
+                              name, args.sockets, args.file)
+    if out is None:
+        echo(result.rstrip("\n"))
+    else:
+        write_text_atomic(out, result)
         echo(f"wrote {out}")
     return EXIT_OK
 
@@ -170,13 +198,17 @@ def register(sub: Any) -> None:
     p.add_argument("--staging", help="host mode: 'src', 'dst' or a socket id")
     p.set_defaults(func=cmd_route)
 
-    p = topo.add_parser("import", help="a topology file from a server's lspci -tv output")
-    p.add_argument("file", metavar="LSPCI_TV", help="saved output of 'lspci -tv'")
+    p = topo.add_parser("import", help="a topology file from a server's lspci -tv or "
+                                       "nvidia-smi topo -m output")
+    p.add_argument("file", metavar="OUTPUT",
+                   help="saved output of 'lspci -tv' or of 'nvidia-smi topo -m'")
     p.add_argument("--vv", metavar="LSPCI_VV",
                    help="saved output of 'sudo lspci -vv': each link's generation and width")
-    p.add_argument("--card", action="append", required=True, metavar="PATTERN=TYPE",
-                   help="devices whose lspci name matches PATTERN (a regular expression) are "
+    p.add_argument("--card", action="append", default=[], metavar="PATTERN=TYPE",
+                   help="lspci: devices whose name matches PATTERN (a regular expression) are "
                         "SoCs of card type TYPE (repeatable)")
+    p.add_argument("--card-type", metavar="TYPE",
+                   help="nvidia-smi: the GPUs' card type")
     p.add_argument("--include", action="append", required=True, metavar="CARDS",
                    help="a card library defining the types (topologies/cards/*.yaml; "
                         "repeatable)")

@@ -40,7 +40,7 @@ NVME = re.compile(r"non-volatile memory controller|nvme", re.IGNORECASE)
 
 
 @dataclass
-class _Found:
+class Found:
     """What the walk found: switches, card placements, storage, and what it skipped."""
 
     switches: list[tuple[str, str, str, str]] = field(default_factory=list)
@@ -50,6 +50,8 @@ class _Found:
     storage: list[tuple[str, str, str, str]] = field(default_factory=list)
     """(id, parent, link text, comment)."""
     skipped: list[str] = field(default_factory=list)
+    fabric: list[tuple[str, str, str, str]] = field(default_factory=list)
+    """(device, device, bandwidth text, comment)."""
 
 
 def _link(address: str, links: dict[str, tuple[int, int]],
@@ -66,7 +68,7 @@ class _Walk:
     def __init__(self, patterns: list[tuple[re.Pattern[str], str]],
                  types: dict[str, CardTypeSpec], links: dict[str, tuple[int, int]]) -> None:
         self.patterns, self.types, self.links = patterns, types, links
-        self.found = _Found()
+        self.found = Found()
 
     def card_type(self, node: PciNode) -> str | None:
         return next((t for p, t in self.patterns if p.search(node.name)), None)
@@ -156,20 +158,24 @@ def import_lspci(roots: list[PciNode], links: dict[str, tuple[int, int]],
     walk = _Walk(patterns, types, links)
     rcs = []
     for k, root in enumerate(roots):
-        rcs.append((f"rc{k}", f"cpu{k * sockets // len(roots)}", root.address))
+        rcs.append((f"rc{k}", f"cpu{k * sockets // len(roots)}",
+                    f"read: root bus {root.address}"))
         walk.place(root, f"rc{k}")
     found = walk.found
     if not found.cards:
         seen = sorted({n.name for r in roots for n in r.walk() if n.name})
         raise ConfigError(f"{source}: no device matches a --card pattern, and a topology needs "
                           f"a SoC (names seen: {'; '.join(seen[:6]) or 'none'})")
-    return _yaml(name, source, includes, rcs, sockets, found)
+    return topology_yaml(name, source, includes, rcs, sockets, found)
 
 
-def _yaml(name: str, source: str, includes: list[str], rcs: list[tuple[str, str, str]],
-          sockets: int, found: _Found) -> str:
+def topology_yaml(name: str, source: str, includes: list[str],
+                  rcs: list[tuple[str, str, str]], sockets: int, found: Found) -> str:
+    """The topology file of what an import found: root complexes ``rcs`` (id, socket, where
+    they came from) on ``sockets`` sockets, and ``found``'s switches, cards, drives and
+    fabric links, every value with where it came from."""
     out = [f"# {name}: imported from {source} by simtopo topo import.",
-           "# 'read:' marks what lspci showed, 'inferred:' what its shape implies, and",
+           "# 'read:' marks what the input showed, 'inferred:' what its shape implies, and",
            "# 'assumption:' what it cannot show: replace those with the machine's figures.",
            f"name: {name}",
            f"description: imported from {Path(source).name}",
@@ -182,12 +188,12 @@ def _yaml(name: str, source: str, includes: list[str], rcs: list[tuple[str, str,
     out.append("  sockets:")
     for s in range(sockets):
         mine = [f"{{id: {rc}}}" for rc, cpu, _ in rcs if cpu == f"cpu{s}"]
-        buses = ", ".join(bus for _, cpu, bus in rcs if cpu == f"cpu{s}")
+        where = "; ".join(note for _, cpu, note in rcs if cpu == f"cpu{s}")
         out += [f"    - id: cpu{s}",
-                "      cores: 32              # assumption: not in lspci",
-                "      memory: 512GB          # assumption: not in lspci",
-                "      memory_bw: 200GB/s     # assumption: not in lspci",
-                f"      root_complexes: [{', '.join(mine)}]  # read: root buses {buses}"
+                "      cores: 32              # assumption: not in the input",
+                "      memory: 512GB          # assumption: not in the input",
+                "      memory_bw: 200GB/s     # assumption: not in the input",
+                f"      root_complexes: [{', '.join(mine)}]  # {where}"
                 + ("; inferred: their socket" if sockets > 1 else "")]
     if found.switches:
         out += ["", "switches:"]
@@ -203,6 +209,10 @@ def _yaml(name: str, source: str, includes: list[str], rcs: list[tuple[str, str,
                     "    read_bw: 6.5GB/s   # assumption: a datacenter NVMe drive; edit",
                     "    write_bw: 3.5GB/s  # assumption: as read_bw",
                     "    latency: 90us      # assumption: as read_bw"]
+    if found.fabric:
+        out += ["", "fabric:"]
+        out += [f"  - {{between: [{a}, {b}], bandwidth: {bw}, latency: 1us, kind: nvlink}}  # "
+                f"{c}; assumption: the latency" for a, b, bw, c in found.fabric]
     if found.skipped:
         out += ["", "# not modelled:"] + [f"#   {s}" for s in found.skipped]
     return "\n".join(out) + "\n"
