@@ -147,3 +147,41 @@ def test_a_tensor_parallel_plan_over_neuronlink_needs_no_tree_p2p(tmp_path):
     with pytest.raises(PlanError, match=r"p2p between devices 0 \(card0.soc0\) and \d+ "
                                         r"\(card\d+.soc0\) is impossible"):
         simtopo.run(trn2_experiment(tmp_path, bare), band=False, variants=["p2p"])
+
+
+def test_topo_check_counts_tree_domains_and_names_the_fabric_ring():
+    from simtopo.topology.checks import check_p2p_domains
+
+    finding = check_p2p_domains(load_topology(TRN2))
+    assert finding.message.startswith(
+        "4 P2P domains (sizes 4, 4, 4, 4) over the tree; a device fabric of 32 links joins all "
+        "16 SoCs in one ring: a tensor-sliced group of up to 16 SoCs")
+
+
+def test_an_mdp_config_over_the_fabric_ring_round_trips():
+    from simtopo.io.documents import Document
+    from simtopo.plan.mdp import mdp_from_plan, mdp_json, parse_mdp_text, plan_from_mdp
+    from simtopo.plan.stages import make_plan
+    from simtopo.spec.experiment import PlanSpec
+    from simtopo.workload.modelref import resolve_model
+    from simtopo.workload.opgraph import Precision, decode_shape
+
+    topo = load_topology(TRN2)
+    ref = resolve_model("llama-3-70b")
+    graph = ref.graph_for(decode_shape(1, 8, False), Precision(weights="bf16",
+                                                               activations="bf16"))
+    plan = make_plan(graph, ref.decoder, topo, PlanSpec(tp=16))
+    back = plan_from_mdp(parse_mdp_text(mdp_json(mdp_from_plan(plan))), Document(None, "x"),
+                         graph, ref.decoder, topo)
+    assert back.p2p_pairs == plan.p2p_pairs and len(back.p2p_pairs) == 16 * 15 // 2
+
+
+def test_what_if_scales_the_fabric_links_as_a_class():
+    from simtopo.analysis.whatif_settings import bandwidth_perturbations
+
+    topo = load_topology(TRN2)
+    (fabric,) = [p for p in bandwidth_perturbations(topo, 0.1) if p.key == "fabric-link"]
+    scaled = fabric.setting.topology.graph
+    assert scaled.edges["card0.soc0", "card1.soc0"]["bw_Bps"] == pytest.approx(1.1 * 160e9)
+    assert scaled.edges["card0.soc0", "sw0"]["bw_Bps"] == \
+        topo.graph.edges["card0.soc0", "sw0"]["bw_Bps"]

@@ -169,4 +169,67 @@ def test_what_is_not_nvidia_smi_topo_m_is_refused(tmp_path, capsys, change, mess
     assert "nvidia-smi topo -m output takes --card-type TYPE" in capsys.readouterr().err
     (tmp_path / "x.txt").write_text("hello\n")
     assert main(["topo", "import", str(tmp_path / "x.txt"), *A100]) == 2
-    assert "neither lspci -tv output" in capsys.readouterr().err
+    assert "not lspci -tv output (it starts" in capsys.readouterr().err
+
+
+HWLOC = ROOT / "tests" / "data" / "hwloc"
+
+
+def test_hwloc_xml_is_imported_as_its_twin_with_the_sockets_it_reads(tmp_path, capsys):
+    out = imported(tmp_path, capsys, "../hwloc/std8.xml", *STANDARD)
+    text = out.read_text()
+    assert "cores: 4  # read: hwloc Package 0" in text
+    assert "memory: 768GiB  # read: hwloc Package 0" in text
+    # 31.5 GB/s is Gen4 x16 (or Gen3 x32, Gen5 x8): the usual width of an uplink wins
+    assert "uplink: {gen: 4, lanes: 16}}  # inferred: 31.5077 GB/s at 0000:01:00.0 (or Gen3 " \
+           "x32, Gen5 x8: the same rate)" in text
+    mine, twin = load_topology(out), load_topology(HWLOC / "std8-twin.yaml")
+    assert dict(mine.graph.nodes(data=True)) == dict(twin.graph.nodes(data=True))
+    assert mine.graph.adj == twin.graph.adj
+
+
+@pytest.mark.parametrize("text, message", [
+    ('<?xml version="1.0"?><!DOCTYPE t [<!ENTITY a "aaaa">]><topology>&a;</topology>',
+     "declares XML entities; hwloc XML has none"),
+    ("<?xml version='1.0'?><topology><object", "not XML ("),
+    ("<?xml version='1.0'?><machine/>", "not hwloc XML (its root is <machine>, expected "
+                                       "<topology>"),
+    ("<?xml version='1.0'?><topology><object type='Package'/></topology>",
+     "no host bridge (a Bridge object with bridge_type '0-1')"),
+    ("<?xml version='1.0'?><topology><object type='Bridge' bridge_type='0-1' "
+     "bridge_pci='0000:[00-0f]'><object type='PCIDev' pci_busid='zz'/></object></topology>",
+     "a PCIDev with pci_busid 'zz' (expected '0000:03:00.0')"),
+])
+def test_what_is_not_hwloc_xml_is_refused(tmp_path, capsys, text, message):
+    bad = tmp_path / "bad.xml"
+    bad.write_text(text)
+    assert main(["topo", "import", str(bad), *STANDARD]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_lspci_vv_links_belong_to_their_own_function():
+    text = ("0000:00:01.0 PCI bridge: Intel Corporation Device 347a\n"
+            "\t\tLnkSta:\tSpeed 16GT/s (ok), Width x16 (ok)\n"
+            "10000:e1:00.0 Non-Volatile memory controller: Intel VMD NVMe\n"
+            "\t\tLnkSta:\tSpeed 8GT/s (ok), Width x4 (ok)\n"
+            "Some banner lspci does not print before a function\n"
+            "\t\tLnkSta:\tSpeed 2.5GT/s, Width x1\n"
+            "0000:02:00.0 Ethernet controller: a NIC whose link is down\n"
+            "\t\tLnkSta:\tSpeed 2.5GT/s, Width x0\n")
+    assert parse_links(text) == {"0000:00:01.0": (4, 16), "10000:e1:00.0": (3, 4)}
+
+
+def test_a_device_is_its_first_function(tmp_path, capsys):
+    tv = tmp_path / "tv.txt"
+    tv.write_text("-[0000:00]-+-01.0-[01]--+-00.0  Qualcomm Device a100\n"
+                  "           |            \\-00.1  Qualcomm Device a100 (second function)\n"
+                  "           \\-02.0-[02]----00.0  Qualcomm Device a100\n")
+    out = tmp_path / "my server (lab).yaml"
+    assert main(["topo", "import", str(tv), *STANDARD, "-o", str(out)]) == 0
+    capsys.readouterr()
+    topo = load_topology(out)
+    assert topo.name == "my-server-lab" and len(topo.cards) == 2
+    assert "#   0000:01:00.1 Qualcomm Device a100 (second function)" in out.read_text()
+    assert main(["topo", "import", str(tv), *STANDARD, "--name", "a #b"]) == 2
+    assert "name" in capsys.readouterr().err

@@ -40,10 +40,12 @@ LINK_CLASSES = {
     "card-link": "card links (card to switch or root port)",
     "soc-link": "SoC links (on-card switch to SoC)",
     "socket-link": "socket link",
+    "fabric-link": "device fabric links (NeuronLink, NVLink bridges)",
 }
 """Link classes a topology can have (reported in this order): server switch to root complex,
 server switch to server switch, card (its on-card switch, or a single-SoC card) to its server
-switch or root port, on-card switch to SoC, socket to socket."""
+switch or root port, on-card switch to SoC, socket to socket, device to device beside the
+tree."""
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,8 @@ def link_class(graph: nx.DiGraph, u: str, v: str) -> str | None:
     data = graph.edges[u, v]
     if data["direction"] == "socket":
         return "socket-link"
+    if data["direction"] == "fabric":
+        return "fabric-link"
     if data["direction"] not in ("up", "down"):
         return None
     child, parent = (u, v) if data["direction"] == "up" else (v, u)

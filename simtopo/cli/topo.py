@@ -96,28 +96,31 @@ def cmd_route(args: argparse.Namespace) -> int:
 
 
 def _import_kind(text: str, path: str) -> str:
-    """What a pasted file is: ``lspci`` (``lspci -tv``) or ``nvidia-smi`` (``topo -m``), by
-    its first line."""
+    """What a pasted file is: ``lspci`` (``lspci -tv``), ``nvidia-smi`` (``topo -m``) or
+    ``hwloc`` (``lstopo --of xml``), by its first line."""
     import re
 
     first = next((line for line in text.splitlines() if line.strip()), "")
-    if re.match(r"\s*[-+\\]*\[[0-9a-fA-F]{4}:[0-9a-fA-F]{2}\]", first):
+    if first.lstrip().startswith(("<?xml", "<topology", "<!DOCTYPE")):
+        return "hwloc"
+    if re.match(r"\s*[-+\\]*\[[0-9a-fA-F]{4,}:[0-9a-fA-F]{2}\]", first):
         return "lspci"
     if re.search(r"\bGPU0\b", first):
         return "nvidia-smi"
-    raise ConfigError(f"{path}: neither lspci -tv output (it starts '-[0000:00]-') nor "
-                      "nvidia-smi topo -m output (a header row naming GPU0)")
+    raise ConfigError(f"{path}: not lspci -tv output (it starts '-[0000:00]-'), nvidia-smi "
+                      "topo -m output (a header row naming GPU0) or hwloc XML ('<?xml')")
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    """``simtopo topo import``: a topology file from ``lspci -tv`` (and ``-vv``) or
-    ``nvidia-smi topo -m`` output."""
+    """``simtopo topo import``: a topology file from ``lspci -tv`` (and ``-vv``),
+    ``nvidia-smi topo -m`` or hwloc XML output."""
     import os
     import re
 
     from ..io.atomic import write_text_atomic
     from ..topology.files import load_card_library
-    from ..topology.importer import import_lspci
+    from ..topology.hwloc import parse_hwloc
+    from ..topology.importer import check_imported, import_pci
     from ..topology.lspci import parse_links, parse_tree
     from ..topology.nvsmi import import_nvsmi
 
@@ -135,7 +138,10 @@ def cmd_import(args: argparse.Namespace) -> int:
     out = None if args.output is None else check_output(args.output)
     folder = out.parent if out is not None else Path.cwd()
     includes = [os.path.relpath(Path(p).resolve(), folder.resolve()) for p in args.include]
-    name = args.name or (out.stem if out is not None else "imported")
+    name = args.name or re.sub(r"[^A-Za-z0-9_-]+", "-", out.stem if out is not None
+                               else "imported").strip("-")[:64] or "imported"
+    if not args.name and not name[0].isalpha():  # an id starts with a letter
+        name = f"t-{name}"[:64]
     if kind == "nvidia-smi":
         if args.card_type is None or args.card or args.vv:
             raise ConfigError("nvidia-smi topo -m output takes --card-type TYPE (the GPUs' "
@@ -143,7 +149,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         result = import_nvsmi(text, args.card_type, types, includes, name, source=args.file)
     else:
         if not args.card or args.card_type is not None:
-            raise ConfigError("lspci -tv output takes --card PATTERN=TYPE (which devices are "
+            raise ConfigError(f"{kind} input takes --card PATTERN=TYPE (which devices are "
                               "SoCs of which card type), not --card-type")
         cards = []
         for item in args.card:
@@ -152,9 +158,17 @@ def cmd_import(args: argparse.Namespace) -> int:
                 raise ConfigError(f"--card {item!r}: expected PATTERN=TYPE, e.g. "
                                   "'Qualcomm.*a100=ai100-standard'")
             cards.append((pattern, card))
-        links = parse_links(read(args.vv), args.vv) if args.vv else {}
-        result = import_lspci(parse_tree(text, args.file), links, cards, types, includes,
-                              name, args.sockets, args.file)
+        if kind == "hwloc":
+            if args.vv:
+                raise ConfigError("hwloc XML gives the link rates itself: drop --vv")
+            roots, links, socket_of, facts = parse_hwloc(text, args.file)
+            result = import_pci(roots, links, cards, types, includes, name, len(facts),
+                                args.file, socket_of, facts)
+        else:
+            links = parse_links(read(args.vv), args.vv) if args.vv else {}
+            result = import_pci(parse_tree(text, args.file), links, cards, types, includes,
+                                name, args.sockets, args.file)
+    check_imported(result, types, args.file)
     if out is None:
         echo(result.rstrip("\n"))
     else:
@@ -198,22 +212,24 @@ def register(sub: Any) -> None:
     p.add_argument("--staging", help="host mode: 'src', 'dst' or a socket id")
     p.set_defaults(func=cmd_route)
 
-    p = topo.add_parser("import", help="a topology file from a server's lspci -tv or "
-                                       "nvidia-smi topo -m output")
+    p = topo.add_parser("import", help="a topology file from a server's lspci -tv, "
+                                       "nvidia-smi topo -m or lstopo --of xml output")
     p.add_argument("file", metavar="OUTPUT",
-                   help="saved output of 'lspci -tv' or of 'nvidia-smi topo -m'")
+                   help="saved output of 'lspci -tv', 'nvidia-smi topo -m' or "
+                        "'lstopo --of xml'")
     p.add_argument("--vv", metavar="LSPCI_VV",
                    help="saved output of 'sudo lspci -vv': each link's generation and width")
     p.add_argument("--card", action="append", default=[], metavar="PATTERN=TYPE",
-                   help="lspci: devices whose name matches PATTERN (a regular expression) are "
-                        "SoCs of card type TYPE (repeatable)")
+                   help="lspci, hwloc: devices whose name matches PATTERN (a regular "
+                        "expression) are SoCs of card type TYPE (repeatable)")
     p.add_argument("--card-type", metavar="TYPE",
                    help="nvidia-smi: the GPUs' card type")
     p.add_argument("--include", action="append", required=True, metavar="CARDS",
                    help="a card library defining the types (topologies/cards/*.yaml; "
                         "repeatable)")
     p.add_argument("--sockets", type=int, default=1,
-                   help="sockets the root buses are spread over, in order (default 1)")
+                   help="lspci: sockets the root buses are spread over, in order (default 1; "
+                        "hwloc reads them)")
     p.add_argument("--name", help="the topology's name (default: the output's stem)")
     p.add_argument("-o", "--output", metavar="YAML",
                    help="where to write it (default: print it)")

@@ -45,7 +45,7 @@ from simpy.events import AllOf, Event
 
 from ..errors import RouteError
 from ..topology import routing
-from ..topology.fabric import fabric_ring
+from ..topology.fabric import group_ring
 from ..topology.graph import Topology
 from . import memo as idle
 from . import protocols
@@ -69,8 +69,7 @@ def ring_order(topo: Topology, group: Sequence[str]) -> list[str]:
             raise RouteError(f"{dev} is not a SoC or storage device; collectives run on devices")
     if len(set(group)) != len(group):
         raise RouteError(f"a collective group lists a device twice: {', '.join(group)}")
-    ordered = sorted(group, key=position.__getitem__)
-    return fabric_ring(topo.graph, ordered) or ordered
+    return group_ring(topo, group) or sorted(group, key=position.__getitem__)
 
 
 class Collectives:

@@ -32,7 +32,7 @@ from ..spec.model import DecoderSpec
 from ..topology.graph import Topology
 from ..workload.opgraph import Precision
 from .layouts import Stage, check_tp, shard_stages
-from .stages import PartitionPlan, check_connections
+from .stages import PartitionPlan, check_connections, fabric_ring_pairs
 
 
 def read_mdp(path: str | Path) -> tuple[MdpConfig, Document]:
@@ -145,11 +145,14 @@ def validate_mdp(config: MdpConfig, doc: Document, graph: nx.DiGraph, topo: Topo
             raise _error(doc, f"tensor slicing over {len(ids)} devices, some of them P2P, "
                          f"exceeds {topo.name}'s P2P limit of {limit} "
                          "(platform.max_p2p_group)", ("partitions", i, "devices"))
+    ringed = fabric_ring_pairs(topo, (([d.deviceId for d in part.devices],
+                                        [physical[d.deviceId] for d in part.devices])
+                                       for part in config.partitions))
     for c, conn in enumerate(config.connections):
         if conn.type != "p2p":
             continue  # only the pairs that end up P2P (later entries win) are checked
         pairs = frozenset(frozenset((a, b)) for a in conn.devices for b in conn.devices
-                          if a < b and frozenset((a, b)) in p2p)
+                          if a < b and frozenset((a, b)) in p2p) - ringed
         try:
             check_connections(topo, physical, pairs, where="")
         except PlanError as err:

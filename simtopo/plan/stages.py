@@ -7,7 +7,7 @@ import math
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -200,14 +200,16 @@ def device_pool(topo: Topology, spec: PlanSpec, need: int, why: str) -> list[str
     return pool[:need]
 
 
-def _fabric_rings(topo: Topology, stages: Sequence[Stage]) -> frozenset[frozenset[int]]:
-    """Pairs of logical devices inside a stage whose devices a device fabric joins in one
-    ring: its collectives step between fabric neighbours, and any other pair's copy (a tree
-    or direct algorithm's) is bounced through host memory where the tree has no P2P route."""
+def fabric_ring_pairs(topo: Topology, groups: Iterable[tuple[Sequence[int], Sequence[str]]]
+                      ) -> frozenset[frozenset[int]]:
+    """Pairs of logical devices inside a group (logical ids, their SoCs: a stage, an MDP
+    partition) that a device fabric joins in one ring: its collectives step between fabric
+    neighbours, and any other pair's copy (a tree or direct algorithm's) is bounced through
+    host memory where the tree has no P2P route."""
     out: set[frozenset[int]] = set()
-    for stage in stages:
-        if len(stage.devices) > 2 and group_ring(topo, stage.devices) is not None:
-            out.update(frozenset((a, b)) for a in stage.logical for b in stage.logical if a < b)
+    for logical, devices in groups:
+        if len(devices) > 2 and group_ring(topo, devices) is not None:
+            out.update(frozenset((a, b)) for a in logical for b in logical if a < b)
     return frozenset(out)
 
 
@@ -335,7 +337,8 @@ def make_plan(graph: nx.DiGraph, model: DecoderSpec | None, topo: Topology, spec
                         f"of {limit} (platform.max_p2p_group)")
     for stages in replicas:
         check_connections(topo, [d for s in stages for d in s.devices],
-                          pairs - _fabric_rings(topo, stages))
+                          pairs - fabric_ring_pairs(topo, ((s.logical, s.devices)
+                                                           for s in stages)))
     layout = laid_out(graph, model, replicas[0], precision, spec.split_rules,
                       spec.expert_imbalance)
     shards, comms, handoffs = layout

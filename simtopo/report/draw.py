@@ -246,13 +246,19 @@ def draw_topology(topo: Topology, link_load: dict[str, float] | None = None,
         y1 -= _text_size(node_label(topo, v))[1] / 2
         span = max(math.hypot(x1 - x0, y1 - y0), 1e-3)
         bend = FABRIC_BOW_IN / span * (1 if x0 <= x1 else -1)
+        colour = FABRIC_COLOUR
+        if link_load is not None:  # coloured by load as the tree's links are
+            load = max(link_load.get(f"{u}->{v}", 0.0), link_load.get(f"{v}->{u}", 0.0))
+            colour = LOAD_COLOURS(LOAD_SCALE(min(max(load, LOAD_FLOOR), 1.0))) if load \
+                else IDLE_COLOUR
         ax.add_patch(FancyArrowPatch((x0, y0), (x1, y1), arrowstyle="-",
-                                     connectionstyle=f"arc3,rad={bend}", color=FABRIC_COLOUR,
+                                     connectionstyle=f"arc3,rad={bend}", color=colour,
                                      lw=1.4, zorder=2))
     for kind in sorted({d["link"] for _, _, d in fabric_edges}):
         bw = next(d["bw_Bps"] for _, _, d in fabric_edges if d["link"] == kind)
-        handles.append(Line2D([], [], color=FABRIC_COLOUR, lw=1.4,
-                              label=f"{kind}: {format_bandwidth(bw)} per direction"))
+        handles.append(Line2D([], [], color="#777777" if link_load is not None
+                              else FABRIC_COLOUR, lw=1.4, ls="-",
+                              label=f"{kind} (arcs): {format_bandwidth(bw)} per direction"))
 
     for node in pos:
         x, y = at(node)

@@ -15,9 +15,11 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Literal
 
+import networkx as nx
 import numpy as np
 
 from ..units import format_bandwidth, format_bytes
+from .fabric import group_ring
 from .graph import Topology
 from .matrix import PATH_CLASSES, path_matrix
 
@@ -73,6 +75,17 @@ def check_acs(topo: Topology) -> Finding:
                    "ways; Qualcomm MDP P2P needs ACS off")
 
 
+def _fabric_links(topo: Topology) -> int:
+    return sum(1 for _, _, d in topo.graph.edges(data=True) if d["direction"] == "fabric") // 2
+
+
+def _without_fabric(topo: Topology) -> nx.DiGraph:
+    graph = topo.graph.copy()
+    graph.remove_edges_from([(u, v) for u, v, d in graph.edges(data=True)
+                             if d["direction"] == "fabric"])
+    return graph
+
+
 def check_p2p_domains(topo: Topology) -> Finding:
     """The largest group of SoCs joined by P2P, against the platform's tensor-slicing limit."""
     if not topo.socs:
@@ -84,7 +97,11 @@ def check_p2p_domains(topo: Topology) -> Finding:
     # classes; a partitioned chip (a crossing between two subtrees that otherwise meet at a
     # root complex without P2P) can break transitivity, and then a domain is a group that
     # surely can, not always the largest one
-    linked = matrix.path_class != PATH_CLASSES.index("host")
+    # over the tree alone: fabric links join pairs, not domains (reaching by them is not
+    # transitive), and the fabric rings are reported beside
+    tree = path_matrix(topo.derived(graph=_without_fabric(topo))) if _fabric_links(topo) \
+        else matrix
+    linked = tree.path_class != PATH_CLASSES.index("host")
     _, counts = np.unique(linked, axis=0, return_counts=True)
     sizes = sorted(counts.tolist(), reverse=True)
     largest, limit = sizes[0], topo.platform.max_p2p_group
@@ -94,6 +111,13 @@ def check_p2p_domains(topo: Topology) -> Finding:
     why = f"; P2P off by {_names(off, 4)}" if off else ""
     text = (f"{len(sizes)} P2P domain{'s' if len(sizes) > 1 else ''} "
             f"(sizes {_names([str(k) for k in sizes], 8)}{why})")
+    if fabric := _fabric_links(topo):
+        if group_ring(topo, list(topo.socs)) is not None:
+            largest = len(topo.socs)  # a tensor-sliced group steps around the ring
+            text += (f" over the tree; a device fabric of {fabric} links joins all "
+                     f"{largest} SoCs in one ring")
+        else:
+            text += f" over the tree; a device fabric of {fabric} links (no ring through all)"
     acs = [s for s in topo.switches if topo.graph.nodes[s]["acs"] and topo.children(s)]
     if acs:
         return Finding("warning", "p2p-domains", f"{text}, counting hairpins through ACS-on "

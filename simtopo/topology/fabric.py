@@ -103,9 +103,13 @@ def fabric_ring(graph: nx.DiGraph, ordered: list[str]) -> list[str] | None:
 
 
 def group_ring(topo: Topology, group: Sequence[str]) -> list[str] | None:
-    """A ring over the fabric through ``group`` (taken in the topology's depth-first order),
-    or None: collectives of such a group step between fabric neighbours only."""
-    position = {dev: i for i, dev in enumerate(topo.socs)}
+    """A ring over the fabric through ``group`` (taken in the topology's depth-first order,
+    SoCs then storage), or None: collectives of such a group step between fabric neighbours
+    only. Memoized on the topology."""
+    position = {dev: i for i, dev in enumerate((*topo.socs, *topo.storage))}
     if len(set(group)) != len(group) or any(d not in position for d in group):
         return None
-    return fabric_ring(topo.graph, sorted(group, key=position.__getitem__))
+    ordered = tuple(sorted(group, key=position.__getitem__))
+    if ordered not in topo.rings:
+        topo.rings[ordered] = fabric_ring(topo.graph, list(ordered))
+    return topo.rings[ordered]

@@ -81,9 +81,14 @@ class Topology:
             key: value for key, value in defaults.items() if getattr(given, key) is None})
         """Transfer parameters with the link model's values where the file says nothing."""
         self.routes: dict[tuple[str, str, str, str | None], Route | BounceRoute] = {}
-        self.p2p_pairs: dict[tuple[str, str], bool] = {}
         """Routes computed so far (:func:`simtopo.topology.routing.route` memoizes here: the
         graph does not change once built, and routes are immutable)."""
+        self.p2p_pairs: dict[tuple[str, str], bool] = {}
+        """Whether a P2P route joins two devices, found so far
+        (:func:`simtopo.topology.routing.p2p_possible`)."""
+        self.rings: dict[tuple[str, ...], list[str] | None] = {}
+        """Rings over the device fabric found so far, by the group in depth-first order
+        (:func:`simtopo.topology.fabric.group_ring`)."""
 
     def derived(self, spec: TopologySpec | None = None,
                 graph: nx.DiGraph | None = None) -> Topology:

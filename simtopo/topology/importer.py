@@ -23,6 +23,8 @@ lspci: they are written as assumptions to replace.
 
 from __future__ import annotations
 
+import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +37,11 @@ ASSUMED_LINK = (4, 16)
 """The link written where ``lspci -vv`` gives none (assumption)."""
 ASSUMED_DRIVE_LINK = (4, 4)
 """A drive's link where ``lspci -vv`` gives none (assumption: an NVMe drive's usual x4)."""
+
+LANE_RATE_BPS = {1: 0.25e9, 2: 0.5e9, 3: 8e9 * 128 / 130 / 8, 4: 16e9 * 128 / 130 / 8,
+                 5: 32e9 * 128 / 130 / 8, 6: 64e9 * 242 / 256 / 8}
+"""A lane's rate after line coding, by PCIe generation, as hwloc's ``pci_link_speed`` gives
+it (8b/10b to Gen2, 128b/130b to Gen5, FLIT 242/256 at Gen6)."""
 
 NVME = re.compile(r"non-volatile memory controller|nvme", re.IGNORECASE)
 
@@ -54,19 +61,47 @@ class Found:
     """(device, device, bandwidth text, comment)."""
 
 
-def _link(address: str, links: dict[str, tuple[int, int]],
+Links = dict[str, tuple[int, int] | float]
+"""Each function's link: (PCIe generation, lanes), or a rate in bytes/s where only that is
+known (hwloc's ``pci_link_speed``)."""
+
+
+@dataclass(frozen=True)
+class SocketFacts:
+    """What the input says of a socket (None: nothing)."""
+
+    cores: int | None = None
+    memory_bytes: float | None = None
+    note: str = ""
+
+
+def _link(address: str, links: Links,
           assumed: tuple[int, int] = ASSUMED_LINK) -> tuple[str, str]:
     """A link's YAML and where it came from."""
-    if address in links:
-        gen, lanes = links[address]
+    read = links.get(address)
+    if isinstance(read, tuple):
+        gen, lanes = read
         return f"{{gen: {gen}, lanes: {lanes}}}", f"read: LnkSta of {address}"
+    if read is not None:  # a rate: the generation and width that give it (the width nearest
+        # the usual one, then the newest)
+        fits = [(gen, lanes) for gen, per_lane in LANE_RATE_BPS.items()
+                for lanes in (1, 2, 4, 8, 16, 32)
+                if abs(per_lane * lanes - read) <= 0.01 * read]
+        if not fits:
+            raise ConfigError(f"{address}: a link of {read / 1e9:.6g} GB/s is no PCIe "
+                              "generation and width's rate")
+        gen, lanes = min(fits, key=lambda f: (abs(math.log2(f[1] / assumed[1])), -f[0]))
+        others = ", ".join(f"Gen{g} x{n}" for g, n in fits if (g, n) != (gen, lanes))
+        return (f"{{gen: {gen}, lanes: {lanes}}}",
+                f"inferred: {read / 1e9:.6g} GB/s at {address}"
+                + (f" (or {others}: the same rate)" if others else ""))
     gen, lanes = assumed
     return f"{{gen: {gen}, lanes: {lanes}}}", f"assumption: no lspci -vv for {address}"
 
 
 class _Walk:
     def __init__(self, patterns: list[tuple[re.Pattern[str], str]],
-                 types: dict[str, CardTypeSpec], links: dict[str, tuple[int, int]]) -> None:
+                 types: dict[str, CardTypeSpec], links: Links) -> None:
         self.patterns, self.types, self.links = patterns, types, links
         self.found = Found()
 
@@ -74,7 +109,10 @@ class _Walk:
         return next((t for p, t in self.patterns if p.search(node.name)), None)
 
     def endpoints(self, node: PciNode) -> list[PciNode]:
-        return [n for n in node.walk() if not n.is_bridge and not n.is_root]
+        """The devices below ``node``: their first functions (a GPU's audio function, a
+        NIC's second port are the same device)."""
+        return [n for n in node.walk() if not n.is_bridge and not n.is_root
+                and n.address.endswith(".0")]
 
     def place(self, node: PciNode, parent: str) -> None:
         """Place what hangs from bridge or root bus ``node`` under topology node ``parent``."""
@@ -95,9 +133,9 @@ class _Walk:
             (kind,) = kinds
             spec = self.types[kind]
             if spec.switch is not None and len(below) == spec.socs:
-                ok = self.links.get(node.address)
+                read = self.mismatch(self.links.get(node.address), spec, node.address)
                 note = f"{len(below)} SoCs behind the switch at {node.address}: one card " \
-                       f"(inferred){self.mismatch(ok, spec, node.address)}"
+                       f"(inferred){read}"
                 self.found.cards.append((kind, parent, note))
                 return
         if not any(self.card_type(e) or NVME.search(e.name) for e in below):
@@ -110,15 +148,16 @@ class _Walk:
         for port in node.children:
             self.place(port, ident)
 
-    def mismatch(self, read: tuple[int, int] | None, spec: CardTypeSpec, where: str) -> str:
+    def mismatch(self, read: tuple[int, int] | float | None, spec: CardTypeSpec,
+                 where: str) -> str:
         link = spec.host_link
-        if read is None or (link.gen, link.lanes) == read:
+        if not isinstance(read, tuple) or (link.gen, link.lanes) == read:
             return ""
         return (f"; lspci reports Gen{read[0]} x{read[1]} at {where}, the card type says "
                 f"{link.label()}")
 
     def endpoint(self, node: PciNode, parent: str) -> None:
-        kind = self.card_type(node)
+        kind = self.card_type(node) if node.address.endswith(".0") else None
         if kind is not None:
             spec = self.types[kind]
             if spec.socs != 1:
@@ -128,7 +167,7 @@ class _Walk:
             note = f"read: {node.address} {node.name}" + self.mismatch(
                 self.links.get(node.address), spec, node.address)
             self.found.cards.append((kind, parent, note))
-        elif NVME.search(node.name) and node.address.endswith(".0"):
+        elif NVME.search(node.name) and node.address.endswith(".0"):  # one drive a device
             link, source = _link(node.address, self.links, ASSUMED_DRIVE_LINK)
             ident = f"nvme{len(self.found.storage)}"
             self.found.storage.append((ident, parent, link,
@@ -137,12 +176,14 @@ class _Walk:
             self.found.skipped.append(f"{node.address} {node.name or '(no name)'}")
 
 
-def import_lspci(roots: list[PciNode], links: dict[str, tuple[int, int]],
-                 cards: list[tuple[str, str]], types: dict[str, CardTypeSpec],
-                 includes: list[str], name: str, sockets: int = 1, source: str = "lspci"
-                 ) -> str:
+def import_pci(roots: list[PciNode], links: Links, cards: list[tuple[str, str]],
+               types: dict[str, CardTypeSpec], includes: list[str], name: str,
+               sockets: int = 1, source: str = "lspci", socket_of: list[int] | None = None,
+               facts: list[SocketFacts] | None = None) -> str:
     """The topology YAML of ``roots`` (module docstring): ``cards`` maps name patterns
-    (regular expressions) to card types of ``types``, which ``includes`` define."""
+    (regular expressions) to card types of ``types``, which ``includes`` define. The root
+    buses go to ``sockets`` sockets in order, or as ``socket_of`` says (read, with ``facts``
+    of each socket)."""
     patterns = []
     for pattern, kind in cards:
         if kind not in types:
@@ -153,33 +194,55 @@ def import_lspci(roots: list[PciNode], links: dict[str, tuple[int, int]],
         except re.error as err:
             raise ConfigError(f"--card {pattern}={kind}: not a regular expression ({err})") \
                 from None
-    if not 1 <= sockets <= len(roots):
+    if socket_of is None and not 1 <= sockets <= len(roots):
         raise ConfigError(f"--sockets {sockets}: expected 1 to {len(roots)} (the root buses)")
     walk = _Walk(patterns, types, links)
     rcs = []
     for k, root in enumerate(roots):
-        rcs.append((f"rc{k}", f"cpu{k * sockets // len(roots)}",
-                    f"read: root bus {root.address}"))
+        where = socket_of[k] if socket_of is not None else k * sockets // len(roots)
+        rcs.append((f"rc{k}", f"cpu{where}", f"read: root bus {root.address}"))
         walk.place(root, f"rc{k}")
     found = walk.found
     if not found.cards:
         seen = sorted({n.name for r in roots for n in r.walk() if n.name})
         raise ConfigError(f"{source}: no device matches a --card pattern, and a topology needs "
                           f"a SoC (names seen: {'; '.join(seen[:6]) or 'none'})")
-    return topology_yaml(name, source, includes, rcs, sockets, found)
+    return topology_yaml(name, source, includes, rcs, sockets, found, facts)
+
+
+def check_imported(text: str, types: dict[str, CardTypeSpec], source: str) -> None:
+    """Build the topology an import wrote (its includes' card types given), so that a file
+    that would not load is refused before it is written."""
+    import yaml
+
+    from ..io.documents import Document, validate_document
+    from ..spec.topology import TopologySpec
+    from .build import build_topology
+
+    data = yaml.safe_load(text)
+    data.pop("include", None)
+    spec = validate_document(Document(data, f"{source} (imported)"), TopologySpec)
+    build_topology(spec, types, source)
+
+
+def _size(size_bytes: float) -> str:
+    """Bytes as the file writes them: GiB where they are whole, else GB."""
+    gib = size_bytes / 2**30
+    return f"{gib:g}GiB" if gib == int(gib) else f"{size_bytes / 1e9:.6g}GB"
 
 
 def topology_yaml(name: str, source: str, includes: list[str],
-                  rcs: list[tuple[str, str, str]], sockets: int, found: Found) -> str:
+                  rcs: list[tuple[str, str, str]], sockets: int, found: Found,
+                  facts: list[SocketFacts] | None = None) -> str:
     """The topology file of what an import found: root complexes ``rcs`` (id, socket, where
     they came from) on ``sockets`` sockets, and ``found``'s switches, cards, drives and
     fabric links, every value with where it came from."""
     out = [f"# {name}: imported from {source} by simtopo topo import.",
            "# 'read:' marks what the input showed, 'inferred:' what its shape implies, and",
            "# 'assumption:' what it cannot show: replace those with the machine's figures.",
-           f"name: {name}",
-           f"description: imported from {Path(source).name}",
-           f"include: [{', '.join(includes)}]", "",
+           f"name: {json.dumps(name)}",
+           f"description: {json.dumps('imported from ' + Path(source).name)}",
+           f"include: [{', '.join(json.dumps(i) for i in includes)}]", "",
            "platform: {}  # assumption: the defaults (ACS off, no P2P through a root complex "
            "or across sockets); set them from the BIOS", "",
            "host:"]
@@ -189,12 +252,16 @@ def topology_yaml(name: str, source: str, includes: list[str],
     for s in range(sockets):
         mine = [f"{{id: {rc}}}" for rc, cpu, _ in rcs if cpu == f"cpu{s}"]
         where = "; ".join(note for _, cpu, note in rcs if cpu == f"cpu{s}")
+        known = facts[s] if facts is not None else SocketFacts()
         out += [f"    - id: cpu{s}",
+                f"      cores: {known.cores}  # read: {known.note}" if known.cores else
                 "      cores: 32              # assumption: not in the input",
+                f"      memory: {_size(known.memory_bytes)}  # read: {known.note}"
+                if known.memory_bytes else
                 "      memory: 512GB          # assumption: not in the input",
                 "      memory_bw: 200GB/s     # assumption: not in the input",
                 f"      root_complexes: [{', '.join(mine)}]  # {where}"
-                + ("; inferred: their socket" if sockets > 1 else "")]
+                + ("; inferred: their socket" if sockets > 1 and facts is None else "")]
     if found.switches:
         out += ["", "switches:"]
         out += [f"  - {{id: {i}, parent: {p}, uplink: {u}}}  # {c}"

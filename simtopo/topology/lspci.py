@@ -26,7 +26,7 @@ from ..errors import ConfigError
 
 _TOKEN = re.compile(
     r"(?P<branch>[+\\]-)"
-    r"|\[(?P<domain>[0-9a-f]{4}):(?P<root>[0-9a-f]{2})\]"
+    r"|\[(?P<domain>[0-9a-f]{4,}):(?P<root>[0-9a-f]{2})\]"
     r"|(?P<slot>[0-9a-f]{2}\.[0-7])(?:-\[(?P<sec>[0-9a-f]{2})(?:-(?P<sub>[0-9a-f]{2}))?\])?",
     re.IGNORECASE)
 _ONWARD = re.compile(r"-+(?:(?P<fork>[+\\])-|(?=[0-9a-f]{2}\.[0-7]))", re.IGNORECASE)
@@ -133,10 +133,11 @@ def parse_tree(text: str, source: str = "lspci -tv") -> list[PciNode]:
     if not roots:
         raise ConfigError(f"{source}: not lspci -tv output: no root bus ('-[0000:00]-...') in "
                           "it")
-    return roots
+    # lspci prints the root buses last first: in the order of their domain and bus here
+    return sorted(roots, key=lambda r: (len(r.address), r.address))
 
 
-_FUNCTION = re.compile(r"^(?:(?P<domain>[0-9a-f]{4}):)?(?P<bus>[0-9a-f]{2}):(?P<slot>"
+_FUNCTION = re.compile(r"^(?:(?P<domain>[0-9a-f]{4,}):)?(?P<bus>[0-9a-f]{2}):(?P<slot>"
                        r"[0-9a-f]{2}\.[0-7]) ", re.IGNORECASE)
 _LINK = re.compile(r"LnkSta:\s*Speed\s+(?P<speed>[0-9.]+)GT/s[^,]*,\s*Width\s+x(?P<width>\d+)")
 
@@ -151,6 +152,9 @@ def parse_links(text: str, source: str = "lspci -vv") -> dict[str, tuple[int, in
         if head is not None:
             current = f"{(head['domain'] or '0000')}:{head['bus']}:{head['slot']}".lower()
             continue
+        if line[:1].strip():  # an unindented line that heads no function: nobody's link
+            current = None
+            continue
         link = _LINK.search(line)
         if link is not None and current is not None:
             speed = float(link["speed"])
@@ -158,5 +162,6 @@ def parse_links(text: str, source: str = "lspci -vv") -> dict[str, tuple[int, in
                 raise ConfigError(f"{source}:{number}: link speed {link['speed']} GT/s is no "
                                   f"PCIe generation's (expected one of "
                                   f"{', '.join(f'{s:g}' for s in GT_PER_S_TO_GEN)})")
-            out[current] = (GT_PER_S_TO_GEN[speed], int(link["width"]))
+            if int(link["width"]) in (1, 2, 4, 8, 16, 32):  # x0: the link is down
+                out[current] = (GT_PER_S_TO_GEN[speed], int(link["width"]))
     return out
