@@ -132,3 +132,23 @@ def test_ctrl_c_while_the_command_starts_is_one_line(tmp_path):
         assert text.count("\n") <= 1 and "Traceback" not in text, (delay, text)
         assert proc.returncode in (130, -signal.SIGINT), (delay, proc.returncode)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="no interval timers")
+def test_a_ctrl_c_inside_an_import_stops_once_the_import_is_left():
+    # raised inside the import system, KeyboardInterrupt may land in one of its weakref
+    # callbacks, where Python prints it and goes on: the stop waits for an alarm 10 ms later
+    from simtopo.cli import _interrupt
+
+    space: dict = {}
+    exec(compile("import sys\ndef grab():\n    return sys._getframe()\n",
+                 "<frozen importlib._bootstrap>", "exec"), space)
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        assert _interrupt(signal.SIGINT, space["grab"]()) is None
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN  # the first press counts
+        with pytest.raises(KeyboardInterrupt):
+            time.sleep(2)
+        assert signal.getsignal(signal.SIGALRM) == signal.SIG_DFL
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -14,6 +14,7 @@ import sys
 import threading
 import traceback
 from collections.abc import Sequence
+from types import FrameType
 from typing import NoReturn
 
 from ..errors import SimtopoError
@@ -64,10 +65,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _interrupt(_signum: int, _frame: object) -> NoReturn:
+def _in_import_machinery(frame: FrameType | None) -> bool:
+    """Is ``frame`` (or a caller a few levels up) Python's import system? An exception raised
+    there may land in one of its weakref callbacks, where Python prints it and goes on."""
+    for _ in range(4):
+        if frame is None:
+            return False
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
     """Ctrl-C: stop (KeyboardInterrupt), and ignore further presses while stopping, so that
-    a second one cannot cut the clean-up short (or kill the process as it exits)."""
+    a second one cannot cut the clean-up short (or kill the process as it exits). Pressed
+    while a module is being imported, the stop waits 10 ms, until the import system is left
+    (an exception in its callbacks would be printed and ignored)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if _in_import_machinery(frame) and hasattr(signal, "setitimer"):
+        signal.signal(signal.SIGALRM, _interrupt)
+        signal.setitimer(signal.ITIMER_REAL, 0.01)
+        return
+    if signum != signal.SIGINT:  # the deferred stop: the alarm goes back to its default
+        signal.signal(signum, signal.SIG_DFL)
     raise KeyboardInterrupt
 
 
