@@ -207,3 +207,20 @@ def test_a_row_of_docs_sizing_is_what_the_tool_prints_now():
     text = sizing_markdown(["llama-2-7b"], [str(ROOT / "topologies" / "std8.yaml")], jobs=2)
     row = next(line for line in text.splitlines() if line.startswith("| llama-2-7b |"))
     assert row in (ROOT / "docs" / "sizing.md").read_text().splitlines()
+
+
+def test_the_seed_s_sn30_row_is_recomputed_and_read_as_the_seed_says():
+    """One row of docs/sizing.md's comparison with the SambaNova guide's SN30 table (40B -
+    80B: "2, weight mode") recomputed: llama-2-70b at bf16 fits on one SN30 RDU (138 GB of
+    weights in its 1 TB of DDR, by hand), and its best throughput is one RDU per replica."""
+    from simtopo.analysis.sizing import WORKLOAD, _shaped, precision_for, seed_comparison
+
+    sn30 = str(ROOT / "topologies" / "sn30-node.yaml")
+    assert precision_for(sn30) == "bf16" and precision_for(str(ROOT / "topologies" /
+                                                                 "std8.yaml")) == "fp16"
+    lines = seed_comparison(sn30, _shaped(WORKLOAD, sn30), jobs=2)
+    row = next(line for line in lines if line.startswith("| 40B - 80B |"))
+    assert row in (ROOT / "docs" / "sizing.md").read_text().splitlines()
+    cells = row.split(" | ")
+    assert cells[1:4] == ["2, weight mode", "llama-2-70b", "1 (tp1 pp1 p2p)"]
+    assert cells[5].startswith("tp1 pp1 x8 p2p (8 SoCs)")
