@@ -180,12 +180,24 @@ def test_hwloc_xml_is_imported_as_its_twin_with_the_sockets_it_reads(tmp_path, c
     text = out.read_text()
     assert "cores: 4  # read: hwloc Package 0" in text
     assert "memory: 768GiB  # read: hwloc Package 0" in text
-    # 31.5 GB/s is Gen4 x16 (or Gen3 x32, Gen5 x8): the usual width of an uplink wins
+    # 31.5 GB/s is Gen4 x16 (or Gen3 x32, Gen5 x8, Gen6 x4 as older hwloc codes Gen6): the
+    # usual width of an uplink wins
     assert "uplink: {gen: 4, lanes: 16}}  # inferred: 31.5077 GB/s at 0000:01:00.0 (or Gen3 " \
-           "x32, Gen5 x8: the same rate)" in text
+           "x32, Gen5 x8, Gen6 x4: the same rate)" in text
     mine, twin = load_topology(out), load_topology(HWLOC / "std8-twin.yaml")
     assert dict(mine.graph.nodes(data=True)) == dict(twin.graph.nodes(data=True))
     assert mine.graph.adj == twin.graph.adj
+
+
+def test_link_rates_to_generation_and_width():
+    from simtopo.topology.importer import _link
+
+    # Gen6 x16 as hwloc 2.8+ gives it (242/256) and as older hwloc does (128/130); never x32
+    assert _link("a", {"a": 64e9 * 242 / 256 / 8 * 16})[0] == "{gen: 6, lanes: 16}"
+    assert _link("a", {"a": 64e9 * 128 / 130 / 8 * 16})[0] == "{gen: 6, lanes: 16}"
+    assert _link("a", {"a": 7.876923e9}, (4, 4))[0] == "{gen: 4, lanes: 4}"  # a drive
+    with pytest.raises(ConfigError, match="a link of 3 GB/s is no PCIe generation"):
+        _link("a", {"a": 3e9})
 
 
 @pytest.mark.parametrize("text, message", [

@@ -138,17 +138,37 @@ def test_ctrl_c_while_the_command_starts_is_one_line(tmp_path):
 def test_a_ctrl_c_inside_an_import_stops_once_the_import_is_left():
     # raised inside the import system, KeyboardInterrupt may land in one of its weakref
     # callbacks, where Python prints it and goes on: the stop waits for an alarm 10 ms later
-    from simtopo.cli import _interrupt
+    from simtopo.cli import _cancel_deferred, _interrupt
 
     space: dict = {}
     exec(compile("import sys\ndef grab():\n    return sys._getframe()\n",
                  "<frozen importlib._bootstrap>", "exec"), space)
-    previous = signal.getsignal(signal.SIGINT)
+    previous, alarm = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGALRM)
     try:
         assert _interrupt(signal.SIGINT, space["grab"]()) is None
         assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN  # the first press counts
         with pytest.raises(KeyboardInterrupt):
             time.sleep(2)
-        assert signal.getsignal(signal.SIGALRM) == signal.SIG_DFL
+        assert signal.getsignal(signal.SIGALRM) == alarm  # the alarm's handler back
     finally:
+        _cancel_deferred()
         signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="no interval timers")
+def test_a_stop_still_waiting_when_the_command_ends_is_its_exit(monkeypatch, capsys):
+    import simtopo.cli as cli
+
+    def finishes_inside_an_import(argv):
+        space: dict = {}
+        exec(compile("import sys\ndef grab():\n    return sys._getframe()\n",
+                     "<frozen importlib._bootstrap>", "exec"), space)
+        cli._interrupt(signal.SIGINT, space["grab"]())  # Ctrl-C, deferred; then it returns
+        return 0
+
+    alarm = signal.getsignal(signal.SIGALRM)
+    monkeypatch.setattr(cli, "_main", finishes_inside_an_import)
+    assert cli.main(["run"]) == 130
+    assert capsys.readouterr().err == "interrupted\n"
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+    assert signal.getsignal(signal.SIGALRM) == alarm

@@ -25,7 +25,9 @@ WORKLOAD = WorkloadSpec(batch=1, prompt=128, generate=128, context=2048, precisi
 
 def precision_for(topology: str) -> str:
     """The 16-bit format a topology's devices compute in: fp16 where their peaks list it,
-    else bf16 (SambaNova's RDUs; the seed's tables assume BF16)."""
+    else bf16 (SambaNova's RDUs; the seed's tables assume BF16). Both are 2 bytes and priced
+    at the device's listed 16-bit peak: the choice names the format (tables, warnings); a
+    topology mixing card types takes fp16 if any lists it."""
     from ..topology.files import load_topology
 
     topo = load_topology(topology)
@@ -137,20 +139,25 @@ def seed_comparison(topology: str, w: WorkloadSpec, jobs: int | None = None) -> 
         out.append(f"| {band} | {seed} | {model} | {cells[2]} | {cells[3]} | "
                    f"{cells[4].rstrip(' |')} |")
     out += ["", "Where they differ, and why:", "",
-            "- **Memory.** An SN30 RDU holds 1 TB of DDR (cards/sambanova.yaml), so every "
-            "preset up to 70B fits on one: the seed's 2 RDUs for 40B - 80B are not a memory "
-            "floor here. The seed's own reasons are utilisation and compile limits (\"the "
-            "compiler can derive a better solution for large models with the flexibility of "
-            "more RDUs\"), which the advisor does not model.",
-            "- **Latency.** Decode reads every weight each step from DDR at 204.8 GB/s per RDU "
-            "(an assumption: 8 DDR4-3200 channels), so spreading the weights over all 8 RDUs "
-            "cuts the step nearly 8-fold while the all-reduces over PCIe (the RDUs' own peer "
-            "network is not modelled) stay a few percent of it: the advisor's best latency is "
-            "always the whole node, which the seed's table does not aim at.",
-            "- **Throughput per RDU.** Its best throughput is one RDU per replica (batch mode's "
-            "spirit: no communication), as the seed says for small models (\"allocating more "
-            "RDUs than required can result in low utilization\"); it agrees with the seed's 1 "
-            "RDU below 40B, and says 1 where the seed says 2 for 40B - 80B.",
+            "- **Memory.** The seed's first reason for more RDUs is memory (\"more RDUs "
+            "ensure that the required memory does not exceed what is available\"). An SN30 "
+            "RDU holds 1 TiB of DDR (cards/sambanova.yaml), so every preset in the table "
+            "above fits on one, llama-3.1-405b included: memory does not set the seed's 2 "
+            "RDUs for 40B - 80B here. Its other reasons, the compiler's flexibility with "
+            "more RDUs and their utilisation, are not modelled.",
+            "- **Latency.** Decode reads every weight each step from DDR at 204.8 GB/s per "
+            "RDU (an assumption: 8 DDR4-3200 channels), so spreading the weights over all 8 "
+            "RDUs shortens each step more than the all-reduces over PCIe lengthen it (the "
+            "RDUs' own peer network is not modelled): the advisor's best latency is the "
+            "whole node for every preset (compare its time with one RDU's in the table's "
+            "best-throughput column). The seed's table does not aim at latency, but its "
+            "cached-inference advice points the same way: \"for Llama 7B or 13B, you could "
+            "use 8 (SN30)\", where weight loading is the bottleneck.",
+            "- **Throughput per RDU.** The advisor's best throughput is one RDU per replica "
+            "(no communication), as the seed's \"allocating more RDUs than required can result"
+            " in low utilization\" has it for small models; it agrees with the seed's 1 RDU "
+            "for < 20B (no preset is in 20B - 40B), and says 1 where the seed says 2 for "
+            "40B - 80B.",
             "- **Batch mode.** The advisor splits the batch only for a batch above 1 (here 1), "
             "so the seed's \"batch mode\" rows read as one RDU (tp1) per replica.", ""]
     return out

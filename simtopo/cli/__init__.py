@@ -65,30 +65,54 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+MAX_DEFERRALS = 50
+"""Times a Ctrl-C waits for the import system to be left before it stops regardless."""
+
+_deferred: dict[str, object] = {}
+"""A stop waiting for the import system to be left: the alarm handler it replaced, and how
+often it has waited."""
+
+
 def _in_import_machinery(frame: FrameType | None) -> bool:
     """Is ``frame`` (or a caller a few levels up) Python's import system? An exception raised
     there may land in one of its weakref callbacks, where Python prints it and goes on."""
     for _ in range(4):
         if frame is None:
             return False
-        if frame.f_code.co_filename.startswith("<frozen importlib"):
+        name = frame.f_code.co_filename
+        if name.startswith("<frozen importlib") or "importlib/_bootstrap" in name \
+                or "importlib\\_bootstrap" in name:
             return True
         frame = frame.f_back
     return False
 
 
+def _cancel_deferred() -> bool:
+    """Cancel a waiting stop (its alarm, and the alarm handler back); was one waiting?"""
+    if not _deferred:
+        return False
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    signal.signal(signal.SIGALRM, _deferred["handler"])  # type: ignore[arg-type]
+    _deferred.clear()
+    return True
+
+
 def _interrupt(signum: int, frame: FrameType | None) -> None:
     """Ctrl-C: stop (KeyboardInterrupt), and ignore further presses while stopping, so that
     a second one cannot cut the clean-up short (or kill the process as it exits). Pressed
-    while a module is being imported, the stop waits 10 ms, until the import system is left
-    (an exception in its callbacks would be printed and ignored)."""
+    while a module is being imported, the stop waits 10 ms at a time (at most
+    :data:`MAX_DEFERRALS` times) until the import system is left: an exception raised in its
+    callbacks would be printed and ignored."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if _in_import_machinery(frame) and hasattr(signal, "setitimer"):
-        signal.signal(signal.SIGALRM, _interrupt)
+    waited = int(_deferred.get("waits", 0))  # type: ignore[call-overload]
+    if _in_import_machinery(frame) and hasattr(signal, "setitimer") \
+            and waited < MAX_DEFERRALS:
+        if not _deferred:
+            _deferred["handler"] = signal.signal(signal.SIGALRM, _interrupt)
+        _deferred["waits"] = waited + 1
         signal.setitimer(signal.ITIMER_REAL, 0.01)
         return
-    if signum != signal.SIGINT:  # the deferred stop: the alarm goes back to its default
-        signal.signal(signum, signal.SIG_DFL)
+    _cancel_deferred()
     raise KeyboardInterrupt
 
 
@@ -100,10 +124,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGINT, _interrupt)
     try:
-        return _main(argv)
+        code = _main(argv)
     finally:
+        stopping = _cancel_deferred()  # a stop still waiting for an import to end
         if previous is not None and signal.getsignal(signal.SIGINT) is _interrupt:
             signal.signal(signal.SIGINT, previous)  # in-process callers get theirs back
+    if stopping:
+        sys.stderr.write("interrupted\n")
+        return 130
+    return code
 
 
 def _main(argv: Sequence[str] | None) -> int:

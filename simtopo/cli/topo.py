@@ -161,9 +161,9 @@ def cmd_import(args: argparse.Namespace) -> int:
         if kind == "hwloc":
             if args.vv:
                 raise ConfigError("hwloc XML gives the link rates itself: drop --vv")
-            roots, links, socket_of, facts = parse_hwloc(text, args.file)
+            roots, links, socket_of, facts, notes = parse_hwloc(text, args.file)
             result = import_pci(roots, links, cards, types, includes, name, len(facts),
-                                args.file, socket_of, facts)
+                                args.file, socket_of, facts, notes)
         else:
             links = parse_links(read(args.vv), args.vv) if args.vv else {}
             result = import_pci(parse_tree(text, args.file), links, cards, types, includes,

@@ -25,8 +25,8 @@ from .lspci import PciNode
 MAX_XML_BYTES = 64 << 20
 """The largest hwloc XML read (a large machine's is a few megabytes)."""
 
-_BUS = re.compile(r"^([0-9a-f]{4}):\[([0-9a-f]{2})-([0-9a-f]{2})\]$", re.IGNORECASE)
-_ADDRESS = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$", re.IGNORECASE)
+_BUS = re.compile(r"^([0-9a-f]{4,}):\[([0-9a-f]{2})-([0-9a-f]{2})\]$", re.IGNORECASE)
+_ADDRESS = re.compile(r"^[0-9a-f]{4,}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$", re.IGNORECASE)
 
 
 def _number(obj: ET.Element, key: str, source: str) -> float:
@@ -72,8 +72,9 @@ def _children(obj: ET.Element, source: str) -> list[PciNode]:
 
 
 def parse_hwloc(text: str, source: str = "hwloc XML"
-                ) -> tuple[list[PciNode], Links, list[int], list[SocketFacts]]:
-    """(root buses, link rates, each root bus's socket, each socket's facts) of hwloc XML."""
+                ) -> tuple[list[PciNode], Links, list[int], list[SocketFacts], list[str]]:
+    """(root buses, link rates, each root bus's socket, each socket's facts, and for each
+    root bus what was inferred of its socket ('' where hwloc places it in a package))."""
     if len(text) > MAX_XML_BYTES:
         raise ConfigError(f"{source}: {len(text):,} bytes; hwloc XML of at most "
                           f"{MAX_XML_BYTES:,} is read")
@@ -96,7 +97,7 @@ def parse_hwloc(text: str, source: str = "hwloc XML"
         facts.append(SocketFacts(cores or None, memory or None,
                                  f"hwloc Package {package.get('os_index', k)}"))
     owner = {id(b): k for k, p in enumerate(packages) for b in p.iter("object")}
-    roots, socket_of, links = [], [], {}
+    roots, socket_of, notes, links = [], [], [], {}
     for bridge in top.iter("object"):
         if bridge.get("type") != "Bridge" or not bridge.get("bridge_type", "").startswith("0-"):
             continue
@@ -108,6 +109,8 @@ def parse_hwloc(text: str, source: str = "hwloc XML"
                        children=_children(bridge, source))
         roots.append(root)
         socket_of.append(owner.get(id(bridge), 0))
+        notes.append("" if id(bridge) in owner else "inferred: the first socket (hwloc "
+                     "places its host bridge in no package)")
         for obj in bridge.iter("object"):
             speed = _number(obj, "pci_link_speed", source)
             if speed > 0 and obj.get("pci_busid"):
@@ -117,4 +120,4 @@ def parse_hwloc(text: str, source: str = "hwloc XML"
                           "'0-1'): was lstopo run with its I/O devices (the default)?")
     if not facts:
         facts = [SocketFacts(note="hwloc shows no Package")]
-    return roots, links, socket_of, facts
+    return roots, links, socket_of, facts, notes

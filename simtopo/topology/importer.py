@@ -38,10 +38,12 @@ ASSUMED_LINK = (4, 16)
 ASSUMED_DRIVE_LINK = (4, 4)
 """A drive's link where ``lspci -vv`` gives none (assumption: an NVMe drive's usual x4)."""
 
-LANE_RATE_BPS = {1: 0.25e9, 2: 0.5e9, 3: 8e9 * 128 / 130 / 8, 4: 16e9 * 128 / 130 / 8,
-                 5: 32e9 * 128 / 130 / 8, 6: 64e9 * 242 / 256 / 8}
+LANE_RATES_BPS = {1: (0.25e9,), 2: (0.5e9,), 3: (8e9 * 128 / 130 / 8,),
+                  4: (16e9 * 128 / 130 / 8,), 5: (32e9 * 128 / 130 / 8,),
+                  6: (64e9 * 242 / 256 / 8, 64e9 * 128 / 130 / 8)}
 """A lane's rate after line coding, by PCIe generation, as hwloc's ``pci_link_speed`` gives
-it (8b/10b to Gen2, 128b/130b to Gen5, FLIT 242/256 at Gen6)."""
+it (8b/10b to Gen2, 128b/130b to Gen5; at Gen6 FLIT's 242/256, or 128/130 as hwloc before
+2.8 and its sysfs reader compute it)."""
 
 NVME = re.compile(r"non-volatile memory controller|nvme", re.IGNORECASE)
 
@@ -75,6 +77,13 @@ class SocketFacts:
     note: str = ""
 
 
+def _fits(rate: float) -> list[tuple[int, int]]:
+    """(generation, lanes) whose rate after line coding is ``rate`` (within 1%)."""
+    return sorted({(gen, lanes) for gen, rates in LANE_RATES_BPS.items() for per_lane in rates
+                   for lanes in (1, 2, 4, 8, 16, 32)
+                   if abs(per_lane * lanes - rate) <= 0.01 * rate})
+
+
 def _link(address: str, links: Links,
           assumed: tuple[int, int] = ASSUMED_LINK) -> tuple[str, str]:
     """A link's YAML and where it came from."""
@@ -84,19 +93,18 @@ def _link(address: str, links: Links,
         return f"{{gen: {gen}, lanes: {lanes}}}", f"read: LnkSta of {address}"
     if read is not None:  # a rate: the generation and width that give it (the width nearest
         # the usual one, then the newest)
-        fits = [(gen, lanes) for gen, per_lane in LANE_RATE_BPS.items()
-                for lanes in (1, 2, 4, 8, 16, 32)
-                if abs(per_lane * lanes - read) <= 0.01 * read]
+        fits = _fits(read)
         if not fits:
             raise ConfigError(f"{address}: a link of {read / 1e9:.6g} GB/s is no PCIe "
                               "generation and width's rate")
-        gen, lanes = min(fits, key=lambda f: (abs(math.log2(f[1] / assumed[1])), -f[0]))
+        gen, lanes = min(fits, key=lambda f: (f[1] > 16, abs(math.log2(f[1] / assumed[1])),
+                                              -f[0]))
         others = ", ".join(f"Gen{g} x{n}" for g, n in fits if (g, n) != (gen, lanes))
         return (f"{{gen: {gen}, lanes: {lanes}}}",
                 f"inferred: {read / 1e9:.6g} GB/s at {address}"
                 + (f" (or {others}: the same rate)" if others else ""))
     gen, lanes = assumed
-    return f"{{gen: {gen}, lanes: {lanes}}}", f"assumption: no lspci -vv for {address}"
+    return f"{{gen: {gen}, lanes: {lanes}}}", f"assumption: no link rate given for {address}"
 
 
 class _Walk:
@@ -151,8 +159,12 @@ class _Walk:
     def mismatch(self, read: tuple[int, int] | float | None, spec: CardTypeSpec,
                  where: str) -> str:
         link = spec.host_link
-        if not isinstance(read, tuple) or (link.gen, link.lanes) == read:
+        if read is None or (link.gen, link.lanes) == read or (
+                isinstance(read, float) and (link.gen, link.lanes) in _fits(read)):
             return ""
+        if isinstance(read, float):
+            return (f"; its link runs at {read / 1e9:.6g} GB/s at {where}, not the card type's "
+                    f"{link.label()}")
         return (f"; lspci reports Gen{read[0]} x{read[1]} at {where}, the card type says "
                 f"{link.label()}")
 
@@ -179,11 +191,12 @@ class _Walk:
 def import_pci(roots: list[PciNode], links: Links, cards: list[tuple[str, str]],
                types: dict[str, CardTypeSpec], includes: list[str], name: str,
                sockets: int = 1, source: str = "lspci", socket_of: list[int] | None = None,
-               facts: list[SocketFacts] | None = None) -> str:
+               facts: list[SocketFacts] | None = None,
+               socket_notes: list[str] | None = None) -> str:
     """The topology YAML of ``roots`` (module docstring): ``cards`` maps name patterns
     (regular expressions) to card types of ``types``, which ``includes`` define. The root
     buses go to ``sockets`` sockets in order, or as ``socket_of`` says (read, with ``facts``
-    of each socket)."""
+    of each socket, and ``socket_notes`` where a root bus's socket was not read)."""
     patterns = []
     for pattern, kind in cards:
         if kind not in types:
@@ -200,7 +213,10 @@ def import_pci(roots: list[PciNode], links: Links, cards: list[tuple[str, str]],
     rcs = []
     for k, root in enumerate(roots):
         where = socket_of[k] if socket_of is not None else k * sockets // len(roots)
-        rcs.append((f"rc{k}", f"cpu{where}", f"read: root bus {root.address}"))
+        note = f"read: root bus {root.address}"
+        if socket_notes is not None and socket_notes[k]:
+            note += f"; {socket_notes[k]}"
+        rcs.append((f"rc{k}", f"cpu{where}", note))
         walk.place(root, f"rc{k}")
     found = walk.found
     if not found.cards:
