@@ -19,7 +19,8 @@ from .advisor import Candidate, advise
 MODELS = ("llama-2-7b", "llama-3-8b", "llama-2-13b", "llama-2-70b", "llama-3-70b",
           "llama-3.1-405b")
 TOPOLOGIES = ("topologies/ultra4-direct.yaml", "topologies/std8.yaml", "topologies/ultra8.yaml",
-              "topologies/ultra16-2s.yaml", "topologies/sn30-node.yaml")
+              "topologies/ultra16-2s.yaml", "topologies/sn30-node.yaml",
+              "topologies/sn40l-node.yaml")
 WORKLOAD = WorkloadSpec(batch=1, prompt=128, generate=128, context=2048, precision="fp16")
 
 
