@@ -122,7 +122,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     from ..topology.hwloc import parse_hwloc
     from ..topology.importer import check_imported, import_pci
     from ..topology.lspci import parse_links, parse_tree
-    from ..topology.nvsmi import import_nvsmi
+    from ..topology.nvsmi import import_nvsmi, plain
 
     def read(path: str) -> str:
         try:
@@ -130,7 +130,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         except OSError as err:
             raise ConfigError(f"{path}: cannot read it ({err.strerror})") from None
 
-    text = re.sub(r"\x1b\[[0-9;]*m", "", read(args.file))  # a terminal's underlines
+    text = plain(read(args.file))
     kind = _import_kind(text, args.file)
     types = {}
     for path in args.include:

@@ -37,10 +37,15 @@ DEFAULT_NVLINK_BPS = 25e9
 900 GB/s over 18, both directions)."""
 
 
+def plain(text: str) -> str:
+    """``text`` without a terminal's formatting (nvidia-smi underlines its header there)."""
+    return re.sub(r"\x1b\[[0-9;]*m", "", text)
+
+
 def parse_matrix(text: str, source: str = "nvidia-smi topo -m"
                  ) -> tuple[list[str], list[list[str]], list[str]]:
     """(GPU names, the GPU-by-GPU cells, each GPU's NUMA affinity or '') of the output."""
-    text = re.sub(r"\x1b\[[0-9;]*m", "", text)  # a terminal's underlines
+    text = plain(text)
     lines = [ln.rstrip("\r") for ln in text.splitlines()]
     head = next((k for k, ln in enumerate(lines) if re.search(r"\bGPU0\b", ln)), None)
     if head is None:
