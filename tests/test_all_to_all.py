@@ -6,7 +6,7 @@ import pytest
 
 import simtopo
 from simtopo.engine import protocols
-from simtopo.engine.collectives import run_collective
+from simtopo.engine.idle_collective import run_collective
 
 from .conftest import TOPOLOGIES
 

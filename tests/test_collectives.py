@@ -11,7 +11,8 @@ import random
 
 import pytest
 
-from simtopo.engine.collectives import CollectiveResult, ring_order, run_collective
+from simtopo.engine.collectives import CollectiveResult, ring_order
+from simtopo.engine.idle_collective import run_collective
 from simtopo.spec.topology import TransferSpec
 
 CARD = ["card0.soc0", "card0.soc1", "card0.soc2", "card0.soc3"]
@@ -201,7 +202,7 @@ def test_collective_errors(ultra8, args, message):
 
 
 def test_a_p2p_collective_over_the_platforms_limit_is_refused_as_plans_refuse_it(ultra8):
-    from simtopo.engine.collectives import run_collective
+    from simtopo.engine.idle_collective import run_collective
     from simtopo.errors import RouteError
 
     socs = list(ultra8.socs)

@@ -13,7 +13,8 @@ import pytest
 
 import simtopo
 from simtopo import constants
-from simtopo.engine.collectives import Collectives, run_collective
+from simtopo.engine.collectives import Collectives
+from simtopo.engine.idle_collective import run_collective
 from simtopo.engine.transfers import Fabric
 
 C = 20e9

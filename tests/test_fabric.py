@@ -5,9 +5,10 @@ from __future__ import annotations
 import networkx as nx
 import pytest
 
-from simtopo.engine.collectives import ring_order, run_collective
+from simtopo.engine.collectives import ring_order
+from simtopo.engine.idle_collective import run_collective
 from simtopo.errors import PlanError, TopologyError
-from simtopo.topology.fabric import fabric_ring
+from simtopo.topology.fabric import fabric_ring, port_runs
 from simtopo.topology.files import load_topology
 from simtopo.topology.matrix import path_matrix
 
@@ -79,11 +80,13 @@ def test_a_torus_has_a_ring_and_a_chain_has_none():
             for v in (r * 4 + (c + 1) % 4, ((r + 1) % 4) * 4 + c):
                 torus.add_edge(r * 4 + c, v, direction="fabric")
                 torus.add_edge(v, r * 4 + c, direction="fabric")
+    nx.set_node_attributes(torus, "soc", "kind")
     ring = fabric_ring(torus, list(range(16)))
     assert sorted(ring) == list(range(16))
     assert all(torus.has_edge(a, b) for a, b in zip(ring, ring[1:] + ring[:1], strict=True))
     chain = nx.DiGraph([(0, 1), (1, 0), (1, 2), (2, 1)])
     nx.set_edge_attributes(chain, "fabric", "direction")
+    nx.set_node_attributes(chain, "soc", "kind")
     assert fabric_ring(chain, [0, 1, 2]) is None
 
 
@@ -101,13 +104,60 @@ def test_bad_fabric_links_are_refused_with_their_key_path(tmp_path, links, messa
     assert message in str(err.value) and "fabric" in str(err.value)
 
 
-def test_a_card_of_several_socs_needs_a_soc_named(tmp_path):
+def ultra8_fabric(tmp_path, rows: str):
     path = tmp_path / "u.yaml"
     path.write_text(f"extends: {(TOPOLOGIES / 'ultra8.yaml').resolve()}\nname: u\nfabric:\n"
-                    "  - {between: [card0, card1.soc0], bandwidth: 10GB/s}\n")
-    with pytest.raises(TopologyError, match=r"fabric link end 'card0' is a card of 4 SoCs: "
-                                            r"name one of them \(card0.soc0, "):
-        load_topology(path)
+                    + rows)
+    return load_topology(path)
+
+
+def test_a_link_between_cards_of_several_socs_serves_all_their_socs(tmp_path):
+    # the logical cores of a chip share its links: card0's four SoCs reach card1's over one
+    topo = ultra8_fabric(tmp_path, "  - {between: [card0, card1], bandwidth: 10GB/s, "
+                                   "latency: 2us}\n")
+    graph = topo.graph
+    over = topo.route("card0.soc1", "card1.soc2")
+    assert over.path_class == "fabric"
+    assert over.nodes == ("card0.soc1", "card0.sw", "card1.sw", "card1.soc2")
+    on_card = graph.edges["card0.soc1", "card0.sw"]
+    assert over.bottleneck_Bps == min(on_card["bw_Bps"], 10e9,
+                                      graph.edges["card1.sw", "card1.soc2"]["bw_Bps"])
+    assert over.latency_s == pytest.approx(
+        2e-6 + on_card["latency_s"] + graph.edges["card1.sw", "card1.soc2"]["latency_s"]
+        + graph.nodes["card0.sw"]["hop_latency_s"] + graph.nodes["card1.sw"]["hop_latency_s"])
+    assert topo.route("card0.soc1", "card0.soc2").path_class == "card"  # inside the chip
+    assert topo.route("card0.soc1", "card2.soc0").path_class != "fabric"
+    matrix = path_matrix(topo)
+    for a in topo.socs:
+        for b in topo.socs:
+            if a != b:
+                r, i, j = topo.route(a, b), matrix.index(a), matrix.index(b)
+                assert matrix.class_of(a, b) == r.path_class, (a, b)
+                assert matrix.bottleneck_Bps[i, j] == pytest.approx(r.bottleneck_Bps)
+                assert matrix.latency_s[i, j] == pytest.approx(r.latency_s)
+    assert matrix.counts()["fabric"] == 2 * 4 * 4
+    # a ring through both cards: on-card steps, and the link twice (there and back)
+    group = [*topo.cards["card0"].socs, *topo.cards["card1"].socs]
+    ring = ring_order(topo, group)
+    steps = [topo.route(a, b).path_class for a, b in zip(ring, ring[1:] + ring[:1],
+                                                             strict=True)]
+    assert sorted(ring) == sorted(group) and steps.count("fabric") == 2
+    assert set(steps) == {"fabric", "card"}
+
+
+@pytest.mark.parametrize("rows, message", [
+    ("  - {between: [card0, card1], bandwidth: 10GB/s}\n"
+     "  - {between: [card0.soc0, card2.soc0], bandwidth: 10GB/s}\n",
+     "fabric link end 'card0.soc0' is a SoC of card 'card0', which other fabric links join as "
+     "a whole: name the card in both"),
+    ("  - {between: [card0.soc0, card2.soc0], bandwidth: 10GB/s}\n"
+     "  - {between: [card0, card1], bandwidth: 10GB/s}\n",
+     "fabric link end 'card0' is a card one of whose SoCs other fabric links join: name the "
+     "card in both"),
+])
+def test_a_card_is_joined_whole_or_by_its_socs_not_both(tmp_path, rows, message):
+    with pytest.raises(TopologyError, match=message.replace(".", r"\.")):
+        ultra8_fabric(tmp_path, rows)
 
 
 TRN2 = TOPOLOGIES / "trn2-16.yaml"
@@ -185,3 +235,58 @@ def test_what_if_scales_the_fabric_links_as_a_class():
     assert scaled.edges["card0.soc0", "card1.soc0"]["bw_Bps"] == pytest.approx(1.1 * 160e9)
     assert scaled.edges["card0.soc0", "sw0"]["bw_Bps"] == \
         topo.graph.edges["card0.soc0", "sw0"]["bw_Bps"]
+
+
+def test_a_hierarchical_all_reduce_over_two_cards_in_closed_form(tmp_path):
+    # k = 4 SoCs on each of c = 2 cards a 10 GB/s link joins: a reduce-scatter inside each card
+    # (3 steps of S/4 over its on-card links), 4 rings across at once (2 steps of S/8, the
+    # four sharing the link: 2.5 GB/s each), an all-gather inside each card (3 steps of S/4)
+    topo = ultra8_fabric(tmp_path, "  - {between: [card0, card1], bandwidth: 10GB/s, "
+                                   "latency: 2us}\n")
+    group = [*topo.cards["card0"].socs, *topo.cards["card1"].socs]
+    params = topo.transfer.model_copy(update={
+        "collective_launch": 0.0, "collective_step": 0.0, "duplex_efficiency": 1.0,
+        "host_duplex_efficiency": 1.0, "reduction_traffic": 0.0,
+        "concurrency_efficiency": 1.0})
+    inside = topo.route("card0.soc0", "card0.soc1")
+    across = topo.route("card0.soc0", "card1.soc0")
+    expected = 2 * 3 * (inside.latency_s + S / 4 / inside.bottleneck_Bps) \
+        + 2 * (across.latency_s + S / 8 / (10e9 / 4))
+    result = run_collective(topo, "all_reduce", group, S, algorithm="hierarchical",
+                            params=params)
+    assert result.algorithm == "hierarchical"
+    assert result.time_s == pytest.approx(expected, rel=1e-9)
+    # it takes 2 (k - 1) + 2 (c - 1) = 8 steps where a flat ring takes 2 (n - 1) = 14: with
+    # only step costs left, the two compare as their step counts
+    costly = params.model_copy(update={"collective_step": 1.0})
+    flat = run_collective(topo, "all_reduce", group, 8, algorithm="ring", params=costly)
+    tiered = run_collective(topo, "all_reduce", group, 8, algorithm="hierarchical",
+                            params=costly)
+    assert (round(flat.time_s), round(tiered.time_s)) == (14, 8)
+    with pytest.raises(ValueError, match="a hierarchical all-reduce needs a P2P ring over two "
+                                         "or more cards"):
+        run_collective(topo, "all_reduce", group[:6], S, algorithm="hierarchical")
+
+
+def test_trn2_lnc2_is_64_logical_cores_sharing_their_chips_links():
+    topo = load_topology(TOPOLOGIES / "trn2-16-lnc2.yaml")
+    chip = load_topology(TRN2)
+    assert len(topo.socs) == 64 and all(len(c.socs) == 4 for c in topo.cards.values())
+    # a logical core: a quarter of a chip (cards/trainium2.yaml)
+    core, whole = topo.node("card0.soc0"), chip.node("card0.soc0")
+    for key in ("dram_bytes", "dram_bw_Bps", "dma_bw_Bps"):
+        assert core[key] * 4 == pytest.approx(whole[key]), key
+    # torus neighbours' cores: over the chips' link (160 GB/s, below the on-chip 875 GB/s)
+    over = topo.route("card0.soc3", "card1.soc1")
+    assert (over.path_class, over.nodes[1:3], over.bottleneck_Bps) == (
+        "fabric", ("card0.sw", "card1.sw"), 160e9)
+    assert topo.route("card0.soc3", "card2.soc1").path_class == "switch"  # not neighbours
+    assert path_matrix(topo).counts()["fabric"] == 2 * 32 * 4 * 4  # links, ways, core pairs
+    # the ring through all 64 visits each chip's cores together, and the chips in a ring
+    ring = ring_order(topo, list(topo.socs))
+    runs = port_runs(topo.graph, ring)
+    assert runs is not None and [len(r) for r in runs] == [4] * 16
+    chips = [run[0].split(".")[0] for run in runs]
+    assert chips == [d.split(".")[0] for d in ring_order(chip, list(chip.socs))]
+    assert all(topo.route(a[-1], b[0]).path_class == "fabric"
+               for a, b in zip(runs, runs[1:] + runs[:1], strict=True))

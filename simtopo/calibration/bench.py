@@ -25,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from ..engine.collectives import CollectiveResult, run_collective
+from ..engine.collective_result import CollectiveResult
+from ..engine.idle_collective import run_collective
 from ..engine.network import Network
 from ..engine.transfers import Fabric
 from ..errors import RouteError

@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from ..constants import DEFAULT_MODEL, LinkModel
-from ..engine.collectives import run_collective
+from ..engine.idle_collective import run_collective
 from ..topology import routing
 from ..topology.files import load_topology
 from ..topology.graph import Topology

@@ -4,8 +4,12 @@ Algorithms (``size`` is the per-device buffer, as in nccl-tests):
 
 - all-reduce, P2P: ``ring`` (reduce-scatter then all-gather, 2(n-1) steps of size/n), ``tree``
   (binomial reduce then broadcast, 2 ceil(log2 n) steps of size) or ``direct`` (one shot: every
-  device sends its buffer to every other); ``auto`` picks the one an alpha-beta estimate of this
-  group on this fabric says is fastest, as real libraries choose by size.
+  device sends its buffer to every other); on a ring over cards a device fabric joins, each
+  holding k of the group (the logical cores of chips), also ``hierarchical``: a reduce-scatter
+  inside each card, k rings across the cards at once (one per core position, size/k each,
+  sharing the links), an all-gather inside each card, 2(k-1) + 2(cards-1) steps instead of
+  2(n-1). ``auto`` picks the one an alpha-beta estimate of this group on this fabric says is
+  fastest, as real libraries choose by size.
 - all-reduce, host-routed: a ``ring`` or a ``tree`` of bounces, or ``host-staged`` (every
   device copies to host memory, the host sums, every device copies the result back: two
   hand-off rounds). The transfer setting ``host_allreduce`` names one, or ``auto`` (the
@@ -45,7 +49,7 @@ from simpy.events import AllOf, Event
 
 from ..errors import RouteError
 from ..topology import routing
-from ..topology.fabric import group_ring
+from ..topology.fabric import group_ring, port_runs
 from ..topology.graph import Topology
 from . import memo as idle
 from . import protocols
@@ -53,7 +57,7 @@ from .collective_result import CollectiveResult
 from .transfers import Fabric
 
 OPS = ("all_reduce", "all_gather", "reduce_scatter", "broadcast", "send", "all_to_all")
-ALL_REDUCE_ALGORITHMS = ("auto", "ring", "tree", "direct")
+ALL_REDUCE_ALGORITHMS = ("auto", "ring", "tree", "direct", "hierarchical")
 HOST_ALGORITHMS = {"all_reduce": ("ring", "tree", "host-staged"),
                    "all_gather": ("ring", "host-staged"),
                    "all_to_all": ("direct", "host-staged")}
@@ -137,10 +141,12 @@ class Collectives:
             yield self.env.timeout(seconds)
 
     # -- algorithms (``wire`` scales bytes on the wire: 1 / the protocol's bandwidth share) ---
-    def _ring_steps(self, ring: list[str], piece: float, mode: str, steps: int,
+    def _ring_steps(self, rings: list[list[str]], piece: float, mode: str, steps: int,
                     reducing_steps: int, step_s: float,
                     wire: float) -> Generator[Event, Any, None]:
-        n = len(ring)
+        """``steps`` ring steps of ``rings`` (of one length) in lockstep: every device sends
+        ``piece`` to its successor, the first ``reducing_steps`` summing what arrives."""
+        n = len(rings[0])
         seen: dict[bool, idle.IdleRun] = {}  # a step run so far, by whether it reduces
         for step in range(steps):
             reduce = piece if step < reducing_steps else 0.0
@@ -150,9 +156,20 @@ class Collectives:
             start, first = self.env.now, len(self.fab.net.records)
             yield from self._sync(step_s)
             yield self._step([self._send(ring[i], ring[(i + 1) % n], piece * wire, mode, reduce)
-                              for i in range(n)])
+                              for ring in rings for i in range(n)])
             if self.solo and self.fab.net.record:
                 seen[reduce > 0] = idle.since(self.fab.net, start, first)
+
+    def _hierarchical(self, ring: list[str], size: float, mode: str, step_s: float,
+                      wire: float) -> Generator[Event, Any, None]:
+        runs = port_runs(self.topo.graph, ring)
+        assert runs is not None  # chosen only where the ring has the shape
+        k, ports = len(runs[0]), len(runs)
+        across = [[run[j] for run in runs] for j in range(k)]
+        yield from self._ring_steps(runs, size / k, mode, k - 1, k - 1, step_s, wire)
+        yield from self._ring_steps(across, size / (k * ports), mode, 2 * (ports - 1),
+                                    ports - 1, step_s, wire)
+        yield from self._ring_steps(runs, size / k, mode, k - 1, 0, step_s, wire)
 
     def _tree_all_reduce(self, ring: list[str], size: float, mode: str, step_s: float,
                          wire: float) -> Generator[Event, Any, None]:
@@ -223,14 +240,16 @@ class Collectives:
     def choose(self, ring: list[str], size: float, algorithm: str = "auto",
                mode: str = "p2p") -> tuple[str, str]:
         """(algorithm, protocol) the estimates (:func:`protocols.estimates`) say is
-        fastest; the ring alone where some pair of the group has no P2P route (a fabric
-        ring's: a tree or one-shot would bounce those pairs through host memory)."""
+        fastest; a ring (flat or hierarchical) where some pair of the group has no P2P route
+        (a fabric ring's: a tree or one-shot would bounce those pairs through host memory)."""
+        allowed: str | tuple[str, ...] = algorithm
         if mode == "p2p" and algorithm == "auto" and not all(
                 routing.p2p_possible(self.topo, a, b) for a in ring for b in ring if a != b):
-            algorithm = "ring"
+            allowed = ("ring", "hierarchical")
+        runs = port_runs(self.topo.graph, ring) if mode == "p2p" else None
         table = protocols.estimates(self.topo, self.params, ring, size,
-                                    lambda d: self._reduce_time(d, 1.0), mode)
-        return protocols.fastest(table, algorithm)
+                                    lambda d: self._reduce_time(d, 1.0), mode, runs)
+        return protocols.fastest(table, allowed)
 
     def protocol(self, op: str, ring: list[str], size: float, name: str, mode: str) -> str:
         """The protocol of one call: by estimate, except where host hand-offs synchronise the
@@ -243,7 +262,7 @@ class Collectives:
         if op == "all_to_all":  # priced as a direct exchange of its pieces
             return self.choose(ring, size / len(ring), "direct", mode)[1]
         per_device = size if op in ("all_reduce", "broadcast", "send") else size * len(ring)
-        return self.choose(ring, per_device, name if name in ("ring", "tree", "direct")
+        return self.choose(ring, per_device, name if name in ALL_REDUCE_ALGORITHMS[1:]
                            else "ring", mode)[1]
 
     def choose_host(self, op: str, ring: list[str], size: float) -> str:
@@ -330,6 +349,11 @@ class Collectives:
                              f"{', '.join(ALL_REDUCE_ALGORITHMS)})")
         if len(ring) < 2:
             return "ring"
+        if algorithm == "hierarchical" and (mode != "p2p"
+                                            or port_runs(self.topo.graph, ring) is None):
+            raise ValueError("a hierarchical all-reduce needs a P2P ring over two or more "
+                             "cards a device fabric joins, each holding two or more of the "
+                             f"group, as many on each ({', '.join(ring)} is not)")
         return self.choose(ring, size)[0] if algorithm == "auto" else algorithm
 
     def _run(self, op: str, name: str, ring: list[str], size: float, mode: str,
@@ -343,7 +367,10 @@ class Collectives:
                 launch, step = 0.0, 0.0
             yield from self._sync(launch)
             if op == "all_reduce" and name == "ring":
-                yield from self._ring_steps(ring, size / n, mode, 2 * (n - 1), n - 1, step, wire)
+                yield from self._ring_steps([ring], size / n, mode, 2 * (n - 1), n - 1, step,
+                                            wire)
+            elif op == "all_reduce" and name == "hierarchical":
+                yield from self._hierarchical(ring, size, mode, step, wire)
             elif op == "all_reduce" and name == "tree":
                 yield from self._tree_all_reduce(ring, size, mode, step, wire)
             elif op == "all_reduce" and name == "direct":
@@ -353,9 +380,9 @@ class Collectives:
             elif op == "all_to_all":
                 yield from self._direct(ring, size / n, mode, step, wire, reduce=False)
             elif op == "all_gather":
-                yield from self._ring_steps(ring, size / n, mode, n - 1, 0, step, wire)
+                yield from self._ring_steps([ring], size / n, mode, n - 1, 0, step, wire)
             elif op == "reduce_scatter":
-                yield from self._ring_steps(ring, size / n, mode, n - 1, n - 1, step, wire)
+                yield from self._ring_steps([ring], size / n, mode, n - 1, n - 1, step, wire)
             elif op == "broadcast":
                 yield from self._broadcast(ring, size, mode, step, wire)
             else:  # a send is a plain copy, set-up included
@@ -363,21 +390,3 @@ class Collectives:
         return CollectiveResult(op=op, algorithm=name, mode=mode, group=tuple(ring),
                                 size_bytes=size, time_s=self.env.now - start,
                                 protocol=protocol)
-
-
-def run_collective(topo: Topology, op: str, group: Sequence[str], size_bytes: float,
-                   mode: str = "p2p", algorithm: str = "auto", params: Any = None,
-                   root: str | None = None) -> CollectiveResult:
-    """Run one collective alone on an idle fabric and return its result. A P2P collective
-    over more SoCs than the platform's ``max_p2p_group`` is refused, as plans refuse it."""
-    limit = topo.platform.max_p2p_group
-    if mode == "p2p" and op != "send" and limit is not None and len(group) > limit:
-        raise RouteError(f"a P2P {op} over {len(group)} SoCs exceeds {topo.name}'s P2P limit "
-                         f"of {limit} (platform.max_p2p_group): use fewer SoCs, or "
-                         f"{routing.HOST_HINT}")
-    fab = Fabric.create(topo, params)
-    process = Collectives(fab, solo=True).run(op, group, size_bytes, mode, algorithm, root)
-    fab.env.run()
-    result = process.value
-    assert isinstance(result, CollectiveResult)
-    return result

@@ -14,6 +14,7 @@ from typing import Any
 
 from .. import constants
 from ..topology import routing
+from ..topology.fabric import fabric_port
 from ..topology.graph import Topology
 from ..topology.routing import BounceRoute
 from .resources import shares_switch_port
@@ -51,10 +52,12 @@ def alpha_beta(topo: Topology, params: Any, ring: list[str],
 
 
 def estimates(topo: Topology, params: Any, ring: list[str], size: float,
-              reduce_s_per_byte: Callable[[str], float],
-              mode: str = "p2p") -> dict[tuple[str, str], float]:
+              reduce_s_per_byte: Callable[[str], float], mode: str = "p2p",
+              runs: list[list[str]] | None = None) -> dict[tuple[str, str], float]:
     """Alpha-beta estimates of an all-reduce by (algorithm, protocol), software costs
-    included; ``reduce_s_per_byte(device)`` prices the reductions."""
+    included; ``reduce_s_per_byte(device)`` prices the reductions. With ``runs`` (the ring cut
+    by fabric port: :func:`simtopo.topology.fabric.port_runs`) also the hierarchical one, whose
+    k rings across the ports share each link between them."""
     n = len(ring)
     alpha, bw = alpha_beta(topo, params, ring, mode)
     # a one-shot fan-out loses the concurrency efficiency where the network applies it
@@ -72,11 +75,29 @@ def estimates(topo: Topology, params: Any, ring: list[str], size: float,
             + levels * size * per_byte
         out[("direct", protocol)] = launch + step + alpha \
             + fan * size / (rate * (c + (1 - c) / fan)) + fan * size * per_byte
+    if runs is not None:
+        k, ports = len(runs[0]), len(runs)
+        inside = [alpha_beta(topo, params, run, mode) for run in runs]
+        alpha_in, bw_in = max(a for a, _ in inside), min(b for _, b in inside)
+        across = [run[0] for run in runs]
+        alpha_out, bw_out = alpha_beta(topo, params, across, mode)
+        # the k rings across the ports share each fabric link between two of them
+        link_bw = min(topo.graph.edges[fabric_port(topo.graph, a), fabric_port(topo.graph, b)]
+                      ["bw_Bps"] for a, b in zip(across, across[1:] + across[:1], strict=True))
+        bw_out = min(k * bw_out, link_bw)
+        for protocol in PROTOCOLS:
+            launch, step, share = costs(params, protocol)
+            out[("hierarchical", protocol)] = launch \
+                + 2 * (k - 1) * (step + alpha_in + size / (k * bw_in * share)) \
+                + 2 * (ports - 1) * (step + alpha_out + size / (ports * bw_out * share)) \
+                + ((k - 1) / k + (ports - 1) / (k * ports)) * size * per_byte
     return out
 
 
-def fastest(table: dict[tuple[str, str], float], algorithm: str = "auto") -> tuple[str, str]:
-    """(algorithm, protocol) with the lowest estimate (``algorithm`` fixed unless ``auto``);
-    ties go to the ring, then to the bandwidth protocol."""
-    keys = [k for k in table if algorithm in ("auto", k[0])] or list(table)
+def fastest(table: dict[tuple[str, str], float],
+            algorithm: str | tuple[str, ...] = "auto") -> tuple[str, str]:
+    """(algorithm, protocol) with the lowest estimate (``algorithm`` fixed, or one of several,
+    unless ``auto``); ties go to the ring, then to the bandwidth protocol."""
+    allowed = (algorithm,) if isinstance(algorithm, str) else algorithm
+    keys = [k for k in table if "auto" in allowed or k[0] in allowed] or list(table)
     return min(keys, key=lambda k: (table[k], k[0] != "ring", k[1] != "simple"))

@@ -26,6 +26,7 @@ import numpy as np
 
 from ..spec.topology import TransferSpec
 from ..topology import routing
+from ..topology.fabric import fabric_port
 from ..topology.routing import Route
 
 if TYPE_CHECKING:
@@ -87,7 +88,7 @@ class Resources:
             add(f"rx:{node}", rx_cap, shares_switch_port(topo, node))
             if data["kind"] == "soc" and host_duplex is not None and host_duplex < 1:
                 add(f"ce:{node}", host_duplex * (tx_cap + rx_cap))
-            fabric = any(d["direction"] == "fabric" for _, _, d in graph.out_edges(node, data=True))
+            fabric = data["kind"] == "soc" and fabric_port(graph, node) is not None
             if fabric and data.get("dma_bw_Bps") is not None:  # its DMA engines drive the fabric
                 add(f"ftx:{node}", data["dma_bw_Bps"])
                 add(f"frx:{node}", data["dma_bw_Bps"])

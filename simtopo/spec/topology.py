@@ -283,8 +283,8 @@ class StorageSpec(Spec):
 
 class FabricLinkSpec(Spec):
     """A device-to-device link outside the PCIe tree (NeuronLink, an RDU's peer link, an
-    NVLink bridge): between two SoCs (or one-SoC cards), full duplex, ``bandwidth`` in each
-    direction."""
+    NVLink bridge): between two SoCs or two cards (a card of several SoCs shares the link
+    among them, through its on-card switch), full duplex, ``bandwidth`` in each direction."""
 
     between: list[str] = Field(min_length=2, max_length=2)
     bandwidth: Bandwidth

@@ -1,12 +1,16 @@
 """Device fabrics: links between devices outside the PCIe tree (NeuronLink between Trainium
 chips, an RDU's peer links, NVLink bridges between GPU pairs).
 
-A topology's ``fabric:`` lists links, each between two SoCs (or cards of one SoC), full duplex
-at ``bandwidth`` each way with a ``latency``. Each becomes a pair of directed edges of the
-topology graph (``direction: fabric``): the engine makes them resources like any finite link,
-and tree walks never follow them (they follow ``parent``). A P2P route between two devices a
+A topology's ``fabric:`` lists links, each between two SoCs or two cards, full duplex at
+``bandwidth`` each way with a ``latency``. Each becomes a pair of directed edges of the
+topology graph (``direction: fabric``) between the SoCs, or between the on-card switches of
+cards of several SoCs (a chip whose logical cores share its links: a Trainium2 chip split into
+logical NeuronCores): the engine makes them resources like any finite link, and tree walks
+never follow them (they follow ``parent``). A device's *fabric port* is the node its fabric
+links leave from: the SoC, or its card's switch. A P2P route between two devices whose ports a
 fabric link joins takes it first, as NCCL prefers NVLink to PCIe (:mod:`simtopo.topology.
-routing`); other pairs keep the tree's routes, and host-routed transfers never use the fabric.
+routing`): ``[a, b]``, or through the ports ``[a, port(a), port(b), b]``; other pairs keep
+the tree's routes, and host-routed transfers never use the fabric.
 """
 
 from __future__ import annotations
@@ -20,18 +24,32 @@ from ..spec.topology import TopologySpec
 from .graph import Card, Topology
 
 
-def _device(spec_id: str, graph: nx.DiGraph, cards: dict[str, Card], where: tuple) -> str:
-    """The SoC a fabric end names: a SoC id, or a card of one SoC."""
+def _port(spec_id: str, graph: nx.DiGraph, cards: dict[str, Card], where: tuple) -> str:
+    """The node a fabric end names: a SoC; a card of one SoC (its SoC); a card of several SoCs
+    (its on-card switch, which all its SoCs reach), refusing a SoC of such a card once another
+    end named the card (its SoCs would reach the fabric two ways)."""
     if spec_id in cards:
         card = cards[spec_id]
-        if len(card.socs) != 1:
-            raise TopologyError(f"fabric link end {spec_id!r} is a card of {len(card.socs)} "
-                                f"SoCs: name one of them ({', '.join(card.socs)})", path=where)
-        return card.socs[0]
-    if spec_id in graph and graph.nodes[spec_id].get("kind") == "soc":
-        return spec_id
-    raise TopologyError(f"fabric link end {spec_id!r} is not a SoC or a card of this topology "
-                        f"(expected ids like {next(iter(cards), 'card0')}.soc0)", path=where)
+        port = card.socs[0] if len(card.socs) == 1 else card.switch
+        assert port is not None  # a card of several SoCs has a switch (spec)
+    elif spec_id in graph and graph.nodes[spec_id].get("kind") == "soc":
+        port = spec_id
+    else:
+        raise TopologyError(f"fabric link end {spec_id!r} is not a SoC or a card of this "
+                            f"topology (expected ids like {next(iter(cards), 'card0')} or "
+                            f"{next(iter(cards), 'card0')}.soc0)", path=where)
+    parent = graph.nodes[port]["parent"]
+    if graph.nodes[port]["kind"] == "soc" and graph.nodes[parent].get("card") \
+            and fabric_neighbours(graph, parent):
+        raise TopologyError(f"fabric link end {spec_id!r} is a SoC of card "
+                            f"{graph.nodes[parent]['card']!r}, which other fabric links join "
+                            "as a whole: name the card in both", path=where)
+    if graph.nodes[port]["kind"] == "switch" and any(
+            fabric_neighbours(graph, soc) for soc in graph.successors(port)
+            if graph.nodes[soc]["kind"] == "soc"):
+        raise TopologyError(f"fabric link end {spec_id!r} is a card one of whose SoCs other "
+                            "fabric links join: name the card in both", path=where)
+    return port
 
 
 def add_fabric(spec: TopologySpec, graph: nx.DiGraph, cards: dict[str, Card]) -> None:
@@ -40,7 +58,7 @@ def add_fabric(spec: TopologySpec, graph: nx.DiGraph, cards: dict[str, Card]) ->
     seen: dict[frozenset[str], int] = {}
     for i, link in enumerate(spec.fabric):
         where = ("fabric", i, "between")
-        a, b = (_device(end, graph, cards, (*where, k)) for k, end in enumerate(link.between))
+        a, b = (_port(end, graph, cards, (*where, k)) for k, end in enumerate(link.between))
         if a == b:
             raise TopologyError(f"fabric link {i} joins {a} to itself", path=where)
         pair = frozenset((a, b))
@@ -55,9 +73,35 @@ def add_fabric(spec: TopologySpec, graph: nx.DiGraph, cards: dict[str, Card]) ->
 
 
 def fabric_link(graph: nx.DiGraph, a: str, b: str) -> dict | None:
-    """The fabric edge from ``a`` to ``b``, if a fabric link joins them."""
+    """The fabric edge from node ``a`` to node ``b``, if a fabric link joins them."""
     data = graph.get_edge_data(a, b)
     return data if data is not None and data.get("direction") == "fabric" else None
+
+
+def fabric_neighbours(graph: nx.DiGraph, node: str) -> list[str]:
+    """The nodes fabric links join ``node`` to."""
+    return [v for v, d in graph.adj[node].items() if d["direction"] == "fabric"]
+
+
+def fabric_port(graph: nx.DiGraph, device: str) -> str | None:
+    """Where ``device``'s fabric links leave from: itself, its card's switch, or None."""
+    if graph.nodes[device].get("kind") != "soc":
+        return None
+    if fabric_neighbours(graph, device):
+        return device
+    parent = graph.nodes[device]["parent"]
+    if graph.nodes[parent].get("card") and fabric_neighbours(graph, parent):
+        return parent
+    return None
+
+
+def fabric_path(graph: nx.DiGraph, a: str, b: str) -> list[str] | None:
+    """The nodes of the route from device ``a`` to device ``b`` over one fabric link, or None
+    when no fabric link joins their ports (module docstring)."""
+    pa, pb = fabric_port(graph, a), fabric_port(graph, b)
+    if pa is None or pb is None or fabric_link(graph, pa, pb) is None:
+        return None
+    return [a, *([pa] if pa != a else []), *([pb] if pb != b else []), b]
 
 
 RING_SEARCH_LIMIT = 200_000
@@ -65,17 +109,37 @@ RING_SEARCH_LIMIT = 200_000
 
 
 def fabric_ring(graph: nx.DiGraph, ordered: list[str]) -> list[str] | None:
-    """A ring through every device of ``ordered`` whose every step is a fabric link (as NCCL
-    builds its rings over NVLink), or None. Depth first from the first device, trying
-    neighbours in ``ordered``'s order, so a ring the order already is comes back unchanged;
-    it gives up after :data:`RING_SEARCH_LIMIT` extensions (fabrics are rings, tori and
-    hypercubes, where one is found at once)."""
+    """A ring through every device of ``ordered`` over the fabric (as NCCL builds its rings
+    over NVLink), or None: a ring of the devices' fabric ports whose every step is a fabric
+    link, each port's devices taken together where the ring passes it (the logical cores of a
+    chip, joined inside it); two ports may make a ring of one link, there and back.
+
+    The ring of ports is found depth first from the first device's, trying neighbours in
+    ``ordered``'s order, so a ring the order already is comes back unchanged; the search gives
+    up after :data:`RING_SEARCH_LIMIT` extensions (fabrics are rings, tori and hypercubes,
+    where one is found at once)."""
     if len(ordered) < 3:
         return None
-    rank = {d: k for k, d in enumerate(ordered)}
-    near = {d: sorted((v for v in graph.successors(d) if v in rank and v != d
-                       and graph.edges[d, v]["direction"] == "fabric"), key=rank.__getitem__)
-            for d in ordered}
+    members: dict[str, list[str]] = {}
+    for device in ordered:
+        port = fabric_port(graph, device)
+        if port is None:
+            return None
+        members.setdefault(port, []).append(device)
+    ports = list(members)
+    if len(ports) == 1 or (len(ports) == 2 and fabric_link(graph, *ports) is None):
+        return None
+    ring = ports if len(ports) == 2 else _port_ring(graph, ports)
+    return None if ring is None else [device for port in ring for device in members[port]]
+
+
+def _port_ring(graph: nx.DiGraph, ordered: list[str]) -> list[str] | None:
+    """A ring through every node of ``ordered`` whose every step is a fabric link, or None
+    (the search of :func:`fabric_ring`)."""
+    near = {}
+    for port in ordered:
+        linked = set(fabric_neighbours(graph, port))
+        near[port] = [v for v in ordered if v in linked]
     if any(len(n) < 2 for n in near.values()):
         return None
     path, used = [ordered[0]], {ordered[0]}
@@ -100,6 +164,27 @@ def fabric_ring(graph: nx.DiGraph, ordered: list[str]) -> list[str] | None:
         used.add(options[k])
         tried.append(0)
     return None
+
+
+def port_runs(graph: nx.DiGraph, ring: Sequence[str]) -> list[list[str]] | None:
+    """``ring`` cut into its devices by fabric port, when it passes at least two ports, each
+    once, with the same number (at least two) of devices at each: the shape of a hierarchical
+    all-reduce (inside each port, then across them). None otherwise."""
+    runs: list[list[str]] = []
+    last = None
+    for device in ring:
+        port = fabric_port(graph, device)
+        if port is None:
+            return None
+        if port != last:
+            runs.append([])
+            last = port
+        runs[-1].append(device)
+    ports = {fabric_port(graph, run[0]) for run in runs}
+    if len(runs) < 2 or len(ports) != len(runs) or len({len(r) for r in runs}) != 1 \
+            or len(runs[0]) < 2:
+        return None
+    return runs
 
 
 def group_ring(topo: Topology, group: Sequence[str]) -> list[str] | None:

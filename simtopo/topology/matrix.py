@@ -23,8 +23,9 @@ import numpy as np
 
 from .. import limits
 from ..errors import RouteError
+from .fabric import fabric_port
 from .graph import Topology
-from .routing import ENDPOINT_KINDS
+from .routing import ENDPOINT_KINDS, p2p_route
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -285,11 +286,18 @@ def path_matrix(topo: Topology, devices: Sequence[str] | None = None) -> PathMat
     bw[i, j] = np.minimum(np.minimum(up_bw[i, 0], leg2_bw), memory_bw[sock[i]] / 2)
     lat[i, j] = up_lat[i, 0] + topo.handoff_latency_s + leg2_lat
 
-    position = {dv: k for k, dv in enumerate(devices)}
-    for u, v, data in graph.edges(data=True):  # a fabric link before any route of the tree
-        if data["direction"] == "fabric" and u in position and v in position:
-            i, j = position[u], position[v]
-            cls[i, j], bw[i, j], lat[i, j] = _FABRIC, data["bw_Bps"], data["latency_s"]
+    # a fabric link before any route of the tree: between the devices or the cards they are on
+    behind: dict[str, list[int]] = {}  # fabric port -> the devices whose links leave there
+    for k, dv in enumerate(devices):
+        if (port := fabric_port(graph, dv)) is not None:
+            behind.setdefault(port, []).append(k)
+    for u, v, data in graph.edges(data=True):
+        if data["direction"] == "fabric" and u in behind and v in behind:
+            for i in behind[u]:
+                for j in behind[v]:
+                    fabric = p2p_route(topo, devices[i], devices[j])
+                    cls[i, j], bw[i, j], lat[i, j] = (_FABRIC, fabric.bottleneck_Bps,
+                                                      fabric.latency_s)
     diagonal = np.arange(n)
     cls[diagonal, diagonal] = _SELF
     bw[diagonal, diagonal] = np.inf

@@ -2,9 +2,9 @@
 
 Peer-to-peer (DESIGN.md, routing semantics):
 
-- over a device fabric link when one joins the two devices (``fabric``, tried first, as NCCL
-  prefers NVLink to PCIe; :mod:`simtopo.topology.fabric`): the link itself, none of the
-  tree's refusals;
+- over a device fabric link when one joins the two devices, or the cards they sit on
+  (``fabric``, tried first, as NCCL prefers NVLink to PCIe; :mod:`simtopo.topology.fabric`):
+  the link itself (and the on-card links to it), none of the tree's refusals;
 - up from the source to the lowest common switch and down to the destination when ACS is off
   there (path class ``card`` for an on-card switch, ``switch`` for a server switch);
 - with ACS on at that switch, redirected up to the root complex and back down (``acs``): the
@@ -38,7 +38,7 @@ from itertools import pairwise
 import networkx as nx
 
 from ..errors import RouteError
-from .fabric import fabric_link
+from .fabric import fabric_path
 from .graph import Topology
 
 ENDPOINT_KINDS = ("soc", "storage")
@@ -220,8 +220,9 @@ def p2p_possible(topo: Topology, a: str, b: str) -> bool:
 
 def p2p_route(topo: Topology, a: str, b: str) -> Route:
     """The peer-to-peer route from device ``a`` to device ``b`` (rules in the module doc)."""
-    if fabric_link(topo.graph, a, b) is not None:  # beside the tree: none of its refusals
-        return _path(topo, a, b, "fabric", [a, b])
+    over_fabric = fabric_path(topo.graph, a, b)
+    if over_fabric is not None:  # beside the tree: none of its refusals
+        return _path(topo, a, b, "fabric", over_fabric)
     for device in (a, b):
         _refuse_device(topo, device, a, b)
     route = _tree_route(topo, a, b)
