@@ -224,3 +224,42 @@ def test_the_seed_s_sn30_row_is_recomputed_and_read_as_the_seed_says():
     cells = row.split(" | ")
     assert cells[1:4] == ["2, weight mode", "llama-2-70b", "1 (tp1 pp1 p2p)"]
     assert cells[5].startswith("tp1 pp1 x8 p2p (8 SoCs)")
+
+
+def test_fp32_needs_more_rdus_where_memory_runs_out_as_the_seed_says():
+    """docs/sizing.md's FP32 row for llama-3.1-405b on the SN30 node recomputed: at 4 bytes a
+    weight it outgrows one RDU's 1 TiB of DDR, so it needs ceil(4 x parameters / 1 TiB) = 2,
+    where BF16 fits on one."""
+    import math
+
+    from simtopo.analysis.sizing import WORKLOAD, _shaped, precision_table
+    from simtopo.workload.modelref import resolve_model
+
+    sn30 = str(ROOT / "topologies" / "sn30-node.yaml")
+    lines = precision_table(sn30, {"llama-3.1-405b": "1 (tp1 pp1 p2p)"},
+                            _shaped(WORKLOAD, sn30), jobs=2)
+    row = next(line for line in lines if line.startswith("| llama-3.1-405b |"))
+    assert row in (ROOT / "docs" / "sizing.md").read_text().splitlines()
+    weights = 4 * resolve_model("llama-3.1-405b").decoder.parameters()
+    rdus = math.ceil(weights / 2**40)
+    assert rdus == 2 and row.split(" | ")[2].startswith(f"{rdus} (")
+
+
+def test_the_seed_s_hidden_size_bands_hold_the_presets_of_their_size():
+    """The seed's second SN30 table (by hidden size: <= 4096, 4096 - 8192, >= 8192) beside the
+    presets of each band, whose hidden sizes are the models' configs' (4096 for Llama 2 7B and
+    Llama 3 8B, 5120 for 13B, 8192 for the 70Bs, 16384 for 405B)."""
+    from simtopo.analysis.sizing import MODELS, SEED_SN30_HIDDEN, _hidden
+
+    hidden = {"llama-2-7b": 4096, "llama-3-8b": 4096, "llama-2-13b": 5120,
+              "llama-2-70b": 8192, "llama-3-70b": 8192, "llama-3.1-405b": 16384}
+    assert {m: _hidden(m) for m in MODELS} == hidden
+    band = {m: next(b for b, _, low, high in SEED_SN30_HIDDEN if low < h <= high)
+            for m, h in hidden.items()}
+    assert band == {"llama-2-7b": "<= 4096", "llama-3-8b": "<= 4096",
+                    "llama-2-13b": "4096 - 8192", "llama-2-70b": ">= 8192",
+                    "llama-3-70b": ">= 8192", "llama-3.1-405b": ">= 8192"}
+    lines = (ROOT / "docs" / "sizing.md").read_text().splitlines()
+    for model, name in band.items():
+        assert any(line.startswith(f"| {name} | ") and f"| {model} ({hidden[model]}) | 1 ("
+                   in line for line in lines), model  # each fits on one RDU (1 TiB)

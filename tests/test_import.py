@@ -245,3 +245,33 @@ def test_a_device_is_its_first_function(tmp_path, capsys):
     assert "#   0000:01:00.1 Qualcomm Device a100 (second function)" in out.read_text()
     assert main(["topo", "import", str(tv), *STANDARD, "--name", "a #b"]) == 2
     assert "name" in capsys.readouterr().err
+
+
+def test_sr_iov_virtual_functions_are_slices_of_their_device(tmp_path, capsys):
+    # a device at 01:00.0 with 8 virtual functions enabled at offset 4, stride 1: routing IDs
+    # 0x0104 .. 0x010b, that is 01:00.4 .. 01:00.7 and 01:01.0 .. 01:01.3 (the PCIe SR-IOV
+    # layout); 01:01.0 looks like a second device's first function in the tree alone
+    vfs = [f"01.{f}" for f in range(4)] + [f"00.{f}" for f in range(4, 8)]
+    rows = "".join(f"           |            +-{vf}  Qualcomm Device a100\n"
+                   for vf in sorted(vfs))
+    tv = tmp_path / "tv.txt"
+    tv.write_text("-[0000:00]-+-01.0-[01]--+-00.0  Qualcomm Device a100\n" + rows
+                  + "           |            \\-02.0  Qualcomm Device a100\n"
+                  "           \\-02.0-[02]----00.0  Qualcomm Device a100\n")
+    vv = tmp_path / "vv.txt"
+    vv.write_text("0000:01:00.0 Unassigned class [ff00]: Qualcomm Device a100\n"
+                  "\tCapabilities: [160 v1] Single Root I/O Virtualization (SR-IOV)\n"
+                  "\t\tInitial VFs: 16, Total VFs: 16, Number of VFs: 8, Function "
+                  "Dependency Link: 00\n"
+                  "\t\tVF offset: 4, stride: 1, Device ID: a101\n")
+    from simtopo.topology.lspci import parse_virtual_functions
+
+    assert parse_virtual_functions(vv.read_text()) == {
+        f"0000:01:{vf}": "0000:01:00.0" for vf in vfs}
+    out = tmp_path / "out.yaml"
+    assert main(["topo", "import", str(tv), *STANDARD, "-o", str(out)]) == 0
+    assert len(load_topology(out).cards) == 4  # 01:00.0, the VF at 01:01.0, 01:02.0, 02:00.0
+    assert main(["topo", "import", str(tv), "--vv", str(vv), *STANDARD, "-o", str(out)]) == 0
+    capsys.readouterr()
+    assert len(load_topology(out).cards) == 3  # the physical functions' devices
+    assert "#   8 of 0000:01:00.0" in out.read_text()

@@ -89,13 +89,19 @@ def sizing_markdown(models: Sequence[str] = MODELS, topologies: Sequence[str] = 
                   "| model | parameters | fits on (SoCs) | best latency | best throughput |",
                   "|---|---|---|---|---|"]
         shaped = _shaped(w, topology)
+        rows = {}
         for model in models:
             if progress:
                 progress(f"{model} on {topology}")
-            lines.append(sizing_row(model, topology, shaped, jobs))
-        lines.append("")
+            rows[model] = sizing_row(model, topology, shaped, jobs)
+        lines += [*rows.values(), ""]
         if Path(topology).name == "sn30-node.yaml":
-            lines += seed_comparison(topology, shaped, jobs)
+            lines += seed_comparison(topology, shaped, jobs, rows)
+        if shaped.precision == "bf16":
+            if progress:
+                progress(f"FP32 on {topology}")
+            lines += precision_table(topology, {m: r.split(" | ")[2] for m, r in rows.items()},
+                                     shaped, jobs)
     return "\n".join(lines)
 
 
@@ -124,8 +130,24 @@ SEED_SN30 = (("< 20B", "1, batch mode", "llama-2-13b"),
 guidance"), with the preset in each band (None: no preset model is that size)."""
 
 
-def seed_comparison(topology: str, w: WorkloadSpec, jobs: int | None = None) -> list[str]:
-    """The seed's SN30 table beside the advisor's rows for a preset in each band."""
+SEED_SN30_HIDDEN = (("<= 4096", "1, batch mode or weight mode", 0, 4096),
+                    ("4096 - 8192", "1 or 2, weight mode", 4096, 8191),
+                    (">= 8192", "2 or 4, weight mode", 8191, 1 << 24))
+"""The seed's SN30 rows by hidden size ("Hidden dimension size"): band, advice, and the band
+as lo < hidden <= hi (a size on a boundary goes to the band whose bound includes it)."""
+
+
+def seed_comparison(topology: str, w: WorkloadSpec, jobs: int | None = None,
+                    rows: dict[str, str] | None = None) -> list[str]:
+    """The seed's SN30 tables (by model size, by hidden size) beside the advisor's rows for
+    the presets in each band; ``rows``: the topology's table rows already made, by model."""
+    known = dict(rows or {})
+
+    def cells(model: str) -> list[str]:
+        if model not in known:
+            known[model] = sizing_row(model, topology, w, jobs)
+        return [c.strip(" |") for c in known[model].split(" | ")]
+
     out = ["### The seed's SN30 table against the advisor", "",
            "SambaNova's tensor-parallel guide (`../shared/seeds/sambanova-tensor-parallel.txt`,"
            " BF16) sizes an SN30 by model size; the advisor's rows above, for a preset in each "
@@ -136,9 +158,8 @@ def seed_comparison(topology: str, w: WorkloadSpec, jobs: int | None = None) -> 
         if model is None:
             out.append(f"| {band} | {seed} | (no preset this size) | | | |")
             continue
-        cells = sizing_row(model, topology, w, jobs).split(" | ")
-        out.append(f"| {band} | {seed} | {model} | {cells[2]} | {cells[3]} | "
-                   f"{cells[4].rstrip(' |')} |")
+        row = cells(model)
+        out.append(f"| {band} | {seed} | {model} | {row[2]} | {row[3]} | {row[4]} |")
     out += ["", "Where they differ, and why:", "",
             "- **Memory.** The seed's first reason for more RDUs is memory (\"more RDUs "
             "ensure that the required memory does not exceed what is available\"). An SN30 "
@@ -161,4 +182,48 @@ def seed_comparison(topology: str, w: WorkloadSpec, jobs: int | None = None) -> 
             "40B - 80B.",
             "- **Batch mode.** The advisor splits the batch only for a batch above 1 (here 1), "
             "so the seed's \"batch mode\" rows read as one RDU (tp1) per replica.", ""]
+    out += ["The seed's second SN30 table sizes by hidden size alone (for module tests); "
+            "every preset in each band:", "",
+            "| hidden size | the seed (SN30) | preset (hidden) | advisor: fits on | "
+            "advisor: best latency | advisor: best throughput |", "|---|---|---|---|---|---|"]
+    for band, seed, low, high in SEED_SN30_HIDDEN:
+        inside = [m for m in MODELS if low < _hidden(m) <= high]
+        for model in inside:
+            row = cells(model)
+            out.append(f"| {band} | {seed} | {model} ({_hidden(model)}) | {row[2]} | "
+                       f"{row[3]} | {row[4]} |")
+        if not inside:
+            out.append(f"| {band} | {seed} | (no preset this size) | | | |")
+    out += ["", "The same readings hold: every preset fits on one RDU (1 TiB of DDR), so the "
+            "seed's 2 or 4 for a hidden size of 8192 and more is not memory here; the best "
+            "latency spreads the weights over all 8 RDUs; the best throughput is one RDU per "
+            "replica.", ""]
     return out
+
+
+def _hidden(model: str) -> int:
+    decoder = resolve_model(model).decoder
+    assert decoder is not None
+    return decoder.hidden
+
+
+def precision_table(topology: str, bf16_fits: dict[str, str], w: WorkloadSpec,
+                    jobs: int | None = None) -> list[str]:
+    """The seed's precision rule on a topology that computes in bf16: the fewest SoCs each
+    model fits on with FP32 weights and activations, beside ``bf16_fits`` (model -> the
+    table's BF16 cell)."""
+    fp32 = w.model_copy(update={"precision": "fp32", "activations": "fp32"})
+    out = ["### FP32", "",
+           "The seed's tables assume BF16: \"If you're using FP32 or mixed precision and you "
+           "hit the memory limit, increase the number of RDUs.\" The fewest RDUs each preset "
+           "fits on with FP32 weights, activations and KV cache (4 bytes each; the advisor "
+           "prices FP32 GEMMs at the 16-bit peak, so read this table for memory only):",
+           "", "| model | fits on, BF16 | fits on, FP32 |", "|---|---|---|"]
+    for model, half in bf16_fits.items():
+        full = _smallest(advise(model, topology, fp32, "latency", jobs=jobs))
+        out.append(f"| {model} | {half} | {full} |")
+    if any("does not fit" in row for row in out[-len(bf16_fits):]):
+        out += ["", "*does not fit*: no layout of this node holds it in its devices' memory as "
+                "the card file models it (for the SN40L its HBM: the DDR tier behind the HBM, "
+                "which SambaNova uses to hold many models, is not modelled)."]
+    return [*out, ""]

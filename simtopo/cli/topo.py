@@ -121,7 +121,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     from ..topology.files import load_card_library
     from ..topology.hwloc import parse_hwloc
     from ..topology.importer import check_imported, import_pci
-    from ..topology.lspci import parse_links, parse_tree
+    from ..topology.lspci import parse_links, parse_tree, parse_virtual_functions
     from ..topology.nvsmi import import_nvsmi, plain
 
     def read(path: str) -> str:
@@ -165,9 +165,11 @@ def cmd_import(args: argparse.Namespace) -> int:
             result = import_pci(roots, links, cards, types, includes, name, len(facts),
                                 args.file, socket_of, facts, notes)
         else:
-            links = parse_links(read(args.vv), args.vv) if args.vv else {}
+            vv = read(args.vv) if args.vv else ""
+            links = parse_links(vv, args.vv) if args.vv else {}
             result = import_pci(parse_tree(text, args.file), links, cards, types, includes,
-                                name, args.sockets, args.file)
+                                name, args.sockets, args.file,
+                                virtual=parse_virtual_functions(vv))
     check_imported(result, types, args.file)
     if out is None:
         echo(result.rstrip("\n"))

@@ -12,7 +12,8 @@ for the user to edit:
 - a function whose name matches a ``--card`` pattern is a SoC of that card type; a switch whose
   functions below are exactly one card of a type with an on-card switch (an AI 100 Ultra:
   four SoCs behind its switch) is that card; NVMe controllers are storage; anything else
-  (NICs, chipset functions) is listed as not modelled;
+  (NICs, chipset functions) is listed as not modelled; SR-IOV virtual functions (read from
+  ``lspci -vv``) are slices of their device, left out and counted;
 - every link is the generation and width ``lspci -vv`` reports for the function at its lower
   end (``LnkSta``); without it, Gen4 x16 is assumed and marked so. A card's links are its
   type's: where lspci reports another rate, the file says so.
@@ -59,6 +60,8 @@ class Found:
     storage: list[tuple[str, str, str, str]] = field(default_factory=list)
     """(id, parent, link text, comment)."""
     skipped: list[str] = field(default_factory=list)
+    virtual: dict[str, int] = field(default_factory=dict)
+    """SR-IOV virtual functions left out, counted by their physical function."""
     fabric: list[tuple[str, str, str, str]] = field(default_factory=list)
     """(device, device, bandwidth text, comment)."""
 
@@ -109,8 +112,10 @@ def _link(address: str, links: Links,
 
 class _Walk:
     def __init__(self, patterns: list[tuple[re.Pattern[str], str]],
-                 types: dict[str, CardTypeSpec], links: Links) -> None:
+                 types: dict[str, CardTypeSpec], links: Links,
+                 virtual: dict[str, str]) -> None:
         self.patterns, self.types, self.links = patterns, types, links
+        self.virtual = virtual
         self.found = Found()
 
     def card_type(self, node: PciNode) -> str | None:
@@ -120,7 +125,7 @@ class _Walk:
         """The devices below ``node``: their first functions (a GPU's audio function, a
         NIC's second port are the same device)."""
         return [n for n in node.walk() if not n.is_bridge and not n.is_root
-                and n.address.endswith(".0")]
+                and n.address.endswith(".0") and n.address not in self.virtual]
 
     def place(self, node: PciNode, parent: str) -> None:
         """Place what hangs from bridge or root bus ``node`` under topology node ``parent``."""
@@ -169,6 +174,10 @@ class _Walk:
                 f"{link.label()}")
 
     def endpoint(self, node: PciNode, parent: str) -> None:
+        if node.address in self.virtual:
+            pf = self.virtual[node.address]
+            self.found.virtual[pf] = self.found.virtual.get(pf, 0) + 1
+            return
         kind = self.card_type(node) if node.address.endswith(".0") else None
         if kind is not None:
             spec = self.types[kind]
@@ -192,11 +201,13 @@ def import_pci(roots: list[PciNode], links: Links, cards: list[tuple[str, str]],
                types: dict[str, CardTypeSpec], includes: list[str], name: str,
                sockets: int = 1, source: str = "lspci", socket_of: list[int] | None = None,
                facts: list[SocketFacts] | None = None,
-               socket_notes: list[str] | None = None) -> str:
+               socket_notes: list[str] | None = None,
+               virtual: dict[str, str] | None = None) -> str:
     """The topology YAML of ``roots`` (module docstring): ``cards`` maps name patterns
     (regular expressions) to card types of ``types``, which ``includes`` define. The root
     buses go to ``sockets`` sockets in order, or as ``socket_of`` says (read, with ``facts``
-    of each socket, and ``socket_notes`` where a root bus's socket was not read)."""
+    of each socket, and ``socket_notes`` where a root bus's socket was not read);
+    ``virtual``: SR-IOV virtual functions to leave out, with their physical functions."""
     patterns = []
     for pattern, kind in cards:
         if kind not in types:
@@ -209,7 +220,7 @@ def import_pci(roots: list[PciNode], links: Links, cards: list[tuple[str, str]],
                 from None
     if socket_of is None and not 1 <= sockets <= len(roots):
         raise ConfigError(f"--sockets {sockets}: expected 1 to {len(roots)} (the root buses)")
-    walk = _Walk(patterns, types, links)
+    walk = _Walk(patterns, types, links, virtual or {})
     rcs = []
     for k, root in enumerate(roots):
         where = socket_of[k] if socket_of is not None else k * sockets // len(roots)
@@ -298,4 +309,7 @@ def topology_yaml(name: str, source: str, includes: list[str],
                 f"{c}; assumption: the latency" for a, b, bw, c in found.fabric]
     if found.skipped:
         out += ["", "# not modelled:"] + [f"#   {s}" for s in found.skipped]
+    if found.virtual:
+        out += ["", "# SR-IOV virtual functions left out (slices of their device, read from "
+                "lspci -vv):"] + [f"#   {n} of {pf}" for pf, n in sorted(found.virtual.items())]
     return "\n".join(out) + "\n"

@@ -12,8 +12,10 @@ a bridge's only child, ``--+-`` to its first of several, whose siblings hang at 
 ``\\-`` (the last) in that column on the lines below; a name follows two spaces. Several root
 buses are siblings at the left (``+-[0000:80]-...``). Bridges drawn with children on their own
 line carry no name. :func:`parse_tree` reads it; :func:`parse_links` reads the negotiated link
-(``LnkSta: Speed 16GT/s, Width x16``) of each function from ``lspci -vv``. Input that does
-not fit the drawing is refused with the line it stopped at.
+(``LnkSta: Speed 16GT/s, Width x16``) of each function from ``lspci -vv``, and
+:func:`parse_virtual_functions` the SR-IOV virtual functions a physical function has enabled
+(``Number of VFs``, ``VF offset``, ``stride``). Input that does not fit the drawing is refused
+with the line it stopped at.
 """
 
 from __future__ import annotations
@@ -164,4 +166,38 @@ def parse_links(text: str, source: str = "lspci -vv") -> dict[str, tuple[int, in
                                   f"{', '.join(f'{s:g}' for s in GT_PER_S_TO_GEN)})")
             if int(link["width"]) in (1, 2, 4, 8, 16, 32):  # x0: the link is down
                 out[current] = (GT_PER_S_TO_GEN[speed], int(link["width"]))
+    return out
+
+
+_VF_COUNT = re.compile(r"Number of VFs:\s*(?P<count>\d+)")
+_VF_PLACE = re.compile(r"VF offset:\s*(?P<offset>\d+),\s*stride:\s*(?P<stride>\d+)")
+
+
+def parse_virtual_functions(text: str) -> dict[str, str]:
+    """The SR-IOV virtual functions of ``lspci -vv`` output, each with its physical function:
+    virtual function i of a physical function whose routing ID (bus, device, function as
+    8 + 5 + 3 bits) is R sits at R + offset + i x stride (PCIe SR-IOV, as the capability
+    reports them). They are slices of their device, not devices: the import leaves them out."""
+    out: dict[str, str] = {}
+    current: str | None = None
+    count: int | None = None
+    for line in text.splitlines():
+        head = _FUNCTION.match(line)
+        if head is not None or line[:1].strip():
+            current = None if head is None else \
+                f"{(head['domain'] or '0000')}:{head['bus']}:{head['slot']}".lower()
+            count = None
+            continue
+        if current is None:
+            continue
+        if (found := _VF_COUNT.search(line)) is not None:
+            count = int(found["count"])
+        elif (place := _VF_PLACE.search(line)) is not None and count:
+            domain, bus, slot = current.split(":")
+            device, function = slot.split(".")
+            rid = (int(bus, 16) << 8) | (int(device, 16) << 3) | int(function)
+            for i in range(count):
+                vf = rid + int(place["offset"]) + i * int(place["stride"])
+                if vf < 1 << 16:
+                    out[f"{domain}:{vf >> 8:02x}:{(vf >> 3) & 31:02x}.{vf & 7}"] = current
     return out
