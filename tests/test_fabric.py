@@ -290,3 +290,24 @@ def test_trn2_lnc2_is_64_logical_cores_sharing_their_chips_links():
     assert chips == [d.split(".")[0] for d in ring_order(chip, list(chip.socs))]
     assert all(topo.route(a[-1], b[0]).path_class == "fabric"
                for a, b in zip(runs, runs[1:] + runs[:1], strict=True))
+
+
+def test_a_plan_can_keep_to_the_pcie_tree_beside_a_fabric(tmp_path):
+    # plan.fabric false: the same machine's P2P over its tree only, exactly as the topology
+    # without its fabric links gives it
+    import simtopo
+
+    fabric_topology(tmp_path)  # writes fab.yaml: std8 with a ring of bridges over card0..3
+    plain = tmp_path / "plain.yaml"
+    plain.write_text(f"extends: {tmp_path / 'fab.yaml'}\nname: std8-plain\nfabric: []\n")
+    path = tmp_path / "exp.yaml"
+    path.write_text(f"name: e\ntopology: {tmp_path / 'fab.yaml'}\nmodel: llama-2-13b\n"
+                    "workload: {batch: 1, prompt: 64, generate: 8}\n"
+                    "plan: {tp: 4, devices: [card0.soc0, card1.soc0, card2.soc0, card3.soc0]}\n"
+                    "variants: [{name: bridges}, {name: pcie, plan: {fabric: false}},\n"
+                    f"           {{name: plain, topology: {plain}}}]\n")
+    result = simtopo.run(path, band=False)
+    bridges, pcie, bare = (v.metrics for v in result.variants)
+    assert pcie["tpot_mean_s"] == bare["tpot_mean_s"] and pcie["ttft_s"] == bare["ttft_s"]
+    assert bridges["tpot_mean_s"] < pcie["tpot_mean_s"]
+    assert result.variants[1].inputs["plan"]["fabric"] is False

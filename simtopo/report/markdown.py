@@ -84,6 +84,8 @@ def _plan_text(v: VariantResult) -> str:
     if len(plan.replicas) > 1:
         parts.append(f"{len(plan.replicas)} replicas")
     parts.append(v.connection)
+    if v.inputs["plan"].get("fabric") is False:
+        parts.append("PCIe only (fabric off)")
     host_allreduce = v.inputs.get("transfer", {}).get("host_allreduce")
     if v.connection == "host" and host_allreduce not in (None, "auto"):
         parts.append(f"{host_allreduce} all-reduce")

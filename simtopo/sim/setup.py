@@ -174,6 +174,8 @@ def setup_variant(variant: Variant, link_model: LinkModel = DEFAULT_MODEL,
         raise ConfigError(f"variant {variant.name!r}: workload kind {variant.workload.kind!r} "
                           "is not one pass to simulate (simtopo.run runs it)")
     topo = topology if topology is not None else load_topology(variant.topology, link_model)
+    if not variant.plan.fabric:
+        topo = topo.without_fabric
     params = transfer_settings(topo, variant)
     ref = resolve_model(variant.model)
     precision = precision_of(variant)

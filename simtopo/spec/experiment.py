@@ -122,6 +122,10 @@ class PlanSpec(Spec):
     """Instances of a one-SoC plan on each SoC, each on ``cores`` cores (default: the SoC's
     cores / per_soc), as MLPerf's AI 100 submissions run a CNN: they share the SoC's DRAM."""
     connection: Literal["p2p", "host"] = "p2p"
+    fabric: bool = True
+    """P2P routes take the topology's device fabric (NeuronLink, NVLink bridges) where it
+    joins two devices, before the PCIe tree, as NCCL prefers NVLink (default); ``false``: the
+    PCIe tree only, to see what the fabric buys on the same machine."""
     rules: dict[str, Literal["M", "K", "replicate", "E"]] = Field(default_factory=dict,
                                                                   max_length=1024)
     expert_imbalance: float = Field(default=1.0, ge=1.0, le=64.0, allow_inf_nan=False)

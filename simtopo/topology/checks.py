@@ -15,7 +15,6 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Literal
 
-import networkx as nx
 import numpy as np
 
 from ..units import format_bandwidth, format_bytes
@@ -79,13 +78,6 @@ def _fabric_links(topo: Topology) -> int:
     return sum(1 for _, _, d in topo.graph.edges(data=True) if d["direction"] == "fabric") // 2
 
 
-def _without_fabric(topo: Topology) -> nx.DiGraph:
-    graph = topo.graph.copy()
-    graph.remove_edges_from([(u, v) for u, v, d in graph.edges(data=True)
-                             if d["direction"] == "fabric"])
-    return graph
-
-
 def check_p2p_domains(topo: Topology) -> Finding:
     """The largest group of SoCs joined by P2P, against the platform's tensor-slicing limit."""
     if not topo.socs:
@@ -99,8 +91,7 @@ def check_p2p_domains(topo: Topology) -> Finding:
     # surely can, not always the largest one
     # over the tree alone: fabric links join pairs, not domains (reaching by them is not
     # transitive), and the fabric rings are reported beside
-    tree = path_matrix(topo.derived(graph=_without_fabric(topo))) if _fabric_links(topo) \
-        else matrix
+    tree = path_matrix(topo.without_fabric) if _fabric_links(topo) else matrix
     linked = tree.path_class != PATH_CLASSES.index("host")
     _, counts = np.unique(linked, axis=0, return_counts=True)
     sizes = sorted(counts.tolist(), reverse=True)

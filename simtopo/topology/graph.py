@@ -99,6 +99,17 @@ class Topology:
                         self.model)
 
     @cached_property
+    def without_fabric(self) -> Topology:
+        """This topology without its device fabric links: P2P over the PCIe tree only (a
+        plan's ``fabric: false``); itself when it has none."""
+        fabric = [(u, v) for u, v, d in self.graph.edges(data=True) if d["direction"] == "fabric"]
+        if not fabric:
+            return self
+        graph = self.graph.copy()
+        graph.remove_edges_from(fabric)
+        return self.derived(graph=graph)
+
+    @cached_property
     def fingerprint(self) -> str:
         """A digest of what a simulation on this topology reads: the spec, the link model and
         the built graph (a what-if change of either is another fingerprint). Results
