@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import networkx as nx
 import pytest
 
@@ -154,9 +156,12 @@ def test_a_link_between_cards_of_several_socs_serves_all_their_socs(tmp_path):
      "  - {between: [card0, card1], bandwidth: 10GB/s}\n",
      "fabric link end 'card0' is a card one of whose SoCs other fabric links join: name the "
      "card in both"),
+    ("  - {between: [card0, card0.soc1], bandwidth: 10GB/s}\n",
+     "fabric link 0 joins card0.sw and card0.soc1, which the tree already joins (a card and "
+     "its own SoC)"),
 ])
 def test_a_card_is_joined_whole_or_by_its_socs_not_both(tmp_path, rows, message):
-    with pytest.raises(TopologyError, match=message.replace(".", r"\.")):
+    with pytest.raises(TopologyError, match=re.escape(message)):
         ultra8_fabric(tmp_path, rows)
 
 
@@ -311,3 +316,23 @@ def test_a_plan_can_keep_to_the_pcie_tree_beside_a_fabric(tmp_path):
     assert pcie["tpot_mean_s"] == bare["tpot_mean_s"] and pcie["ttft_s"] == bare["ttft_s"]
     assert bridges["tpot_mean_s"] < pcie["tpot_mean_s"]
     assert result.variants[1].inputs["plan"]["fabric"] is False
+    # the speed-up band's runs at the unmeasured constants' ends plan on the same tree
+    path.write_text(path.read_text().replace(
+        "{name: pcie, plan: {fabric: false}}", "{name: pcie, plan: {fabric: false}}, "
+        "{name: pcie-host, plan: {fabric: false, connection: host}}"))
+    banded = simtopo.run(path, variants=["pcie", "pcie-host"])
+    (row,) = banded.bands
+    assert (row["p2p"], row["host"]) == ("pcie", "pcie-host")
+    low, high = row["tpot_mean_s_speedup_band"]
+    assert low <= banded.variants[1].metrics["tpot_mean_s"] / pcie["tpot_mean_s"] <= high
+
+
+def test_a_group_on_cards_no_link_joins_has_no_hierarchical_all_reduce():
+    # card0 and card2 of trn2-16-lnc2 are not torus neighbours: no ring over the fabric, so
+    # the group's all-reduce is a flat ring of the tree (its pairs all P2P below sw0)
+    topo = load_topology(TOPOLOGIES / "trn2-16-lnc2.yaml")
+    group = [*topo.cards["card0"].socs, *topo.cards["card2"].socs]
+    assert port_runs(topo.graph, ring_order(topo, group)) is None
+    assert run_collective(topo, "all_reduce", group, 64e6).algorithm != "hierarchical"
+    with pytest.raises(ValueError, match="a hierarchical all-reduce needs"):
+        run_collective(topo, "all_reduce", group, 64e6, algorithm="hierarchical")

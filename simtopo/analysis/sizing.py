@@ -183,7 +183,8 @@ def seed_comparison(topology: str, w: WorkloadSpec, jobs: int | None = None,
             "- **Batch mode.** The advisor splits the batch only for a batch above 1 (here 1), "
             "so the seed's \"batch mode\" rows read as one RDU (tp1) per replica.", ""]
     out += ["The seed's second SN30 table sizes by hidden size alone (for module tests); "
-            "every preset in each band:", "",
+            "every preset in each band (8192 is in both of the seed's upper bands; it is read "
+            "as >= 8192 here):", "",
             "| hidden size | the seed (SN30) | preset (hidden) | advisor: fits on | "
             "advisor: best latency | advisor: best throughput |", "|---|---|---|---|---|---|"]
     for band, seed, low, high in SEED_SN30_HIDDEN:

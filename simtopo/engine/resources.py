@@ -38,9 +38,23 @@ def shares_switch_port(topo: Topology, device: str) -> bool:
     switch. The efficiency is measured on accelerators behind a switch (its port arbitration
     among many streams); a device on a root port reads from seven peers at its link rate
     (calibration/rtx6kpro-epyc9124), and a drive reaches its bandwidth with many requests in
-    flight, so neither has it."""
+    flight, so neither has it. Only behind a PCIe link: the logical cores of a chip reach
+    their chip's network (an on-card "switch" over explicit links), not a switch port."""
     nodes = topo.graph.nodes
-    return nodes[device]["kind"] == "soc" and nodes[nodes[device]["parent"]]["kind"] == "switch"
+    if nodes[device]["kind"] != "soc":
+        return False
+    parent = nodes[device]["parent"]
+    return nodes[parent]["kind"] == "switch" and not on_chip(topo.graph, device, parent)
+
+
+def on_chip(graph: Any, u: str, v: str) -> bool:
+    """Whether link ``u``-``v`` joins a SoC to its card's switch over an explicit bandwidth:
+    a logical core on its chip's network, not a PCIe link (no DLLP loss, no port
+    arbitration)."""
+    ends = sorted((graph.nodes[u]["kind"], graph.nodes[v]["kind"]))
+    switch = u if graph.nodes[u]["kind"] == "switch" else v
+    return ends == ["soc", "switch"] and bool(graph.nodes[switch].get("card")) \
+        and graph.edges[u, v].get("gen") is None
 
 
 class Resources:
@@ -66,7 +80,8 @@ class Resources:
             for u, v, data in graph.edges(data=True):
                 back = graph.edges[v, u]["bw_Bps"] if graph.has_edge(v, u) else np.inf
                 if u < v and np.isfinite(data["bw_Bps"]) and np.isfinite(back) \
-                        and data["direction"] != "fabric":  # a PCIe link's DLLP loss
+                        and data["direction"] != "fabric" and not on_chip(graph, u, v):
+                    # a PCIe link's DLLP loss
                     add(f"dx:{u}|{v}", duplex * (data["bw_Bps"] + back))
         for socket in topo.sockets:
             # many concurrent DMA streams into one DRAM lose efficiency as an endpoint does

@@ -144,7 +144,7 @@ def at_corner(variant: Variant, favour: str, topologies: dict[str, Topology],
     path = str(variant.topology)
     if path not in topologies:
         topologies[path] = load_topology(variant.topology, link_model)
-    base = topologies[path]
+    base = topologies[path] if variant.plan.fabric else topologies[path].without_fabric
     topo, changed = with_values(base, variant, corner(base, variant, favour))
     return changed, topo
 

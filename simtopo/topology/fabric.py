@@ -61,6 +61,9 @@ def add_fabric(spec: TopologySpec, graph: nx.DiGraph, cards: dict[str, Card]) ->
         a, b = (_port(end, graph, cards, (*where, k)) for k, end in enumerate(link.between))
         if a == b:
             raise TopologyError(f"fabric link {i} joins {a} to itself", path=where)
+        if graph.has_edge(a, b) and graph.edges[a, b]["direction"] != "fabric":
+            raise TopologyError(f"fabric link {i} joins {a} and {b}, which the tree already "
+                                "joins (a card and its own SoC)", path=where)
         pair = frozenset((a, b))
         if pair in seen:
             raise TopologyError(f"fabric link {i} joins {a} and {b} again (fabric[{seen[pair]}]"
@@ -168,21 +171,22 @@ def _port_ring(graph: nx.DiGraph, ordered: list[str]) -> list[str] | None:
 
 def port_runs(graph: nx.DiGraph, ring: Sequence[str]) -> list[list[str]] | None:
     """``ring`` cut into its devices by fabric port, when it passes at least two ports, each
-    once, with the same number (at least two) of devices at each: the shape of a hierarchical
-    all-reduce (inside each port, then across them). None otherwise."""
+    once, with the same number (at least two) of devices at each, and a fabric link joins
+    each port to the next (and the last to the first): the shape of a hierarchical all-reduce
+    (inside each port, then across them). None otherwise."""
     runs: list[list[str]] = []
-    last = None
+    order: list[str] = []  # the port of each run
     for device in ring:
         port = fabric_port(graph, device)
         if port is None:
             return None
-        if port != last:
+        if not order or port != order[-1]:
             runs.append([])
-            last = port
+            order.append(port)
         runs[-1].append(device)
-    ports = {fabric_port(graph, run[0]) for run in runs}
-    if len(runs) < 2 or len(ports) != len(runs) or len({len(r) for r in runs}) != 1 \
-            or len(runs[0]) < 2:
+    if len(runs) < 2 or len(set(order)) != len(runs) or len({len(r) for r in runs}) != 1 \
+            or len(runs[0]) < 2 or any(fabric_link(graph, p, q) is None for p, q in
+                                       zip(order, order[1:] + order[:1], strict=True)):
         return None
     return runs
 

@@ -175,9 +175,10 @@ _VF_PLACE = re.compile(r"VF offset:\s*(?P<offset>\d+),\s*stride:\s*(?P<stride>\d
 
 def parse_virtual_functions(text: str) -> dict[str, str]:
     """The SR-IOV virtual functions of ``lspci -vv`` output, each with its physical function:
-    virtual function i of a physical function whose routing ID (bus, device, function as
-    8 + 5 + 3 bits) is R sits at R + offset + i x stride (PCIe SR-IOV, as the capability
-    reports them). They are slices of their device, not devices: the import leaves them out."""
+    virtual function n (from 1) of a physical function whose routing ID (bus, device,
+    function as 8 + 5 + 3 bits) is R sits at R + offset + (n - 1) x stride (PCIe SR-IOV, the
+    capability's First VF Offset and VF Stride, which lspci prints in decimal). They are slices
+    of their device, not devices: the import leaves them out."""
     out: dict[str, str] = {}
     current: str | None = None
     count: int | None = None
