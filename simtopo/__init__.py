@@ -61,6 +61,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "path_matrix": ("topology.matrix", "path_matrix"),
     "route": ("topology.routing", "route"),
     "run": ("results.run", "run"),
+    "run_collective": ("engine.idle_collective", "run_collective"),
     "sweep": ("analysis.executors", "sweep"),
     "topology_from_dict": ("topology.files", "topology_from_dict"),
 }
@@ -91,6 +92,7 @@ __all__ = [
     "path_matrix",
     "route",
     "run",
+    "run_collective",
     "sweep",
     "topology_from_dict",
 ]
@@ -116,6 +118,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
 
     from .analysis.advisor import advise_table as advise
     from .analysis.executors import SweepResult, sweep
+    from .engine.idle_collective import run_collective
     from .errors import ConfigError, PlanError, RouteError, SimtopoError, TopologyError
     from .results.result import Result, VariantResult
     from .results.run import run
