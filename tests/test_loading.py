@@ -261,3 +261,25 @@ def test_a_sweep_of_a_loading_only_variant_records_its_load_times(tmp_path):
             pytest.approx(o.total_s, rel=1e-11)
     assert set(rec["metrics"]) == {f"load_{s}@{src}_s" for s in (
         "shard-on-compile-first", "shard-on-compile", "shard-on-load") for src in ("nvme0", "vol0")}
+
+
+def test_a_bad_load_section_is_refused_before_anything_is_simulated(tmp_path, monkeypatch):
+    # the load variant inherits the base plan's tp 64, which trn2-16's 16 chips cannot hold;
+    # the decode variant listed before it would take seconds: it must not start
+    import simtopo.results.run as runner
+
+    def no_simulation(*args, **kwargs):
+        raise AssertionError("simulated before the load section was checked")
+
+    monkeypatch.setattr(runner, "run_setup", no_simulation)
+    path = tmp_path / "e.yaml"
+    path.write_text(f"name: e\ntopology: {ROOT / 'topologies' / 'trn2-16-lnc2.yaml'}\n"
+                    "model: llama-3.1-405b\nworkload: {batch: 1, prompt: 64, generate: 4, "
+                    "precision: bf16, activations: bf16}\nplan: {tp: 64}\nvariants:\n"
+                    "  - {name: decode}\n"
+                    f"  - {{name: load, topology: {ROOT / 'topologies' / 'trn2-16.yaml'}, "
+                    "workload: {kind: load}, plan: {connection: host}, "
+                    "load: {sources: [nvme0], strategies: [shard-on-load]}}\n")
+    with pytest.raises(ConfigError, match=r"variant 'load': plan: the plan needs 64 SoCs "
+                                          r"\(tp 64 x pp 1 x replicas 1\); trn2-16 has 16"):
+        run(path, band=False)

@@ -22,7 +22,7 @@ from .bands import at_corner, band_rows, band_runs
 from .parallel import Forked
 from .result import Result, connection_pairs
 from .serving_run import run_serving
-from .variant_run import run_load, run_setup, run_variant
+from .variant_run import LoadSetup, run_load, run_setup, run_variant, setup_load
 
 __all__ = ["run", "run_load", "run_setup", "run_variant"]
 
@@ -55,10 +55,13 @@ def run(experiment: str | Path | Experiment, variants: Sequence[str] | None = No
                                   f"{', '.join(known)})", file=str(exp.source))
         chosen = [v for v in exp.variants if v.name in variants]
     setups: dict[str, Setup] = {}
+    load_setups: dict[str, LoadSetup] = {}  # set up before anything runs: refused at once
     for variant in chosen:
-        if variant.workload.kind not in ("load", "serving"):
-            with _named(variant, exp):
+        with _named(variant, exp):
+            if variant.workload.kind not in ("load", "serving"):
                 setups[variant.name] = setup_variant(variant, link_model, soc_model)
+            if variant.load is not None:
+                load_setups[variant.name] = setup_load(variant, link_model)
     by_name = {v.name: v for v in chosen}
     pairs = [(by_name[a], by_name[b]) for a, b in connection_pairs(
         [(s.variant.name, s.plan.talks, s.variant.inputs())
@@ -91,7 +94,7 @@ def run(experiment: str | Path | Experiment, variants: Sequence[str] | None = No
                     servings.append(run_serving(variant, link_model, soc_model,
                                                 memo=serving_memo))
                 if variant.load is not None:
-                    loads.append(run_load(variant, link_model))
+                    loads.append(run_load(load_setups[variant.name]))
         result = Result(exp.name, exp.description, str(exp.source), results, loads,
                         servings=servings)
         if waiting is not None:

@@ -1,6 +1,6 @@
 """One variant simulated and measured: an LLM or inference run (:func:`run_variant`), or a
-``load:`` section (:func:`run_load`); :mod:`simtopo.results.run` runs whole experiments with
-them.
+``load:`` section (:func:`setup_load` checks it, :func:`run_load` simulates it);
+:mod:`simtopo.results.run` runs whole experiments with them.
 
 Set it up (:func:`simtopo.sim.setup.setup_variant`: topology, passes, plan, memory fit),
 simulate it (:func:`simtopo.sim.driver.simulate`), and turn what happened into metrics
@@ -10,12 +10,15 @@ simulate it (:func:`simtopo.sim.driver.simulate`), and turn what happened into m
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from ..constants import DEFAULT_MODEL, DEFAULT_SOC_MODEL, LinkModel, SocModel
 from ..errors import ConfigError, PlanError
 from ..sim.driver import simulate
+from ..sim.loading import Rank
 from ..sim.setup import Memo, Setup, memo_for, setup_variant, transfer_settings
 from ..spec.experiment import PlanSpec, Variant
+from ..spec.topology import TransferSpec
 from ..topology.files import load_topology
 from ..topology.graph import Topology
 from ..workload.modelref import resolve_model
@@ -48,12 +51,26 @@ def run_setup(setup: Setup, soc_model: SocModel = DEFAULT_SOC_MODEL,
     return llm_metrics(setup, sim) if setup.kind == "llm" else inference_metrics(setup, sim)
 
 
-def run_load(variant: Variant, link_model: LinkModel = DEFAULT_MODEL,
-             topology: Topology | None = None) -> LoadResult:
-    """Simulate the variant's ``load:`` section: every strategy from every source."""
+@dataclass(frozen=True)
+class LoadSetup:
+    """A ``load:`` section checked and mapped, ready to simulate (:func:`setup_load`)."""
+
+    variant: Variant
+    topo: Topology
+    params: TransferSpec
+    ranks: list[Rank]
+    tp: int
+    per_rank: float
+    total: float
+
+
+def setup_load(variant: Variant, link_model: LinkModel = DEFAULT_MODEL,
+               topology: Topology | None = None) -> LoadSetup:
+    """Check the variant's ``load:`` section and map its ranks (no simulation yet), so that an
+    experiment refuses a bad one before it simulates anything."""
     from ..plan.memory import rank_weights
     from ..plan.stages import map_devices
-    from ..sim.loading import map_ranks, simulate_loads
+    from ..sim.loading import map_ranks
     from ..workload.opgraph import ops
 
     spec = variant.load
@@ -82,7 +99,20 @@ def run_load(variant: Variant, link_model: LinkModel = DEFAULT_MODEL,
         per_rank = rank_weights(graph, ref.decoder, tp, plan.split_rules)
     except PlanError as err:
         raise ConfigError(f"load.tp: {err}") from None
-    outcomes = simulate_loads(topo, params, spec, ranks, per_rank)
-    return LoadResult(variant.name, variant.inputs(), total,
+    return LoadSetup(variant, topo, params, ranks, tp, per_rank, total)
+
+
+def run_load(variant: Variant | LoadSetup, link_model: LinkModel = DEFAULT_MODEL,
+             topology: Topology | None = None) -> LoadResult:
+    """Simulate the variant's ``load:`` section (set up here, or already by
+    :func:`setup_load`): every strategy from every source."""
+    from ..sim.loading import simulate_loads
+
+    setup = variant if isinstance(variant, LoadSetup) else setup_load(variant, link_model,
+                                                                        topology)
+    v, ranks = setup.variant, setup.ranks
+    assert v.load is not None
+    outcomes = simulate_loads(setup.topo, setup.params, v.load, ranks, setup.per_rank)
+    return LoadResult(v.name, v.inputs(), setup.total,
                       [{"rank": r.index, "device": r.device, "socket": r.socket}
-                       for r in ranks], outcomes, variant.description, per_rank * tp)
+                       for r in ranks], outcomes, v.description, setup.per_rank * setup.tp)
