@@ -93,8 +93,8 @@ def test_a_torus_has_a_ring_and_a_chain_has_none():
 
 
 @pytest.mark.parametrize("links, message", [
-    ([("card0", "nowhere")], "fabric link end 'nowhere' is not a SoC or a card of this "
-                             "topology"),
+    ([("card0", "nowhere")], "fabric link end 'nowhere' is not a SoC, a card or a fabric "
+                             "switch of this topology"),
     ([("card0", "card0.soc0")], "fabric link 0 joins card0.soc0 to itself"),
     ([("card0", "card1"), ("card1.soc0", "card0")], "fabric link 1 joins card1.soc0 and "
                                                     "card0.soc0 again (fabric[0] already "
@@ -336,3 +336,54 @@ def test_a_group_on_cards_no_link_joins_has_no_hierarchical_all_reduce():
     assert run_collective(topo, "all_reduce", group, 64e6).algorithm != "hierarchical"
     with pytest.raises(ValueError, match="a hierarchical all-reduce needs"):
         run_collective(topo, "all_reduce", group, 64e6, algorithm="hierarchical")
+
+
+def switched(tmp_path, count: int = 4, bandwidth: str = "50GB/s"):
+    rows = "".join(f"  - {{between: [card{k}, nvs], bandwidth: {bandwidth}, latency: 1us, "
+                   "kind: nvlink}\n" for k in range(count))
+    path = tmp_path / "nvs.yaml"
+    path.write_text(f"extends: {(TOPOLOGIES / 'std8.yaml').resolve()}\nname: std8-nvs\n"
+                    "fabric_switches: [{id: nvs, hop_latency: 100ns, kind: nvswitch}]\n"
+                    f"fabric:\n{rows}")
+    return load_topology(path)
+
+
+def test_a_fabric_switch_joins_every_pair_it_reaches_and_a_ring_runs_through_it(tmp_path):
+    topo = switched(tmp_path)
+    over = topo.route("card0.soc0", "card3.soc0")
+    assert (over.path_class, over.nodes, over.bottleneck_Bps) == (
+        "fabric", ("card0.soc0", "nvs", "card3.soc0"), BW)
+    alpha = 2 * LATENCY + 100e-9  # two links and the switch's hop
+    assert over.latency_s == pytest.approx(alpha)
+    assert topo.route("card0.soc0", "card4.soc0").path_class == "switch"  # not on the switch
+    matrix = path_matrix(topo)
+    assert matrix.counts()["fabric"] == 4 * 3
+    for a in topo.socs:
+        for b in topo.socs:
+            if a != b:
+                assert matrix.class_of(a, b) == topo.route(a, b).path_class
+    # a ring of 4 through the switch: each step, every device sends S/4 up its own link and
+    # receives S/4 down its own: 2 (n - 1) steps of alpha + S / (n BW), the switch non-blocking
+    group = [f"card{k}.soc0" for k in range(4)]
+    assert ring_order(topo, group) == group
+    params = topo.transfer.model_copy(update={
+        "collective_launch": 0.0, "collective_step": 0.0, "duplex_efficiency": 1.0,
+        "host_duplex_efficiency": 1.0, "reduction_traffic": 0.0})
+    result = run_collective(topo, "all_reduce", group, S, algorithm="ring", params=params)
+    assert result.time_s == pytest.approx(6 * (alpha + S / (4 * BW)), rel=1e-9)
+
+
+@pytest.mark.parametrize("extra, message", [
+    ("fabric_switches: [{id: nvs}, {id: sw0}]\nfabric:\n"
+     "  - {between: [card0, nvs], bandwidth: 1GB/s}\n  - {between: [card1, nvs], "
+     "bandwidth: 1GB/s}\n", "fabric switch id 'sw0' is already a node of this topology"),
+    ("fabric_switches: [{id: nvs}]\nfabric:\n  - {between: [card0, nvs], bandwidth: 1GB/s}\n",
+     "fabric switch 'nvs' joins 1 devices: link at least two to it"),
+    ("fabric_switches: [{id: a}, {id: b}]\nfabric:\n  - {between: [a, b], bandwidth: 1GB/s}\n",
+     "fabric link 0 joins two fabric switches (a, b): join devices to one switch"),
+])
+def test_bad_fabric_switches_are_refused(tmp_path, extra, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(f"extends: {(TOPOLOGIES / 'std8.yaml').resolve()}\nname: bad\n{extra}")
+    with pytest.raises(TopologyError, match=re.escape(message)):
+        load_topology(path)

@@ -136,19 +136,31 @@ def test_nvidia_smi_topo_m_is_imported_as_its_twin(tmp_path, capsys):
     assert "read: GPU0-GPU1 NV12; 12 x 25 GB/s each way" in out.read_text()
 
 
-def test_an_nvswitch_system_is_a_link_per_pair(tmp_path):
+def nvsmi_mesh(n: int, cell: str) -> str:
+    rows = ["\t" + "\t".join(f"GPU{k}" for k in range(n)) + "\tCPU Affinity\tNUMA Affinity"]
+    rows += [f"GPU{i}\t" + "\t".join(" X " if i == j else cell for j in range(n))
+             + "\t0-63\t0" for i in range(n)]
+    return "\n".join(rows)
+
+
+def test_an_nvswitch_system_is_a_switch_and_a_mesh_a_link_per_pair(tmp_path):
     from simtopo.topology.files import load_card_library
     from simtopo.topology.nvsmi import import_nvsmi
 
-    n = 4
-    rows = ["\t" + "\t".join(f"GPU{k}" for k in range(n)) + "\tCPU Affinity\tNUMA Affinity"]
-    rows += [f"GPU{i}\t" + "\t".join(" X " if i == j else "NV18" for j in range(n))
-             + "\t0-63\t0" for i in range(n)]
-    types = load_card_library(TOPOLOGIES / "cards" / "gpus.yaml")
-    text = import_nvsmi("\n".join(rows), "a100-pcie", types,
-                        [str(TOPOLOGIES / "cards" / "gpus.yaml")], "nvs")
-    assert text.count("kind: nvlink") == n * (n - 1) // 2
-    assert "bandwidth: 450GB/s" in text  # 18 x 25 GB/s
+    gpus = str(TOPOLOGIES / "cards" / "gpus.yaml")
+    types = load_card_library(gpus)
+    # 4 GPUs showing NV18 to each other: 54 NVLinks a GPU, more than any has (18): switched
+    text = import_nvsmi(nvsmi_mesh(4, "NV18"), "a100-pcie", types, [gpus], "nvs")
+    assert "fabric_switches:" in text and text.count("kind: nvlink") == 4
+    path = tmp_path / "nvs.yaml"
+    path.write_text(text)
+    over = load_topology(path).route("card0.soc0", "card3.soc0")
+    assert (over.nodes, over.bottleneck_Bps) == (("card0.soc0", "nvswitch", "card3.soc0"),
+                                                 18 * 25e9)
+    # 4 GPUs showing NV4 (an HGX A100 4-GPU board's mesh): 12 NVLinks a GPU, direct links
+    text = import_nvsmi(nvsmi_mesh(4, "NV4"), "a100-pcie", types, [gpus], "mesh")
+    assert "fabric_switches:" not in text and text.count("kind: nvlink") == 6
+    assert "bandwidth: 100GB/s" in text  # 4 x 25 GB/s
 
 
 @pytest.mark.parametrize("change, message", [

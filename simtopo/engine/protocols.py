@@ -14,7 +14,7 @@ from typing import Any
 
 from .. import constants
 from ..topology import routing
-from ..topology.fabric import fabric_port
+from ..topology.fabric import fabric_port, joined_bw
 from ..topology.graph import Topology
 from ..topology.routing import BounceRoute
 from .resources import shares_switch_port
@@ -82,8 +82,9 @@ def estimates(topo: Topology, params: Any, ring: list[str], size: float,
         across = [run[0] for run in runs]
         alpha_out, bw_out = alpha_beta(topo, params, across, mode)
         # the k rings across the ports share each fabric link between two of them
-        link_bw = min(topo.graph.edges[fabric_port(topo.graph, a), fabric_port(topo.graph, b)]
-                      ["bw_Bps"] for a, b in zip(across, across[1:] + across[:1], strict=True))
+        at = [fabric_port(topo.graph, a) for a in across]
+        link_bw = min(joined_bw(topo.graph, p, q)  # type: ignore[arg-type]
+                      for p, q in zip(at, at[1:] + at[:1], strict=True))
         bw_out = min(k * bw_out, link_bw)
         for protocol in PROTOCOLS:
             launch, step, share = costs(params, protocol)

@@ -40,7 +40,7 @@ MAX_PIXELS = 30_000
 
 NODE_COLOURS = {
     "socket": "#d6e4f5", "root_complex": "#dcefd2", "switch": "#fff0c2", "card": "#fbe0cc",
-    "soc": "#ececec", "storage": "#e6ddf0",
+    "soc": "#ececec", "storage": "#e6ddf0", "fabric_switch": "#e8d5ef",
 }
 LINK_COLOURS = ("#1f4e79", "#2e86c1", "#48a868", "#e0a100", "#c0392b", "#7d3c98", "#5d6d7e")
 LOAD_COLOURS = colormaps["YlOrRd"]
@@ -54,7 +54,8 @@ FABRIC_BOW_IN = 0.35
 """How far below the devices a fabric link's arc bows (twice its depth), inches."""
 CHIP_COLOUR = "#b7950b"
 LAYER_NAMES = {"socket": "CPU sockets", "root_complex": "root complexes", "switch": "switches",
-               "card": "card switches", "soc": "SoCs", "storage": "storage"}
+               "card": "card switches", "soc": "SoCs", "storage": "storage",
+               "fabric_switch": "fabric switches"}
 
 
 def _role(topo: Topology, node: str) -> str:
@@ -86,6 +87,8 @@ def node_label(topo: Topology, node: str) -> str:
         if card.switch is None:
             return f"{card.id}\n{card.name}{p2p}"
         return node.rsplit(".", 1)[1] + p2p
+    if role == "fabric_switch":
+        return f"{node}\n{data['link'] if data['link'] != node else 'fabric switch'}"
     kind = "NVMe" if data["storage_kind"] == "nvme" else "network"
     return f"{node}\n{kind}\n{format_bandwidth(data['read_bw_Bps'])}"
 
@@ -137,6 +140,11 @@ def layout(topo: Topology) -> dict[str, tuple[float, float]]:
     for socket in topo.sockets:
         place(socket, left)
         left += widths[socket] + SOCKET_GAP_IN
+    for node, data in topo.graph.nodes(data=True):  # a fabric switch: below what it joins
+        if data["kind"] == "fabric_switch":
+            xs = [pos[v][0] for v, d in topo.graph.adj[node].items()
+                  if d["direction"] == "fabric"]
+            pos[node] = (sum(xs) / len(xs), -data["depth"] * LEVEL_IN)
     return pos
 
 
@@ -242,10 +250,11 @@ def draw_topology(topo: Topology, link_load: dict[str, float] | None = None,
                     if d["direction"] == "fabric" and u < v]
     for u, v, _ in fabric_edges:  # from the boxes' bottoms, bowed down by a fixed depth
         (x0, y0), (x1, y1) = at(u), at(v)
-        y0 -= _text_size(node_label(topo, u))[1] / 2
-        y1 -= _text_size(node_label(topo, v))[1] / 2
+        below = [1 if graph.nodes[n]["kind"] == "fabric_switch" else -1 for n in (u, v)]
+        y0 += below[0] * _text_size(node_label(topo, u))[1] / 2  # a switch's top
+        y1 += below[1] * _text_size(node_label(topo, v))[1] / 2
         span = max(math.hypot(x1 - x0, y1 - y0), 1e-3)
-        bend = FABRIC_BOW_IN / span * (1 if x0 <= x1 else -1)
+        bend = FABRIC_BOW_IN / span * (1 if x0 <= x1 else -1) if below == [-1, -1] else 0.0
         colour = FABRIC_COLOUR
         if link_load is not None:  # coloured by load as the tree's links are
             load = max(link_load.get(f"{u}->{v}", 0.0), link_load.get(f"{v}->{u}", 0.0))

@@ -293,6 +293,17 @@ class FabricLinkSpec(Spec):
     """What the link is (``neuronlink``, ``nvlink``): tables and drawings name it."""
 
 
+class FabricSwitchSpec(Spec):
+    """A switch of a device fabric (an NVSwitch): fabric links join devices (or cards) to it,
+    and it joins any two of them, non-blocking (each device's link to it bounds what that
+    device moves over the fabric)."""
+
+    id: Id
+    hop_latency: Duration = 0.0
+    kind: Id = "fabric-switch"
+    """What it is (``nvswitch``): tables and drawings name it."""
+
+
 class CardLibrarySpec(Spec):
     """A file that only defines card types, for topologies to include."""
 
@@ -316,3 +327,5 @@ class TopologySpec(Spec):
     fabric: list[FabricLinkSpec] = Field(default_factory=list, max_length=limits.MAX_NODES)
     """Device-to-device links beside the tree: a P2P route between two devices one joins takes
     it first (path class ``fabric``)."""
+    fabric_switches: list[FabricSwitchSpec] = Field(default_factory=list, max_length=1024)
+    """Switches of the device fabric, which its links may name as an end."""

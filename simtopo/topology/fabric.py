@@ -1,5 +1,5 @@
 """Device fabrics: links between devices outside the PCIe tree (NeuronLink between Trainium
-chips, an RDU's peer links, NVLink bridges between GPU pairs).
+chips, an RDU's peer links, NVLink bridges between GPU pairs, NVLink through NVSwitches).
 
 A topology's ``fabric:`` lists links, each between two SoCs or two cards, full duplex at
 ``bandwidth`` each way with a ``latency``. Each becomes a pair of directed edges of the
@@ -11,6 +11,10 @@ links leave from: the SoC, or its card's switch. A P2P route between two devices
 fabric link joins takes it first, as NCCL prefers NVLink to PCIe (:mod:`simtopo.topology.
 routing`): ``[a, b]``, or through the ports ``[a, port(a), port(b), b]``; other pairs keep
 the tree's routes, and host-routed transfers never use the fabric.
+
+``fabric_switches:`` adds switches (kind ``fabric_switch``, outside the tree) that links may
+name as an end: two ports linked to one switch are joined through it, non-blocking, as an
+NVSwitch joins GPUs (``[a, (port(a)), switch, (port(b)), b]``, its hop latency counted once).
 """
 
 from __future__ import annotations
@@ -32,11 +36,14 @@ def _port(spec_id: str, graph: nx.DiGraph, cards: dict[str, Card], where: tuple)
         card = cards[spec_id]
         port = card.socs[0] if len(card.socs) == 1 else card.switch
         assert port is not None  # a card of several SoCs has a switch (spec)
-    elif spec_id in graph and graph.nodes[spec_id].get("kind") == "soc":
+    elif spec_id in graph and graph.nodes[spec_id].get("kind") in ("soc", "fabric_switch"):
         port = spec_id
+        if graph.nodes[port]["kind"] == "fabric_switch":
+            return port
     else:
-        raise TopologyError(f"fabric link end {spec_id!r} is not a SoC or a card of this "
-                            f"topology (expected ids like {next(iter(cards), 'card0')} or "
+        raise TopologyError(f"fabric link end {spec_id!r} is not a SoC, a card or a fabric "
+                            f"switch of this topology (expected ids like "
+                            f"{next(iter(cards), 'card0')} or "
                             f"{next(iter(cards), 'card0')}.soc0)", path=where)
     parent = graph.nodes[port]["parent"]
     if graph.nodes[port]["kind"] == "soc" and graph.nodes[parent].get("card") \
@@ -53,14 +60,25 @@ def _port(spec_id: str, graph: nx.DiGraph, cards: dict[str, Card], where: tuple)
 
 
 def add_fabric(spec: TopologySpec, graph: nx.DiGraph, cards: dict[str, Card]) -> None:
-    """Add the spec's fabric links to ``graph`` (module docstring), refusing a link from a
-    device to itself or a second link between the same two devices."""
+    """Add the spec's fabric switches and links to ``graph`` (module docstring), refusing a
+    link from a device to itself, a second link between the same two, a link between two
+    switches, and a switch fewer than two links reach."""
+    depth = 1 + max(d["depth"] for _, d in graph.nodes(data=True))  # drawn below the devices
+    for i, switch in enumerate(spec.fabric_switches):
+        if switch.id in graph:
+            raise TopologyError(f"fabric switch id {switch.id!r} is already a node of this "
+                                "topology", path=("fabric_switches", i, "id"))
+        graph.add_node(switch.id, kind="fabric_switch", parent=None, depth=depth, card=None,
+                       hop_latency_s=switch.hop_latency, link=switch.kind)
     seen: dict[frozenset[str], int] = {}
     for i, link in enumerate(spec.fabric):
         where = ("fabric", i, "between")
         a, b = (_port(end, graph, cards, (*where, k)) for k, end in enumerate(link.between))
         if a == b:
             raise TopologyError(f"fabric link {i} joins {a} to itself", path=where)
+        if graph.nodes[a]["kind"] == graph.nodes[b]["kind"] == "fabric_switch":
+            raise TopologyError(f"fabric link {i} joins two fabric switches ({a}, {b}): join "
+                                "devices to one switch", path=where)
         if graph.has_edge(a, b) and graph.edges[a, b]["direction"] != "fabric":
             raise TopologyError(f"fabric link {i} joins {a} and {b}, which the tree already "
                                 "joins (a card and its own SoC)", path=where)
@@ -73,6 +91,12 @@ def add_fabric(spec: TopologySpec, graph: nx.DiGraph, cards: dict[str, Card]) ->
                   "link": link.kind, "link_id": f"{a}~{b}", "gen": None, "lanes": None}
         graph.add_edge(a, b, **common)
         graph.add_edge(b, a, **common)
+    for i, switch in enumerate(spec.fabric_switches):
+        if len(fabric_neighbours(graph, switch.id)) < 2:
+            raise TopologyError(f"fabric switch {switch.id!r} joins "
+                                f"{len(fabric_neighbours(graph, switch.id))} devices: link at "
+                                "least two to it (fabric: [{between: [card0, "
+                                f"{switch.id}], ...}}])", path=("fabric_switches", i, "id"))
 
 
 def fabric_link(graph: nx.DiGraph, a: str, b: str) -> dict | None:
@@ -84,6 +108,39 @@ def fabric_link(graph: nx.DiGraph, a: str, b: str) -> dict | None:
 def fabric_neighbours(graph: nx.DiGraph, node: str) -> list[str]:
     """The nodes fabric links join ``node`` to."""
     return [v for v, d in graph.adj[node].items() if d["direction"] == "fabric"]
+
+
+def _switch(graph: nx.DiGraph, a: str, b: str) -> str | None:
+    """The first (by id) fabric switch that links join both ports ``a`` and ``b`` to."""
+    both = set(fabric_neighbours(graph, a)) & set(fabric_neighbours(graph, b))
+    return min((s for s in both if graph.nodes[s]["kind"] == "fabric_switch"), default=None)
+
+
+def joined(graph: nx.DiGraph, a: str, b: str) -> bool:
+    """Whether the fabric joins ports ``a`` and ``b``: a link, or one switch both reach."""
+    return fabric_link(graph, a, b) is not None or _switch(graph, a, b) is not None
+
+
+def joined_bw(graph: nx.DiGraph, a: str, b: str) -> float:
+    """What the fabric carries from port ``a`` to port ``b`` (joined ones), bytes/s each way:
+    their link's bandwidth, or the slower of their links to the switch between them."""
+    direct = fabric_link(graph, a, b)
+    if direct is not None:
+        return float(direct["bw_Bps"])
+    switch = _switch(graph, a, b)
+    assert switch is not None, (a, b)
+    return float(min(graph.edges[a, switch]["bw_Bps"], graph.edges[switch, b]["bw_Bps"]))
+
+
+def port_neighbours(graph: nx.DiGraph, port: str) -> set[str]:
+    """The ports the fabric joins ``port`` to, directly or through a fabric switch."""
+    out = set()
+    for v in fabric_neighbours(graph, port):
+        if graph.nodes[v]["kind"] == "fabric_switch":
+            out.update(w for w in fabric_neighbours(graph, v) if w != port)
+        else:
+            out.add(v)
+    return out
 
 
 def fabric_port(graph: nx.DiGraph, device: str) -> str | None:
@@ -102,9 +159,15 @@ def fabric_path(graph: nx.DiGraph, a: str, b: str) -> list[str] | None:
     """The nodes of the route from device ``a`` to device ``b`` over one fabric link, or None
     when no fabric link joins their ports (module docstring)."""
     pa, pb = fabric_port(graph, a), fabric_port(graph, b)
-    if pa is None or pb is None or fabric_link(graph, pa, pb) is None:
+    if pa is None or pb is None or pa == pb:
         return None
-    return [a, *([pa] if pa != a else []), *([pb] if pb != b else []), b]
+    if fabric_link(graph, pa, pb) is not None:
+        middle = []
+    elif (switch := _switch(graph, pa, pb)) is not None:
+        middle = [switch]
+    else:
+        return None
+    return [a, *([pa] if pa != a else []), *middle, *([pb] if pb != b else []), b]
 
 
 RING_SEARCH_LIMIT = 200_000
@@ -130,7 +193,7 @@ def fabric_ring(graph: nx.DiGraph, ordered: list[str]) -> list[str] | None:
             return None
         members.setdefault(port, []).append(device)
     ports = list(members)
-    if len(ports) == 1 or (len(ports) == 2 and fabric_link(graph, *ports) is None):
+    if len(ports) == 1 or (len(ports) == 2 and not joined(graph, *ports)):
         return None
     ring = ports if len(ports) == 2 else _port_ring(graph, ports)
     return None if ring is None else [device for port in ring for device in members[port]]
@@ -141,7 +204,7 @@ def _port_ring(graph: nx.DiGraph, ordered: list[str]) -> list[str] | None:
     (the search of :func:`fabric_ring`)."""
     near = {}
     for port in ordered:
-        linked = set(fabric_neighbours(graph, port))
+        linked = port_neighbours(graph, port)
         near[port] = [v for v in ordered if v in linked]
     if any(len(n) < 2 for n in near.values()):
         return None
@@ -185,7 +248,7 @@ def port_runs(graph: nx.DiGraph, ring: Sequence[str]) -> list[list[str]] | None:
             order.append(port)
         runs[-1].append(device)
     if len(runs) < 2 or len(set(order)) != len(runs) or len({len(r) for r in runs}) != 1 \
-            or len(runs[0]) < 2 or any(fabric_link(graph, p, q) is None for p, q in
+            or len(runs[0]) < 2 or any(not joined(graph, p, q) for p, q in
                                        zip(order, order[1:] + order[:1], strict=True)):
         return None
     return runs

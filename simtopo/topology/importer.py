@@ -63,7 +63,9 @@ class Found:
     virtual: dict[str, int] = field(default_factory=dict)
     """SR-IOV virtual functions left out, counted by their physical function."""
     fabric: list[tuple[str, str, str, str]] = field(default_factory=list)
-    """(device, device, bandwidth text, comment)."""
+    """(device, device or fabric switch, bandwidth text, comment)."""
+    fabric_switches: list[tuple[str, str]] = field(default_factory=list)
+    """(id, comment)."""
 
 
 Links = dict[str, tuple[int, int] | float]
@@ -303,6 +305,10 @@ def topology_yaml(name: str, source: str, includes: list[str],
                     "    read_bw: 6.5GB/s   # assumption: a datacenter NVMe drive; edit",
                     "    write_bw: 3.5GB/s  # assumption: as read_bw",
                     "    latency: 90us      # assumption: as read_bw"]
+    if found.fabric_switches:
+        out += ["", "fabric_switches:"]
+        out += [f"  - {{id: {i}, kind: nvswitch}}  # {c}; assumption: no hop latency"
+                for i, c in found.fabric_switches]
     if found.fabric:
         out += ["", "fabric:"]
         out += [f"  - {{between: [{a}, {b}], bandwidth: {bw}, latency: 1us, kind: nvlink}}  # "

@@ -23,7 +23,7 @@ import numpy as np
 
 from .. import limits
 from ..errors import RouteError
-from .fabric import fabric_port
+from .fabric import fabric_port, port_neighbours
 from .graph import Topology
 from .routing import ENDPOINT_KINDS, p2p_route
 
@@ -291,8 +291,8 @@ def path_matrix(topo: Topology, devices: Sequence[str] | None = None) -> PathMat
     for k, dv in enumerate(devices):
         if (port := fabric_port(graph, dv)) is not None:
             behind.setdefault(port, []).append(k)
-    for u, v, data in graph.edges(data=True):
-        if data["direction"] == "fabric" and u in behind and v in behind:
+    for u in behind:
+        for v in port_neighbours(graph, u) & behind.keys():  # by a link, or through a switch
             for i in behind[u]:
                 for j in behind[v]:
                     fabric = p2p_route(topo, devices[i], devices[j])

@@ -13,9 +13,11 @@ path). From it (:func:`import_nvsmi`):
   such pair joins hangs off its root complex alone (inferred);
 - ``NV#`` pairs are device fabric links of # x ``nvlink_bw`` each way (25 GB/s a link each
   way by default: NVIDIA's A100 and H100 datasheets give 600 GB/s over 12 NVLinks and 900 GB/s
-  over 18, both directions together). NVSwitch systems show every pair ``NV#``: they are
-  written as a link per pair, which overstates concurrent traffic (a switched fabric is not
-  modelled).
+  over 18, both directions together);
+- where every pair shows one ``NV#`` and # x (GPUs - 1) exceeds the NVLinks any GPU has
+  (:data:`MAX_NVLINKS`), the links cannot be direct: the GPUs reach each other through
+  NVSwitches, written as one fabric switch with each GPU's # links to it (inferred; the
+  NVSwitches of a baseboard act as one non-blocking switch for the traffic modelled here).
 
 Links between the PCIe levels are not in the matrix: switch uplinks are assumed Gen4 x16, and
 the GPUs' are their card type's.
@@ -31,6 +33,9 @@ from .importer import Found, topology_yaml
 
 CODES = ("X", "PIX", "PXB", "PHB", "NODE", "SYS", "SOC")
 """What a cell may say, besides ``NV#`` (``SOC`` is older drivers' ``SYS``)."""
+
+MAX_NVLINKS = 18
+"""The most NVLinks one GPU has (NVIDIA H100 SXM and B200: 18)."""
 
 DEFAULT_NVLINK_BPS = 25e9
 """One NVLink's bandwidth each way (NVIDIA A100 and H100 datasheets: 600 GB/s over 12 links,
@@ -134,6 +139,18 @@ def import_nvsmi(text: str, card_type: str, types: dict[str, CardTypeSpec],
                                        "assumption: its uplink"))
             parent = switch_ids[switch[g]]
         found.cards.append((card_type, parent, f"read: {gpus[g]}"))
+    counts = {cells[i][j] for i, j in pairs}
+    each = re.fullmatch(r"NV(\d+)", next(iter(counts))) if len(counts) == 1 else None
+    if each is not None and n > 2 and int(each[1]) * (n - 1) > MAX_NVLINKS:
+        found.fabric_switches.append(("nvswitch", f"inferred: every pair shows {each[0]}, "
+                                      f"{int(each[1]) * (n - 1)} NVLinks a GPU, more than any "
+                                      f"has ({MAX_NVLINKS}): NVSwitches"))
+        bw = int(each[1]) * nvlink_bw
+        for i in range(n):
+            found.fabric.append((f"card{i}", "nvswitch", f"{bw / 1e9:g}GB/s",
+                                 f"read: {gpus[i]} {each[0]}; {each[1]} x "
+                                 f"{nvlink_bw / 1e9:g} GB/s each way, to the NVSwitches"))
+        pairs = []  # every NV# pair is a path through the switch
     for i, j in pairs:
         links = re.fullmatch(r"NV(\d+)", cells[i][j])
         if links:
