@@ -381,9 +381,26 @@ def test_a_fabric_switch_joins_every_pair_it_reaches_and_a_ring_runs_through_it(
      "fabric switch 'nvs' joins 1 devices: link at least two to it"),
     ("fabric_switches: [{id: a}, {id: b}]\nfabric:\n  - {between: [a, b], bandwidth: 1GB/s}\n",
      "fabric link 0 joins two fabric switches (a, b): join devices to one switch"),
+    ("fabric_switches: [{id: card5}]\nfabric:\n  - {between: [card0, card5], bandwidth: "
+     "1GB/s}\n", "fabric switch id 'card5' is already a node of this topology"),
+    ("fabric_switches: [{id: a}, {id: b}]\nfabric:\n"
+     + "".join(f"  - {{between: [card{k}, {s}], bandwidth: 1GB/s}}\n" for s in "ab"
+               for k in range(3)),
+     "fabric switches 'a' and 'b' both join card0.soc0, card1.soc0, card2.soc0: a route "
+     "takes one switch, so model parallel planes"),
 ])
 def test_bad_fabric_switches_are_refused(tmp_path, extra, message):
     path = tmp_path / "bad.yaml"
     path.write_text(f"extends: {(TOPOLOGIES / 'std8.yaml').resolve()}\nname: bad\n{extra}")
     with pytest.raises(TopologyError, match=re.escape(message)):
         load_topology(path)
+
+
+def test_a_plan_off_the_fabric_drops_its_switches_too(tmp_path):
+    from simtopo.report.draw import draw_topology
+
+    topo = switched(tmp_path)
+    tree = topo.without_fabric
+    assert "nvs" not in tree.graph and "nvs" in topo.graph
+    assert tree.route("card0.soc0", "card3.soc0").path_class == "switch"
+    assert draw_topology(tree).get_size_inches()[1] < draw_topology(topo).get_size_inches()[1]

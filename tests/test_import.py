@@ -157,6 +157,7 @@ def test_an_nvswitch_system_is_a_switch_and_a_mesh_a_link_per_pair(tmp_path):
     over = load_topology(path).route("card0.soc0", "card3.soc0")
     assert (over.nodes, over.bottleneck_Bps) == (("card0.soc0", "nvswitch", "card3.soc0"),
                                                  18 * 25e9)
+    assert over.latency_s == pytest.approx(1e-6)  # 500 ns each side: as a direct pair's link
     # 4 GPUs showing NV4 (an HGX A100 4-GPU board's mesh): 12 NVLinks a GPU, direct links
     text = import_nvsmi(nvsmi_mesh(4, "NV4"), "a100-pcie", types, [gpus], "mesh")
     assert "fabric_switches:" not in text and text.count("kind: nvlink") == 6

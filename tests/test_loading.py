@@ -283,3 +283,9 @@ def test_a_bad_load_section_is_refused_before_anything_is_simulated(tmp_path, mo
     with pytest.raises(ConfigError, match=r"variant 'load': plan: the plan needs 64 SoCs "
                                           r"\(tp 64 x pp 1 x replicas 1\); trn2-16 has 16"):
         run(path, band=False)
+    path.write_text(path.read_text().replace("plan: {connection: host}",
+                                             "plan: {tp: 16, connection: host}")
+                    .replace("sources: [nvme0]", "sources: [nvme9]"))
+    with pytest.raises(ConfigError, match=r"variant 'load': load.sources\[0\]: 'nvme9' is not "
+                                          r"a storage device of trn2-16"):
+        run(path, band=False)

@@ -265,9 +265,13 @@ def draw_topology(topo: Topology, link_load: dict[str, float] | None = None,
                                      lw=1.4, zorder=2))
     for kind in sorted({d["link"] for _, _, d in fabric_edges}):
         bw = next(d["bw_Bps"] for _, _, d in fabric_edges if d["link"] == kind)
+        to_switch = {"fabric_switch" in (graph.nodes[u]["kind"], graph.nodes[v]["kind"])
+                     for u, v, d in fabric_edges if d["link"] == kind}
+        shape = {frozenset([True]): "lines to a switch", frozenset([False]): "arcs"}.get(
+            frozenset(to_switch), "arcs; to a switch, lines")
         handles.append(Line2D([], [], color="#777777" if link_load is not None
                               else FABRIC_COLOUR, lw=1.4, ls="-",
-                              label=f"{kind} (arcs): {format_bandwidth(bw)} per direction"))
+                              label=f"{kind} ({shape}): {format_bandwidth(bw)} per direction"))
 
     for node in pos:
         x, y = at(node)

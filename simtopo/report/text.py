@@ -102,6 +102,9 @@ def render_tree(topo: Topology, brief: bool = False) -> str:
         stack += [(child, child_prefix, k == len(children) - 1, False)
                   for k, child in reversed(list(enumerate(children)))]
     graph = topo.graph
+    lines += [f"{n}  fabric switch ({d['link']}), hop {format_time(d['hop_latency_s'])}, joins "
+              f"{', '.join(sorted(graph.adj[n]))}" for n, d in graph.nodes(data=True)
+              if d["kind"] == "fabric_switch"]
     for u, v, data in graph.edges(data=True):
         if data["direction"] == "socket" and u < v:
             back = graph.edges[v, u]

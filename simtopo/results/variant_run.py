@@ -70,7 +70,7 @@ def setup_load(variant: Variant, link_model: LinkModel = DEFAULT_MODEL,
     experiment refuses a bad one before it simulates anything."""
     from ..plan.memory import rank_weights
     from ..plan.stages import map_devices
-    from ..sim.loading import map_ranks
+    from ..sim.loading import check_sources, map_ranks
     from ..workload.opgraph import ops
 
     spec = variant.load
@@ -90,6 +90,7 @@ def setup_load(variant: Variant, link_model: LinkModel = DEFAULT_MODEL,
     except PlanError as err:
         raise ConfigError(f"plan: {err}") from None
     ranks = map_ranks(topo, tp, spec.virtual_core_size, devices)
+    check_sources(topo, spec, ranks)
     weights = Precision(weights=precision)
     graph = ref.graph_for(decode_shape(1, 1, True, 2) if ref.decoder else None, weights)
     total = float(sum(op.stored_bytes for op in ops(graph)))

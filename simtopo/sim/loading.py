@@ -297,9 +297,9 @@ def simulate_load(topo: Topology, params: TransferSpec, spec: LoadSpec, source: 
     return LoadOutcome(source, strategy, env.now, phases, bottleneck, notes, run.spans)
 
 
-def simulate_loads(topo: Topology, params: TransferSpec, spec: LoadSpec, ranks: list[Rank],
-                   rank_bytes: float) -> list[LoadOutcome]:
-    """Every strategy from every source of ``spec`` (each rank gets ``rank_bytes``)."""
+def check_sources(topo: Topology, spec: LoadSpec, ranks: list[Rank]) -> None:
+    """Refuse a source of ``spec`` that is not a storage device of ``topo``, or that no route
+    joins to the host memory of a rank's socket."""
     for i, source in enumerate(spec.sources):
         if source not in topo.graph or topo.node(source)["kind"] != "storage":
             known = ", ".join(topo.storage) or "none"
@@ -311,6 +311,12 @@ def simulate_loads(topo: Topology, params: TransferSpec, spec: LoadSpec, ranks: 
             except RouteError as err:
                 raise ConfigError(f"load.sources[{i}]: {source} has no route to the host "
                                   f"memory of {rank} ({err})") from None
+
+
+def simulate_loads(topo: Topology, params: TransferSpec, spec: LoadSpec, ranks: list[Rank],
+                   rank_bytes: float) -> list[LoadOutcome]:
+    """Every strategy from every source of ``spec`` (each rank gets ``rank_bytes``)."""
+    check_sources(topo, spec, ranks)
     memory = sum(topo.node(s)["memory_bytes"] for s in topo.sockets) \
         if all("memory_bytes" in topo.node(s) for s in topo.sockets) else 0.0
     cache = max(0.0, memory - spec.cache_reserve)

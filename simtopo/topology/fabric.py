@@ -65,7 +65,7 @@ def add_fabric(spec: TopologySpec, graph: nx.DiGraph, cards: dict[str, Card]) ->
     switches, and a switch fewer than two links reach."""
     depth = 1 + max(d["depth"] for _, d in graph.nodes(data=True))  # drawn below the devices
     for i, switch in enumerate(spec.fabric_switches):
-        if switch.id in graph:
+        if switch.id in graph or switch.id in cards:
             raise TopologyError(f"fabric switch id {switch.id!r} is already a node of this "
                                 "topology", path=("fabric_switches", i, "id"))
         graph.add_node(switch.id, kind="fabric_switch", parent=None, depth=depth, card=None,
@@ -91,7 +91,17 @@ def add_fabric(spec: TopologySpec, graph: nx.DiGraph, cards: dict[str, Card]) ->
                   "link": link.kind, "link_id": f"{a}~{b}", "gen": None, "lanes": None}
         graph.add_edge(a, b, **common)
         graph.add_edge(b, a, **common)
+    reached: dict[str, set[str]] = {}
     for i, switch in enumerate(spec.fabric_switches):
+        ports = reached[switch.id] = set(fabric_neighbours(graph, switch.id))
+        twin = next((o for o, seen in reached.items() if o != switch.id
+                     and len(seen & ports) > 1), None)
+        if twin is not None:
+            raise TopologyError(f"fabric switches {twin!r} and {switch.id!r} both join "
+                                f"{', '.join(sorted(reached[twin] & ports)[:3])}: a route "
+                                "takes one switch, so model parallel planes (a baseboard's "
+                                "NVSwitch chips) as one switch with their links' bandwidth "
+                                "summed", path=("fabric_switches", i, "id"))
         if len(fabric_neighbours(graph, switch.id)) < 2:
             raise TopologyError(f"fabric switch {switch.id!r} joins "
                                 f"{len(fabric_neighbours(graph, switch.id))} devices: link at "

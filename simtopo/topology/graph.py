@@ -100,13 +100,15 @@ class Topology:
 
     @cached_property
     def without_fabric(self) -> Topology:
-        """This topology without its device fabric links: P2P over the PCIe tree only (a
-        plan's ``fabric: false``); itself when it has none."""
+        """This topology without its device fabric (links and switches): P2P over the PCIe
+        tree only (a plan's ``fabric: false``); itself when it has none."""
         fabric = [(u, v) for u, v, d in self.graph.edges(data=True) if d["direction"] == "fabric"]
         if not fabric:
             return self
         graph = self.graph.copy()
         graph.remove_edges_from(fabric)
+        graph.remove_nodes_from([n for n, d in self.graph.nodes(data=True)
+                                 if d["kind"] == "fabric_switch"])
         return self.derived(graph=graph)
 
     @cached_property

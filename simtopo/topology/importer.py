@@ -310,9 +310,12 @@ def topology_yaml(name: str, source: str, includes: list[str],
         out += [f"  - {{id: {i}, kind: nvswitch}}  # {c}; assumption: no hop latency"
                 for i, c in found.fabric_switches]
     if found.fabric:
+        switches = {i for i, _ in found.fabric_switches}
         out += ["", "fabric:"]
-        out += [f"  - {{between: [{a}, {b}], bandwidth: {bw}, latency: 1us, kind: nvlink}}  # "
-                f"{c}; assumption: the latency" for a, b, bw, c in found.fabric]
+        out += [f"  - {{between: [{a}, {b}], bandwidth: {bw}, latency: "
+                f"{'500ns' if b in switches else '1us'}, kind: nvlink}}  # {c}; assumption: the "
+                f"latency{' (half of 1 us each side of the switch)' if b in switches else ''}"
+                for a, b, bw, c in found.fabric]
     if found.skipped:
         out += ["", "# not modelled:"] + [f"#   {s}" for s in found.skipped]
     if found.virtual:

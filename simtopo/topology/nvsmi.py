@@ -148,8 +148,9 @@ def import_nvsmi(text: str, card_type: str, types: dict[str, CardTypeSpec],
         bw = int(each[1]) * nvlink_bw
         for i in range(n):
             found.fabric.append((f"card{i}", "nvswitch", f"{bw / 1e9:g}GB/s",
-                                 f"read: {gpus[i]} {each[0]}; {each[1]} x "
-                                 f"{nvlink_bw / 1e9:g} GB/s each way, to the NVSwitches"))
+                                 f"inferred: {gpus[i]}'s {each[1]} NVLinks ({each[0]} read to "
+                                 f"every GPU) go to the NVSwitches, {nvlink_bw / 1e9:g} GB/s "
+                                 "each way a link"))
         pairs = []  # every NV# pair is a path through the switch
     for i, j in pairs:
         links = re.fullmatch(r"NV(\d+)", cells[i][j])
