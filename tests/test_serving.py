@@ -161,14 +161,23 @@ def test_a_trace_and_its_errors(tmp_path):
         generate(variant.serving)
 
 
-def test_requests_longer_than_the_compiled_context_are_refused(tmp_path):
+def test_requests_longer_than_the_compiled_context_are_refused(tmp_path, monkeypatch):
+    # refused before anything is simulated: the decode variant listed first never starts
+    import simtopo.results.run as runner
+
+    def no_simulation(*args, **kwargs):
+        raise AssertionError("simulated before the requests were checked")
+
+    monkeypatch.setattr(runner, "run_setup", no_simulation)
     path = tmp_path / "e.yaml"
     path.write_text(f"name: e\ntopology: {TOPOLOGIES / 'ultra8.yaml'}\nmodel: llama-2-7b\n"
                     "workload: {kind: serving, batch: 2, prompt: 128, context: 256}\n"
                     "serving: {arrivals: {rate: 1}, prompt_tokens: {value: 200}, "
-                    "output_tokens: {value: 100}, requests: 5}\n")
-    with pytest.raises(ConfigError, match="5 of 5 requests need more than the compiled "
-                                          "context of 256 positions"):
+                    "output_tokens: {value: 100}, requests: 5}\n"
+                    "variants: [{name: decode, workload: {kind: llm, generate: 8}}, "
+                    "{name: serve}]\n")
+    with pytest.raises(ConfigError, match="variant 'serve': 5 of 5 requests need more than "
+                                          "the compiled context of 256 positions"):
         simtopo.run(path, band=False)
 
 

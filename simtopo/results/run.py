@@ -18,10 +18,11 @@ from ..errors import ConfigError, SimtopoError
 from ..sim.setup import Memo, Setup, rebased, setup_variant
 from ..spec.experiment import Experiment, Variant, load_experiment
 from ..topology.graph import Topology
+from ..workload.requests import Requests
 from .bands import at_corner, band_rows, band_runs
 from .parallel import Forked
 from .result import Result, connection_pairs
-from .serving_run import run_serving
+from .serving_run import run_serving, serving_requests
 from .variant_run import LoadSetup, run_load, run_setup, run_variant, setup_load
 
 __all__ = ["run", "run_load", "run_setup", "run_variant"]
@@ -56,10 +57,13 @@ def run(experiment: str | Path | Experiment, variants: Sequence[str] | None = No
         chosen = [v for v in exp.variants if v.name in variants]
     setups: dict[str, Setup] = {}
     load_setups: dict[str, LoadSetup] = {}  # set up before anything runs: refused at once
+    requests: dict[str, Requests] = {}
     for variant in chosen:
         with _named(variant, exp):
             if variant.workload.kind not in ("load", "serving"):
                 setups[variant.name] = setup_variant(variant, link_model, soc_model)
+            if variant.workload.kind == "serving":
+                requests[variant.name] = serving_requests(variant)
             if variant.load is not None:
                 load_setups[variant.name] = setup_load(variant, link_model)
     by_name = {v.name: v for v in chosen}
@@ -92,7 +96,8 @@ def run(experiment: str | Path | Experiment, variants: Sequence[str] | None = No
                                              mode=mode))
                 if variant.workload.kind == "serving":
                     servings.append(run_serving(variant, link_model, soc_model,
-                                                memo=serving_memo))
+                                                memo=serving_memo,
+                                                requests=requests[variant.name]))
                 if variant.load is not None:
                     loads.append(run_load(load_setups[variant.name]))
         result = Result(exp.name, exp.description, str(exp.source), results, loads,

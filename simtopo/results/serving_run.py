@@ -18,7 +18,7 @@ from ..sim.setup import memo_for, setup_variant
 from ..spec.experiment import Variant
 from ..spec.serving import DEFAULT_TOKEN_BUDGET
 from ..topology.graph import Topology
-from ..workload.requests import generate
+from ..workload.requests import Requests, generate
 from .serving import ServingResult, serving_metrics
 from .variant_run import run_variant
 
@@ -113,13 +113,9 @@ def program_for(variant: Variant, link_model: LinkModel = DEFAULT_MODEL,
     return iteration_times(variant, link_model, soc_model, topology)
 
 
-def run_serving(variant: Variant, link_model: LinkModel = DEFAULT_MODEL,
-                soc_model: SocModel = DEFAULT_SOC_MODEL,
-                topology: Topology | None = None,
-                memo: dict[str, Any] | None = None) -> ServingResult:
-    """Simulate ``variant``'s ``serving:`` section; ``memo`` keeps the program's times for
-    variants that differ only in their ``serving:`` arrivals, lengths and SLOs (a sweep of
-    offered load)."""
+def serving_requests(variant: Variant) -> Requests:
+    """The requests of ``variant``'s ``serving:`` section, refused if one needs more than the
+    variant's context (checked before an experiment simulates anything)."""
     spec = variant.serving
     assert spec is not None  # the experiment's validation requires it for kind: serving
     requests = generate(spec)
@@ -130,6 +126,21 @@ def run_serving(variant: Variant, link_model: LinkModel = DEFAULT_MODEL,
                           f"{'compiled' if variant.workload.shapes == 'compiled' else 'largest'}"
                           f" context of {context} positions (prompt + output): raise "
                           "workload.context or shorten the lengths")
+    return requests
+
+
+def run_serving(variant: Variant, link_model: LinkModel = DEFAULT_MODEL,
+                soc_model: SocModel = DEFAULT_SOC_MODEL,
+                topology: Topology | None = None,
+                memo: dict[str, Any] | None = None,
+                requests: Requests | None = None) -> ServingResult:
+    """Simulate ``variant``'s ``serving:`` section; ``memo`` keeps the program's times for
+    variants that differ only in their ``serving:`` arrivals, lengths and SLOs (a sweep of
+    offered load); ``requests``: :func:`serving_requests`'s, if already made."""
+    spec = variant.serving
+    assert spec is not None  # the experiment's validation requires it for kind: serving
+    if requests is None:
+        requests = serving_requests(variant)
     program_spec = {k: v for k, v in spec.model_dump().items()
                     if k in ("token_budget", "specializations")}
     key = json.dumps([str(variant.topology), variant.model, variant.workload.model_dump(),
