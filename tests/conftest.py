@@ -90,3 +90,15 @@ def ultra8_acs() -> simtopo.Topology:
 @pytest.fixture(scope="session")
 def ultra16_2s() -> simtopo.Topology:
     return simtopo.load_topology(TOPOLOGIES / "ultra16-2s.yaml")
+
+
+@pytest.fixture
+def no_simulation(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An experiment run that reaches a variant's simulation fails the test: what it must
+    refuse, it refuses before simulating anything."""
+    import simtopo.results.run as runner
+
+    def simulated(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("simulated before the experiment's inputs were checked")
+
+    monkeypatch.setattr(runner, "run_setup", simulated)

@@ -263,15 +263,9 @@ def test_a_sweep_of_a_loading_only_variant_records_its_load_times(tmp_path):
         "shard-on-compile-first", "shard-on-compile", "shard-on-load") for src in ("nvme0", "vol0")}
 
 
-def test_a_bad_load_section_is_refused_before_anything_is_simulated(tmp_path, monkeypatch):
+def test_a_bad_load_section_is_refused_before_anything_is_simulated(tmp_path, no_simulation):
     # the load variant inherits the base plan's tp 64, which trn2-16's 16 chips cannot hold;
     # the decode variant listed before it would take seconds: it must not start
-    import simtopo.results.run as runner
-
-    def no_simulation(*args, **kwargs):
-        raise AssertionError("simulated before the load section was checked")
-
-    monkeypatch.setattr(runner, "run_setup", no_simulation)
     path = tmp_path / "e.yaml"
     path.write_text(f"name: e\ntopology: {ROOT / 'topologies' / 'trn2-16-lnc2.yaml'}\n"
                     "model: llama-3.1-405b\nworkload: {batch: 1, prompt: 64, generate: 4, "

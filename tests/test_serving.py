@@ -161,14 +161,8 @@ def test_a_trace_and_its_errors(tmp_path):
         generate(variant.serving)
 
 
-def test_requests_longer_than_the_compiled_context_are_refused(tmp_path, monkeypatch):
+def test_requests_longer_than_the_compiled_context_are_refused(tmp_path, no_simulation):
     # refused before anything is simulated: the decode variant listed first never starts
-    import simtopo.results.run as runner
-
-    def no_simulation(*args, **kwargs):
-        raise AssertionError("simulated before the requests were checked")
-
-    monkeypatch.setattr(runner, "run_setup", no_simulation)
     path = tmp_path / "e.yaml"
     path.write_text(f"name: e\ntopology: {TOPOLOGIES / 'ultra8.yaml'}\nmodel: llama-2-7b\n"
                     "workload: {kind: serving, batch: 2, prompt: 128, context: 256}\n"
