@@ -69,6 +69,13 @@ def test_collective_table_shape(ultra8):
     assert lines[2].split()[0] == "16384" and lines[3].split()[0] == "67108864"
     speedup = float(lines[2].split()[-1].rstrip("x"))
     assert speedup == pytest.approx(host[0].time_s / p2p[0].time_s, abs=0.006)
+    # a longer algorithm name widens its column: rows stay aligned, within 80 columns
+    from dataclasses import replace
+
+    long = [replace(r, algorithm="hierarchical") for r in p2p]
+    rows = bench.format_collective_table("all_reduce", long, host).splitlines()[1:4]
+    assert len({len(r) for r in rows}) == 1 and len(rows[0]) <= 80
+    assert rows[0].index("p2p alg") + len("p2p alg") == rows[1].index("hierarchical") + 12
 
 
 def test_dma_engine_cap_limits_a_device():

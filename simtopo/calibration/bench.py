@@ -252,22 +252,24 @@ def format_collective_table(op: str, p2p: Sequence[CollectiveResult],
                             width: int = 80) -> str:
     """nccl-tests columns with P2P on (``p2p``), off (``host``), or both side by side with the
     P2P speed-up; ``fallback`` is why the P2P runs went through host memory. Rows fit 80
-    columns (up to sizes of 10 digits and times of 9 characters)."""
+    columns (up to sizes of 10 digits and times of 9 characters; the algorithm columns widen
+    for a longer name than ``host-staged``)."""
     runs = p2p or host
     group = runs[0].group
     rows = [f"{op} over {len(group)} devices ({group[0]} .. {group[-1]})"]
+    w = max(11, *(len(r.algorithm) for r in (*p2p, *host)))  # "hierarchical": one more
     if p2p and host:
         first = "fallback" if fallback else "p2p alg"
-        rows.append(f"{'size (B)':>10} {first:>11} {'time (us)':>9} {'busbw':>6}  "
-                    f"{'host alg':>11} {'time (us)':>9} {'busbw':>6} {'speed-up':>8}")
-        rows += [f"{a.size_bytes:>10.0f} {a.algorithm:>11} {a.time_s * 1e6:>9.2f} "
-                 f"{a.busbw_Bps / 1e9:>6.2f}  {b.algorithm:>11} {b.time_s * 1e6:>9.2f} "
+        rows.append(f"{'size (B)':>10} {first:>{w}} {'time (us)':>9} {'busbw':>6}  "
+                    f"{'host alg':>{w}} {'time (us)':>9} {'busbw':>6} {'speed-up':>8}")
+        rows += [f"{a.size_bytes:>10.0f} {a.algorithm:>{w}} {a.time_s * 1e6:>9.2f} "
+                 f"{a.busbw_Bps / 1e9:>6.2f}  {b.algorithm:>{w}} {b.time_s * 1e6:>9.2f} "
                  f"{b.busbw_Bps / 1e9:>6.2f} {b.time_s / a.time_s:>7.2f}x"
                  for a, b in zip(p2p, host, strict=True)]
     else:
-        rows.append(f"{'size (B)':>12} {'via':>4} {'algorithm':>11} {'time (us)':>11} "
+        rows.append(f"{'size (B)':>12} {'via':>4} {'algorithm':>{w}} {'time (us)':>11} "
                     f"{'algbw':>8} {'busbw':>8}")
-        rows += [f"{r.size_bytes:>12.0f} {r.mode:>4} {r.algorithm:>11} {r.time_s * 1e6:>11.2f} "
+        rows += [f"{r.size_bytes:>12.0f} {r.mode:>4} {r.algorithm:>{w}} {r.time_s * 1e6:>11.2f} "
                  f"{r.algbw_Bps / 1e9:>8.3f} {r.busbw_Bps / 1e9:>8.3f}" for r in runs]
     factor = "2(n-1)/n" if op == "all_reduce" else "(n-1)/n"
     rows.append(f"(busbw = size / time x {factor}, GB/s)" if p2p and host else
