@@ -144,21 +144,26 @@ _FUNCTION = re.compile(r"^(?:(?P<domain>[0-9a-f]{4,}):)?(?P<bus>[0-9a-f]{2}):(?P
 _LINK = re.compile(r"LnkSta:\s*Speed\s+(?P<speed>[0-9.]+)GT/s[^,]*,\s*Width\s+x(?P<width>\d+)")
 
 
+def _function_lines(text: str) -> Iterator[tuple[str, int, str]]:
+    """The indented lines of ``lspci -vv`` output under a function's heading: (the function's
+    address, line number, line); an unindented line that heads no function ends a block."""
+    current: str | None = None
+    for number, line in enumerate(text.splitlines(), 1):
+        head = _FUNCTION.match(line)
+        if head is not None or line[:1].strip():
+            current = None if head is None else \
+                f"{(head['domain'] or '0000')}:{head['bus']}:{head['slot']}".lower()
+        elif current is not None:
+            yield current, number, line
+
+
 def parse_links(text: str, source: str = "lspci -vv") -> dict[str, tuple[int, int]]:
     """(PCIe generation, lanes) each function's link runs at, by address (``lspci -vv``'s
     ``LnkSta``; functions without one are left out)."""
     out: dict[str, tuple[int, int]] = {}
-    current: str | None = None
-    for number, line in enumerate(text.splitlines(), 1):
-        head = _FUNCTION.match(line)
-        if head is not None:
-            current = f"{(head['domain'] or '0000')}:{head['bus']}:{head['slot']}".lower()
-            continue
-        if line[:1].strip():  # an unindented line that heads no function: nobody's link
-            current = None
-            continue
+    for current, number, line in _function_lines(text):
         link = _LINK.search(line)
-        if link is not None and current is not None:
+        if link is not None:
             speed = float(link["speed"])
             if speed not in GT_PER_S_TO_GEN:
                 raise ConfigError(f"{source}:{number}: link speed {link['speed']} GT/s is no "
@@ -167,7 +172,6 @@ def parse_links(text: str, source: str = "lspci -vv") -> dict[str, tuple[int, in
             if int(link["width"]) in (1, 2, 4, 8, 16, 32):  # x0: the link is down
                 out[current] = (GT_PER_S_TO_GEN[speed], int(link["width"]))
     return out
-
 
 _VF_COUNT = re.compile(r"Number of VFs:\s*(?P<count>\d+)")
 _VF_PLACE = re.compile(r"VF offset:\s*(?P<offset>\d+),\s*stride:\s*(?P<stride>\d+)")
@@ -180,24 +184,15 @@ def parse_virtual_functions(text: str) -> dict[str, str]:
     capability's First VF Offset and VF Stride, which lspci prints in decimal). They are slices
     of their device, not devices: the import leaves them out."""
     out: dict[str, str] = {}
-    current: str | None = None
-    count: int | None = None
-    for line in text.splitlines():
-        head = _FUNCTION.match(line)
-        if head is not None or line[:1].strip():
-            current = None if head is None else \
-                f"{(head['domain'] or '0000')}:{head['bus']}:{head['slot']}".lower()
-            count = None
-            continue
-        if current is None:
-            continue
+    count: dict[str, int] = {}
+    for current, _, line in _function_lines(text):
         if (found := _VF_COUNT.search(line)) is not None:
-            count = int(found["count"])
-        elif (place := _VF_PLACE.search(line)) is not None and count:
+            count[current] = int(found["count"])
+        elif (place := _VF_PLACE.search(line)) is not None and count.get(current):
             domain, bus, slot = current.split(":")
             device, function = slot.split(".")
             rid = (int(bus, 16) << 8) | (int(device, 16) << 3) | int(function)
-            for i in range(count):
+            for i in range(count[current]):
                 vf = rid + int(place["offset"]) + i * int(place["stride"])
                 if vf < 1 << 16:
                     out[f"{domain}:{vf >> 8:02x}:{(vf >> 3) & 31:02x}.{vf & 7}"] = current

@@ -151,14 +151,14 @@ def import_nvsmi(text: str, card_type: str, types: dict[str, CardTypeSpec],
                                  f"inferred: {gpus[i]}'s {each[1]} NVLinks ({each[0]} read to "
                                  f"every GPU) go to the NVSwitches, {nvlink_bw / 1e9:g} GB/s "
                                  "each way a link"))
-        pairs = []  # every NV# pair is a path through the switch
-    for i, j in pairs:
-        links = re.fullmatch(r"NV(\d+)", cells[i][j])
-        if links:
-            bw = int(links[1]) * nvlink_bw
-            found.fabric.append((f"card{i}", f"card{j}", f"{bw / 1e9:g}GB/s",
-                                 f"read: {gpus[i]}-{gpus[j]} {cells[i][j]}; {links[1]} x "
-                                 f"{nvlink_bw / 1e9:g} GB/s each way"))
+    else:  # a link per NV# pair
+        for i, j in pairs:
+            links = re.fullmatch(r"NV(\d+)", cells[i][j])
+            if links:
+                bw = int(links[1]) * nvlink_bw
+                found.fabric.append((f"card{i}", f"card{j}", f"{bw / 1e9:g}GB/s",
+                                     f"read: {gpus[i]}-{gpus[j]} {cells[i][j]}; {links[1]} x "
+                                     f"{nvlink_bw / 1e9:g} GB/s each way"))
     rcs = [(rc_ids[r], f"cpu{sockets.index(socket[r])}",
             f"inferred: {rc_ids[r]} holds {', '.join(gpus[k] for k in range(n) if rc[k] == r)}")
            for r in sorted(set(rc))]
