@@ -23,7 +23,14 @@ from .bands import at_corner, band_rows, band_runs
 from .parallel import Forked
 from .result import Result, connection_pairs
 from .serving_run import run_serving, serving_requests
-from .variant_run import LoadSetup, run_load, run_setup, run_variant, setup_load
+from .variant_run import (
+    LoadSetup,
+    run_load,
+    run_load_setup,
+    run_setup,
+    run_variant,
+    setup_load,
+)
 
 __all__ = ["run", "run_load", "run_setup", "run_variant"]
 
@@ -99,7 +106,7 @@ def run(experiment: str | Path | Experiment, variants: Sequence[str] | None = No
                                                 memo=serving_memo,
                                                 requests=requests[variant.name]))
                 if variant.load is not None:
-                    loads.append(run_load(load_setups[variant.name]))
+                    loads.append(run_load_setup(load_setups[variant.name]))
         result = Result(exp.name, exp.description, str(exp.source), results, loads,
                         servings=servings)
         if waiting is not None:

@@ -103,14 +103,17 @@ def setup_load(variant: Variant, link_model: LinkModel = DEFAULT_MODEL,
     return LoadSetup(variant, topo, params, ranks, tp, per_rank, total)
 
 
-def run_load(variant: Variant | LoadSetup, link_model: LinkModel = DEFAULT_MODEL,
+def run_load(variant: Variant, link_model: LinkModel = DEFAULT_MODEL,
              topology: Topology | None = None) -> LoadResult:
-    """Simulate the variant's ``load:`` section (set up here, or already by
-    :func:`setup_load`): every strategy from every source."""
+    """Simulate the variant's ``load:`` section: every strategy from every source."""
+    return run_load_setup(setup_load(variant, link_model, topology))
+
+
+def run_load_setup(setup: LoadSetup) -> LoadResult:
+    """Simulate a ``load:`` section :func:`setup_load` checked (:func:`run_load` without the
+    set-up)."""
     from ..sim.loading import simulate_loads
 
-    setup = variant if isinstance(variant, LoadSetup) else setup_load(variant, link_model,
-                                                                        topology)
     v, ranks = setup.variant, setup.ranks
     assert v.load is not None
     outcomes = simulate_loads(setup.topo, setup.params, v.load, ranks, setup.per_rank)

@@ -29,17 +29,18 @@ from .graph import Card, Topology
 
 
 def _port(spec_id: str, graph: nx.DiGraph, cards: dict[str, Card], where: tuple) -> str:
-    """The node a fabric end names: a SoC; a card of one SoC (its SoC); a card of several SoCs
-    (its on-card switch, which all its SoCs reach), refusing a SoC of such a card once another
-    end named the card (its SoCs would reach the fabric two ways)."""
+    """The node a fabric end names: a fabric switch; a SoC; a card of one SoC (its SoC); a card
+    of several SoCs (its on-card switch, which all its SoCs reach), refusing a SoC of such a
+    card once another end named the card (its SoCs would reach the fabric two ways)."""
+    kind = graph.nodes[spec_id].get("kind") if spec_id in graph else None
+    if kind == "fabric_switch":
+        return spec_id
     if spec_id in cards:
         card = cards[spec_id]
         port = card.socs[0] if len(card.socs) == 1 else card.switch
         assert port is not None  # a card of several SoCs has a switch (spec)
-    elif spec_id in graph and graph.nodes[spec_id].get("kind") in ("soc", "fabric_switch"):
+    elif kind == "soc":
         port = spec_id
-        if graph.nodes[port]["kind"] == "fabric_switch":
-            return port
     else:
         raise TopologyError(f"fabric link end {spec_id!r} is not a SoC, a card or a fabric "
                             f"switch of this topology (expected ids like "
@@ -102,9 +103,8 @@ def add_fabric(spec: TopologySpec, graph: nx.DiGraph, cards: dict[str, Card]) ->
                                 "takes one switch, so model parallel planes (a baseboard's "
                                 "NVSwitch chips) as one switch with their links' bandwidth "
                                 "summed", path=("fabric_switches", i, "id"))
-        if len(fabric_neighbours(graph, switch.id)) < 2:
-            raise TopologyError(f"fabric switch {switch.id!r} joins "
-                                f"{len(fabric_neighbours(graph, switch.id))} devices: link at "
+        if len(ports) < 2:
+            raise TopologyError(f"fabric switch {switch.id!r} joins {len(ports)} devices: link at "
                                 "least two to it (fabric: [{between: [card0, "
                                 f"{switch.id}], ...}}])", path=("fabric_switches", i, "id"))
 
@@ -166,8 +166,9 @@ def fabric_port(graph: nx.DiGraph, device: str) -> str | None:
 
 
 def fabric_path(graph: nx.DiGraph, a: str, b: str) -> list[str] | None:
-    """The nodes of the route from device ``a`` to device ``b`` over one fabric link, or None
-    when no fabric link joins their ports (module docstring)."""
+    """The nodes of the route from device ``a`` to device ``b`` over the fabric (one link, or
+    a switch between their ports), or None when the fabric does not join their ports (module
+    docstring)."""
     pa, pb = fabric_port(graph, a), fabric_port(graph, b)
     if pa is None or pb is None or pa == pb:
         return None
@@ -186,9 +187,10 @@ RING_SEARCH_LIMIT = 200_000
 
 def fabric_ring(graph: nx.DiGraph, ordered: list[str]) -> list[str] | None:
     """A ring through every device of ``ordered`` over the fabric (as NCCL builds its rings
-    over NVLink), or None: a ring of the devices' fabric ports whose every step is a fabric
-    link, each port's devices taken together where the ring passes it (the logical cores of a
-    chip, joined inside it); two ports may make a ring of one link, there and back.
+    over NVLink), or None: a ring of the devices' fabric ports whose every step the fabric
+    joins (a link, or a switch), each port's devices taken together where the ring passes it
+    (the logical cores of a chip, joined inside it); two ports may make a ring of one link,
+    there and back.
 
     The ring of ports is found depth first from the first device's, trying neighbours in
     ``ordered``'s order, so a ring the order already is comes back unchanged; the search gives
@@ -210,7 +212,7 @@ def fabric_ring(graph: nx.DiGraph, ordered: list[str]) -> list[str] | None:
 
 
 def _port_ring(graph: nx.DiGraph, ordered: list[str]) -> list[str] | None:
-    """A ring through every node of ``ordered`` whose every step is a fabric link, or None
+    """A ring through every port of ``ordered`` whose every step the fabric joins, or None
     (the search of :func:`fabric_ring`)."""
     near = {}
     for port in ordered:
@@ -244,8 +246,8 @@ def _port_ring(graph: nx.DiGraph, ordered: list[str]) -> list[str] | None:
 
 def port_runs(graph: nx.DiGraph, ring: Sequence[str]) -> list[list[str]] | None:
     """``ring`` cut into its devices by fabric port, when it passes at least two ports, each
-    once, with the same number (at least two) of devices at each, and a fabric link joins
-    each port to the next (and the last to the first): the shape of a hierarchical all-reduce
+    once, with the same number (at least two) of devices at each, and the fabric joins each
+    port to the next (and the last to the first): the shape of a hierarchical all-reduce
     (inside each port, then across them). None otherwise."""
     runs: list[list[str]] = []
     order: list[str] = []  # the port of each run
