@@ -68,3 +68,48 @@ def test_max_min_invariants(problem):
 def test_single_resource_is_equal_split():
     rates = solve([12.0], [[0]] * 4)
     assert rates == pytest.approx([3.0] * 4)
+
+
+def one_level_at_a_time(capacity, flows, weight):
+    """Textbook progressive filling in plain Python, one saturation level per step: the
+    second method the round-based solver is checked against."""
+    rates = [None] * len(flows)
+    left = list(capacity)
+    while any(r is None for r in rates):
+        users = {r: sum(weight[f] for f, res in enumerate(flows) if rates[f] is None and r in res)
+                 for r in range(len(capacity))}
+        level = min(left[r] / n for r, n in users.items() if n > 0)
+        full = {r for r, n in users.items() if n > 0 and left[r] / n <= level * (1 + 1e-12)}
+        for f, res in enumerate(flows):
+            if rates[f] is None and full & set(res):
+                rates[f] = level
+                for r in res:
+                    left[r] -= weight[f] * level
+    return rates
+
+
+@st.composite
+def chains(draw):
+    """Larger problems with long chains of bottlenecks: up to 12 resources, 30 flows."""
+    n_res = draw(st.integers(2, 12))
+    capacity = [draw(st.floats(0.5, 100.0)) for _ in range(n_res)]
+    flows = [sorted(draw(st.sets(st.integers(0, n_res - 1), min_size=1, max_size=4)))
+             for _ in range(draw(st.integers(1, 30)))]
+    weight = [float(draw(st.integers(1, 4))) for _ in flows]
+    return capacity, flows, weight
+
+
+@settings(max_examples=300, deadline=None)
+@given(chains())
+def test_rounds_agree_with_one_level_at_a_time(problem):
+    capacity, flows, weight = problem
+    expected = one_level_at_a_time(capacity, flows, weight)
+    assert solve(capacity, flows, np.array(weight)) == pytest.approx(expected, rel=1e-9)
+
+
+def test_a_chain_of_bottlenecks_resolves_in_order():
+    # A (6) carries f0, f1; B (10) carries f1, f2; C (9) carries f2, f3.
+    # A's share 3 is lowest: f0 = f1 = 3. B then has 7 for f2, C's share 4.5 is lower:
+    # f2 = f3 = 4.5. Freezing B's flow depends on C, C's on nothing: two rounds.
+    assert solve([6.0, 10.0, 9.0], [[0], [0, 1], [1, 2], [2]]).tolist() == [3.0, 3.0, 4.5,
+                                                                           4.5]

@@ -232,12 +232,12 @@ def _solved_from_scratch(net) -> tuple[np.ndarray, np.ndarray]:
     """(active class ids, their max-min rates) solved anew over every active class."""
     from simtopo.engine.maxmin import max_min_rates
 
-    ids = np.flatnonzero([len(m) > 0 for m in net._class_members])
+    ids = np.flatnonzero([len(m) > 0 for m in net.classes.members])
     if not len(ids):
         return ids, np.zeros(0)
-    counts = np.array([len(net._class_members[c]) for c in ids], dtype=float)
-    flow_of = np.concatenate([[i] * len(net._class_res[c]) for i, c in enumerate(ids)])
-    resource_of = np.concatenate([net._class_res[c] for c in ids])
+    counts = np.array([len(net.classes.members[c]) for c in ids], dtype=float)
+    flow_of = np.concatenate([[i] * len(net.classes.res[c]) for i, c in enumerate(ids)])
+    resource_of = np.concatenate([net.classes.res[c] for c in ids])
     load = np.bincount(resource_of, weights=counts[flow_of], minlength=len(net.capacity))
     capacity = net.capacity * net._endpoint_scale(load)
     return ids, max_min_rates(capacity, flow_of.astype(np.int64), resource_of, len(ids),
@@ -266,7 +266,7 @@ def test_rates_after_every_solve_are_the_max_min_of_all_flows_in_flight(seed, n_
         solve(event)
         ids, rates = _solved_from_scratch(net)
         if len(ids):
-            assert net._class_rate[ids] == pytest.approx(rates, rel=1e-9)
+            assert net.classes.rate[ids] == pytest.approx(rates, rel=1e-9)
             checked[0] += 1
 
     net._solve = checked_solve

@@ -8,6 +8,15 @@ saturated resource on which no flow has a higher rate.
 
 Flows may carry a weight: ``w`` identical flows (same resources) are solved as one class whose
 members each get the class rate and together load each resource ``w`` times that rate.
+
+:func:`max_min_rates` freezes many levels per round instead of one. A resource's fair share
+(what it has left over the weight of its unfrozen flows) never falls as filling proceeds: a
+flow frozen elsewhere takes less than the rising level. So a resource whose share is no larger
+than the share of any resource its flows cross (locally lowest) saturates at exactly that
+share, whatever happens elsewhere, and all such resources freeze their flows in one round. The
+globally lowest share is always locally lowest, so every round freezes something; a round is a
+fixed number of array operations, and the rounds are as many as the longest chain of
+bottlenecks that wait on each other (a few on a PCIe tree), not as many as distinct levels.
 """
 
 from __future__ import annotations
@@ -42,29 +51,44 @@ def max_min_rates(capacity: np.ndarray, flow_of: np.ndarray, resource_of: np.nda
     w = np.ones(n_flows) if weight is None else np.asarray(weight, dtype=float)
     rate = np.full(n_flows, np.inf)
     finite = np.isfinite(capacity[resource_of])
-    flow_of, resource_of = flow_of[finite], resource_of[finite]
+    if not finite.all():
+        flow_of, resource_of = flow_of[finite], resource_of[finite]
+    if not len(flow_of):
+        return rate
     weights = w[flow_of]
-    remaining = capacity.astype(float).copy()
+    remaining = capacity.astype(float)
+    # the weight of each resource's unfrozen flows; inf where none are left, so that its
+    # share comes out 0 and is never read (every entry still in play has weight on its
+    # resource; weights are whole members, so a resource emptied is exactly 0 before)
     load = np.bincount(resource_of, weights=weights, minlength=n_res)
-    newly = np.zeros(n_flows, dtype=bool)
+    unloaded = load == 0
+    load[unloaded], remaining[unloaded] = np.inf, 0.0  # (an unlimited resource is unloaded)
     share = np.empty(n_res)
+    lowest = np.empty(n_flows)  # each flow's lowest share over its resources
+    floor = np.empty(n_res)  # the lowest of those over each resource's flows
+    frozen = np.zeros(n_flows, dtype=bool)
     while len(flow_of):
-        # each loaded resource's fair share of what it has left; unloaded ones never limit
-        share.fill(np.inf)
-        np.divide(np.maximum(remaining, 0.0), load, out=share, where=load > 0)
-        level = share.min()
-        saturated = share <= level * (1 + RELATIVE_TOLERANCE)
-        # every unfixed flow crossing a saturated resource is frozen at this level
-        newly[flow_of[saturated[resource_of]]] = True
-        rate[newly] = level
-        moving = newly[flow_of]
-        used = np.bincount(resource_of[moving], weights=weights[moving], minlength=n_res)
-        remaining -= used * level
-        load -= used
-        load[saturated] = 0.0  # a saturated resource has no room left for anyone
+        # each resource's fair share of what it has left
+        np.maximum(remaining, 0.0, out=remaining)
+        np.divide(remaining, load, out=share)
+        entry_share = share[resource_of]
+        lowest.fill(np.inf)
+        np.minimum.at(lowest, flow_of, entry_share)
+        level = lowest[flow_of]
+        floor.fill(np.inf)
+        np.minimum.at(floor, resource_of, level)
+        # every flow crossing a locally lowest resource is frozen at its own lowest share
+        ready = floor >= share * (1 - RELATIVE_TOLERANCE)
+        frozen[flow_of[ready[resource_of]]] = True
+        moving = frozen[flow_of]
+        np.copyto(rate, lowest, where=frozen)
+        frozen.fill(False)
+        on, moved = resource_of[moving], weights[moving]
+        remaining -= np.bincount(on, weights=moved * level[moving], minlength=n_res)
+        load -= np.bincount(on, weights=moved, minlength=n_res)
+        load[load == 0] = np.inf  # a locally lowest resource saturated: no room for anyone
         keep = ~moving  # drop the frozen flows' entries: later rounds only see the rest
         flow_of, resource_of, weights = flow_of[keep], resource_of[keep], weights[keep]
-        newly[:] = False
     return rate
 
 

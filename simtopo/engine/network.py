@@ -30,22 +30,16 @@ from simpy.events import Event
 from ..spec.topology import TransferSpec
 from ..topology.routing import Route
 from .events import LATE, At, succeed_later
+from .flow_classes import FlowClasses
 from .maxmin import max_min_rates
 from .resources import Resources
 
 if TYPE_CHECKING:
     from ..topology.graph import Topology
 
-SMALL_SOLVE = 48
-"""With at most this many active flow classes, re-solve them all: cheaper than searching for
-the component that changed."""
-
 LEVEL_MARGIN = 1e-9
 """Classes within this fraction below the lowest finished rate are filled again too (any
 threshold at or below that rate gives the same rates)."""
-
-DENSE_SKIPS = 32
-"""Solves that skip the component search after it found the fabric dense."""
 
 FINISH_TOLERANCE = 1e-9
 """A flow whose remaining bytes are below this fraction of its size has finished."""
@@ -73,20 +67,7 @@ class Network:
         self.records: list[FlowRecord] = []
         self.res = Resources.of(topo, self.params)
 
-        # flow classes: a class is a set of resources; its members share one rate
-        self._class_of_key: dict[tuple[int, ...], int] = {}
-        self._class_res: list[np.ndarray] = []
-        self._class_res_tuple: list[tuple[int, ...]] = []
-        self._class_members: list[set[int]] = []
-        self._active_classes: set[int] = set()
-        self._class_rate = np.zeros(16)
-        self._class_count = np.zeros(16)
-        """Members of each class in flight (the class's weight in the solve)."""
-        self._res_classes: list[set[int]] = [set() for _ in self.res.names]
-        # the class-resource incidence of every class ever created, in class order
-        self._incidence: tuple[list[int], list[int]] = ([], [])
-        self._incidence_arrays = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
-        self._dense_skips = 0
+        self.classes = FlowClasses(len(self.res.names))
         # since the last solve: the lowest rate among flows that finished, and whether any
         # flow started (see _solve)
         self._freed_level = math.inf
@@ -97,6 +78,7 @@ class Network:
         self._start = np.zeros(64)
         self._class = np.zeros(64, dtype=np.int64)
         self._active = np.zeros(64, dtype=bool)
+        self._live: np.ndarray | None = None  # the active slots' indices (None: stale)
         self._events: list[Event | None] = [None] * 64
         self._labels: list[str] = [""] * 64
         self._delays: dict[int, float] = {}
@@ -130,8 +112,7 @@ class Network:
     def resources(self, route: Route) -> tuple[int, ...]:
         """Resource indices a direct route loads: its links, memory and endpoint sides."""
         found = self.res.of_route(route)
-        while len(self._res_classes) < len(self.res.names):  # a resource found on first use
-            self._res_classes.append(set())
+        self.classes.add_resources(len(self.res.names))  # a resource found on first use
         return found
 
     # -- flows ------------------------------------------------------------------------------
@@ -145,37 +126,19 @@ class Network:
             return At(self.env, delay_s)
         done = self.env.event()
         self._advance()
-        key = tuple(resources)
-        cls = self._class_of_key.get(key)
-        if cls is None:
-            cls = len(self._class_res)
-            self._class_of_key[key] = cls
-            self._class_res.append(np.array(key, dtype=np.int64))
-            self._class_res_tuple.append(key)
-            self._class_members.append(set())
-            self._incidence[0].extend([cls] * len(key))
-            self._incidence[1].extend(key)
-            if cls == len(self._class_rate):
-                self._class_rate = np.concatenate([self._class_rate, self._class_rate])
-                self._class_count = np.concatenate([self._class_count,
-                                                    np.zeros_like(self._class_count)])
+        cls = self.classes.of(tuple(resources))
         slot = self._slot()
         self._remaining[slot] = size_bytes
         self._size[slot] = size_bytes
         self._start[slot] = self.env.now
         self._class[slot] = cls
         self._active[slot] = True
+        self._live = None
         self._events[slot] = done
         self._labels[slot] = label
         if delay_s > 0:
             self._delays[slot] = delay_s
-        members = self._class_members[cls]
-        if not members:
-            self._active_classes.add(cls)
-            for r in key:
-                self._res_classes[r].add(cls)
-        members.add(slot)
-        self._class_count[cls] += 1
+        self.classes.join(cls, slot)
         self._grew = True
         self._touch(cls)
         return done
@@ -208,12 +171,18 @@ class Network:
             self._free = list(range(2 * n - 1, n - 1, -1))
         return self._free.pop()
 
+    def _slots(self) -> np.ndarray:
+        """The active flows' slots, ascending."""
+        if self._live is None:
+            self._live = np.flatnonzero(self._active)
+        return self._live
+
     def _advance(self) -> None:
         """Move every active flow forward to now at its class's current rate."""
         dt = self.env.now - self._last
         if dt > 0:
-            active = self._active
-            self._remaining[active] -= self._class_rate[self._class[active]] * dt
+            live = self._slots()
+            self._remaining[live] -= self.classes.rate[self._class[live]] * dt
         self._last = self.env.now
 
     def _touch(self, cls: int) -> None:
@@ -222,42 +191,6 @@ class Network:
             self._solve_pending = True
             At(self.env, 0, LATE).callbacks.append(self._solve)
 
-    def _component(self, seeds: set[int]) -> list[int] | None:
-        """Active classes connected to the resources of ``seeds`` (which may have emptied), or
-        ``None`` for all active classes.
-
-        Max-min decomposes over components, so solving all active classes is exact too, and
-        cheaper than a search that finds nearly everything: once the budgeted search finds the
-        fabric dense, the next :data:`DENSE_SKIPS` solves take all without searching."""
-        active = self._active_classes
-        total = len(active)
-        if total <= SMALL_SOLVE:
-            return None
-        if self._dense_skips > 0:
-            self._dense_skips -= 1
-            return None
-        budget = 4 * total
-        seen: set[int] = set()
-        seen_res = {r for c in seeds for r in self._class_res_tuple[c]}
-        stack = list(seen_res)
-        while stack:
-            classes = self._res_classes[stack.pop()]
-            budget -= len(classes)
-            if budget < 0 or len(seen) == total:
-                self._dense_skips = DENSE_SKIPS
-                return None
-            for cls in classes:
-                if cls in seen:
-                    continue
-                seen.add(cls)
-                for r in self._class_res_tuple[cls]:
-                    if r not in seen_res:
-                        seen_res.add(r)
-                        stack.append(r)
-        if 2 * len(seen) > total:
-            self._dense_skips = DENSE_SKIPS
-        return sorted(seen)
-
     def _endpoint_scale(self, load: np.ndarray) -> np.ndarray:
         """e(k) = c + (1 - c) / k on endpoint resources carrying k > 1 flows, else 1."""
         c = self.params.concurrency_efficiency
@@ -265,21 +198,6 @@ class Network:
         shared = self._endpoint & (load > 1)
         scale[shared] = c + (1 - c) / load[shared]
         return scale
-
-    def _entries(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The class-resource incidence of classes ``ids`` (ascending), in class order."""
-        n = len(self._class_res)
-        if 4 * len(ids) < n:
-            lists = [self._class_res[c] for c in ids.tolist()]
-            return np.repeat(ids, [len(r) for r in lists]), np.concatenate(lists)
-        if len(self._incidence_arrays[0]) != len(self._incidence[0]):
-            self._incidence_arrays = (np.array(self._incidence[0], dtype=np.int64),
-                                      np.array(self._incidence[1], dtype=np.int64))
-        of_class, of_resource = self._incidence_arrays
-        chosen = np.zeros(n, dtype=bool)
-        chosen[ids] = True
-        entries = chosen[of_class]
-        return of_class[entries], of_resource[entries]
 
     def _solve(self, _event: Event | None = None) -> None:
         """Re-solve the rates of the classes a start or an end may have changed.
@@ -290,42 +208,42 @@ class Network:
         their rates and only the rest are filled again, over what the others leave."""
         self._solve_pending = False
         self._advance()
-        component = self._component(self._dirty)
+        component = self.classes.component(self._dirty)
         self._dirty.clear()
         freed, grew = self._freed_level, self._grew
         self._freed_level, self._grew = math.inf, False
         if component is None:
-            ids = np.array(sorted(self._active_classes), dtype=np.int64)
+            ids, classes, resources, at = self.classes.all_active()
         else:
             ids = np.array(component, dtype=np.int64)
+            classes, resources = self.classes.entries(ids)
+            at = np.searchsorted(ids, classes)
         if not len(ids):
             self._schedule_next()
             return
         self.solves += 1
-        classes, resources = self._entries(ids)
-        count, rate = self._class_count, self._class_rate
+        count, rate = self.classes.count, self.classes.rate
         load = np.bincount(resources, weights=count[classes], minlength=len(self.capacity))
         capacity = self.capacity * self._endpoint_scale(load)
         if not grew and math.isfinite(freed):
             below = rate[ids] < freed * (1 - LEVEL_MARGIN)
             if below.any():
-                held = rate[classes] < freed * (1 - LEVEL_MARGIN)
+                held = below[at]
                 fixed = classes[held]
                 capacity = capacity - np.bincount(resources[held],
                                                   weights=count[fixed] * rate[fixed],
                                                   minlength=len(capacity))
-                ids = ids[~below]
-                classes, resources = classes[~held], resources[~held]
-        rate[ids] = max_min_rates(capacity, np.searchsorted(ids, classes), resources, len(ids),
-                                  count[ids])
+                ids, resources, at = ids[~below], resources[~held], at[~held]
+                at = at - np.cumsum(below)[at]  # positions among the classes left
+        rate[ids] = max_min_rates(capacity, at, resources, len(ids), count[ids])
         self._schedule_next()
 
     def _schedule_next(self) -> None:
         self._token += 1
-        active = self._active
-        if not active.any():
+        live = self._slots()
+        if not len(live):
             return
-        ttf = self._remaining[active] / self._class_rate[self._class[active]]
+        ttf = self._remaining[live] / self.classes.rate[self._class[live]]
         delay = max(float(ttf.min()), 0.0)
         token = self._token
         self.env.timeout(delay).callbacks.append(lambda _e: self._wake(token))
@@ -334,35 +252,30 @@ class Network:
         if token != self._token:
             return  # rates changed since this wake-up was planned
         self._advance()
-        active = np.flatnonzero(self._active)
+        active = self._slots()
         remaining = self._remaining[active]
         done = active[remaining <= FINISH_TOLERANCE * self._size[active]]
         if len(done) == 0:
             # floating-point rounding left the planned flow a sliver short: it is done now
-            rate = self._class_rate[self._class[active]]
+            rate = self.classes.rate[self._class[active]]
             done = active[[int(np.argmin(remaining / rate))]]
         for slot in done.tolist():
             self._finish(slot)
 
     def _finish(self, slot: int) -> None:
         cls = int(self._class[slot])
-        members = self._class_members[cls]
-        members.discard(slot)
-        self._class_count[cls] -= 1
-        self._freed_level = min(self._freed_level, float(self._class_rate[cls]))
-        if not members:
-            self._active_classes.discard(cls)
-            for r in self._class_res_tuple[cls]:
-                self._res_classes[r].discard(cls)
+        self.classes.leave(cls, slot)
+        self._freed_level = min(self._freed_level, float(self.classes.rate[cls]))
         self._touch(cls)
         self._active[slot] = False
+        self._live = None
         self._remaining[slot] = 0.0
         event, self._events[slot] = self._events[slot], None
         if self.record:
             self.records.append(FlowRecord(
                 label=self._labels[slot], size_bytes=float(self._size[slot]),
                 start_s=float(self._start[slot]), end_s=self.env.now,
-                resources=self.res.names_of(self._class_res_tuple[cls])))
+                resources=self.res.names_of(self.classes.res_tuple[cls])))
         self._free.append(slot)
         assert event is not None
         delay = self._delays.pop(slot, 0.0)
@@ -374,17 +287,17 @@ class Network:
     # -- inspection -------------------------------------------------------------------------
     def _counts(self) -> np.ndarray:
         counts = np.zeros(len(self.capacity))
-        for cls, members in enumerate(self._class_members):
+        for cls, members in enumerate(self.classes.members):
             if members:
-                counts[self._class_res[cls]] += len(members)
+                counts[self.classes.res[cls]] += len(members)
         return counts
 
     def load(self) -> np.ndarray:
         """Current rate through each resource (bytes/s), for checks and plots."""
         out = np.zeros(len(self.capacity))
-        for cls, members in enumerate(self._class_members):
+        for cls, members in enumerate(self.classes.members):
             if members:
-                out[self._class_res[cls]] += self._class_rate[cls] * len(members)
+                out[self.classes.res[cls]] += self.classes.rate[cls] * len(members)
         return out
 
     def effective_capacity(self) -> np.ndarray:
