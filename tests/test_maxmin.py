@@ -36,14 +36,20 @@ def test_unlimited_resources_do_not_limit():
     assert solve([np.inf, 6.0], [[0], [0, 1]]).tolist() == [np.inf, 6.0]
 
 
+ROUND_CAPACITIES = st.sampled_from([1.0, 2.5, 4.0, 10.0, 33.0])
+
+
 @st.composite
-def problems(draw):
-    n_res = draw(st.integers(1, 6))
-    capacity = [draw(st.sampled_from([1.0, 2.5, 4.0, 10.0, 33.0])) for _ in range(n_res)]
-    flows = [sorted(draw(st.sets(st.integers(0, n_res - 1), min_size=1, max_size=n_res)))
-             for _ in range(draw(st.integers(1, 8)))]
-    weight = np.array([draw(st.integers(1, 3)) for _ in flows], dtype=float)
-    return capacity, flows, weight
+def problems(draw, max_resources=6, max_flows=8, capacity=ROUND_CAPACITIES, max_crossed=None,
+             max_weight=3):
+    """Random weighted max-min problems: capacities, each flow's resources, weights."""
+    n_res = draw(st.integers(1, max_resources))
+    capacities = [draw(capacity) for _ in range(n_res)]
+    flows = [sorted(draw(st.sets(st.integers(0, n_res - 1), min_size=1,
+                                 max_size=max_crossed or n_res)))
+             for _ in range(draw(st.integers(1, max_flows)))]
+    weight = np.array([draw(st.integers(1, max_weight)) for _ in flows], dtype=float)
+    return capacities, flows, weight
 
 
 @settings(max_examples=300, deadline=None)
@@ -88,23 +94,14 @@ def one_level_at_a_time(capacity, flows, weight):
     return rates
 
 
-@st.composite
-def chains(draw):
-    """Larger problems with long chains of bottlenecks: up to 12 resources, 30 flows."""
-    n_res = draw(st.integers(2, 12))
-    capacity = [draw(st.floats(0.5, 100.0)) for _ in range(n_res)]
-    flows = [sorted(draw(st.sets(st.integers(0, n_res - 1), min_size=1, max_size=4)))
-             for _ in range(draw(st.integers(1, 30)))]
-    weight = [float(draw(st.integers(1, 4))) for _ in flows]
-    return capacity, flows, weight
-
-
 @settings(max_examples=300, deadline=None)
-@given(chains())
+@given(problems(max_resources=12, max_flows=30, capacity=st.floats(0.5, 100.0), max_crossed=4,
+               max_weight=4))
 def test_rounds_agree_with_one_level_at_a_time(problem):
+    # larger problems than above, with long chains of bottlenecks
     capacity, flows, weight = problem
     expected = one_level_at_a_time(capacity, flows, weight)
-    assert solve(capacity, flows, np.array(weight)) == pytest.approx(expected, rel=1e-9)
+    assert solve(capacity, flows, weight) == pytest.approx(expected, rel=1e-9)
 
 
 def test_a_chain_of_bottlenecks_resolves_in_order():
