@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -90,23 +92,30 @@ def one_level_at_a_time(capacity, flows, weight):
             if rates[f] is None and full & set(res):
                 rates[f] = level
                 for r in res:
-                    left[r] -= weight[f] * level
+                    if math.isfinite(level):  # (unlimited flows take nothing measurable)
+                        left[r] -= weight[f] * level
     return rates
 
 
+ANY_CAPACITIES = st.one_of(st.floats(0.5, 100.0), ROUND_CAPACITIES,
+                          st.sampled_from([0.0, math.inf]))
+"""Continuous capacities, repeated ones (ties), zero and unlimited ones."""
+
+
 @settings(max_examples=300, deadline=None)
-@given(problems(max_resources=12, max_flows=30, capacity=st.floats(0.5, 100.0), max_crossed=4,
+@given(problems(max_resources=12, max_flows=30, capacity=ANY_CAPACITIES, max_crossed=4,
                max_weight=4))
 def test_rounds_agree_with_one_level_at_a_time(problem):
-    # larger problems than above, with long chains of bottlenecks
+    # larger problems than above, with ties, zero and unlimited capacities
     capacity, flows, weight = problem
     expected = one_level_at_a_time(capacity, flows, weight)
     assert solve(capacity, flows, weight) == pytest.approx(expected, rel=1e-9)
 
 
 def test_a_chain_of_bottlenecks_resolves_in_order():
-    # A (6) carries f0, f1; B (10) carries f1, f2; C (9) carries f2, f3.
-    # A's share 3 is lowest: f0 = f1 = 3. B then has 7 for f2, C's share 4.5 is lower:
-    # f2 = f3 = 4.5. Freezing B's flow depends on C, C's on nothing: two rounds.
-    assert solve([6.0, 10.0, 9.0], [[0], [0, 1], [1, 2], [2]]).tolist() == [3.0, 3.0, 4.5,
-                                                                           4.5]
+    # A (6) carries f0, f1; B (10) carries f1, f2; C (12) carries f2, f3.
+    # Round 1: A's share 3 is the lowest its flows see: f0 = f1 = 3. B (5) and C (6) wait,
+    # each has a flow that sees a lower share elsewhere. Round 2: B has 7 left for f2, C's
+    # share 6 is now the lowest f2 and f3 see: f2 = f3 = 6 (B keeps 1 spare).
+    assert solve([6.0, 10.0, 12.0], [[0], [0, 1], [1, 2], [2]]).tolist() == [3.0, 3.0, 6.0,
+                                                                            6.0]

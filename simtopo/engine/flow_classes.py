@@ -30,6 +30,7 @@ class FlowClasses:
         self.res: list[np.ndarray] = []
         """Each class's resources, by class."""
         self.res_tuple: list[tuple[int, ...]] = []
+        """The same as tuples (the class's key)."""
         self.members: list[set[int]] = []
         """Each class's flows in flight (their slots)."""
         self.active: set[int] = set()

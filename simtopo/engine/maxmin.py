@@ -40,7 +40,8 @@ def max_min_rates(capacity: np.ndarray, flow_of: np.ndarray, resource_of: np.nda
     n_flows
         Number of flows (flows crossing no finite resource get ``inf``).
     weight
-        Members per flow class (default 1 each).
+        Members per flow class (default 1 each): whole numbers from 1 (below 2**53), so
+        that a resource's load counts down to exactly 0 as its flows freeze.
 
     Returns
     -------
@@ -56,10 +57,10 @@ def max_min_rates(capacity: np.ndarray, flow_of: np.ndarray, resource_of: np.nda
     if not len(flow_of):
         return rate
     weights = w[flow_of]
-    remaining = capacity.astype(float)
-    # the weight of each resource's unfrozen flows; inf where none are left, so that its
-    # share comes out 0 and is never read (every entry still in play has weight on its
-    # resource; weights are whole members, so a resource emptied is exactly 0 before)
+    remaining = capacity.astype(float)  # a copy: the caller's capacities stay as they are
+    # the weight of each resource's unfrozen flows, inf where none is left: such a share
+    # comes out 0 and is never read, as every entry still in play puts weight on its
+    # resource (whole weights count down to exactly 0)
     load = np.bincount(resource_of, weights=weights, minlength=n_res)
     unloaded = load == 0
     load[unloaded], remaining[unloaded] = np.inf, 0.0  # (an unlimited resource is unloaded)
@@ -86,7 +87,7 @@ def max_min_rates(capacity: np.ndarray, flow_of: np.ndarray, resource_of: np.nda
         on, moved = resource_of[moving], weights[moving]
         remaining -= np.bincount(on, weights=moved * level[moving], minlength=n_res)
         load -= np.bincount(on, weights=moved, minlength=n_res)
-        load[load == 0] = np.inf  # a locally lowest resource saturated: no room for anyone
+        load[load == 0] = np.inf  # every flow of it frozen, here or elsewhere
         keep = ~moving  # drop the frozen flows' entries: later rounds only see the rest
         flow_of, resource_of, weights = flow_of[keep], resource_of[keep], weights[keep]
     return rate

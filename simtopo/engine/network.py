@@ -233,7 +233,8 @@ class Network:
                 capacity = capacity - np.bincount(resources[held],
                                                   weights=count[fixed] * rate[fixed],
                                                   minlength=len(capacity))
-                ids, resources, at = ids[~below], resources[~held], at[~held]
+                ids, classes = ids[~below], classes[~held]
+                resources, at = resources[~held], at[~held]
                 at = at - np.cumsum(below)[at]  # positions among the classes left
         rate[ids] = max_min_rates(capacity, at, resources, len(ids), count[ids])
         self._schedule_next()
