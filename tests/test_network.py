@@ -114,6 +114,18 @@ def test_concurrency_efficiency_derates_a_shared_endpoint():
     assert ends == pytest.approx({"f0": 1 / 37.5, "f1": 1 / 37.5}, rel=1e-12)
 
 
+def test_one_class_of_identical_flows_shares_a_derated_endpoint():
+    # three copies a0 -> a1 are one class (the closed-form solve): with c = 0.5, a0's sending
+    # side and a1's receiving side deliver 0.5 + 0.5/3 = 2/3 of 100 GB/s, 22.2 GB/s each.
+    # The 0.5 GB copy ends at 0.5 / (200/9) = 0.0225 s; then two share e(2) = 0.75 of it,
+    # 37.5 GB/s each, for their last 0.5 GB: 0.0225 + 0.5 / 37.5 s
+    topo = line(transfer={"concurrency_efficiency": 0.5})
+    ends, fab = run(topo, [("a0.soc0", "a1.soc0", size, "p2p") for size in (0.5e9, 1e9, 1e9)])
+    second = 0.0225 + 0.5 / 37.5
+    assert ends == pytest.approx({"f0": 0.0225, "f1": second, "f2": second}, rel=1e-12)
+    assert fab.net.solves == 2  # the start and the first end (the last two leave nothing)
+
+
 def test_flows_starting_together_are_solved_once(ultra8):
     fab = Fabric.create(ultra8)
     socs = ultra8.socs
