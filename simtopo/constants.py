@@ -62,7 +62,8 @@ sets its own with ``pcie.max_payload``)."""
 
 CHUNK_BYTES = 256 * 1024
 """Staging chunk of a host-routed copy (assumption; with the fitted hand-off it reproduces the
-V100 host-staged bidirectional bandwidth and latency together, see docs/validation.md)."""
+V100 host-staged bidirectional bandwidth and latency together, see docs/validation.md;
+what-if band 64 KiB to 1 MiB)."""
 
 STAGING_BUFFERS = 4
 """Staging buffers per host-routed copy (assumption). A chunk holds its buffer from its write

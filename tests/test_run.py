@@ -237,6 +237,41 @@ def test_the_bands_runs_reuse_the_set_up_and_give_what_a_fresh_set_up_gives():
         rebased(setup, changed, topo.derived(graph=graph))
 
 
+def test_the_band_sets_a_small_staging_chunk_at_the_p2p_end_only():
+    """The staging chunk is a band constant set at the corner that favours P2P only: 64 KiB
+    through the variant's transfer settings there, the chunk in effect (256 KiB) at the other.
+    A host-routed 4 MiB copy alone then pays one hand-off per chunk: 64 of them against 16,
+    so at least 64 hand-offs over the host's threads."""
+    from simtopo.engine.transfers import Fabric
+    from simtopo.results.bands import corner, with_values
+    from simtopo.sim.setup import transfer_settings
+    from simtopo.spec.experiment import load_experiment
+    from simtopo.topology.files import load_topology
+
+    (v,) = [v for v in load_experiment(CARD).variants if v.name == "tp4-host"]
+    base = load_topology(v.topology)
+    assert "chunk" not in corner(base, v, "host")
+    chunks = {}
+    for favour, expected in (("p2p", 64 * 1024), ("host", 256 * 1024)):
+        topo, changed = with_values(base, v, corner(base, v, favour))
+        chunks[favour] = transfer_settings(topo, changed)
+        assert chunks[favour].chunk == expected
+    socs = list(base.socs)
+    took = {}
+    for favour in chunks:
+        settings = chunks["p2p"] if favour == "p2p" else transfer_settings(base, v)
+        fab = Fabric.create(base, settings)
+        fab.env.process(_until_done(fab, socs[0], socs[1], 4 * 1024 * 1024))
+        fab.env.run()
+        took[favour] = fab.env.now
+    assert took["p2p"] >= 64 * base.handoff_latency_s / base.handoff_threads
+    assert took["p2p"] > took["host"]
+
+
+def _until_done(fab, src, dst, size):
+    yield fab.copy(src, dst, size, mode="host")
+
+
 @pytest.mark.parametrize("name", ["tp4-host", "tp2-p2p"])
 def test_a_run_without_spans_has_the_same_summary(name):
     """Sweeps, the advisor and the band run without the timeline's spans and flows (the

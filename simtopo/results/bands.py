@@ -1,13 +1,13 @@
 """The headline's uncertainty: each P2P-over-host speed-up re-run at the two ends of the
 constants no measurement pins down for the AI 100.
 
-The AI 100's host hand-off, its host threads, the host's summing rate, its collective software
-costs and its DMA set-up are unpublished; the link model's values come from PCIe GPU machines
-(``docs/validation.md``) or are assumptions (:mod:`simtopo.constants`). A pair of variants that
-differ only in the connection is simulated twice more: once with every constant at the end
-that favours P2P (a slow host path, cheap per-message costs) and once at the end that favours
-the host path. The two speed-ups bound the headline; ``simtopo whatif`` shows each constant
-alone. Ranges and their sources: ``docs/whatif.md``.
+The AI 100's host hand-off, its host threads, its staging chunk, the host's summing rate, its
+collective software costs and its DMA set-up are unpublished; the link model's values come
+from PCIe GPU machines (``docs/validation.md``) or are assumptions (:mod:`simtopo.constants`).
+A pair of variants that differ only in the connection is simulated twice more: once with every
+constant at the end that favours P2P (a slow host path, cheap per-message costs) and once at
+the end that favours the host path. The two speed-ups bound the headline; ``simtopo whatif``
+shows each constant alone. Ranges and their sources: ``docs/whatif.md``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from ..sim.setup import transfer_settings
 from ..spec.experiment import Variant
 from ..topology.files import load_topology
 from ..topology.graph import Topology
-from ..units import format_bandwidth, format_time
+from ..units import format_bandwidth, format_bytes, format_time
 
 if TYPE_CHECKING:
     pass
@@ -36,6 +36,8 @@ def format_constant(key: str, value: float) -> str:
         return f"{value:g}"
     if key == "host_thread_bw":
         return format_bandwidth(value)
+    if key == "chunk":
+        return format_bytes(value)
     return format_time(value)
 
 
@@ -52,6 +54,9 @@ class Unmeasured:
     share); otherwise absolute SI values."""
     raises: str
     """``high`` or ``low``: the end that makes host-routed traffic relatively slower."""
+    corners: tuple[str, ...] = ("host", "p2p")
+    """The corners that set it to an end (``host``, ``p2p``); at the others it keeps the value
+    in effect, where the end that favours that side is not known in advance."""
 
     def text(self, value: float) -> str:
         """A value of this constant (or a factor, for a relative range) for people."""
@@ -65,16 +70,20 @@ class Unmeasured:
 UNMEASURED = (
     Unmeasured("handoff_s", "host hand-off", 5e-6, 50e-6, False, "high"),
     Unmeasured("handoff_threads", "host hand-off threads", 1, 16, False, "low"),
+    Unmeasured("chunk", "staging chunk", 64 * 1024, 1024 * 1024, False, "low", ("p2p",)),
     Unmeasured("host_thread_bw", "host summing rate per thread", 5e9, 20e9, False, "low"),
     Unmeasured("collective_launch", "collective launch cost", 0.25, 2.0, True, "low"),
     Unmeasured("collective_step", "collective step cost", 0.25, 2.0, True, "low"),
     Unmeasured("dma_setup", "DMA set-up", 0.3e-6, 2e-6, False, "low"),
 )
-"""The band's constants. A slower host path (long hand-offs, few threads, slow sums) raises
-the speed-up; per-message costs that both paths pay (collective launch and steps, DMA set-up)
-weigh more on the faster P2P path, so cheap ones raise it."""
+"""The band's constants. A slower host path (long hand-offs, few threads, small staging chunks
+and so more hand-offs, slow sums) raises the speed-up; per-message costs that both paths pay
+(collective launch and steps, DMA set-up) weigh more on the faster P2P path, so cheap ones
+raise it. Smaller staging chunks mean more hand-offs, which slows the host path where
+hand-offs are dear (the P2P corner) but can speed it up where they are cheap (finer
+pipelining), so the host corner keeps the chunk in effect."""
 
-TRANSFER_KEYS = ("host_thread_bw", "collective_launch", "collective_step", "dma_setup")
+TRANSFER_KEYS = ("chunk", "host_thread_bw", "collective_launch", "collective_step", "dma_setup")
 
 
 def in_effect(topo: Topology, variant: Variant, key: str) -> float:
@@ -116,9 +125,10 @@ def with_values(topo: Topology, variant: Variant,
 
 
 def corner(topo: Topology, variant: Variant, favour: str) -> dict[str, float]:
-    """Every band constant at the end that favours ``favour`` (``p2p`` or ``host``)."""
+    """Every band constant at the end that favours ``favour`` (``p2p`` or ``host``), where
+    that corner sets it."""
     return {item.key: value_at(item, item.end(favour), in_effect(topo, variant, item.key))
-            for item in UNMEASURED}
+            for item in UNMEASURED if favour in item.corners}
 
 
 def speedups(p2p: dict[str, float], host: dict[str, float]) -> dict[str, float]:
@@ -175,4 +185,5 @@ def band_text(row: dict[str, Any], key: str) -> str:
 def describe() -> list[dict[str, Any]]:
     """The band's constants and ranges as plain data (for summaries)."""
     return [{"constant": i.key, "label": i.label, "low": i.low, "high": i.high,
-             "relative": i.relative, "raises_speedup": i.raises} for i in UNMEASURED]
+             "relative": i.relative, "raises_speedup": i.raises, "corners": list(i.corners)}
+            for i in UNMEASURED]
