@@ -76,12 +76,14 @@ UNMEASURED = (
     Unmeasured("collective_step", "collective step cost", 0.25, 2.0, True, "low"),
     Unmeasured("dma_setup", "DMA set-up", 0.3e-6, 2e-6, False, "low"),
 )
-"""The band's constants. A slower host path (long hand-offs, few threads, small staging chunks
-and so more hand-offs, slow sums) raises the speed-up; per-message costs that both paths pay
-(collective launch and steps, DMA set-up) weigh more on the faster P2P path, so cheap ones
-raise it. Smaller staging chunks mean more hand-offs, which slows the host path where
-hand-offs are dear (the P2P corner) but can speed it up where they are cheap (finer
-pipelining), so the host corner keeps the chunk in effect."""
+"""The band's constants. A slower host path (long hand-offs, few threads, slow sums) raises the
+speed-up; per-message costs that both paths pay (collective launch and steps, DMA set-up)
+weigh more on the faster P2P path, so cheap ones raise it. The staging chunk's direction
+turns: with the P2P corner's dear hand-offs small chunks slow the host path (more hand-offs),
+with cheap ones they may speed it up (a bounce's pipeline fills in smaller pieces) or not
+(many bounces on few threads). So the P2P corner takes its small end and the host corner
+keeps the chunk in effect: running the host corner at both ends would cost the main job
+about 1 s more (docs/whatif.md gives what the low end leaves out)."""
 
 TRANSFER_KEYS = ("chunk", "host_thread_bw", "collective_launch", "collective_step", "dma_setup")
 
