@@ -90,15 +90,14 @@ class FlowClasses:
     def _set_active(self, cls: int, active: bool) -> None:
         self._is_active[cls] = active
         self._all = None
-        for r in self.res_tuple[cls]:
-            if active:
-                self._res_classes[r].add(cls)
-            else:
-                self._res_classes[r].discard(cls)
         if active:
             self.active.add(cls)
+            for r in self.res_tuple[cls]:
+                self._res_classes[r].add(cls)
         else:
             self.active.discard(cls)
+            for r in self.res_tuple[cls]:
+                self._res_classes[r].discard(cls)
 
     def component(self, seeds: set[int]) -> list[int] | None:
         """Active classes connected to the resources of ``seeds`` (which may have emptied), or

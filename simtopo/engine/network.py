@@ -32,7 +32,7 @@ from ..topology.routing import Route
 from .events import LATE, At, succeed_later
 from .flow_classes import FlowClasses
 from .maxmin import max_min_rates
-from .resources import Resources
+from .resources import Resources, endpoint_efficiency
 
 if TYPE_CHECKING:
     from ..topology.graph import Topology
@@ -196,7 +196,7 @@ class Network:
         c = self.params.concurrency_efficiency
         scale = np.ones(len(self.capacity))
         shared = self._endpoint & (load > 1)
-        scale[shared] = c + (1 - c) / load[shared]
+        scale[shared] = endpoint_efficiency(c, load[shared])
         return scale
 
     def _solve(self, _event: Event | None = None) -> None:
@@ -258,7 +258,7 @@ class Network:
         for r in self.classes.res_tuple[cls]:
             room = float(capacity[r])
             if flows > 1 and endpoint[r]:
-                room *= c + (1 - c) / flows
+                room *= endpoint_efficiency(c, flows)
             lowest = min(lowest, max(room, 0.0) / flows)
         rate[cls] = lowest
 

@@ -17,7 +17,7 @@ from ..topology import routing
 from ..topology.fabric import fabric_port, joined_bw
 from ..topology.graph import Topology
 from ..topology.routing import BounceRoute
-from .resources import shares_switch_port
+from .resources import endpoint_efficiency, shares_switch_port
 
 PROTOCOLS = ("LL", "simple")
 """The low-latency and the bandwidth protocol. A third, ``handoff``, is what host-routed steps
@@ -74,7 +74,7 @@ def estimates(topo: Topology, params: Any, ring: list[str], size: float,
         out[("tree", protocol)] = launch + 2 * levels * (step + alpha + size / rate) \
             + levels * size * per_byte
         out[("direct", protocol)] = launch + step + alpha \
-            + fan * size / (rate * (c + (1 - c) / fan)) + fan * size * per_byte
+            + fan * size / (rate * endpoint_efficiency(c, fan)) + fan * size * per_byte
     if runs is not None:
         k, ports = len(runs[0]), len(runs)
         inside = [alpha_beta(topo, params, run, mode) for run in runs]

@@ -33,6 +33,12 @@ if TYPE_CHECKING:
     from ..topology.graph import Topology
 
 
+def endpoint_efficiency(c: Any, k: Any) -> Any:
+    """e(k) = c + (1 - c) / k: the share of its capacity an endpoint carrying ``k`` flows
+    delivers (``c`` the concurrency efficiency; scalars or arrays)."""
+    return c + (1 - c) / k
+
+
 def shares_switch_port(topo: Topology, device: str) -> bool:
     """Whether ``device``'s endpoint sides lose the concurrency efficiency: a SoC below a
     switch. The efficiency is measured on accelerators behind a switch (its port arbitration

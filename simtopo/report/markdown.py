@@ -247,8 +247,7 @@ def band_notes() -> list[str]:
 
     ranges = "; ".join(
         f"{i.label} {i.text(i.low)} to {i.text(i.high)}"
-        + ("" if len(i.corners) == 2 else f" (set at the {i.corners[0].replace('p2p', 'P2P')}"
-           " end only)") for i in UNMEASURED)
+        + ("" if i.host_corner else " (set at the P2P end only)") for i in UNMEASURED)
     return ["In brackets: the speed-up with every constant that no measurement pins down for "
             "this platform at the end of its range that favours the host path, then P2P "
             f"({ranges}; relative ranges scale the value in effect). `simtopo whatif` varies "

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..constants import DEFAULT_MODEL, LinkModel
 from ..sim.setup import transfer_settings
@@ -22,9 +22,6 @@ from ..spec.experiment import Variant
 from ..topology.files import load_topology
 from ..topology.graph import Topology
 from ..units import format_bandwidth, format_bytes, format_time
-
-if TYPE_CHECKING:
-    pass
 
 SPEEDUPS = ("ttft_s", "tpot_mean_s", "e2e_s", "latency_s")
 """Metrics of the P2P-over-host speed-up (as :meth:`Result.comparisons`)."""
@@ -54,9 +51,9 @@ class Unmeasured:
     share); otherwise absolute SI values."""
     raises: str
     """``high`` or ``low``: the end that makes host-routed traffic relatively slower."""
-    corners: tuple[str, ...] = ("host", "p2p")
-    """The corners that set it to an end (``host``, ``p2p``); at the others it keeps the value
-    in effect, where the end that favours that side is not known in advance."""
+    host_corner: bool = True
+    """Whether the corner that favours the host path sets it (else it keeps the value in
+    effect there: its direction turns with the other constants)."""
 
     def text(self, value: float) -> str:
         """A value of this constant (or a factor, for a relative range) for people."""
@@ -70,7 +67,8 @@ class Unmeasured:
 UNMEASURED = (
     Unmeasured("handoff_s", "host hand-off", 5e-6, 50e-6, False, "high"),
     Unmeasured("handoff_threads", "host hand-off threads", 1, 16, False, "low"),
-    Unmeasured("chunk", "staging chunk", 64 * 1024, 1024 * 1024, False, "low", ("p2p",)),
+    Unmeasured("chunk", "staging chunk", 64 * 1024, 1024 * 1024, False, "low",
+               host_corner=False),
     Unmeasured("host_thread_bw", "host summing rate per thread", 5e9, 20e9, False, "low"),
     Unmeasured("collective_launch", "collective launch cost", 0.25, 2.0, True, "low"),
     Unmeasured("collective_step", "collective step cost", 0.25, 2.0, True, "low"),
@@ -130,7 +128,7 @@ def corner(topo: Topology, variant: Variant, favour: str) -> dict[str, float]:
     """Every band constant at the end that favours ``favour`` (``p2p`` or ``host``), where
     that corner sets it."""
     return {item.key: value_at(item, item.end(favour), in_effect(topo, variant, item.key))
-            for item in UNMEASURED if favour in item.corners}
+            for item in UNMEASURED if favour == "p2p" or item.host_corner}
 
 
 def speedups(p2p: dict[str, float], host: dict[str, float]) -> dict[str, float]:
@@ -187,5 +185,5 @@ def band_text(row: dict[str, Any], key: str) -> str:
 def describe() -> list[dict[str, Any]]:
     """The band's constants and ranges as plain data (for summaries)."""
     return [{"constant": i.key, "label": i.label, "low": i.low, "high": i.high,
-             "relative": i.relative, "raises_speedup": i.raises, "corners": list(i.corners)}
+             "relative": i.relative, "raises_speedup": i.raises, "host_corner": i.host_corner}
             for i in UNMEASURED]

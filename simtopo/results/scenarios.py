@@ -33,7 +33,7 @@ import networkx as nx
 import numpy as np
 
 from ..engine.maxmin import fill
-from ..engine.resources import Resources
+from ..engine.resources import Resources, endpoint_efficiency
 from ..engine.transfers import Fabric
 from ..plan.layouts import Stage
 from ..plan.stages import PartitionPlan
@@ -123,7 +123,7 @@ def offline_feed(setup: Setup, instance_rate: float, into: float, out: float) ->
         loads.extend([load] * plan.per_soc)
     used = sorted(streams)
     c = setup.params.concurrency_efficiency
-    capacity = [res.capacity[r] * (c + (1 - c) / streams[r]
+    capacity = [res.capacity[r] * (endpoint_efficiency(c, streams[r])
                                    if res.endpoint[r] and streams[r] > 1 else 1.0)
                 for r in used]
     names = [res.names[r] for r in used]
