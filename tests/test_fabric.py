@@ -297,7 +297,7 @@ def test_trn2_lnc2_is_64_logical_cores_sharing_their_chips_links():
                for a, b in zip(runs, runs[1:] + runs[:1], strict=True))
 
 
-def test_a_plan_can_keep_to_the_pcie_tree_beside_a_fabric(tmp_path):
+def test_a_plan_can_keep_to_the_pcie_tree_beside_a_fabric(tmp_path, monkeypatch):
     # plan.fabric false: the same machine's P2P over its tree only, exactly as the topology
     # without its fabric links gives it
     import simtopo
@@ -325,6 +325,14 @@ def test_a_plan_can_keep_to_the_pcie_tree_beside_a_fabric(tmp_path):
     assert (row["p2p"], row["host"]) == ("pcie", "pcie-host")
     low, high = row["tpot_mean_s_speedup_band"]
     assert low <= banded.variants[1].metrics["tpot_mean_s"] / pcie["tpot_mean_s"] <= high
+    # what-if perturbs the fabric links of the variant that uses them, not of the one that
+    # leaves them out
+    from simtopo.analysis.whatif import whatif
+
+    monkeypatch.setenv("SIMTOPO_PATHS", str(tmp_path))  # its "one more switch" extends fab.yaml
+    found = whatif(path, ["bridges", "pcie"], with_band=False)
+    keys = {v.variant: {o.perturbation.key for o in v.outcomes} for v in found.variants}
+    assert "fabric-link" in keys["bridges"] and "fabric-link" not in keys["pcie"]
 
 
 def test_a_group_on_cards_no_link_joins_has_no_hierarchical_all_reduce():

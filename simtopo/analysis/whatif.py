@@ -300,6 +300,8 @@ def whatif(experiment: str | Path, variants: Sequence[str] | None = None,
         if v.topology not in topologies:
             topologies[v.topology] = load_topology(v.topology)
         topo = topologies[v.topology]
+        if not v.plan.fabric:  # as the run's set-up: no perturbation of links it leaves out
+            topo = topo.without_fabric
         if progress:
             progress(f"{v.name}: base")
         base = bases[v.name] = run_base(v, exp.source, Setting(topo, soc_model=soc_model))

@@ -246,7 +246,8 @@ class Collectives:
         if mode == "p2p" and algorithm == "auto" and not all(
                 routing.p2p_possible(self.topo, a, b) for a in ring for b in ring if a != b):
             allowed = ("ring", "hierarchical")
-        runs = port_runs(self.topo.graph, ring) if mode == "p2p" else None
+        runs = port_runs(self.topo.graph, ring) \
+            if mode == "p2p" and algorithm in ("auto", "hierarchical") else None
         table = protocols.estimates(self.topo, self.params, ring, size,
                                     lambda d: self._reduce_time(d, 1.0), mode, runs)
         return protocols.fastest(table, allowed)

@@ -22,6 +22,7 @@ from matplotlib.patches import FancyArrowPatch
 from matplotlib.textpath import TextToPath
 
 from ..io.atomic import write_atomic
+from ..topology.fabric import fabric_neighbours
 from ..topology.graph import Topology
 from ..units import format_bandwidth, format_bytes
 
@@ -142,8 +143,7 @@ def layout(topo: Topology) -> dict[str, tuple[float, float]]:
         left += widths[socket] + SOCKET_GAP_IN
     for node, data in topo.graph.nodes(data=True):  # a fabric switch: below what it joins
         if data["kind"] == "fabric_switch":
-            xs = [pos[v][0] for v, d in topo.graph.adj[node].items()
-                  if d["direction"] == "fabric"]
+            xs = [pos[v][0] for v in fabric_neighbours(topo.graph, node)]
             pos[node] = (sum(xs) / len(xs), -data["depth"] * LEVEL_IN)
     return pos
 

@@ -16,10 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ..constants import DEFAULT_MODEL, LinkModel
 from ..sim.setup import transfer_settings
 from ..spec.experiment import Variant
-from ..topology.files import load_topology
 from ..topology.graph import Topology
 from ..units import format_bandwidth, format_bytes, format_time
 
@@ -147,14 +145,9 @@ def band_runs(pairs: Sequence[tuple[Variant, Variant]]) -> list[tuple[Variant, s
     return out
 
 
-def at_corner(variant: Variant, favour: str, topologies: dict[str, Topology],
-              link_model: LinkModel = DEFAULT_MODEL) -> tuple[Variant, Topology]:
-    """``variant`` and its topology with every band constant at the end that favours
-    ``favour`` (``topologies`` keeps the files loaded so far, by path)."""
-    path = str(variant.topology)
-    if path not in topologies:
-        topologies[path] = load_topology(variant.topology, link_model)
-    base = topologies[path] if variant.plan.fabric else topologies[path].without_fabric
+def at_corner(variant: Variant, favour: str, base: Topology) -> tuple[Variant, Topology]:
+    """``variant`` and ``base``, the topology its set-up built (without the fabric for a plan
+    that leaves it out), with every band constant at the end that favours ``favour``."""
     topo, changed = with_values(base, variant, corner(base, variant, favour))
     return changed, topo
 

@@ -17,7 +17,6 @@ from ..constants import DEFAULT_MODEL, DEFAULT_SOC_MODEL, LinkModel, SocModel
 from ..errors import ConfigError, SimtopoError
 from ..sim.setup import Memo, Setup, rebased, setup_variant
 from ..spec.experiment import Experiment, Variant, load_experiment
-from ..topology.graph import Topology
 from ..workload.requests import Requests
 from .bands import at_corner, band_rows, band_runs
 from .parallel import Forked
@@ -78,13 +77,12 @@ def run(experiment: str | Path | Experiment, variants: Sequence[str] | None = No
         [(s.variant.name, s.plan.talks, s.variant.inputs())
          for s in setups.values()])] if band else []
     runs = band_runs(pairs)
-    topologies: dict[str, Topology] = {}
     band_memo: Memo = {}  # each forked worker has its own copy
 
     def band_run(i: int) -> tuple[str, Any]:
         variant, favour = runs[i]
         try:
-            changed, topo = at_corner(variant, favour, topologies, link_model)
+            changed, topo = at_corner(variant, favour, setups[variant.name].topo)
             return "ok", run_setup(rebased(setups[variant.name], changed, topo), soc_model,
                                    memo=band_memo, mode=mode, spans=False).metrics
         except SimtopoError as err:
