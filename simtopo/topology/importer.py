@@ -119,6 +119,8 @@ class _Walk:
         self.patterns, self.types, self.links = patterns, types, links
         self.virtual = virtual
         self.found = Found()
+        for pf in virtual.values():  # all of them: also those below a switch taken as a card
+            self.found.virtual[pf] = self.found.virtual.get(pf, 0) + 1
 
     def card_type(self, node: PciNode) -> str | None:
         return next((t for p, t in self.patterns if p.search(node.name)), None)
@@ -176,9 +178,7 @@ class _Walk:
                 f"{link.label()}")
 
     def endpoint(self, node: PciNode, parent: str) -> None:
-        if node.address in self.virtual:
-            pf = self.virtual[node.address]
-            self.found.virtual[pf] = self.found.virtual.get(pf, 0) + 1
+        if node.address in self.virtual:  # counted in __init__
             return
         kind = self.card_type(node) if node.address.endswith(".0") else None
         if kind is not None:
